@@ -1,0 +1,39 @@
+//! The master ↔ worker contract of Stampede: the messages, how they are framed on QUIC streams,
+//! the handshake, and the TLS/transport settings both ends must agree on.
+//!
+//! This crate knows nothing of scenarios or of how load is generated: a scenario travels as TOML
+//! text and measurements travel as named series (HDR histograms) and named counters, so a new
+//! request driver or load model never changes the wire. The prose specification, with every
+//! message and the order they come in, is `protocol/SPEC.md`.
+//!
+//! # Layout
+//! - [`message`]: every message type, with its place in the conversation.
+//! - [`frame`]: length-prefixed postcard frames over any async byte stream, with a size limit.
+//! - [`handshake`]: the first exchange on the control stream (version and token check).
+//! - [`transport`]: QUIC endpoint configuration (self-signed TLS, idle timeout, keep-alive).
+
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod transport;
+
+pub use frame::{FrameError, read_frame, write_frame};
+pub use handshake::HandshakeError;
+pub use message::*;
+
+/// The protocol version spoken by this build. A master refuses a worker speaking another one.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The ALPN token of the Stampede protocol on QUIC.
+pub const ALPN: &[u8] = b"stampede/1";
+
+/// The default port a master listens on for workers.
+pub const DEFAULT_PORT: u16 = 7400;
+
+/// Wall-clock time now, in nanoseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

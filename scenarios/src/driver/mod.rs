@@ -1,0 +1,109 @@
+//! Request drivers: what one request of a scenario is, and how to send it.
+//!
+//! The worker's engine owns the pacing (when to send, how many users); a driver owns the
+//! protocol (what to send, how to read the answer, what to record). A new scenario kind is a new
+//! module here plus a line in [`build`], [`validate`] and [`KINDS`]; nothing in the protocol,
+//! the worker's engine or the master changes. Drivers never decide when requests go out.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+
+use crate::model::{ScenarioConfig, ScenarioFile};
+use crate::recorder::Recorder;
+
+pub mod http;
+
+/// The scenario kinds (`kind = "..."`) this build knows.
+pub const KINDS: &[&str] = &["http"];
+
+/// A boxed future, as sessions return from [`Session::call`].
+pub type CallFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// One kind of request as reports show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// Locust's "Type" column: the HTTP method, or the driver's word for it.
+    pub kind: String,
+    /// The request's name, unique in the scenario.
+    pub name: String,
+}
+
+/// A driver: built once per run on each worker, shared by all users.
+pub trait Driver: Send + Sync + 'static {
+    /// The request names, in the index order the driver records them with.
+    fn requests(&self) -> &[RequestInfo];
+
+    /// Histogram metrics the driver records besides latency (their unit is part of the name's
+    /// definition: times in µs).
+    fn metrics(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// Counters the driver records besides requests, failures and bytes.
+    fn counters(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// A new session: what one user (or one in-flight slot of the open model) keeps between
+    /// requests, such as its connection.
+    fn session(&self) -> Box<dyn Session>;
+}
+
+/// What a driver needs for one call.
+pub struct Call<'a> {
+    /// The user's random source (request choice, payloads).
+    pub rng: &'a mut SmallRng,
+    /// Where to record the outcome.
+    pub recorder: &'a Recorder,
+    /// When the request was due: latency counts from here, so a late send shows as latency.
+    pub scheduled: Instant,
+}
+
+/// One user's state in a driver.
+pub trait Session: Send {
+    /// Send one request (picked by the driver), wait for its answer and record it. Never fails:
+    /// a failed request is recorded as a failure.
+    fn call<'a>(&'a mut self, call: Call<'a>) -> CallFuture<'a>;
+}
+
+/// Why a driver could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The built-in target was not replaced by an address before building.
+    #[error("target `{0}` must be started and given as a URL before the driver is built")]
+    UnresolvedTarget(String),
+    /// The scenario kind has no driver in this build.
+    #[error("unknown scenario kind `{0}`")]
+    UnknownKind(String),
+    /// The scenario's driver settings are invalid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Build the driver of a scenario.
+pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
+    match config.kind.as_str() {
+        "http" => Ok(Arc::new(http::HttpDriver::new(config)?)),
+        other => Err(DriverError::UnknownKind(other.to_string())),
+    }
+}
+
+/// The request names and kinds of a scenario, without building a driver (for the master).
+pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
+    match config.kind.as_str() {
+        "http" => http::catalog(&config.file),
+        _ => Vec::new(),
+    }
+}
+
+/// Kind-specific checks of a scenario file; `Err((field, message))`.
+pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
+    match file.kind.as_str() {
+        "http" => http::validate(file),
+        _ => Ok(()),
+    }
+}

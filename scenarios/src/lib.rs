@@ -1,0 +1,33 @@
+//! What a Stampede run is made of: the scenario file and its validation, load models and how
+//! they are split among workers, the request drivers, and the recorder they write into.
+//!
+//! Neither the master nor the worker is imported here; both use this crate. It does no
+//! networking of its own except inside drivers, which send the requests under test.
+//!
+//! # Layout
+//! - [`model`]: the scenario file (TOML) and the validated [`ScenarioConfig`], with errors
+//!   naming file, line and field.
+//! - [`load`]: load models (closed, open, stages), one worker's [`LoadPlan`], and [`split`].
+//! - [`driver`]: the [`Driver`] and [`Session`] traits and the drivers (`http`).
+//! - [`recorder`]: per-name HDR histograms, counters and failures, taken once per interval.
+//! - [`threshold`]: k6-style pass/fail criteria.
+//! - [`units`]: human units (`30s`, `10k`, `250/s`).
+
+pub mod driver;
+pub mod load;
+pub mod model;
+pub mod recorder;
+pub mod threshold;
+pub mod units;
+
+pub use driver::{Call, Driver, RequestInfo, Session};
+pub use load::{Arrival, LoadModel, LoadPlan, split};
+pub use model::{Overrides, ScenarioConfig, ScenarioError, ScenarioFile, Target};
+pub use recorder::{Failure, Recorder};
+pub use threshold::Threshold;
+
+/// Built-in targets a scenario may name as `builtin:<kind>`.
+pub const BUILTIN_TARGETS: &[&str] = &["http"];
+
+/// The latency metric's name (same as the protocol's `metric::LATENCY`).
+pub const METRIC_LATENCY: &str = "latency";

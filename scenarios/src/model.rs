@@ -1,0 +1,660 @@
+//! The scenario file: its TOML shape ([`ScenarioFile`], serde with `deny_unknown_fields`) and
+//! the validated [`ScenarioConfig`] that the rest of Stampede uses ("parse, don't validate").
+//!
+//! Called by the CLI (`check`, `run`, `master`) and by workers, which receive the scenario as
+//! TOML text. Every error names the file, line and field. Command-line overrides are applied to
+//! the file form and validated again, so a flag can never produce a config a file could not.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::load::{Arrival, LoadModel, Stage, StageTarget};
+use crate::threshold::Threshold;
+use crate::units::{Count, HumanDuration, Rate};
+
+/// A scenario that could not be read or is not valid. Displays as
+/// `file:line: field: message` (line and field when known).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ScenarioError {
+    /// The file (or `<inline>` for text with no file).
+    pub file: String,
+    /// 1-based line of the offending value, when it could be located.
+    pub line: Option<usize>,
+    /// Dotted path of the offending field (`load.users`, `requests[2].method`).
+    pub field: Option<String>,
+    /// What is wrong, and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The scenario file as written. Every table refuses unknown fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioFile {
+    /// Shown in reports and used as the `scenario` label of metrics.
+    pub name: String,
+    /// Base URL of the system under test (`http://host:port`), or `builtin:http` to have
+    /// Stampede start its own target.
+    pub target: String,
+    /// Which request driver generates the requests. `http` by default.
+    #[serde(default = "default::kind")]
+    pub kind: String,
+    /// How long the run lasts (stages: their sum, unless this is given). 30 s by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+    /// The load model.
+    pub load: LoadFile,
+    /// Settings of the `http` driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpFile>,
+    /// The requests, picked at random by weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RequestFile>,
+    /// Pass/fail criteria on the final figures, e.g. `p99_ms = "< 250"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, String>,
+}
+
+/// `[load]`: which model and its numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "model", rename_all = "lowercase")]
+pub enum LoadFile {
+    /// A fixed number of users, each sending its next request when the previous one answered.
+    Closed {
+        /// Users across all workers.
+        users: Count,
+        /// Users started per second until all run (default: all at once).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spawn_rate: Option<Rate>,
+    },
+    /// Requests arrive at a rate, whatever the target's answers; latency counts from the
+    /// scheduled time.
+    Open {
+        /// Requests per second across all workers.
+        rate: Rate,
+        /// `poisson` (default) or `constant` spacing.
+        #[serde(default)]
+        arrival: Arrival,
+        /// Most requests in flight at once per worker (default 10k); beyond it an arrival is
+        /// recorded as a `dropped: too many in flight` failure.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_in_flight: Option<Count>,
+    },
+    /// Users or rate changing over time, like k6's ramping executors: each stage goes linearly
+    /// from the previous target (0 at the start) to its own over its duration.
+    Stages {
+        /// `poisson` (default) or `constant` spacing, for rate stages.
+        #[serde(default)]
+        arrival: Arrival,
+        /// Most requests in flight per worker, for rate stages.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_in_flight: Option<Count>,
+        /// The stages, in order.
+        stages: Vec<StageFile>,
+    },
+}
+
+/// One stage: a duration and either a `users` or a `rate` target (all stages the same).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageFile {
+    /// How long the stage lasts.
+    pub duration: HumanDuration,
+    /// Users reached at the end of the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Count>,
+    /// Rate reached at the end of the stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+/// `[http]`: settings of the HTTP driver.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// Per-request timeout (default 10 s); a request that takes longer is a `timeout` failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Headers sent with every request (a request's own headers win).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// `[[requests]]`: one kind of request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFile {
+    /// Name in reports (unique in the scenario). Default: `METHOD path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// HTTP method, `GET` by default.
+    #[serde(default = "default::method")]
+    pub method: String,
+    /// Path and query, appended to the target URL.
+    pub path: String,
+    /// Extra headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Relative frequency (default 1).
+    #[serde(default = "default::weight")]
+    pub weight: u32,
+}
+
+mod default {
+    pub fn kind() -> String {
+        "http".into()
+    }
+    pub fn method() -> String {
+        "GET".into()
+    }
+    pub fn weight() -> u32 {
+        1
+    }
+}
+
+/// What the command line may override in a scenario (`--duration`, `--users`, ...).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// `--users`: switches to the closed model with this many users.
+    pub users: Option<u64>,
+    /// `--spawn-rate`.
+    pub spawn_rate: Option<f64>,
+    /// `--rate`: switches to the open model at this rate.
+    pub rate: Option<f64>,
+    /// `--arrival`.
+    pub arrival: Option<Arrival>,
+    /// `--target`.
+    pub target: Option<String>,
+}
+
+/// A validated scenario, ready to split and run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioConfig {
+    /// The file form it came from (with overrides applied); what the master sends to workers.
+    pub file: ScenarioFile,
+    /// The scenario's name.
+    pub name: String,
+    /// The target: a base URL, or `builtin:<kind>`.
+    pub target: Target,
+    /// The driver kind (`http`).
+    pub kind: String,
+    /// How long the run lasts.
+    pub duration: Duration,
+    /// The validated load model.
+    pub load: LoadModel,
+    /// Validated thresholds.
+    pub thresholds: Vec<Threshold>,
+}
+
+/// Where requests go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// A built-in target that Stampede starts itself (`builtin:http`).
+    Builtin(String),
+    /// A base URL.
+    Url(http::Uri),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Builtin(kind) => write!(f, "builtin:{kind}"),
+            Target::Url(uri) => write!(f, "{uri}"),
+        }
+    }
+}
+
+/// The default run duration when a scenario gives none.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
+
+impl ScenarioConfig {
+    /// Read, parse and validate a scenario file.
+    pub fn load(path: &Path) -> Result<ScenarioConfig, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.display().to_string(),
+            line: None,
+            field: None,
+            message: format!("cannot read the scenario: {e}"),
+        })?;
+        ScenarioConfig::parse(&text, &path.display().to_string(), &Overrides::default())
+    }
+
+    /// Parse and validate scenario text, applying `overrides`. `origin` names the text in errors.
+    pub fn parse(text: &str, origin: &str, overrides: &Overrides) -> Result<ScenarioConfig, ScenarioError> {
+        let mut file: ScenarioFile = toml::from_str(text).map_err(|e| {
+            let (field, message) = split_toml_message(e.message(), text, e.span());
+            let line = e.span().map(|s| key_line_from(text, s.start, field.as_deref()));
+            ScenarioError { file: origin.to_string(), line, field, message }
+        })?;
+        file.apply(overrides);
+        file.validate().map_err(|(field, message)| ScenarioError {
+            file: origin.to_string(),
+            line: locate(text, &field),
+            field: Some(field),
+            message,
+        })
+    }
+
+    /// Apply overrides to a loaded scenario and validate again.
+    pub fn with_overrides(&self, overrides: &Overrides) -> Result<ScenarioConfig, ScenarioError> {
+        let mut file = self.file.clone();
+        file.apply(overrides);
+        file.validate().map_err(|(field, message)| ScenarioError {
+            file: "<command line>".into(),
+            line: None,
+            field: Some(field),
+            message,
+        })
+    }
+
+    /// The scenario as TOML text, as sent to workers.
+    pub fn to_toml(&self) -> String {
+        // The invariant: ScenarioFile holds only strings, numbers, tables and arrays, which TOML
+        // can always represent, so serialization cannot fail.
+        toml::to_string(&self.file).expect("a ScenarioFile is always representable as TOML")
+    }
+
+    /// The same scenario pointed at another target (used when a built-in target is started).
+    pub fn retarget(&self, url: &str) -> Result<ScenarioConfig, ScenarioError> {
+        self.with_overrides(&Overrides { target: Some(url.to_string()), ..Overrides::default() })
+    }
+}
+
+impl ScenarioFile {
+    fn apply(&mut self, o: &Overrides) {
+        if let Some(d) = o.duration {
+            self.duration = Some(HumanDuration(d));
+        }
+        if let Some(t) = &o.target {
+            self.target = t.clone();
+        }
+        if let Some(rate) = o.rate {
+            let (arrival, max_in_flight) = match &self.load {
+                LoadFile::Open { arrival, max_in_flight, .. } | LoadFile::Stages { arrival, max_in_flight, .. } => {
+                    (*arrival, *max_in_flight)
+                }
+                LoadFile::Closed { .. } => (Arrival::default(), None),
+            };
+            self.load = LoadFile::Open { rate: Rate(rate), arrival, max_in_flight };
+        }
+        if let Some(users) = o.users {
+            let spawn_rate = match &self.load {
+                LoadFile::Closed { spawn_rate, .. } => *spawn_rate,
+                _ => None,
+            };
+            self.load = LoadFile::Closed { users: Count(users), spawn_rate };
+        }
+        if let Some(sr) = o.spawn_rate
+            && let LoadFile::Closed { spawn_rate, .. } = &mut self.load
+        {
+            *spawn_rate = Some(Rate(sr));
+        }
+        if let Some(a) = o.arrival {
+            match &mut self.load {
+                LoadFile::Open { arrival, .. } | LoadFile::Stages { arrival, .. } => *arrival = a,
+                LoadFile::Closed { .. } => {}
+            }
+        }
+    }
+
+    /// Check everything serde cannot; `Err((field, message))`.
+    fn validate(self) -> Result<ScenarioConfig, (String, String)> {
+        let err = |field: &str, msg: String| Err((field.to_string(), msg));
+        if self.name.trim().is_empty() {
+            return err("name", "must not be empty".into());
+        }
+        let target = match self.target.strip_prefix("builtin:") {
+            Some(kind) if crate::BUILTIN_TARGETS.contains(&kind) => Target::Builtin(kind.to_string()),
+            Some(kind) => {
+                return err(
+                    "target",
+                    format!("unknown built-in target `{kind}` (known: {})", crate::BUILTIN_TARGETS.join(", ")),
+                );
+            }
+            None => Target::Url(parse_base_url(&self.target).map_err(|m| ("target".to_string(), m))?),
+        };
+        if !crate::driver::KINDS.contains(&self.kind.as_str()) {
+            return err(
+                "kind",
+                format!("unknown scenario kind `{}` (known: {})", self.kind, crate::driver::KINDS.join(", ")),
+            );
+        }
+        let load = match &self.load {
+            LoadFile::Closed { users, spawn_rate } => {
+                if users.0 == 0 {
+                    return err("load.users", "must be at least 1".into());
+                }
+                let spawn_rate = spawn_rate.map(|r| r.0).unwrap_or(f64::INFINITY);
+                if spawn_rate.is_nan() || spawn_rate <= 0.0 {
+                    return err("load.spawn_rate", "must be above 0 users per second".into());
+                }
+                LoadModel::Closed { users: users.0, spawn_rate }
+            }
+            LoadFile::Open { rate, arrival, max_in_flight } => {
+                if rate.0 <= 0.0 {
+                    return err("load.rate", "must be above 0 requests per second".into());
+                }
+                LoadModel::Open {
+                    rate: rate.0,
+                    arrival: *arrival,
+                    max_in_flight: validate_in_flight(*max_in_flight)?,
+                }
+            }
+            LoadFile::Stages { arrival, max_in_flight, stages } => {
+                if stages.is_empty() {
+                    return err("load.stages", "needs at least one stage".into());
+                }
+                let by_users = stages[0].users.is_some();
+                let mut out = Vec::with_capacity(stages.len());
+                for (i, s) in stages.iter().enumerate() {
+                    let field = format!("load.stages[{i}]");
+                    let target = match (s.users, s.rate) {
+                        (Some(u), None) if by_users => u.0 as f64,
+                        (None, Some(r)) if !by_users => r.0,
+                        (Some(_), Some(_)) => return Err((field, "give `users` or `rate`, not both".into())),
+                        (None, None) => return Err((field, "needs `users` or `rate`".into())),
+                        _ => return Err((field, "all stages must use the same kind of target (all `users` or all `rate`)".into())),
+                    };
+                    if s.duration.0.is_zero() {
+                        return Err((format!("{field}.duration"), "must be above 0".into()));
+                    }
+                    out.push(Stage { duration: s.duration.0, target });
+                }
+                LoadModel::Stages {
+                    target: if by_users { StageTarget::Users } else { StageTarget::Rate },
+                    stages: out,
+                    arrival: *arrival,
+                    max_in_flight: validate_in_flight(*max_in_flight)?,
+                }
+            }
+        };
+        let duration = match (self.duration, &load) {
+            (Some(d), _) => d.0,
+            (None, LoadModel::Stages { stages, .. }) => stages.iter().map(|s| s.duration).sum(),
+            (None, _) => DEFAULT_DURATION,
+        };
+        if duration.is_zero() {
+            return err("duration", "must be above 0".into());
+        }
+        crate::driver::validate(&self)?;
+        let mut thresholds = Vec::new();
+        for (key, expr) in &self.thresholds {
+            thresholds.push(Threshold::parse(key, expr).map_err(|m| (format!("thresholds.{key}"), m))?);
+        }
+        Ok(ScenarioConfig {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            target,
+            duration,
+            load,
+            thresholds,
+            file: self,
+        })
+    }
+}
+
+fn validate_in_flight(v: Option<Count>) -> Result<u64, (String, String)> {
+    match v {
+        Some(Count(0)) => Err(("load.max_in_flight".into(), "must be at least 1".into())),
+        Some(Count(n)) => Ok(n),
+        None => Ok(crate::load::DEFAULT_MAX_IN_FLIGHT),
+    }
+}
+
+/// Check a base URL: `http://host:port[/base]`, no query or fragment.
+fn parse_base_url(s: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => return Err(format!("`{s}`: https targets are not supported yet (use http://)")),
+        Some(other) => return Err(format!("`{s}`: unsupported scheme `{other}` (use http://)")),
+        None => return Err(format!("`{s}` has no scheme (write http://{s})")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{s}` has no host"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("`{s}`: a target URL takes no query; put it in the request path"));
+    }
+    Ok(uri)
+}
+
+/// 1-based line number of byte offset `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+/// The line of `key = ...` at or after byte `start` (an internally tagged table reports the
+/// table's span, not the key's), else the line of `start`.
+fn key_line_from(text: &str, start: usize, key: Option<&str>) -> usize {
+    let first = line_of(text, start);
+    if let Some(key) = key {
+        for (i, line) in text[start.min(text.len())..].lines().enumerate() {
+            if line.trim_start().starts_with('[') && i > 0 {
+                break;
+            }
+            if line.split_once('=').is_some_and(|(k, _)| k.trim().trim_matches('"') == key) {
+                return first + i;
+            }
+        }
+    }
+    first
+}
+
+/// Turn toml's message into (field, message), naming the field when the message or the span
+/// shows it.
+fn split_toml_message(msg: &str, text: &str, span: Option<std::ops::Range<usize>>) -> (Option<String>, String) {
+    let msg = msg.trim().to_string();
+    // "unknown field `x`, expected ..." names the field itself.
+    if let Some(rest) = msg.strip_prefix("unknown field `")
+        && let Some(end) = rest.find('`')
+    {
+        return (Some(rest[..end].to_string()), msg);
+    }
+    // Otherwise the span usually covers `key = value` or the value; take the key on that line.
+    let field = span.and_then(|s| {
+        let start = text[..s.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let line = text[start..].lines().next()?;
+        let (key, _) = line.split_once('=')?;
+        let key = key.trim();
+        (!key.is_empty() && !key.starts_with('[')).then(|| key.to_string())
+    });
+    (field, msg)
+}
+
+/// Find the line of a dotted field path (`load.users`, `requests[1].method`, `thresholds.p99_ms`)
+/// by walking the document's table headers. Good for the plain layouts scenarios use; `None`
+/// when it cannot tell.
+pub(crate) fn locate(text: &str, field: &str) -> Option<usize> {
+    // Split "requests[1].method" into ("requests", Some(1), "method").
+    let mut parts: Vec<&str> = field.split('.').collect();
+    let key = parts.pop()?;
+    let (key, key_index) = split_index(key);
+    let table: Vec<(&str, Option<usize>)> = parts.iter().map(|p| split_index(p)).collect();
+    let table_name: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+    let wanted_index = table.last().and_then(|(_, i)| *i);
+    let mut current: Vec<String> = Vec::new();
+    let mut seen_of_array = 0usize;
+    let mut in_wanted = table.is_empty();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(h) = line.strip_prefix("[[").and_then(|l| l.split(']').next()) {
+            current = h.trim().split('.').map(|s| s.trim().to_string()).collect();
+            let is_wanted = current == table_name;
+            if is_wanted {
+                in_wanted = wanted_index.is_none_or(|i| i == seen_of_array);
+                seen_of_array += 1;
+            } else {
+                in_wanted = false;
+            }
+        } else if let Some(h) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
+            current = h.trim().split('.').map(|s| s.trim().to_string()).collect();
+            in_wanted = current == table_name;
+        } else if in_wanted || (table.is_empty() && current.is_empty()) {
+            if let Some((k, _)) = line.split_once('=')
+                && k.trim().trim_matches('"') == key
+            {
+                // For "stages[2]" inside an inline array, the key line is the best we know.
+                let _ = key_index;
+                return Some(n + 1);
+            }
+        }
+    }
+    None
+}
+
+fn split_index(s: &str) -> (&str, Option<usize>) {
+    match s.split_once('[') {
+        Some((name, rest)) => (name, rest.trim_end_matches(']').parse().ok()),
+        None => (s, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "demo"
+target = "http://127.0.0.1:8080"
+duration = "10s"
+
+[load]
+model = "closed"
+users = 20
+spawn_rate = 5
+
+[[requests]]
+name = "index"
+path = "/"
+weight = 3
+
+[[requests]]
+name = "post"
+method = "POST"
+path = "/items"
+body = '{"a": 1}'
+headers = { "content-type" = "application/json" }
+
+[thresholds]
+p99_ms = "< 250"
+error_rate = "< 0.01"
+"#;
+
+    fn parse(text: &str) -> Result<ScenarioConfig, ScenarioError> {
+        ScenarioConfig::parse(text, "t.toml", &Overrides::default())
+    }
+
+    #[test]
+    fn good_scenario_parses() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.name, "demo");
+        assert_eq!(c.duration, Duration::from_secs(10));
+        assert_eq!(c.load, LoadModel::Closed { users: 20, spawn_rate: 5.0 });
+        assert_eq!(c.thresholds.len(), 2);
+        assert_eq!(c.file.requests[1].method, "POST");
+    }
+
+    #[test]
+    fn round_trips_through_toml() {
+        let c = parse(GOOD).unwrap();
+        let again = parse(&c.to_toml()).unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let text = GOOD.replace("spawn_rate = 5", "spawn_rate = 5\nusres = 3");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.file, "t.toml");
+        assert_eq!(e.line, Some(10), "{e}");
+        assert_eq!(e.field.as_deref(), Some("usres"), "{e}");
+        assert!(e.to_string().starts_with("t.toml:10: usres: unknown field"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_are_located() {
+        let e = parse(&GOOD.replace("users = 20", "users = 0")).unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(8), Some("load.users")), "{e}");
+        let e = parse(&GOOD.replace("method = \"POST\"", "method = \"P O\"")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("requests[1].method"), "{e}");
+        assert_eq!(e.line, Some(18), "{e}");
+        let e = parse(&GOOD.replace("< 250", "about 250")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("thresholds.p99_ms"), "{e}");
+        assert_eq!(e.line, Some(24), "{e}");
+        let e = parse(&GOOD.replace("http://127.0.0.1:8080", "ftp://x")).unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(3), Some("target")), "{e}");
+    }
+
+    #[test]
+    fn bad_values_and_syntax() {
+        let e = parse(&GOOD.replace("duration = \"10s\"", "duration = \"10 fortnights\"")).unwrap_err();
+        assert_eq!(e.line, Some(4), "{e}");
+        assert!(e.message.contains("unknown unit"), "{e}");
+        let e = parse("name = \"x\"\ntarget = \n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = parse(&GOOD.replace("model = \"closed\"", "model = \"chaos\"")).unwrap_err();
+        assert!(e.message.contains("unknown variant"), "{e}");
+        let e = parse(&GOOD.replace("builtin", "x").replace("http://127.0.0.1:8080", "builtin:nope")).unwrap_err();
+        assert!(e.message.contains("unknown built-in target"), "{e}");
+    }
+
+    #[test]
+    fn overrides_switch_models() {
+        let base = parse(GOOD).unwrap();
+        let open = base
+            .with_overrides(&Overrides { rate: Some(100.0), arrival: Some(Arrival::Constant), ..Default::default() })
+            .unwrap();
+        assert_eq!(open.load, LoadModel::Open { rate: 100.0, arrival: Arrival::Constant, max_in_flight: 10_000 });
+        let closed = open.with_overrides(&Overrides { users: Some(7), ..Default::default() }).unwrap();
+        assert_eq!(closed.load, LoadModel::Closed { users: 7, spawn_rate: f64::INFINITY });
+        let d = base
+            .with_overrides(&Overrides { duration: Some(Duration::from_secs(2)), ..Default::default() })
+            .unwrap();
+        assert_eq!(d.duration, Duration::from_secs(2));
+        let e = base.with_overrides(&Overrides { users: Some(0), ..Default::default() }).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("load.users"));
+    }
+
+    #[test]
+    fn stages_sum_their_durations() {
+        let text = r#"
+name = "ramp"
+target = "builtin:http"
+[load]
+model = "stages"
+stages = [ { duration = "10s", rate = 100 }, { duration = "20s", rate = 100 }, { duration = "5s", rate = 0 } ]
+[[requests]]
+path = "/"
+"#;
+        let c = parse(text).unwrap();
+        assert_eq!(c.duration, Duration::from_secs(35));
+        assert_eq!(c.target, Target::Builtin("http".into()));
+        let mixed = text.replace("{ duration = \"20s\", rate = 100 }", "{ duration = \"20s\", users = 100 }");
+        let e = parse(&mixed).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("load.stages[1]"), "{e}");
+        assert_eq!(e.line, Some(6), "{e}");
+    }
+}
