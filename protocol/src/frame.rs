@@ -98,8 +98,16 @@ mod tests {
                 metric: metric::LATENCY.into(),
                 hist: vec![1, 2, 3, 255],
             }],
-            counters: vec![Counter { name: "index".into(), counter: "requests".into(), value: 9 }],
-            failures: vec![FailureCount { name: "index".into(), kind: "HTTP 500".into(), count: 2 }],
+            counters: vec![Counter {
+                name: "index".into(),
+                counter: "requests".into(),
+                value: 9,
+            }],
+            failures: vec![FailureCount {
+                name: "index".into(),
+                kind: "HTTP 500".into(),
+                count: 2,
+            }],
             last: true,
         }
     }
@@ -118,18 +126,42 @@ mod tests {
             ToWorker::Assign(Assign {
                 run_id: 1,
                 scenario: "name = 'x'".into(),
-                share: Share { slot: 1, weights: vec![2, 2] },
+                share: Share {
+                    slot: 1,
+                    weights: vec![2, 2],
+                },
                 scale: 1.1,
             }),
-            ToWorker::Start { run_id: 1, at_unix_ns: 42 },
-            ToWorker::Update { run_id: 1, share: Share::whole(), scale: 0.9 },
-            ToWorker::Stop { run_id: 1, reason: "done".into() },
-            ToWorker::Ping { seq: 4, master_ns: 5 },
+            ToWorker::Start {
+                run_id: 1,
+                at_unix_ns: 42,
+                elapsed_ms: 5,
+            },
+            ToWorker::Update {
+                run_id: 1,
+                share: Share::whole(),
+                scale: 0.9,
+            },
+            ToWorker::Stop {
+                run_id: 1,
+                reason: "done".into(),
+            },
+            ToWorker::Ping {
+                seq: 4,
+                master_ns: 5,
+            },
         ];
         let from_worker = vec![
             FromWorker::Ready { run_id: 1 },
-            FromWorker::Rejected { run_id: 1, reason: "bad".into() },
-            FromWorker::Pong { seq: 4, master_ns: 5, worker_ns: 6 },
+            FromWorker::Rejected {
+                run_id: 1,
+                reason: "bad".into(),
+            },
+            FromWorker::Pong {
+                seq: 4,
+                master_ns: 5,
+                worker_ns: 6,
+            },
             FromWorker::Heartbeat,
         ];
         write_frame(&mut a, &hello).await.unwrap();
@@ -148,8 +180,14 @@ mod tests {
         for m in &from_worker {
             assert_eq!(&read_frame::<_, FromWorker>(&mut b).await.unwrap(), m);
         }
-        assert_eq!(read_frame::<_, Report>(&mut b).await.unwrap(), sample_report());
-        assert!(matches!(read_frame::<_, Report>(&mut b).await, Err(FrameError::Closed)));
+        assert_eq!(
+            read_frame::<_, Report>(&mut b).await.unwrap(),
+            sample_report()
+        );
+        assert!(matches!(
+            read_frame::<_, Report>(&mut b).await,
+            Err(FrameError::Closed)
+        ));
     }
 
     #[tokio::test]

@@ -5,9 +5,9 @@
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::PROTOCOL_VERSION;
 use crate::frame::{FrameError, read_frame, write_frame};
 use crate::message::{Hello, HelloReply};
-use crate::PROTOCOL_VERSION;
 
 /// Why a worker was not admitted.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,11 @@ impl HandshakeError {
 }
 
 /// Worker side: send `hello`, wait for the reply, return the worker id the master gave.
-pub async fn introduce<R, W>(send: &mut W, recv: &mut R, hello: &Hello) -> Result<u64, HandshakeError>
+pub async fn introduce<R, W>(
+    send: &mut W,
+    recv: &mut R,
+    hello: &Hello,
+) -> Result<u64, HandshakeError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -68,7 +72,13 @@ mod tests {
     use super::*;
 
     fn hello(version: u16, token: &str) -> Hello {
-        Hello { version, token: token.into(), name: "w".into(), cores: 1, build: "t".into() }
+        Hello {
+            version,
+            token: token.into(),
+            name: "w".into(),
+            cores: 1,
+            build: "t".into(),
+        }
     }
 
     #[test]
@@ -88,10 +98,14 @@ mod tests {
         let master = tokio::spawn(async move {
             let h: Hello = read_frame(&mut m).await.unwrap();
             let reason = admit(&h, "right").unwrap_err();
-            write_frame(&mut m, &HelloReply::Refused { reason }).await.unwrap();
+            write_frame(&mut m, &HelloReply::Refused { reason })
+                .await
+                .unwrap();
         });
         let (mut r, mut s) = tokio::io::split(&mut w);
-        let err = introduce(&mut s, &mut r, &hello(PROTOCOL_VERSION, "wrong")).await.unwrap_err();
+        let err = introduce(&mut s, &mut r, &hello(PROTOCOL_VERSION, "wrong"))
+            .await
+            .unwrap_err();
         assert!(err.is_refusal());
         assert!(err.to_string().contains("wrong token"), "{err}");
         master.await.unwrap();

@@ -79,7 +79,10 @@ pub struct Share {
 impl Share {
     /// A share that is the whole load (a single worker).
     pub fn whole() -> Share {
-        Share { slot: 0, weights: vec![1] }
+        Share {
+            slot: 0,
+            weights: vec![1],
+        }
     }
 
     /// This worker's fraction of any rate, in `0..=1` (0 for an invalid share).
@@ -111,13 +114,17 @@ pub enum ToWorker {
     /// Prepare a run: parse the scenario, build the driver, answer [`FromWorker::Ready`] or
     /// [`FromWorker::Rejected`]. No load yet.
     Assign(Assign),
-    /// Start the assigned run at this wall-clock instant (master's clock, Unix ns). A worker
-    /// corrects it by the clock offset it measured with [`ToWorker::Ping`].
+    /// Start the assigned run at this wall-clock instant, in the *worker's* clock (Unix ns):
+    /// the master has already corrected its own start time by the clock offset it measured
+    /// with [`ToWorker::Ping`], so workers on skewed clocks still start together.
     Start {
         /// The run to start.
         run_id: u64,
-        /// When to start, in the master's clock.
+        /// When to start, in the worker's clock.
         at_unix_ns: u64,
+        /// How far into the run that instant is, ms: 0 at the start, more for a worker that
+        /// joins a run already going (it follows the plan from there and ends with the others).
+        elapsed_ms: u64,
     },
     /// Change a running run's share (a worker joined or was lost) or scale (the user steered).
     Update {
@@ -268,10 +275,27 @@ mod tests {
 
     #[test]
     fn fraction_of_share() {
-        let s = Share { slot: 1, weights: vec![1, 3] };
+        let s = Share {
+            slot: 1,
+            weights: vec![1, 3],
+        };
         assert!((s.fraction() - 0.75).abs() < 1e-12);
-        assert_eq!(Share { slot: 5, weights: vec![1] }.fraction(), 0.0);
-        assert_eq!(Share { slot: 0, weights: vec![0] }.fraction(), 0.0);
+        assert_eq!(
+            Share {
+                slot: 5,
+                weights: vec![1]
+            }
+            .fraction(),
+            0.0
+        );
+        assert_eq!(
+            Share {
+                slot: 0,
+                weights: vec![0]
+            }
+            .fraction(),
+            0.0
+        );
         assert_eq!(Share::whole().fraction(), 1.0);
     }
 }

@@ -90,7 +90,11 @@ impl LoadModel {
     pub fn is_open(&self) -> bool {
         matches!(
             self,
-            LoadModel::Open { .. } | LoadModel::Stages { target: StageTarget::Rate, .. }
+            LoadModel::Open { .. }
+                | LoadModel::Stages {
+                    target: StageTarget::Rate,
+                    ..
+                }
         )
     }
 
@@ -156,7 +160,10 @@ impl LoadPlan {
     /// exactly to the scaled whole.
     pub fn users_at(&self, elapsed: Duration) -> u64 {
         let whole = (self.model.total_at(elapsed) * self.scale).round().max(0.0) as u64;
-        split(whole, &self.weights).get(self.slot).copied().unwrap_or(0)
+        split(whole, &self.weights)
+            .get(self.slot)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Arrival rate this worker should produce at `elapsed` (open models), per second.
@@ -173,9 +180,15 @@ pub fn split(total: u64, weights: &[u32]) -> Vec<u64> {
         return Vec::new();
     }
     let all_zero = weights.iter().all(|&w| w == 0);
-    let w: Vec<u128> = weights.iter().map(|&w| if all_zero { 1 } else { u128::from(w) }).collect();
+    let w: Vec<u128> = weights
+        .iter()
+        .map(|&w| if all_zero { 1 } else { u128::from(w) })
+        .collect();
     let sum: u128 = w.iter().sum();
-    let mut parts: Vec<u64> = w.iter().map(|&wi| (u128::from(total) * wi / sum) as u64).collect();
+    let mut parts: Vec<u64> = w
+        .iter()
+        .map(|&wi| (u128::from(total) * wi / sum) as u64)
+        .collect();
     let mut rems: Vec<(u128, usize)> = w
         .iter()
         .enumerate()
@@ -222,16 +235,27 @@ mod tests {
 
     #[test]
     fn closed_spawn_ramp_is_split_exactly() {
-        let model = LoadModel::Closed { users: 10, spawn_rate: 2.0 };
+        let model = LoadModel::Closed {
+            users: 10,
+            spawn_rate: 2.0,
+        };
         let plans: Vec<LoadPlan> = (0..3)
-            .map(|slot| LoadPlan { model: model.clone(), slot, weights: vec![2, 1, 1], scale: 1.0 })
+            .map(|slot| LoadPlan {
+                model: model.clone(),
+                slot,
+                weights: vec![2, 1, 1],
+                scale: 1.0,
+            })
             .collect();
         for (secs, whole) in [(0.0, 1), (0.6, 2), (2.0, 5), (4.5, 10), (100.0, 10)] {
             let t = Duration::from_secs_f64(secs);
             let sum: u64 = plans.iter().map(|p| p.users_at(t)).sum();
             assert_eq!(sum, whole, "at {secs}s");
         }
-        let all_at_once = LoadModel::Closed { users: 9, spawn_rate: f64::INFINITY };
+        let all_at_once = LoadModel::Closed {
+            users: 9,
+            spawn_rate: f64::INFINITY,
+        };
         assert_eq!(all_at_once.total_at(Duration::ZERO), 9.0);
     }
 
@@ -240,9 +264,18 @@ mod tests {
         let model = LoadModel::Stages {
             target: StageTarget::Rate,
             stages: vec![
-                Stage { duration: Duration::from_secs(10), target: 100.0 },
-                Stage { duration: Duration::from_secs(10), target: 100.0 },
-                Stage { duration: Duration::from_secs(10), target: 0.0 },
+                Stage {
+                    duration: Duration::from_secs(10),
+                    target: 100.0,
+                },
+                Stage {
+                    duration: Duration::from_secs(10),
+                    target: 100.0,
+                },
+                Stage {
+                    duration: Duration::from_secs(10),
+                    target: 0.0,
+                },
             ],
             arrival: Arrival::Poisson,
             max_in_flight: 10,
@@ -254,7 +287,12 @@ mod tests {
         assert_eq!(model.total_at(Duration::from_secs(25)), 50.0);
         assert_eq!(model.total_at(Duration::from_secs(99)), 0.0);
         assert_eq!(model.peak(), 100.0);
-        let plan = LoadPlan { model, slot: 1, weights: vec![1, 3], scale: 2.0 };
+        let plan = LoadPlan {
+            model,
+            slot: 1,
+            weights: vec![1, 3],
+            scale: 2.0,
+        };
         assert_eq!(plan.rate_at(Duration::from_secs(15)), 150.0);
     }
 }

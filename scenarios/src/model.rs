@@ -242,11 +242,22 @@ impl ScenarioConfig {
     }
 
     /// Parse and validate scenario text, applying `overrides`. `origin` names the text in errors.
-    pub fn parse(text: &str, origin: &str, overrides: &Overrides) -> Result<ScenarioConfig, ScenarioError> {
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        overrides: &Overrides,
+    ) -> Result<ScenarioConfig, ScenarioError> {
         let mut file: ScenarioFile = toml::from_str(text).map_err(|e| {
             let (field, message) = split_toml_message(e.message(), text, e.span());
-            let line = e.span().map(|s| key_line_from(text, s.start, field.as_deref()));
-            ScenarioError { file: origin.to_string(), line, field, message }
+            let line = e
+                .span()
+                .map(|s| key_line_from(text, s.start, field.as_deref()));
+            ScenarioError {
+                file: origin.to_string(),
+                line,
+                field,
+                message,
+            }
         })?;
         file.apply(overrides);
         file.validate().map_err(|(field, message)| ScenarioError {
@@ -278,7 +289,10 @@ impl ScenarioConfig {
 
     /// The same scenario pointed at another target (used when a built-in target is started).
     pub fn retarget(&self, url: &str) -> Result<ScenarioConfig, ScenarioError> {
-        self.with_overrides(&Overrides { target: Some(url.to_string()), ..Overrides::default() })
+        self.with_overrides(&Overrides {
+            target: Some(url.to_string()),
+            ..Overrides::default()
+        })
     }
 }
 
@@ -292,19 +306,33 @@ impl ScenarioFile {
         }
         if let Some(rate) = o.rate {
             let (arrival, max_in_flight) = match &self.load {
-                LoadFile::Open { arrival, max_in_flight, .. } | LoadFile::Stages { arrival, max_in_flight, .. } => {
-                    (*arrival, *max_in_flight)
+                LoadFile::Open {
+                    arrival,
+                    max_in_flight,
+                    ..
                 }
+                | LoadFile::Stages {
+                    arrival,
+                    max_in_flight,
+                    ..
+                } => (*arrival, *max_in_flight),
                 LoadFile::Closed { .. } => (Arrival::default(), None),
             };
-            self.load = LoadFile::Open { rate: Rate(rate), arrival, max_in_flight };
+            self.load = LoadFile::Open {
+                rate: Rate(rate),
+                arrival,
+                max_in_flight,
+            };
         }
         if let Some(users) = o.users {
             let spawn_rate = match &self.load {
                 LoadFile::Closed { spawn_rate, .. } => *spawn_rate,
                 _ => None,
             };
-            self.load = LoadFile::Closed { users: Count(users), spawn_rate };
+            self.load = LoadFile::Closed {
+                users: Count(users),
+                spawn_rate,
+            };
         }
         if let Some(sr) = o.spawn_rate
             && let LoadFile::Closed { spawn_rate, .. } = &mut self.load
@@ -326,19 +354,30 @@ impl ScenarioFile {
             return err("name", "must not be empty".into());
         }
         let target = match self.target.strip_prefix("builtin:") {
-            Some(kind) if crate::BUILTIN_TARGETS.contains(&kind) => Target::Builtin(kind.to_string()),
+            Some(kind) if crate::BUILTIN_TARGETS.contains(&kind) => {
+                Target::Builtin(kind.to_string())
+            }
             Some(kind) => {
                 return err(
                     "target",
-                    format!("unknown built-in target `{kind}` (known: {})", crate::BUILTIN_TARGETS.join(", ")),
+                    format!(
+                        "unknown built-in target `{kind}` (known: {})",
+                        crate::BUILTIN_TARGETS.join(", ")
+                    ),
                 );
             }
-            None => Target::Url(parse_base_url(&self.target).map_err(|m| ("target".to_string(), m))?),
+            None => {
+                Target::Url(parse_base_url(&self.target).map_err(|m| ("target".to_string(), m))?)
+            }
         };
         if !crate::driver::KINDS.contains(&self.kind.as_str()) {
             return err(
                 "kind",
-                format!("unknown scenario kind `{}` (known: {})", self.kind, crate::driver::KINDS.join(", ")),
+                format!(
+                    "unknown scenario kind `{}` (known: {})",
+                    self.kind,
+                    crate::driver::KINDS.join(", ")
+                ),
             );
         }
         let load = match &self.load {
@@ -350,9 +389,16 @@ impl ScenarioFile {
                 if spawn_rate.is_nan() || spawn_rate <= 0.0 {
                     return err("load.spawn_rate", "must be above 0 users per second".into());
                 }
-                LoadModel::Closed { users: users.0, spawn_rate }
+                LoadModel::Closed {
+                    users: users.0,
+                    spawn_rate,
+                }
             }
-            LoadFile::Open { rate, arrival, max_in_flight } => {
+            LoadFile::Open {
+                rate,
+                arrival,
+                max_in_flight,
+            } => {
                 if rate.0 <= 0.0 {
                     return err("load.rate", "must be above 0 requests per second".into());
                 }
@@ -362,7 +408,11 @@ impl ScenarioFile {
                     max_in_flight: validate_in_flight(*max_in_flight)?,
                 }
             }
-            LoadFile::Stages { arrival, max_in_flight, stages } => {
+            LoadFile::Stages {
+                arrival,
+                max_in_flight,
+                stages,
+            } => {
                 if stages.is_empty() {
                     return err("load.stages", "needs at least one stage".into());
                 }
@@ -380,10 +430,17 @@ impl ScenarioFile {
                     if s.duration.0.is_zero() {
                         return Err((format!("{field}.duration"), "must be above 0".into()));
                     }
-                    out.push(Stage { duration: s.duration.0, target });
+                    out.push(Stage {
+                        duration: s.duration.0,
+                        target,
+                    });
                 }
                 LoadModel::Stages {
-                    target: if by_users { StageTarget::Users } else { StageTarget::Rate },
+                    target: if by_users {
+                        StageTarget::Users
+                    } else {
+                        StageTarget::Rate
+                    },
                     stages: out,
                     arrival: *arrival,
                     max_in_flight: validate_in_flight(*max_in_flight)?,
@@ -401,7 +458,8 @@ impl ScenarioFile {
         crate::driver::validate(&self)?;
         let mut thresholds = Vec::new();
         for (key, expr) in &self.thresholds {
-            thresholds.push(Threshold::parse(key, expr).map_err(|m| (format!("thresholds.{key}"), m))?);
+            thresholds
+                .push(Threshold::parse(key, expr).map_err(|m| (format!("thresholds.{key}"), m))?);
         }
         Ok(ScenarioConfig {
             name: self.name.clone(),
@@ -428,7 +486,11 @@ fn parse_base_url(s: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(format!("`{s}`: https targets are not supported yet (use http://)")),
+        Some("https") => {
+            return Err(format!(
+                "`{s}`: https targets are not supported yet (use http://)"
+            ));
+        }
         Some(other) => return Err(format!("`{s}`: unsupported scheme `{other}` (use http://)")),
         None => return Err(format!("`{s}` has no scheme (write http://{s})")),
     }
@@ -436,14 +498,20 @@ fn parse_base_url(s: &str) -> Result<http::Uri, String> {
         return Err(format!("`{s}` has no host"));
     }
     if uri.query().is_some() {
-        return Err(format!("`{s}`: a target URL takes no query; put it in the request path"));
+        return Err(format!(
+            "`{s}`: a target URL takes no query; put it in the request path"
+        ));
     }
     Ok(uri)
 }
 
 /// 1-based line number of byte offset `at`.
 fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..at.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 /// The line of `key = ...` at or after byte `start` (an internally tagged table reports the
@@ -455,7 +523,10 @@ fn key_line_from(text: &str, start: usize, key: Option<&str>) -> usize {
             if line.trim_start().starts_with('[') && i > 0 {
                 break;
             }
-            if line.split_once('=').is_some_and(|(k, _)| k.trim().trim_matches('"') == key) {
+            if line
+                .split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
+            {
                 return first + i;
             }
         }
@@ -465,7 +536,11 @@ fn key_line_from(text: &str, start: usize, key: Option<&str>) -> usize {
 
 /// Turn toml's message into (field, message), naming the field when the message or the span
 /// shows it.
-fn split_toml_message(msg: &str, text: &str, span: Option<std::ops::Range<usize>>) -> (Option<String>, String) {
+fn split_toml_message(
+    msg: &str,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+) -> (Option<String>, String) {
     let msg = msg.trim().to_string();
     // "unknown field `x`, expected ..." names the field itself.
     if let Some(rest) = msg.strip_prefix("unknown field `")
@@ -475,7 +550,9 @@ fn split_toml_message(msg: &str, text: &str, span: Option<std::ops::Range<usize>
     }
     // Otherwise the span usually covers `key = value` or the value; take the key on that line.
     let field = span.and_then(|s| {
-        let start = text[..s.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let start = text[..s.start.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
         let line = text[start..].lines().next()?;
         let (key, _) = line.split_once('=')?;
         let key = key.trim();
@@ -491,7 +568,7 @@ pub(crate) fn locate(text: &str, field: &str) -> Option<usize> {
     // Split "requests[1].method" into ("requests", Some(1), "method").
     let mut parts: Vec<&str> = field.split('.').collect();
     let key = parts.pop()?;
-    let (key, key_index) = split_index(key);
+    let (key, _) = split_index(key);
     let table: Vec<(&str, Option<usize>)> = parts.iter().map(|p| split_index(p)).collect();
     let table_name: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
     let wanted_index = table.last().and_then(|(_, i)| *i);
@@ -512,14 +589,12 @@ pub(crate) fn locate(text: &str, field: &str) -> Option<usize> {
         } else if let Some(h) = line.strip_prefix('[').and_then(|l| l.split(']').next()) {
             current = h.trim().split('.').map(|s| s.trim().to_string()).collect();
             in_wanted = current == table_name;
-        } else if in_wanted || (table.is_empty() && current.is_empty()) {
-            if let Some((k, _)) = line.split_once('=')
-                && k.trim().trim_matches('"') == key
-            {
-                // For "stages[2]" inside an inline array, the key line is the best we know.
-                let _ = key_index;
-                return Some(n + 1);
-            }
+        } else if (in_wanted || (table.is_empty() && current.is_empty()))
+            && let Some((k, _)) = line.split_once('=')
+            && k.trim().trim_matches('"') == key
+        {
+            // For "stages[2]" inside an inline array, the key's line is the best we know.
+            return Some(n + 1);
         }
     }
     None
@@ -572,7 +647,13 @@ error_rate = "< 0.01"
         let c = parse(GOOD).unwrap();
         assert_eq!(c.name, "demo");
         assert_eq!(c.duration, Duration::from_secs(10));
-        assert_eq!(c.load, LoadModel::Closed { users: 20, spawn_rate: 5.0 });
+        assert_eq!(
+            c.load,
+            LoadModel::Closed {
+                users: 20,
+                spawn_rate: 5.0
+            }
+        );
         assert_eq!(c.thresholds.len(), 2);
         assert_eq!(c.file.requests[1].method, "POST");
     }
@@ -591,13 +672,20 @@ error_rate = "< 0.01"
         assert_eq!(e.file, "t.toml");
         assert_eq!(e.line, Some(10), "{e}");
         assert_eq!(e.field.as_deref(), Some("usres"), "{e}");
-        assert!(e.to_string().starts_with("t.toml:10: usres: unknown field"), "{e}");
+        assert!(
+            e.to_string().starts_with("t.toml:10: usres: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]
     fn semantic_errors_are_located() {
         let e = parse(&GOOD.replace("users = 20", "users = 0")).unwrap_err();
-        assert_eq!((e.line, e.field.as_deref()), (Some(8), Some("load.users")), "{e}");
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(8), Some("load.users")),
+            "{e}"
+        );
         let e = parse(&GOOD.replace("method = \"POST\"", "method = \"P O\"")).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("requests[1].method"), "{e}");
         assert_eq!(e.line, Some(18), "{e}");
@@ -605,19 +693,29 @@ error_rate = "< 0.01"
         assert_eq!(e.field.as_deref(), Some("thresholds.p99_ms"), "{e}");
         assert_eq!(e.line, Some(24), "{e}");
         let e = parse(&GOOD.replace("http://127.0.0.1:8080", "ftp://x")).unwrap_err();
-        assert_eq!((e.line, e.field.as_deref()), (Some(3), Some("target")), "{e}");
+        assert_eq!(
+            (e.line, e.field.as_deref()),
+            (Some(3), Some("target")),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_and_syntax() {
-        let e = parse(&GOOD.replace("duration = \"10s\"", "duration = \"10 fortnights\"")).unwrap_err();
+        let e =
+            parse(&GOOD.replace("duration = \"10s\"", "duration = \"10 fortnights\"")).unwrap_err();
         assert_eq!(e.line, Some(4), "{e}");
         assert!(e.message.contains("unknown unit"), "{e}");
         let e = parse("name = \"x\"\ntarget = \n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         let e = parse(&GOOD.replace("model = \"closed\"", "model = \"chaos\"")).unwrap_err();
         assert!(e.message.contains("unknown variant"), "{e}");
-        let e = parse(&GOOD.replace("builtin", "x").replace("http://127.0.0.1:8080", "builtin:nope")).unwrap_err();
+        let e = parse(
+            &GOOD
+                .replace("builtin", "x")
+                .replace("http://127.0.0.1:8080", "builtin:nope"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("unknown built-in target"), "{e}");
     }
 
@@ -625,16 +723,46 @@ error_rate = "< 0.01"
     fn overrides_switch_models() {
         let base = parse(GOOD).unwrap();
         let open = base
-            .with_overrides(&Overrides { rate: Some(100.0), arrival: Some(Arrival::Constant), ..Default::default() })
+            .with_overrides(&Overrides {
+                rate: Some(100.0),
+                arrival: Some(Arrival::Constant),
+                ..Default::default()
+            })
             .unwrap();
-        assert_eq!(open.load, LoadModel::Open { rate: 100.0, arrival: Arrival::Constant, max_in_flight: 10_000 });
-        let closed = open.with_overrides(&Overrides { users: Some(7), ..Default::default() }).unwrap();
-        assert_eq!(closed.load, LoadModel::Closed { users: 7, spawn_rate: f64::INFINITY });
+        assert_eq!(
+            open.load,
+            LoadModel::Open {
+                rate: 100.0,
+                arrival: Arrival::Constant,
+                max_in_flight: 10_000
+            }
+        );
+        let closed = open
+            .with_overrides(&Overrides {
+                users: Some(7),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            closed.load,
+            LoadModel::Closed {
+                users: 7,
+                spawn_rate: f64::INFINITY
+            }
+        );
         let d = base
-            .with_overrides(&Overrides { duration: Some(Duration::from_secs(2)), ..Default::default() })
+            .with_overrides(&Overrides {
+                duration: Some(Duration::from_secs(2)),
+                ..Default::default()
+            })
             .unwrap();
         assert_eq!(d.duration, Duration::from_secs(2));
-        let e = base.with_overrides(&Overrides { users: Some(0), ..Default::default() }).unwrap_err();
+        let e = base
+            .with_overrides(&Overrides {
+                users: Some(0),
+                ..Default::default()
+            })
+            .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("load.users"));
     }
 
@@ -652,7 +780,10 @@ path = "/"
         let c = parse(text).unwrap();
         assert_eq!(c.duration, Duration::from_secs(35));
         assert_eq!(c.target, Target::Builtin("http".into()));
-        let mixed = text.replace("{ duration = \"20s\", rate = 100 }", "{ duration = \"20s\", users = 100 }");
+        let mixed = text.replace(
+            "{ duration = \"20s\", rate = 100 }",
+            "{ duration = \"20s\", users = 100 }",
+        );
         let e = parse(&mixed).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("load.stages[1]"), "{e}");
         assert_eq!(e.line, Some(6), "{e}");

@@ -176,13 +176,23 @@ thread_local! {
 impl Recorder {
     /// A recorder for these request names, extra metrics (histograms, after `latency`) and extra
     /// counters, with `shards` locks (one per runtime thread is right).
-    pub fn new(names: Vec<String>, extra_metrics: &[&str], counters: &[&str], shards: usize) -> Recorder {
+    pub fn new(
+        names: Vec<String>,
+        extra_metrics: &[&str],
+        counters: &[&str],
+        shards: usize,
+    ) -> Recorder {
         let mut metrics = vec![crate::METRIC_LATENCY.to_string()];
         metrics.extend(extra_metrics.iter().map(|m| m.to_string()));
         let shards = (0..shards.max(1))
             .map(|_| Mutex::new(Shard::new(names.len(), metrics.len(), counters.len())))
             .collect();
-        Recorder { names, metrics, counters: counters.iter().map(|c| c.to_string()).collect(), shards }
+        Recorder {
+            names,
+            metrics,
+            counters: counters.iter().map(|c| c.to_string()).collect(),
+            shards,
+        }
     }
 
     /// The request names, by index.
@@ -211,7 +221,9 @@ impl Recorder {
     pub fn request(&self, name: usize, latency: Duration, bytes: u64, failure: Option<Failure>) {
         let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
         self.with_shard(|s| {
-            let Some(slot) = s.slots.get_mut(name) else { return };
+            let Some(slot) = s.slots.get_mut(name) else {
+                return;
+            };
             slot.requests += 1;
             slot.bytes += bytes;
             record_clamped(slot.hists[0].get_or_insert_with(new_histogram), us);
@@ -225,7 +237,11 @@ impl Recorder {
     /// Record a value of an extra metric (`metric` ≥ 1, in the metric's unit, µs for times).
     pub fn sample(&self, name: usize, metric: usize, value: u64) {
         self.with_shard(|s| {
-            if let Some(h) = s.slots.get_mut(name).and_then(|sl| sl.hists.get_mut(metric)) {
+            if let Some(h) = s
+                .slots
+                .get_mut(name)
+                .and_then(|sl| sl.hists.get_mut(metric))
+            {
                 record_clamped(h.get_or_insert_with(new_histogram), value);
             }
         })
@@ -234,7 +250,11 @@ impl Recorder {
     /// Add to an extra counter.
     pub fn count(&self, name: usize, counter: usize, value: u64) {
         self.with_shard(|s| {
-            if let Some(c) = s.slots.get_mut(name).and_then(|sl| sl.counters.get_mut(counter)) {
+            if let Some(c) = s
+                .slots
+                .get_mut(name)
+                .and_then(|sl| sl.counters.get_mut(counter))
+            {
                 *c += value;
             }
         })
@@ -310,14 +330,25 @@ mod tests {
 
     #[test]
     fn records_and_takes_across_threads() {
-        let rec = std::sync::Arc::new(Recorder::new(vec!["a".into(), "b".into()], &["ttft"], &["tokens"], 4));
+        let rec = std::sync::Arc::new(Recorder::new(
+            vec!["a".into(), "b".into()],
+            &["ttft"],
+            &["tokens"],
+            4,
+        ));
         let handles: Vec<_> = (0..4)
             .map(|t| {
                 let rec = rec.clone();
                 std::thread::spawn(move || {
                     for i in 0..1000u64 {
-                        let failure = (i % 10 == 0).then_some(Failure::Status(500 + (t % 2) as u16));
-                        rec.request((i % 2) as usize, Duration::from_micros(100 + i), 10, failure);
+                        let failure =
+                            (i % 10 == 0).then_some(Failure::Status(500 + (t % 2) as u16));
+                        rec.request(
+                            (i % 2) as usize,
+                            Duration::from_micros(100 + i),
+                            10,
+                            failure,
+                        );
                         rec.sample(0, 1, 5);
                         rec.count(1, 0, 2);
                     }

@@ -104,7 +104,9 @@ impl Threshold {
         } else if let Some(r) = e.strip_prefix('>') {
             (Op::Gt, r)
         } else {
-            return Err(format!("`{expr}` must start with <, <=, > or >= (e.g. \"< 250\")"));
+            return Err(format!(
+                "`{expr}` must start with <, <=, > or >= (e.g. \"< 250\")"
+            ));
         };
         let value: f64 = rest
             .trim()
@@ -152,11 +154,32 @@ mod tests {
         let t = Threshold::parse("error_rate", "<=0.01").unwrap();
         assert!(t.holds(0.01) && !t.holds(0.02));
         assert!(Threshold::parse("rps", ">= 100").unwrap().holds(100.0));
-        assert_eq!(Threshold::parse("p999_ms", "< 5").unwrap().figure.quantile(), Some(0.999));
-        assert_eq!(Threshold::parse("p999_ms", "< 5").unwrap().to_string(), "p999_ms < 5");
+        assert_eq!(
+            Threshold::parse("p999_ms", "< 5")
+                .unwrap()
+                .figure
+                .quantile(),
+            Some(0.999)
+        );
+        assert_eq!(
+            Threshold::parse("p999_ms", "< 5").unwrap().to_string(),
+            "p999_ms < 5"
+        );
         assert!(Threshold::parse("p100_ms", "< 5").is_err());
-        assert!(Threshold::parse("latency", "< 5").unwrap_err().contains("unknown figure"));
-        assert!(Threshold::parse("p99_ms", "250").unwrap_err().contains("must start with"));
-        assert!(Threshold::parse("p99_ms", "< fast").unwrap_err().contains("not a number"));
+        assert!(
+            Threshold::parse("latency", "< 5")
+                .unwrap_err()
+                .contains("unknown figure")
+        );
+        assert!(
+            Threshold::parse("p99_ms", "250")
+                .unwrap_err()
+                .contains("must start with")
+        );
+        assert!(
+            Threshold::parse("p99_ms", "< fast")
+                .unwrap_err()
+                .contains("not a number")
+        );
     }
 }

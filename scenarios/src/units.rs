@@ -38,7 +38,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("`{s}`: missing unit after the number (ms, s, m, h)"))?;
         let (num, tail) = rest.split_at(num_end);
-        let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, next) = tail.split_at(unit_end);
         let value: f64 = num
             .parse()
@@ -51,7 +53,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" | "min" | "mins" => 60.0,
             "h" | "hr" | "hrs" => 3600.0,
             "d" => 86400.0,
-            other => return Err(format!("`{s}`: unknown unit `{other}` (use ms, s, m, h, d)")),
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use ms, s, m, h, d)"
+                ));
+            }
         };
         total += value * scale;
         rest = next;
@@ -61,7 +67,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn seconds(secs: f64, original: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("`{original}`: a duration must be a non-negative finite number"));
+        return Err(format!(
+            "`{original}`: a duration must be a non-negative finite number"
+        ));
     }
     Duration::try_from_secs_f64(secs).map_err(|e| format!("`{original}`: {e}"))
 }
@@ -87,7 +95,11 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
                 "s" | "sec" => 1.0,
                 "m" | "min" => 60.0,
                 "h" | "hr" => 3600.0,
-                other => return Err(format!("`{s}`: unknown rate unit `/{other}` (use /s, /m, /h)")),
+                other => {
+                    return Err(format!(
+                        "`{s}`: unknown rate unit `/{other}` (use /s, /m, /h)"
+                    ));
+                }
             };
             (n, per)
         }
@@ -117,14 +129,14 @@ fn parse_scaled(s: &str) -> Result<f64, String> {
 /// Format a duration the way [`parse_duration`] reads it, as short as exact.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{}s", d.as_secs_f64());
     }
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -179,7 +191,9 @@ impl Raw {
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_duration(&Raw::deserialize(d)?.text()).map(HumanDuration).map_err(de::Error::custom)
+        parse_duration(&Raw::deserialize(d)?.text())
+            .map(HumanDuration)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -194,7 +208,9 @@ impl<'de> Deserialize<'de> for Count {
         match Raw::deserialize(d)? {
             Raw::Int(i) if i < 0 => Err(de::Error::custom(format!("{i} must not be negative"))),
             Raw::Int(i) => Ok(Count(i as u64)),
-            other => parse_count(&other.text()).map(Count).map_err(de::Error::custom),
+            other => parse_count(&other.text())
+                .map(Count)
+                .map_err(de::Error::custom),
         }
     }
 }
@@ -207,7 +223,9 @@ impl Serialize for Count {
 
 impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        parse_rate(&Raw::deserialize(d)?.text()).map(Rate).map_err(de::Error::custom)
+        parse_rate(&Raw::deserialize(d)?.text())
+            .map(Rate)
+            .map_err(de::Error::custom)
     }
 }
 
@@ -229,7 +247,11 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        assert!(parse_duration("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("10 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-3s").is_err());
         assert!(parse_duration("s").is_err());

@@ -54,7 +54,9 @@ impl HttpDriver {
     pub fn new(config: &ScenarioConfig) -> Result<HttpDriver, DriverError> {
         let base = match &config.target {
             Target::Url(uri) => uri.clone(),
-            Target::Builtin(kind) => return Err(DriverError::UnresolvedTarget(format!("builtin:{kind}"))),
+            Target::Builtin(kind) => {
+                return Err(DriverError::UnresolvedTarget(format!("builtin:{kind}")));
+            }
         };
         let authority = base
             .authority()
@@ -69,8 +71,13 @@ impl HttpDriver {
         let mut sum = 0u64;
         for (i, r) in config.file.requests.iter().enumerate() {
             let field = |f: &str| format!("requests[{i}].{f}");
-            let method = Method::from_bytes(r.method.as_bytes())
-                .map_err(|_| DriverError::Invalid(format!("{}: `{}` is not an HTTP method", field("method"), r.method)))?;
+            let method = Method::from_bytes(r.method.as_bytes()).map_err(|_| {
+                DriverError::Invalid(format!(
+                    "{}: `{}` is not an HTTP method",
+                    field("method"),
+                    r.method
+                ))
+            })?;
             let uri: Uri = format!("{base_path}{}", r.path)
                 .parse()
                 .map_err(|e| DriverError::Invalid(format!("{}: {e}", field("path"))))?;
@@ -79,16 +86,25 @@ impl HttpDriver {
                 .map_err(|e| DriverError::Invalid(format!("target host: {e}")))?;
             headers.insert(http::header::HOST, host_value);
             for (k, v) in http.headers.iter().chain(r.headers.iter()) {
-                let (name, value) = header(k, v).map_err(|m| DriverError::Invalid(format!("{}: {m}", field("headers"))))?;
+                let (name, value) = header(k, v)
+                    .map_err(|m| DriverError::Invalid(format!("{}: {m}", field("headers"))))?;
                 headers.insert(name, value);
             }
             let body = Bytes::from(r.body.clone().unwrap_or_default());
             if !body.is_empty() && !headers.contains_key(http::header::CONTENT_TYPE) {
-                headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
             }
             sum += u64::from(r.weight);
             cumulative.push(sum);
-            prepared.push(Prepared { method, uri, headers, body });
+            prepared.push(Prepared {
+                method,
+                uri,
+                headers,
+                body,
+            });
         }
         if sum == 0 {
             return Err(DriverError::Invalid("requests: every weight is 0".into()));
@@ -111,7 +127,10 @@ impl Driver for HttpDriver {
     }
 
     fn session(&self) -> Box<dyn Session> {
-        Box::new(HttpSession { inner: self.inner.clone(), conn: None })
+        Box::new(HttpSession {
+            inner: self.inner.clone(),
+            conn: None,
+        })
     }
 }
 
@@ -181,7 +200,10 @@ impl HttpSession {
         *req.method_mut() = p.method.clone();
         *req.uri_mut() = p.uri.clone();
         *req.headers_mut() = p.headers.clone();
-        let resp = sender.send_request(req).await.map_err(|e| (0, hyper_failure(&e)))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| (0, hyper_failure(&e)))?;
         let status = resp.status();
         let mut body = resp.into_body();
         let mut bytes = 0u64;
@@ -232,8 +254,10 @@ fn pick(cumulative: &[u64], rng: &mut SmallRng) -> usize {
 }
 
 fn header(k: &str, v: &str) -> Result<(HeaderName, HeaderValue), String> {
-    let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("`{k}` is not a valid header name"))?;
-    let value = HeaderValue::from_str(v).map_err(|_| format!("the value of `{k}` is not a valid header value"))?;
+    let name = HeaderName::from_bytes(k.as_bytes())
+        .map_err(|_| format!("`{k}` is not a valid header name"))?;
+    let value = HeaderValue::from_str(v)
+        .map_err(|_| format!("the value of `{k}` is not a valid header value"))?;
     Ok((name, value))
 }
 
@@ -243,7 +267,10 @@ pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
         .iter()
         .map(|r| RequestInfo {
             kind: r.method.to_ascii_uppercase(),
-            name: r.name.clone().unwrap_or_else(|| format!("{} {}", r.method.to_ascii_uppercase(), r.path)),
+            name: r
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("{} {}", r.method.to_ascii_uppercase(), r.path)),
         })
         .collect()
 }
@@ -251,7 +278,10 @@ pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
 /// Checks an http scenario's requests; `Err((field, message))`.
 pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
     if file.requests.is_empty() {
-        return Err(("requests".into(), "an http scenario needs at least one [[requests]]".into()));
+        return Err((
+            "requests".into(),
+            "an http scenario needs at least one [[requests]]".into(),
+        ));
     }
     let mut seen = BTreeMap::new();
     for (i, r) in file.requests.iter().enumerate() {
@@ -270,11 +300,17 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
         }
         let name = catalog(file).swap_remove(i).name;
         if let Some(prev) = seen.insert(name.clone(), i) {
-            return Err((f("name"), format!("`{name}` is already the name of requests[{prev}]")));
+            return Err((
+                f("name"),
+                format!("`{name}` is already the name of requests[{prev}]"),
+            ));
         }
     }
     if file.requests.iter().all(|r| r.weight == 0) {
-        return Err(("requests".into(), "at least one request needs a weight above 0".into()));
+        return Err((
+            "requests".into(),
+            "at least one request needs a weight above 0".into(),
+        ));
     }
     if let Some(h) = &file.http {
         for (k, v) in &h.headers {

@@ -1,0 +1,1032 @@
+//! The master's single owner of state: the fleet of workers, the run state machine and its
+//! aggregate. An actor: connection handlers and the API send it [`Event`]s; it answers
+//! commands over oneshots and publishes a [`Snapshot`] after every change and every second.
+//!
+//! Run lifecycle: `assigning` (scenario sent, waiting for every worker's Ready) → `running`
+//! (start time sent; reports merged; joiners get a share, lost workers' shares move to the
+//! others) → `stopping` (duration reached or stop asked; waiting for final reports) →
+//! finished (summary built, thresholds checked, results written). It never blocks on I/O
+//! towards a worker: messages go through each worker's unbounded outbox.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use stampede_protocol::{Assign, FromWorker, Share, ToWorker, unix_now_ns};
+use stampede_scenarios::{
+    LoadModel, RequestInfo, ScenarioConfig, Threshold, driver, load::StageTarget,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::aggregate::{Aggregate, DecodedReport};
+use crate::results;
+use crate::snapshot::{NameView, RunView, Snapshot, WorkerView};
+use crate::summary::{NameStats, RunSummary, WorkerSummary};
+
+/// Identifies a connected worker for the master's lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkerId(pub u64);
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What reaches the coordinator.
+pub enum Event {
+    /// A worker passed the handshake.
+    Joined {
+        /// Its id.
+        id: WorkerId,
+        /// Its name.
+        name: String,
+        /// Its address.
+        addr: String,
+        /// Its cores.
+        cores: u32,
+        /// Its outbox; the connection's writer task drains it.
+        outbox: mpsc::UnboundedSender<ToWorker>,
+    },
+    /// A control message from a worker.
+    Message(WorkerId, FromWorker),
+    /// A decoded report from a worker.
+    Report(WorkerId, Box<DecodedReport>),
+    /// A worker's connection ended.
+    Lost(WorkerId, String),
+    /// A command from the API or the command line.
+    Command(Box<Command>),
+}
+
+/// Commands, each with its reply.
+pub enum Command {
+    /// Start a run of this scenario (or the master's own when `None`).
+    Start {
+        /// The scenario.
+        scenario: Option<Box<ScenarioConfig>>,
+        /// The run's id, or why it cannot start.
+        reply: oneshot::Sender<Result<u64, String>>,
+    },
+    /// Stop a run.
+    Stop {
+        /// Which.
+        run_id: u64,
+        /// Whether it was running.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Multiply the current run's targets by a factor (relative to the scenario).
+    Scale {
+        /// The new scale.
+        scale: f64,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Settings of the coordinator.
+pub struct CoordinatorConfig {
+    /// The master's scenario, if one was given.
+    pub scenario: Option<ScenarioConfig>,
+    /// Start the master's scenario once this many workers are ready.
+    pub auto_start_at: Option<usize>,
+    /// Where to write results.
+    pub out: Option<PathBuf>,
+    /// How long to wait for final reports after the run's end.
+    pub stop_grace: Duration,
+}
+
+/// Finished runs, readable by the API.
+#[derive(Default)]
+pub struct Archive {
+    runs: Mutex<BTreeMap<u64, Arc<RunSummary>>>,
+}
+
+impl Archive {
+    /// A finished run's summary.
+    pub fn get(&self, id: u64) -> Option<Arc<RunSummary>> {
+        self.lock().get(&id).cloned()
+    }
+
+    /// Ids of finished runs.
+    pub fn ids(&self) -> Vec<u64> {
+        self.lock().keys().copied().collect()
+    }
+
+    fn insert(&self, s: Arc<RunSummary>) {
+        self.lock().insert(s.run_id, s);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<RunSummary>>> {
+        // A poisoned map only means a reader panicked; the map itself is intact.
+        self.runs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Worker {
+    name: String,
+    addr: String,
+    cores: u32,
+    outbox: mpsc::UnboundedSender<ToWorker>,
+    last_seen: Instant,
+    /// Worker clock minus master clock, ns, from the ping with the smallest round trip.
+    offset_ns: i64,
+    best_rtt_ns: u64,
+    ping_seq: u64,
+    last_rps: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Assigning { until: Instant },
+    Running,
+    Stopping { until: Instant },
+}
+
+#[derive(Debug, Default)]
+struct Member {
+    ready: bool,
+    started: bool,
+    finished: bool,
+    lost_at_s: Option<f64>,
+    slot: Option<u32>,
+}
+
+struct Run {
+    id: u64,
+    config: ScenarioConfig,
+    toml: String,
+    catalog: Vec<RequestInfo>,
+    phase: Phase,
+    scale: f64,
+    /// When load started, master clock (Unix ms) and local instant.
+    started_ms: u64,
+    started: Option<Instant>,
+    members: BTreeMap<WorkerId, Member>,
+    /// Names and addresses of members, kept after they leave the fleet.
+    info: BTreeMap<WorkerId, (String, String)>,
+    agg: Aggregate,
+    events: Vec<String>,
+    stop_reason: Option<String>,
+}
+
+/// The coordinator actor.
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    workers: BTreeMap<WorkerId, Worker>,
+    run: Option<Run>,
+    last_view: Option<RunView>,
+    next_run: u64,
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    finished: mpsc::UnboundedSender<Arc<RunSummary>>,
+    archive: Arc<Archive>,
+}
+
+impl Coordinator {
+    /// A coordinator publishing to `snapshots`, announcing finished runs on `finished`.
+    pub fn new(
+        config: CoordinatorConfig,
+        snapshots: watch::Sender<Arc<Snapshot>>,
+        finished: mpsc::UnboundedSender<Arc<RunSummary>>,
+        archive: Arc<Archive>,
+    ) -> Coordinator {
+        let first_run = unix_now_ns() / 1_000_000_000;
+        Coordinator {
+            config,
+            workers: BTreeMap::new(),
+            run: None,
+            last_view: None,
+            next_run: first_run,
+            snapshots,
+            finished,
+            archive,
+        }
+    }
+
+    /// Serve events until `shutdown`; a run going on is stopped and finished first.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopping_for_shutdown = false;
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.handle(ev),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+                _ = shutdown.cancelled(), if !stopping_for_shutdown => {
+                    stopping_for_shutdown = true;
+                    if self.run.is_some() {
+                        self.stop_run("master shutting down");
+                    } else {
+                        break;
+                    }
+                }
+            }
+            if stopping_for_shutdown && self.run.is_none() {
+                break;
+            }
+            self.publish();
+        }
+        self.publish();
+    }
+
+    fn handle(&mut self, ev: Event) {
+        match ev {
+            Event::Joined {
+                id,
+                name,
+                addr,
+                cores,
+                outbox,
+            } => self.on_join(id, name, addr, cores, outbox),
+            Event::Message(id, msg) => self.on_message(id, msg),
+            Event::Report(id, r) => self.on_report(id, *r),
+            Event::Lost(id, reason) => self.on_lost(id, reason),
+            Event::Command(c) => self.on_command(*c),
+        }
+    }
+
+    fn on_join(
+        &mut self,
+        id: WorkerId,
+        name: String,
+        addr: String,
+        cores: u32,
+        outbox: mpsc::UnboundedSender<ToWorker>,
+    ) {
+        info!(worker = %id, %name, %addr, cores, "worker joined");
+        let mut w = Worker {
+            name,
+            addr,
+            cores: cores.max(1),
+            outbox,
+            last_seen: Instant::now(),
+            offset_ns: 0,
+            best_rtt_ns: u64::MAX,
+            ping_seq: 0,
+            last_rps: 0.0,
+        };
+        ping(&mut w);
+        ping(&mut w);
+        self.workers.insert(id, w);
+        if let Some(run) = self.run.as_mut()
+            && run.phase == Phase::Running
+        {
+            // A joiner mid-run gets the scenario; its share is set when it is ready.
+            run.members.insert(id, Member::default());
+            self.assign(id);
+        }
+        self.maybe_auto_start();
+    }
+
+    fn on_message(&mut self, id: WorkerId, msg: FromWorker) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.last_seen = Instant::now();
+        }
+        match msg {
+            FromWorker::Heartbeat => {}
+            FromWorker::Pong {
+                master_ns,
+                worker_ns,
+                ..
+            } => {
+                if let Some(w) = self.workers.get_mut(&id) {
+                    let now = unix_now_ns();
+                    let rtt = now.saturating_sub(master_ns);
+                    if rtt <= w.best_rtt_ns {
+                        w.best_rtt_ns = rtt;
+                        w.offset_ns = worker_ns as i64 - (master_ns + rtt / 2) as i64;
+                    }
+                }
+            }
+            FromWorker::Ready { run_id } => self.on_ready(id, run_id),
+            FromWorker::Rejected { run_id, reason } => {
+                let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
+                    return;
+                };
+                warn!(worker = %id, "rejected the scenario: {reason}");
+                run.events
+                    .push(format!("worker {id} rejected the scenario: {reason}"));
+                run.members.remove(&id);
+                if run.members.is_empty() {
+                    run.stop_reason = Some(format!("every worker rejected the scenario: {reason}"));
+                    self.finish_run();
+                } else {
+                    self.maybe_go();
+                }
+            }
+        }
+    }
+
+    fn on_ready(&mut self, id: WorkerId, run_id: u64) {
+        let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
+            return;
+        };
+        let Some(m) = run.members.get_mut(&id) else {
+            return;
+        };
+        m.ready = true;
+        match run.phase {
+            Phase::Assigning { .. } => self.maybe_go(),
+            Phase::Running => {
+                // A joiner: start it part-way through the plan, then move shares.
+                let now_ms = unix_now_ns() / 1_000_000;
+                let at_ms = now_ms + 100;
+                let elapsed_ms = at_ms.saturating_sub(run.started_ms);
+                if elapsed_ms as u128 >= run.config.duration.as_millis() {
+                    return;
+                }
+                m.started = true;
+                run.events.push(format!(
+                    "worker {id} joined at {:.1}s and took a share",
+                    elapsed_ms as f64 / 1000.0
+                ));
+                self.send_start(id, run_id, at_ms, elapsed_ms);
+                self.rebalance();
+            }
+            Phase::Stopping { .. } => {}
+        }
+    }
+
+    fn on_report(&mut self, id: WorkerId, r: DecodedReport) {
+        if let Some(w) = self.workers.get_mut(&id) {
+            w.last_seen = Instant::now();
+            w.last_rps = r
+                .counters
+                .iter()
+                .filter(|c| c.1 == "requests")
+                .map(|c| c.2)
+                .sum::<u64>() as f64;
+        }
+        let Some(run) = self.run.as_mut().filter(|run| run.id == r.run_id) else {
+            return;
+        };
+        run.agg.apply(id.0, &r);
+        if r.last
+            && let Some(m) = run.members.get_mut(&id)
+        {
+            m.finished = true;
+            self.maybe_finish();
+        }
+    }
+
+    fn on_lost(&mut self, id: WorkerId, reason: String) {
+        let Some(w) = self.workers.remove(&id) else {
+            return;
+        };
+        warn!(worker = %id, name = %w.name, "worker lost: {reason}");
+        let Some(run) = self.run.as_mut() else { return };
+        let elapsed = run
+            .started
+            .map(|s| s.elapsed().as_secs_f64())
+            .unwrap_or(0.0);
+        let Some(m) = run.members.get_mut(&id) else {
+            return;
+        };
+        if m.finished {
+            return;
+        }
+        m.lost_at_s = Some(elapsed);
+        let left = run
+            .members
+            .values()
+            .filter(|m| m.lost_at_s.is_none() && !m.finished)
+            .count();
+        run.events.push(format!(
+            "worker {id} ({}) lost at {elapsed:.1}s: {reason}; its reported data is kept and its share moved to {left} worker(s)",
+            w.name
+        ));
+        match run.phase {
+            Phase::Assigning { .. } => {
+                run.members.remove(&id);
+                self.maybe_go();
+            }
+            Phase::Running => {
+                if left == 0 {
+                    run.stop_reason = Some("no workers left".into());
+                    self.finish_run();
+                } else {
+                    self.rebalance();
+                }
+            }
+            Phase::Stopping { .. } => self.maybe_finish(),
+        }
+    }
+
+    fn on_command(&mut self, c: Command) {
+        match c {
+            Command::Start { scenario, reply } => {
+                let _ = reply.send(self.start_run(scenario.map(|s| *s)));
+            }
+            Command::Stop { run_id, reply } => {
+                let r = match &self.run {
+                    Some(run) if run.id == run_id => {
+                        self.stop_run("stopped by user");
+                        Ok(())
+                    }
+                    _ => Err(format!("run {run_id} is not going on")),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Scale { scale, reply } => {
+                let r = match self.run.as_mut() {
+                    Some(run) if scale.is_finite() && scale > 0.0 => {
+                        run.scale = scale;
+                        self.rebalance();
+                        Ok(())
+                    }
+                    Some(_) => Err(format!("scale {scale} must be above 0")),
+                    None => Err("no run is going on".into()),
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = Instant::now();
+        for w in self.workers.values_mut() {
+            if w.ping_seq % 10 == 0 || w.best_rtt_ns == u64::MAX {
+                ping(w);
+            } else {
+                w.ping_seq += 1;
+            }
+        }
+        self.maybe_auto_start();
+        let Some(run) = self.run.as_mut() else { return };
+        let now_ms = unix_now_ns() / 1_000_000;
+        match run.phase {
+            Phase::Assigning { until } if now >= until => {
+                let slow: Vec<WorkerId> = run
+                    .members
+                    .iter()
+                    .filter(|(_, m)| !m.ready)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in slow {
+                    run.events.push(format!(
+                        "worker {id} did not get ready in time and was left out"
+                    ));
+                    run.members.remove(&id);
+                }
+                self.maybe_go();
+            }
+            Phase::Running => {
+                run.agg.tick(now_ms);
+                if run.started.is_some_and(|s| now >= s + run.config.duration) {
+                    run.phase = Phase::Stopping {
+                        until: now + self.config.stop_grace,
+                    };
+                    run.stop_reason
+                        .get_or_insert_with(|| "duration reached".into());
+                }
+            }
+            Phase::Stopping { until } => {
+                run.agg.tick(now_ms);
+                if now >= until {
+                    let late: Vec<WorkerId> = run
+                        .members
+                        .iter()
+                        .filter(|(_, m)| m.started && !m.finished && m.lost_at_s.is_none())
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in late {
+                        run.events
+                            .push(format!("worker {id} did not send its final report in time"));
+                    }
+                    self.finish_run();
+                }
+            }
+            Phase::Assigning { .. } => {}
+        }
+    }
+
+    fn maybe_auto_start(&mut self) {
+        let Some(n) = self.config.auto_start_at else {
+            return;
+        };
+        if self.run.is_none() && self.workers.len() >= n && self.config.scenario.is_some() {
+            self.config.auto_start_at = None;
+            if let Err(e) = self.start_run(None) {
+                warn!("cannot start the run: {e}");
+            }
+        }
+    }
+
+    /// Start a run on every connected worker.
+    fn start_run(&mut self, scenario: Option<ScenarioConfig>) -> Result<u64, String> {
+        if let Some(run) = &self.run {
+            return Err(format!("run {} is still going on", run.id));
+        }
+        let config = scenario
+            .or_else(|| self.config.scenario.clone())
+            .ok_or("no scenario: give one with --scenario or in the request")?;
+        if self.workers.is_empty() {
+            return Err("no workers connected".into());
+        }
+        self.next_run += 1;
+        let id = self.next_run;
+        let catalog = driver::catalog(&config);
+        let members = self
+            .workers
+            .keys()
+            .map(|id| (*id, Member::default()))
+            .collect();
+        let info = self
+            .workers
+            .iter()
+            .map(|(id, w)| (*id, (w.name.clone(), w.addr.clone())))
+            .collect();
+        info!(run = id, scenario = %config.name, workers = self.workers.len(), "starting run");
+        self.run = Some(Run {
+            id,
+            toml: config.to_toml(),
+            catalog: catalog.clone(),
+            config,
+            phase: Phase::Assigning {
+                until: Instant::now() + Duration::from_secs(10),
+            },
+            scale: 1.0,
+            started_ms: 0,
+            started: None,
+            members,
+            info,
+            agg: Aggregate::new(&catalog, unix_now_ns() / 1_000_000, None),
+            events: Vec::new(),
+            stop_reason: None,
+        });
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        for wid in ids {
+            self.assign(wid);
+        }
+        Ok(id)
+    }
+
+    /// Send the run's scenario to a worker, with the share it will have.
+    fn assign(&mut self, id: WorkerId) {
+        let Some(run) = self.run.as_mut() else { return };
+        let (share, slots) = shares(&self.workers, &run.members, Some(id));
+        for (wid, slot) in slots {
+            if let Some(m) = run.members.get_mut(&wid) {
+                m.slot = Some(slot);
+            }
+        }
+        if let Some(w) = self.workers.get(&id) {
+            run.info.insert(id, (w.name.clone(), w.addr.clone()));
+            let _ = w.outbox.send(ToWorker::Assign(Assign {
+                run_id: run.id,
+                scenario: run.toml.clone(),
+                share: share.unwrap_or_else(Share::whole),
+                scale: run.scale,
+            }));
+        }
+    }
+
+    /// When every member is ready, send the start time.
+    fn maybe_go(&mut self) {
+        let Some(run) = self.run.as_mut() else { return };
+        if !matches!(run.phase, Phase::Assigning { .. }) || run.members.values().any(|m| !m.ready) {
+            return;
+        }
+        if run.members.is_empty() {
+            run.stop_reason
+                .get_or_insert_with(|| "no worker got ready".into());
+            self.finish_run();
+            return;
+        }
+        let at_ms = unix_now_ns() / 1_000_000 + 250;
+        run.started_ms = at_ms;
+        run.started = Some(Instant::now() + Duration::from_millis(250));
+        run.phase = Phase::Running;
+        let hlog = self.config.out.as_ref().and_then(|dir| {
+            let _ = std::fs::create_dir_all(dir);
+            results::HlogWriter::create(&dir.join("latency.hlog"), at_ms)
+                .map_err(|e| warn!("cannot write latency.hlog: {e:#}"))
+                .ok()
+        });
+        run.agg = Aggregate::new(&run.catalog, at_ms, hlog);
+        let ids: Vec<WorkerId> = run.members.keys().copied().collect();
+        let run_id = run.id;
+        for id in &ids {
+            if let Some(m) = run.members.get_mut(id) {
+                m.started = true;
+            }
+        }
+        // Shares were computed when assigning; re-send in case the membership changed since.
+        self.rebalance();
+        for id in ids {
+            self.send_start(id, run_id, at_ms, 0);
+        }
+    }
+
+    fn send_start(&self, id: WorkerId, run_id: u64, at_ms: u64, elapsed_ms: u64) {
+        if let Some(w) = self.workers.get(&id) {
+            let at_worker = (at_ms as i128 * 1_000_000 + i128::from(w.offset_ns)).max(0) as u64;
+            let _ = w.outbox.send(ToWorker::Start {
+                run_id,
+                at_unix_ns: at_worker,
+                elapsed_ms,
+            });
+        }
+    }
+
+    /// Give every running member its share of the load (after a join, a loss or a rescale).
+    fn rebalance(&mut self) {
+        let Some(run) = self.run.as_mut() else { return };
+        let (_, slots) = shares(&self.workers, &run.members, None);
+        let weights: Vec<u32> = {
+            let mut v = vec![0; slots.len()];
+            for (wid, slot) in &slots {
+                v[*slot as usize] = self.workers.get(wid).map_or(1, |w| w.cores);
+            }
+            v
+        };
+        for (wid, slot) in slots {
+            if let Some(m) = run.members.get_mut(&wid) {
+                m.slot = Some(slot);
+            }
+            if let Some(w) = self.workers.get(&wid) {
+                let _ = w.outbox.send(ToWorker::Update {
+                    run_id: run.id,
+                    share: Share {
+                        slot,
+                        weights: weights.clone(),
+                    },
+                    scale: run.scale,
+                });
+            }
+        }
+    }
+
+    fn stop_run(&mut self, reason: &str) {
+        let Some(run) = self.run.as_mut() else { return };
+        run.stop_reason.get_or_insert_with(|| reason.to_string());
+        match run.phase {
+            Phase::Assigning { .. } => {
+                for id in run.members.keys() {
+                    if let Some(w) = self.workers.get(id) {
+                        let _ = w.outbox.send(ToWorker::Stop {
+                            run_id: run.id,
+                            reason: reason.into(),
+                        });
+                    }
+                }
+                self.finish_run();
+            }
+            Phase::Running | Phase::Stopping { .. } => {
+                for id in run.members.keys() {
+                    if let Some(w) = self.workers.get(id) {
+                        let _ = w.outbox.send(ToWorker::Stop {
+                            run_id: run.id,
+                            reason: reason.into(),
+                        });
+                    }
+                }
+                if run.phase == Phase::Running {
+                    run.phase = Phase::Stopping {
+                        until: Instant::now() + self.config.stop_grace,
+                    };
+                }
+                self.maybe_finish();
+            }
+        }
+    }
+
+    fn maybe_finish(&mut self) {
+        let Some(run) = self.run.as_ref() else { return };
+        if !matches!(run.phase, Phase::Stopping { .. } | Phase::Running) {
+            return;
+        }
+        let open = run
+            .members
+            .values()
+            .any(|m| m.started && !m.finished && m.lost_at_s.is_none());
+        if !open {
+            self.finish_run();
+        }
+    }
+
+    /// Build the summary, check thresholds, write results, announce.
+    fn finish_run(&mut self) {
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        let now_ms = unix_now_ns() / 1_000_000;
+        if run.started.is_some() {
+            run.agg.tick(now_ms);
+        }
+        if let Some(h) = run.agg.take_hlog()
+            && let Err(e) = h.finish()
+        {
+            warn!("latency.hlog: {e:#}");
+        }
+        if run.agg.dropped() > 0 {
+            run.events.push(format!(
+                "{} arrivals were not sent: too many requests in flight (raise load.max_in_flight or lower the rate)",
+                run.agg.dropped()
+            ));
+        }
+        for (id, w) in run.agg.workers() {
+            if w.missing > 0 {
+                run.events
+                    .push(format!("worker {id}: {} report(s) missing", w.missing));
+            }
+        }
+        let summary = self.summarize(&run, now_ms);
+        if let Some(dir) = &self.config.out {
+            match results::write(dir, &summary) {
+                Ok(paths) => info!(files = paths.len(), dir = %dir.display(), "results written"),
+                Err(e) => warn!("writing results to {}: {e:#}", dir.display()),
+            }
+        }
+        info!(run = run.id, requests = summary.total.requests, reason = %summary.stop_reason, "run finished");
+        let summary = Arc::new(summary);
+        self.last_view = Some(view(&run, &self.workers, "finished"));
+        self.archive.insert(summary.clone());
+        let _ = self.finished.send(summary);
+    }
+
+    fn summarize(&self, run: &Run, now_ms: u64) -> RunSummary {
+        let total = run.agg.total().clone();
+        let started = if run.started_ms > 0 {
+            run.started_ms
+        } else {
+            now_ms
+        };
+        let duration_s = (now_ms.saturating_sub(started) as f64 / 1000.0).max(1e-3);
+        let workers = run
+            .info
+            .iter()
+            .filter(|(id, _)| run.members.contains_key(id) || run.agg.workers().contains_key(&id.0))
+            .map(|(id, (name, addr))| {
+                let t = run.agg.workers().get(&id.0).cloned().unwrap_or_default();
+                let m = run.members.get(id);
+                let lost_at_s = m.and_then(|m| m.lost_at_s);
+                WorkerSummary {
+                    id: id.0,
+                    name: name.clone(),
+                    addr: addr.clone(),
+                    requests: t.requests,
+                    failures: t.failures,
+                    state: if lost_at_s.is_some() {
+                        "lost"
+                    } else if t.finished {
+                        "finished"
+                    } else {
+                        "unfinished"
+                    }
+                    .to_string(),
+                    lost_at_s,
+                }
+            })
+            .collect();
+        let thresholds: Vec<Threshold> = run.config.thresholds.clone();
+        RunSummary {
+            run_id: run.id,
+            scenario: run.config.name.clone(),
+            target: run.config.target.to_string(),
+            load: describe(&run.config.load, run.config.duration),
+            started_unix_ms: started,
+            ended_unix_ms: now_ms.max(started),
+            stop_reason: run
+                .stop_reason
+                .clone()
+                .unwrap_or_else(|| "duration reached".into()),
+            stats: run.agg.names().to_vec(),
+            thresholds: results::evaluate(&thresholds, &total, duration_s),
+            total,
+            failures: run.agg.failure_rows(),
+            history: run.agg.history().to_vec(),
+            workers,
+            schedule_lag: run.agg.lag().cloned(),
+            events: run.events.clone(),
+        }
+    }
+
+    fn publish(&mut self) {
+        let mut workers: Vec<WorkerView> = self
+            .workers
+            .iter()
+            .map(|(id, w)| {
+                let (state, share, requests) = match &self.run {
+                    Some(run) => match run.members.get(id) {
+                        Some(m) if m.started && !m.finished => (
+                            "running",
+                            share_of(&self.workers, &run.members, *id),
+                            worker_requests(run, *id),
+                        ),
+                        Some(m) if !m.started => ("assigned", 0.0, 0),
+                        _ => ("ready", 0.0, worker_requests(run, *id)),
+                    },
+                    None => ("ready", 0.0, 0),
+                };
+                WorkerView {
+                    id: id.0,
+                    name: w.name.clone(),
+                    addr: w.addr.clone(),
+                    cores: w.cores,
+                    state: state.into(),
+                    share,
+                    requests,
+                    rps: w.last_rps,
+                    last_seen_s: w.last_seen.elapsed().as_secs_f64(),
+                    clock_offset_ms: w.offset_ns as f64 / 1e6,
+                }
+            })
+            .collect();
+        if let Some(run) = &self.run {
+            for (id, m) in &run.members {
+                if let (Some(_), Some((name, addr))) = (m.lost_at_s, run.info.get(id)) {
+                    workers.push(WorkerView {
+                        id: id.0,
+                        name: name.clone(),
+                        addr: addr.clone(),
+                        cores: 0,
+                        state: "lost".into(),
+                        share: 0.0,
+                        requests: worker_requests(run, *id),
+                        rps: 0.0,
+                        last_seen_s: 0.0,
+                        clock_offset_ms: 0.0,
+                    });
+                }
+            }
+        }
+        let run = match &self.run {
+            Some(run) => {
+                let state = match run.phase {
+                    Phase::Assigning { .. } => "assigning",
+                    Phase::Running => "running",
+                    Phase::Stopping { .. } => "stopping",
+                };
+                Some(view(run, &self.workers, state))
+            }
+            None => self.last_view.clone(),
+        };
+        self.snapshots
+            .send_replace(Arc::new(Snapshot { workers, run }));
+    }
+}
+
+fn ping(w: &mut Worker) {
+    w.ping_seq += 1;
+    let _ = w.outbox.send(ToWorker::Ping {
+        seq: w.ping_seq,
+        master_ns: unix_now_ns(),
+    });
+}
+
+/// Slots of the members taking load (connected, not lost, not finished), in id order.
+/// Returns `extra`'s share (a worker being assigned) and every slot.
+fn shares(
+    workers: &BTreeMap<WorkerId, Worker>,
+    members: &BTreeMap<WorkerId, Member>,
+    extra: Option<WorkerId>,
+) -> (Option<Share>, Vec<(WorkerId, u32)>) {
+    let active: Vec<WorkerId> = members
+        .iter()
+        .filter(|(id, m)| m.lost_at_s.is_none() && !m.finished && workers.contains_key(id))
+        .map(|(id, _)| *id)
+        .collect();
+    let weights: Vec<u32> = active
+        .iter()
+        .map(|id| workers.get(id).map_or(1, |w| w.cores))
+        .collect();
+    let slots: Vec<(WorkerId, u32)> = active
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32))
+        .collect();
+    let share = extra
+        .and_then(|x| slots.iter().find(|(id, _)| *id == x))
+        .map(|(_, slot)| Share {
+            slot: *slot,
+            weights: weights.clone(),
+        });
+    (share, slots)
+}
+
+fn share_of(
+    workers: &BTreeMap<WorkerId, Worker>,
+    members: &BTreeMap<WorkerId, Member>,
+    id: WorkerId,
+) -> f64 {
+    let (share, _) = shares(workers, members, Some(id));
+    share.map_or(0.0, |s| s.fraction())
+}
+
+fn worker_requests(run: &Run, id: WorkerId) -> u64 {
+    run.agg.workers().get(&id.0).map_or(0, |w| w.requests)
+}
+
+fn name_view(n: &NameStats, rps: f64, fps: f64) -> NameView {
+    NameView {
+        kind: n.kind.clone(),
+        name: n.name.clone(),
+        requests: n.requests,
+        failures: n.failures,
+        rps,
+        fps,
+        p50_ms: n.latency_ms(0.5),
+        p90_ms: n.latency_ms(0.9),
+        p99_ms: n.latency_ms(0.99),
+        max_ms: n.latency_ms(1.0),
+        mean_ms: n.mean_ms(),
+        bytes: n.bytes,
+        buckets: crate::metrics::DURATION_BUCKETS
+            .iter()
+            .map(|le| {
+                if n.latency.is_empty() {
+                    0
+                } else {
+                    n.latency.count_between(0, (le * 1e6) as u64)
+                }
+            })
+            .collect(),
+        latency_sum_s: n.latency.mean() * n.latency.len() as f64 / 1e6,
+    }
+}
+
+fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
+    let last = run.agg.history().last();
+    let rate_of = |name: &str| {
+        last.and_then(|row| row.entries.iter().find(|e| e.name == name))
+            .map_or((0.0, 0.0), |e| (e.rps, e.fps))
+    };
+    let names = run
+        .agg
+        .names()
+        .iter()
+        .map(|n| {
+            let (rps, fps) = rate_of(&n.name);
+            name_view(n, rps, fps)
+        })
+        .collect();
+    let (rps, fps) = rate_of(crate::summary::AGGREGATED);
+    let totals = run.agg.workers();
+    let live = |id: &WorkerId| {
+        workers.contains_key(id) && run.members.get(id).is_some_and(|m| !m.finished)
+    };
+    RunView {
+        id: run.id,
+        scenario: run.config.name.clone(),
+        state: state.to_string(),
+        elapsed_s: run.started.map_or(0.0, |s| {
+            Instant::now().saturating_duration_since(s).as_secs_f64()
+        }),
+        duration_s: run.config.duration.as_secs_f64(),
+        users: totals
+            .iter()
+            .filter(|(id, _)| live(&WorkerId(**id)))
+            .map(|(_, t)| t.users)
+            .sum(),
+        target_rate: totals
+            .iter()
+            .filter(|(id, _)| live(&WorkerId(**id)))
+            .map(|(_, t)| t.target_rate)
+            .sum(),
+        scale: run.scale,
+        names,
+        total: name_view(run.agg.total(), rps, fps),
+        events: run.events.clone(),
+        stop_reason: run.stop_reason.clone(),
+    }
+}
+
+/// One line describing a load model.
+pub fn describe(load: &LoadModel, duration: Duration) -> String {
+    let d = stampede_scenarios::units::format_duration(duration);
+    match load {
+        LoadModel::Closed { users, spawn_rate } if spawn_rate.is_infinite() => {
+            format!("closed: {users} users for {d}")
+        }
+        LoadModel::Closed { users, spawn_rate } => {
+            format!("closed: {users} users, spawn {spawn_rate}/s, for {d}")
+        }
+        LoadModel::Open { rate, arrival, .. } => {
+            format!("open: {rate} req/s {arrival:?} arrivals for {d}").to_lowercase()
+        }
+        LoadModel::Stages { target, stages, .. } => {
+            let unit = match target {
+                StageTarget::Users => "users",
+                StageTarget::Rate => "req/s",
+            };
+            let steps: Vec<String> = stages
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}→{}",
+                        stampede_scenarios::units::format_duration(s.duration),
+                        s.target
+                    )
+                })
+                .collect();
+            format!("stages ({unit}): {}", steps.join(", "))
+        }
+    }
+}

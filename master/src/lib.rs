@@ -1,0 +1,204 @@
+//! The Stampede master: accepts workers over QUIC, runs the run state machine, merges the
+//! workers' reports exactly, and serves the results live (snapshots, `/metrics`, the JSON API)
+//! and at the end (summary, Locust-compatible CSVs, HDR log, the end-of-run table).
+//!
+//! It generates no load itself and knows no request driver: scenarios are validated and
+//! forwarded, and whatever series and counters workers report are merged by name.
+//!
+//! # Layout
+//! - [`server`]: the QUIC accept loop and one handler per worker connection.
+//! - [`coordinator`]: the actor owning the fleet, the run state machine and the aggregate.
+//! - [`aggregate`]: exact merging of interval histograms and counters, history rows.
+//! - [`snapshot`]: what the master publishes each second for readers.
+//! - [`summary`]: the finished run's figures, as every sink reads them.
+//! - [`results`]: the files of `--out DIR` and the end-of-run table.
+//! - [`api`]: the HTTP API and `/metrics`.
+//! - [`metrics`]: Prometheus exposition from snapshots.
+
+pub mod aggregate;
+pub mod api;
+pub mod coordinator;
+pub mod metrics;
+pub mod results;
+pub mod server;
+pub mod snapshot;
+pub mod summary;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use stampede_scenarios::ScenarioConfig;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::coordinator::{Archive, Command, Coordinator, CoordinatorConfig, Event};
+use crate::snapshot::Snapshot;
+use crate::summary::RunSummary;
+
+/// How a master is set up.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Where workers connect (QUIC/UDP).
+    pub bind: SocketAddr,
+    /// The token workers and API clients must present.
+    pub token: String,
+    /// The scenario to run (its target already a URL).
+    pub scenario: Option<ScenarioConfig>,
+    /// Start the scenario as soon as this many workers have joined.
+    pub auto_start_at: Option<usize>,
+    /// Where to write results.
+    pub out: Option<PathBuf>,
+    /// Where to serve the HTTP API, if anywhere.
+    pub api: Option<SocketAddr>,
+    /// How long to wait for the workers' final reports after a run's end.
+    pub stop_grace: Duration,
+}
+
+/// A running master.
+pub struct Master {
+    /// The QUIC address workers connect to.
+    pub addr: SocketAddr,
+    /// The API's address, if served.
+    pub api_addr: Option<SocketAddr>,
+    /// The latest snapshot.
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    events: mpsc::Sender<Event>,
+    finished: mpsc::UnboundedReceiver<Arc<RunSummary>>,
+    tasks: tokio_util::task::TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Master {
+    /// Bind the worker port and the API, and start serving.
+    pub async fn start(
+        config: MasterConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Master> {
+        let endpoint = server::bind(config.bind)?;
+        let addr = endpoint
+            .local_addr()
+            .context("reading the bound worker address")?;
+        let (events_tx, events_rx) = mpsc::channel(4096);
+        let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
+        let (fin_tx, fin_rx) = mpsc::unbounded_channel();
+        let archive = Arc::new(Archive::default());
+        let token: Arc<str> = config.token.clone().into();
+        let tasks = tokio_util::task::TaskTracker::new();
+        // Shutdown order: the coordinator first (it stops a run going on and waits for the
+        // final reports, which need the connections), then the listener and the API.
+        let stop = shutdown.child_token();
+        let connections_stop = CancellationToken::new();
+        let api_addr = match config.api {
+            Some(api) => {
+                let listener = tokio::net::TcpListener::bind(api)
+                    .await
+                    .with_context(|| format!("binding the API address {api}"))?;
+                let api_addr = listener.local_addr()?;
+                let router = api::router(api::ApiState {
+                    snapshots: snap_rx.clone(),
+                    events: events_tx.clone(),
+                    archive: archive.clone(),
+                    token: token.clone(),
+                    scenario: config.scenario.clone(),
+                    exporter: Arc::new(metrics::Exporter),
+                });
+                let api_stop = connections_stop.clone();
+                tasks.spawn(async move {
+                    let serve = axum::serve(listener, router)
+                        .with_graceful_shutdown(api_stop.cancelled_owned());
+                    if let Err(e) = serve.await {
+                        tracing::error!("API server: {e}");
+                    }
+                });
+                info!(%api_addr, "API listening");
+                Some(api_addr)
+            }
+            None => None,
+        };
+        let coordinator = Coordinator::new(
+            CoordinatorConfig {
+                scenario: config.scenario,
+                auto_start_at: config.auto_start_at,
+                out: config.out,
+                stop_grace: config.stop_grace,
+            },
+            snap_tx,
+            fin_tx,
+            archive,
+        );
+        let after = connections_stop.clone();
+        let coordinator_stop = stop.clone();
+        tasks.spawn(async move {
+            coordinator.run(events_rx, coordinator_stop).await;
+            after.cancel();
+        });
+        let listener = server::Listener {
+            endpoint,
+            token,
+            events: events_tx.clone(),
+        };
+        tasks.spawn(listener.run(connections_stop));
+        tasks.close();
+        info!(%addr, "master listening for workers");
+        Ok(Master {
+            addr,
+            api_addr,
+            snapshots: snap_rx,
+            events: events_tx,
+            finished: fin_rx,
+            tasks,
+            stop,
+        })
+    }
+
+    /// Wait for the next finished run (`None` when the master has stopped).
+    pub async fn next_finished(&mut self) -> Option<Arc<RunSummary>> {
+        self.finished.recv().await
+    }
+
+    /// A handle to send commands from elsewhere.
+    pub fn handle(&self) -> MasterHandle {
+        MasterHandle {
+            events: self.events.clone(),
+        }
+    }
+
+    /// Stop (finishing a run going on), close worker connections, wait for every task.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        drop(self.events);
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.tasks.wait()).await;
+    }
+}
+
+/// Sends commands to a master; cheap to clone.
+#[derive(Clone)]
+pub struct MasterHandle {
+    events: mpsc::Sender<Event>,
+}
+
+impl MasterHandle {
+    /// Ask to stop a run.
+    pub async fn stop_run(&self, run_id: u64) -> Result<(), String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.events
+            .send(Event::Command(Box::new(Command::Stop { run_id, reply })))
+            .await
+            .map_err(|_| "master stopped".to_string())?;
+        rx.await.map_err(|_| "master stopped".to_string())?
+    }
+
+    /// Set the current run's scale (1.0 = as written).
+    pub async fn scale(&self, scale: f64) -> Result<(), String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.events
+            .send(Event::Command(Box::new(Command::Scale { scale, reply })))
+            .await
+            .map_err(|_| "master stopped".to_string())?;
+        rx.await.map_err(|_| "master stopped".to_string())?
+    }
+}

@@ -1,0 +1,112 @@
+//! What the master publishes about itself once a second (and on every change of state): the
+//! fleet and the current run's live figures. Every reader (the API, /metrics, the progress
+//! line, a terminal UI) takes the latest [`Snapshot`] from a `watch` channel and never touches
+//! the coordinator, so no reader can slow aggregation or the protocol down.
+
+use serde::Serialize;
+
+/// A worker as the master sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkerView {
+    /// The master's id for it.
+    pub id: u64,
+    /// Its name (host and pid).
+    pub name: String,
+    /// Its address.
+    pub addr: String,
+    /// Cores it offers (its weight in the split).
+    pub cores: u32,
+    /// `ready` (idle), `assigned`, `running`, or `lost`.
+    pub state: String,
+    /// Its fraction of the current run's load, 0..1.
+    pub share: f64,
+    /// Requests it reported in the current run.
+    pub requests: u64,
+    /// Requests per second in its last report interval.
+    pub rps: f64,
+    /// Seconds since anything was heard from it.
+    pub last_seen_s: f64,
+    /// Its clock minus the master's, ms (measured with pings).
+    pub clock_offset_ms: f64,
+}
+
+/// Live figures of one request name (or the aggregate).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NameView {
+    /// Locust's "Type".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The request name.
+    pub name: String,
+    /// Requests so far.
+    pub requests: u64,
+    /// Failures so far.
+    pub failures: u64,
+    /// Requests per second, last interval.
+    pub rps: f64,
+    /// Failures per second, last interval.
+    pub fps: f64,
+    /// Latency percentiles over the whole run so far, ms.
+    pub p50_ms: f64,
+    /// p90, ms.
+    pub p90_ms: f64,
+    /// p99, ms.
+    pub p99_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+    /// Mean, ms.
+    pub mean_ms: f64,
+    /// Response bytes so far.
+    pub bytes: u64,
+    /// Cumulative request counts at each bound of [`crate::metrics::DURATION_BUCKETS`].
+    #[serde(skip)]
+    pub buckets: Vec<u64>,
+    /// Sum of all latencies, seconds (for the Prometheus histogram's `_sum`).
+    #[serde(skip)]
+    pub latency_sum_s: f64,
+}
+
+/// The current (or last) run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunView {
+    /// The run's id.
+    pub id: u64,
+    /// The scenario's name.
+    pub scenario: String,
+    /// `assigning`, `running`, `stopping`, `finished`.
+    pub state: String,
+    /// Seconds since load started.
+    pub elapsed_s: f64,
+    /// The run's planned length, seconds.
+    pub duration_s: f64,
+    /// Users (closed) or requests in flight (open) across workers.
+    pub users: u64,
+    /// The whole open-model rate workers are producing now (0 for closed models).
+    pub target_rate: f64,
+    /// The scale the user set (1.0 = as written).
+    pub scale: f64,
+    /// Per request name.
+    pub names: Vec<NameView>,
+    /// All names together.
+    pub total: NameView,
+    /// Noteworthy events (workers lost, shares moved).
+    pub events: Vec<String>,
+    /// Why it ended, once it has.
+    pub stop_reason: Option<String>,
+}
+
+/// Everything published.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// Connected workers, and lost ones of the current run.
+    pub workers: Vec<WorkerView>,
+    /// The current run, or the last one.
+    pub run: Option<RunView>,
+}
+
+impl Snapshot {
+    /// Workers in a state.
+    pub fn count(&self, state: &str) -> usize {
+        self.workers.iter().filter(|w| w.state == state).count()
+    }
+}

@@ -1,0 +1,210 @@
+//! The figures of a run as the master holds them: merged per request name, per interval for
+//! the history, per worker. Built by the aggregator; read by every sink (results files, the
+//! end-of-run table, the API, /metrics).
+//!
+//! Plain data with exact HDR histograms (µs); nothing here does I/O.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+/// The name of the row that sums every request name, as Locust calls it.
+pub const AGGREGATED: &str = "Aggregated";
+
+/// The percentiles of Locust's CSV columns, in column order (`50%` .. `100%`).
+pub const LOCUST_PERCENTILES: [f64; 11] = [
+    0.50, 0.66, 0.75, 0.80, 0.90, 0.95, 0.98, 0.99, 0.999, 0.9999, 1.0,
+];
+
+/// Everything recorded for one request name (or for all of them: [`AGGREGATED`]).
+#[derive(Debug, Clone)]
+pub struct NameStats {
+    /// Locust's "Type": the HTTP method or the driver's word for it (empty for the aggregate).
+    pub kind: String,
+    /// The request name.
+    pub name: String,
+    /// Requests completed (successes and failures).
+    pub requests: u64,
+    /// Requests that failed.
+    pub failures: u64,
+    /// Response bytes received.
+    pub bytes: u64,
+    /// Latency of every request, µs.
+    pub latency: Histogram<u64>,
+    /// Extra metrics a driver recorded (`ttft`, ...), by metric name.
+    pub metrics: BTreeMap<String, Histogram<u64>>,
+    /// Extra counters a driver recorded, by counter name.
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// Failures of one kind for one request name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureRow {
+    /// Locust's "Method".
+    pub kind: String,
+    /// The request name.
+    pub name: String,
+    /// The failure kind (`HTTP 503`, `timeout`, ...).
+    pub error: String,
+    /// How many times.
+    pub occurrences: u64,
+}
+
+/// The state of one request name at one second of the run (a `stats_history.csv` row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryEntry {
+    /// Locust's "Type".
+    pub kind: String,
+    /// The request name or [`AGGREGATED`].
+    pub name: String,
+    /// Requests per second over the last interval.
+    pub rps: f64,
+    /// Failures per second over the last interval.
+    pub fps: f64,
+    /// Latency at [`LOCUST_PERCENTILES`] over the last interval, µs (0 when it had no request).
+    pub percentiles_us: [u64; 11],
+    /// Requests so far.
+    pub total_requests: u64,
+    /// Failures so far.
+    pub total_failures: u64,
+    /// Median latency so far, µs.
+    pub total_median_us: u64,
+    /// Mean latency so far, µs.
+    pub total_mean_us: f64,
+    /// Smallest latency so far, µs.
+    pub total_min_us: u64,
+    /// Largest latency so far, µs.
+    pub total_max_us: u64,
+    /// Mean response size so far, bytes.
+    pub total_avg_bytes: f64,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// Wall clock, Unix seconds.
+    pub unix_s: u64,
+    /// Users (closed) or requests in flight (open) across workers.
+    pub users: u64,
+    /// One entry per request name that has had a request, then the aggregate.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// How a worker took part in the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSummary {
+    /// The master's id for the worker.
+    pub id: u64,
+    /// The worker's name (host and pid).
+    pub name: String,
+    /// Its address as the master saw it.
+    pub addr: String,
+    /// Requests it reported.
+    pub requests: u64,
+    /// Failures it reported.
+    pub failures: u64,
+    /// `finished`, or `lost` if the connection dropped before its last report.
+    pub state: String,
+    /// Seconds into the run when it was lost.
+    pub lost_at_s: Option<f64>,
+}
+
+/// The verdict of one threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdOutcome {
+    /// The threshold as written (`p99_ms < 250`).
+    pub threshold: String,
+    /// The run's figure.
+    pub actual: f64,
+    /// Whether it holds.
+    pub passed: bool,
+}
+
+/// The whole run, as written to `summary.json` and the CSV files.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run_id: u64,
+    /// The scenario's name.
+    pub scenario: String,
+    /// The target (URL).
+    pub target: String,
+    /// A one-line description of the load model (`closed: 50 users, spawn 10/s`).
+    pub load: String,
+    /// When load started, Unix ms.
+    pub started_unix_ms: u64,
+    /// When the last report arrived, Unix ms.
+    pub ended_unix_ms: u64,
+    /// Why the run ended (`duration reached`, `stopped by user`, `no workers left`).
+    pub stop_reason: String,
+    /// Per request name, in scenario order (names with no request included).
+    pub stats: Vec<NameStats>,
+    /// All names together.
+    pub total: NameStats,
+    /// Failures by name and kind.
+    pub failures: Vec<FailureRow>,
+    /// Second by second.
+    pub history: Vec<HistoryRow>,
+    /// Every worker that took part.
+    pub workers: Vec<WorkerSummary>,
+    /// Schedule lag (open model), µs.
+    pub schedule_lag: Option<Histogram<u64>>,
+    /// Threshold verdicts (empty if the scenario has none).
+    pub thresholds: Vec<ThresholdOutcome>,
+    /// Things the user should know (a worker lost, its share moved, reports missing).
+    pub events: Vec<String>,
+}
+
+impl RunSummary {
+    /// Seconds between the start and the end.
+    pub fn duration_s(&self) -> f64 {
+        (self.ended_unix_ms.saturating_sub(self.started_unix_ms)) as f64 / 1000.0
+    }
+
+    /// Whether every threshold held.
+    pub fn passed(&self) -> bool {
+        self.thresholds.iter().all(|t| t.passed)
+    }
+}
+
+impl NameStats {
+    /// Empty stats for a name.
+    pub fn new(kind: &str, name: &str) -> NameStats {
+        NameStats {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            requests: 0,
+            failures: 0,
+            bytes: 0,
+            latency: stampede_scenarios::recorder::new_histogram(),
+            metrics: BTreeMap::new(),
+            counters: BTreeMap::new(),
+        }
+    }
+
+    /// Latency at quantile `q` (0..=1), ms; 0 when there were no requests.
+    pub fn latency_ms(&self, q: f64) -> f64 {
+        if self.latency.is_empty() {
+            return 0.0;
+        }
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// Mean latency, ms.
+    pub fn mean_ms(&self) -> f64 {
+        if self.latency.is_empty() {
+            0.0
+        } else {
+            self.latency.mean() / 1000.0
+        }
+    }
+
+    /// Failed / all, 0 when there were no requests.
+    pub fn error_rate(&self) -> f64 {
+        if self.requests == 0 {
+            0.0
+        } else {
+            self.failures as f64 / self.requests as f64
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! What `run` and `master` share: loading the scenario with the command line's overrides,
+//! starting a built-in target, the progress display, and the end of a run (table, exit code).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use stampede_master::snapshot::Snapshot;
+use stampede_master::summary::RunSummary;
+use stampede_scenarios::{Overrides, ScenarioConfig, Target};
+use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Exit, ScenarioFlags};
+
+/// Load a scenario file and apply the flags.
+pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<ScenarioConfig> {
+    let base = ScenarioConfig::load(path)?;
+    let overrides = Overrides {
+        duration: flags.duration.map(|d| d.0),
+        users: flags.users.map(|u| u.0),
+        spawn_rate: flags.spawn_rate.map(|r| r.0),
+        rate: flags.rate.map(|r| r.0),
+        arrival: flags.arrival,
+        target: flags.target.clone(),
+    };
+    if overrides == Overrides::default() {
+        return Ok(base);
+    }
+    Ok(base.with_overrides(&overrides)?)
+}
+
+/// A built-in target started for a run; stops when dropped.
+pub struct BuiltinTarget {
+    /// Its base URL.
+    pub url: String,
+    /// Its counters.
+    pub stats: Arc<HttpTargetStats>,
+    stop: CancellationToken,
+}
+
+impl Drop for BuiltinTarget {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// If the scenario's target is built in, start it on `ip` and point the scenario at it.
+pub async fn start_builtin(
+    config: ScenarioConfig,
+    ip: std::net::IpAddr,
+) -> anyhow::Result<(ScenarioConfig, Option<BuiltinTarget>)> {
+    let Target::Builtin(kind) = &config.target else {
+        return Ok((config, None));
+    };
+    anyhow::ensure!(
+        kind == "http",
+        "built-in target `{kind}` cannot be started by this build"
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .await
+        .context("starting the built-in http target")?;
+    let addr = listener.local_addr()?;
+    let stats = Arc::new(HttpTargetStats::default());
+    let stop = CancellationToken::new();
+    let (s, t) = (stats.clone(), stop.clone());
+    tokio::spawn(async move {
+        if let Err(e) =
+            stampede_targets::http::serve(listener, HttpTargetConfig::default(), s, t).await
+        {
+            tracing::error!("built-in target: {e:#}");
+        }
+    });
+    let url = format!("http://{addr}");
+    let config = config.retarget(&url)?;
+    Ok((config, Some(BuiltinTarget { url, stats, stop })))
+}
+
+/// A random token for a master whose workers are its own children.
+pub fn random_token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
+        .collect()
+}
+
+/// Shows the run's progress: a bar on a terminal, a line every 5 s otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    last_line: std::time::Instant,
+}
+
+impl Progress {
+    /// A progress display on stderr.
+    pub fn new() -> Progress {
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = ProgressBar::new(0);
+            // The invariant: the template is a fixed, valid indicatif template.
+            let style =
+                ProgressStyle::with_template("{spinner} [{bar:24}] {msg}").expect("valid template");
+            bar.set_style(style.progress_chars("=> "));
+            bar
+        });
+        Progress {
+            bar,
+            last_line: std::time::Instant::now(),
+        }
+    }
+
+    /// Show the latest snapshot.
+    pub fn update(&mut self, snap: &Snapshot) {
+        let line = progress_line(snap);
+        let (elapsed, total) = snap
+            .run
+            .as_ref()
+            .map_or((0.0, 0.0), |r| (r.elapsed_s, r.duration_s));
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total.ceil() as u64);
+                bar.set_position(elapsed.min(total) as u64);
+                bar.set_message(line);
+                bar.tick();
+            }
+            None => {
+                if self.last_line.elapsed() >= Duration::from_secs(5) {
+                    eprintln!("{line}");
+                    self.last_line = std::time::Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// One line: elapsed, workers, users or rate, requests, rate, failures, p99.
+pub fn progress_line(snap: &Snapshot) -> String {
+    let workers = snap.count("running") + snap.count("assigned") + snap.count("ready");
+    match &snap.run {
+        None => format!("waiting: {workers} worker(s) joined"),
+        Some(r) => {
+            let load = if r.target_rate > 0.0 {
+                format!("{:.0} req/s target", r.target_rate)
+            } else {
+                format!("{} users", r.users)
+            };
+            format!(
+                "{:>4.0}s/{:.0}s {} · {} workers · {} · {} reqs · {:.0} req/s · {} fails · p99 {:.1} ms",
+                r.elapsed_s,
+                r.duration_s,
+                r.state,
+                workers,
+                load,
+                r.total.requests,
+                r.total.rps,
+                r.total.failures,
+                r.total.p99_ms
+            )
+        }
+    }
+}
+
+/// How following a run ended.
+pub enum Followed {
+    /// The run finished (or the master stopped: `None`).
+    Finished(Option<Arc<RunSummary>>),
+    /// Ctrl-C twice: quit without waiting.
+    Abandoned,
+}
+
+/// Follow snapshots until the run finishes, updating the progress display. The first Ctrl-C
+/// calls `on_interrupt` (which should stop the run); the second abandons.
+pub async fn follow(
+    master: &mut stampede_master::Master,
+    interrupts: &Interrupts,
+    mut on_interrupt: impl FnMut(),
+) -> Followed {
+    let mut progress = Progress::new();
+    let mut snaps: watch::Receiver<Arc<Snapshot>> = master.snapshots.clone();
+    let mut interrupted = false;
+    let result = loop {
+        tokio::select! {
+            s = master.next_finished() => break Followed::Finished(s),
+            r = snaps.changed() => {
+                if r.is_err() {
+                    break Followed::Finished(None);
+                }
+                let snap = snaps.borrow_and_update().clone();
+                progress.update(&snap);
+            }
+            _ = interrupts.first.cancelled(), if !interrupted => {
+                interrupted = true;
+                progress.finish();
+                eprintln!("interrupted: stopping the run and writing results (Ctrl-C again to quit at once)");
+                on_interrupt();
+            }
+            _ = interrupts.second.cancelled() => break Followed::Abandoned,
+        }
+    };
+    progress.finish();
+    result
+}
+
+/// Print the table and say how the run ended, as an exit code.
+pub fn conclude(summary: &RunSummary, out: Option<&Path>) -> Exit {
+    println!("{}", stampede_master::results::table(summary));
+    if let Some(dir) = out {
+        eprintln!("results written to {}", dir.display());
+    }
+    if summary.total.requests == 0 && summary.workers.iter().all(|w| w.state == "lost") {
+        eprintln!("the run could not finish: {}", summary.stop_reason);
+        return Exit::Incomplete;
+    }
+    if summary.stop_reason.starts_with("every worker rejected")
+        || summary.stop_reason == "no workers left"
+    {
+        eprintln!("the run could not finish: {}", summary.stop_reason);
+        return Exit::Incomplete;
+    }
+    if !summary.passed() {
+        eprintln!("a threshold was breached");
+        return Exit::ThresholdBreached;
+    }
+    Exit::Success
+}
+
+/// Ctrl-C, counted: the first asks for a graceful stop, the second for quitting at once.
+pub struct Interrupts {
+    /// Cancelled at the first Ctrl-C.
+    pub first: CancellationToken,
+    /// Cancelled at the second.
+    pub second: CancellationToken,
+}
+
+/// Start counting Ctrl-C presses.
+pub fn interrupts() -> Interrupts {
+    let i = Interrupts {
+        first: CancellationToken::new(),
+        second: CancellationToken::new(),
+    };
+    let (first, second) = (i.first.clone(), i.second.clone());
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            first.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                second.cancel();
+            }
+        }
+    });
+    i
+}

@@ -1,0 +1,77 @@
+//! `stampede master`: wait for workers, run the scenario (when they have joined, or when the
+//! API says so), serve the API, and in headless mode exit with the run's verdict.
+
+use stampede_master::{Master, MasterConfig};
+
+use super::common::{self, Followed};
+use super::run::stop_grace;
+use crate::cli::{Exit, MasterOpt};
+
+pub async fn run(opt: MasterOpt) -> anyhow::Result<Exit> {
+    let headless = opt.flags.headless;
+    let scenario = match &opt.scenario {
+        Some(path) => Some(common::load_scenario(path, &opt.flags)?),
+        None if headless => {
+            anyhow::bail!("--headless needs --scenario: there is nothing to run otherwise")
+        }
+        None => None,
+    };
+    // The built-in target, if any, runs for the master's lifetime (until `_target` drops).
+    let (scenario, _target) = match scenario {
+        Some(s) => {
+            let (s, target) = common::start_builtin(s, opt.bind.ip()).await?;
+            if let Some(t) = &target {
+                eprintln!("built-in target listening on {}", t.url);
+            }
+            (Some(s), target)
+        }
+        None => (None, None),
+    };
+    let token = match opt.token {
+        Some(t) if !t.is_empty() => t,
+        _ => {
+            let t = common::random_token();
+            eprintln!("no --token given: workers join with --token {t}");
+            t
+        }
+    };
+    let expect = opt.expect_workers.or(headless.then_some(1));
+    let grace = scenario
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(15), stop_grace);
+    let interrupts = common::interrupts();
+    let mut master = Master::start(
+        MasterConfig {
+            bind: opt.bind,
+            token,
+            scenario,
+            auto_start_at: expect,
+            out: opt.flags.out.clone(),
+            api: opt.api,
+            stop_grace: grace,
+        },
+        interrupts.first.clone(),
+    )
+    .await?;
+    eprintln!("master listening for workers on {} (QUIC)", master.addr);
+    if let Some(api) = master.api_addr {
+        eprintln!("API on http://{api}");
+    }
+    if let Some(n) = expect {
+        eprintln!("the run starts when {n} worker(s) have joined");
+    }
+    let exit = loop {
+        match common::follow(&mut master, &interrupts, || {}).await {
+            Followed::Finished(Some(summary)) => {
+                let exit = common::conclude(&summary, opt.flags.out.as_deref());
+                if headless || interrupts.first.is_cancelled() {
+                    break exit;
+                }
+            }
+            Followed::Finished(None) => break Exit::Success,
+            Followed::Abandoned => break Exit::Interrupted,
+        }
+    };
+    master.shutdown().await;
+    Ok(exit)
+}

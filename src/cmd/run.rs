@@ -1,0 +1,186 @@
+//! `stampede run`: everything on this machine. A master on 127.0.0.1, N worker *processes*
+//! (this same binary, `stampede worker`) joined over real QUIC on loopback, and the built-in
+//! target when the scenario names one; progress while it runs, the table at the end.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use stampede_master::{Master, MasterConfig};
+use tokio::process::{Child, Command};
+
+use super::common::{self, Followed};
+use crate::cli::{Exit, RunOpt};
+
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+pub async fn run(opt: RunOpt) -> anyhow::Result<Exit> {
+    if opt.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let scenario = common::load_scenario(&opt.scenario, &opt.flags)?;
+    let (scenario, target) = common::start_builtin(scenario, LOOPBACK).await?;
+    if let Some(t) = &target {
+        eprintln!("built-in target listening on {}", t.url);
+    }
+    let token = common::random_token();
+    let interrupts = common::interrupts();
+    let mut master = Master::start(
+        MasterConfig {
+            bind: SocketAddr::new(LOOPBACK, 0),
+            token: token.clone(),
+            scenario: Some(scenario.clone()),
+            auto_start_at: Some(opt.workers),
+            out: opt.flags.out.clone(),
+            api: opt.api,
+            stop_grace: stop_grace(&scenario),
+        },
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await?;
+    if let Some(api) = master.api_addr {
+        eprintln!("API on http://{api} (token {token})");
+    }
+    let mut children = spawn_workers(opt.workers, master.addr, &token)?;
+    eprintln!(
+        "running `{}` against {} with {} local worker processes for {}",
+        scenario.name,
+        scenario.target,
+        opt.workers,
+        stampede_scenarios::units::format_duration(scenario.duration)
+    );
+    let joined = wait_for_workers(&mut master, &mut children, opt.workers).await;
+    let outcome = match joined {
+        Ok(()) => {
+            let snaps = master.snapshots.clone();
+            let stopper = master_stopper(&master);
+            common::follow(&mut master, &interrupts, move || {
+                if let Some(id) = snaps.borrow().run.as_ref().map(|r| r.id) {
+                    stopper(id);
+                }
+            })
+            .await
+        }
+        Err(e) => {
+            master.shutdown().await;
+            reap(children).await;
+            return Err(e);
+        }
+    };
+    let exit = match outcome {
+        Followed::Finished(Some(summary)) => {
+            if let Some(t) = &target {
+                tracing::info!(
+                    target_requests = t.stats.requests(),
+                    "built-in target count"
+                );
+            }
+            common::conclude(&summary, opt.flags.out.as_deref())
+        }
+        Followed::Finished(None) => {
+            eprintln!("the master stopped before the run finished");
+            Exit::Incomplete
+        }
+        Followed::Abandoned => Exit::Interrupted,
+    };
+    master.shutdown().await;
+    reap(children).await;
+    Ok(exit)
+}
+
+/// How long the master waits for final reports: the driver's request timeout plus slack.
+pub fn stop_grace(scenario: &stampede_scenarios::ScenarioConfig) -> Duration {
+    let timeout = scenario
+        .file
+        .http
+        .as_ref()
+        .and_then(|h| h.timeout)
+        .map_or(stampede_scenarios::driver::http::DEFAULT_TIMEOUT, |t| t.0);
+    timeout + Duration::from_secs(5)
+}
+
+fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {
+    let handle = master.handle();
+    move |id| {
+        let h = handle.clone();
+        tokio::spawn(async move {
+            let _ = h.stop_run(id).await;
+        });
+    }
+}
+
+fn spawn_workers(n: usize, master: SocketAddr, token: &str) -> anyhow::Result<Vec<Child>> {
+    let exe = std::env::current_exe().context("finding the stampede binary to start workers")?;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let per_worker = (cores / n).max(1);
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    (0..n)
+        .map(|i| {
+            Command::new(&exe)
+                .args([
+                    "worker",
+                    "--master",
+                    &master.to_string(),
+                    "--name",
+                    &format!("local-{}", i + 1),
+                ])
+                .args([
+                    "--cores",
+                    &per_worker.to_string(),
+                    "--connect-timeout",
+                    "10s",
+                ])
+                .env("STAMPEDE_TOKEN", token)
+                .env("RUST_LOG", &log)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("starting worker process {}", i + 1))
+        })
+        .collect()
+}
+
+/// Wait until `n` workers joined; fail if a worker process dies first or it takes too long.
+async fn wait_for_workers(
+    master: &mut Master,
+    children: &mut [Child],
+    n: usize,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut snaps = master.snapshots.clone();
+    loop {
+        {
+            let snap = snaps.borrow_and_update();
+            if snap.run.is_some() || snap.workers.len() >= n {
+                return Ok(());
+            }
+        }
+        for (i, c) in children.iter_mut().enumerate() {
+            if let Some(status) = c.try_wait()? {
+                bail!(
+                    "worker process {} exited before the run started ({status})",
+                    i + 1
+                );
+            }
+        }
+        tokio::select! {
+            _ = snaps.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = tokio::time::sleep_until(deadline) => bail!("only {} of {n} workers joined within 30 s", snaps.borrow().workers.len()),
+        }
+    }
+}
+
+/// Let worker processes exit on their own (their master closed), then make sure they did.
+async fn reap(children: Vec<Child>) {
+    for mut c in children {
+        if tokio::time::timeout(Duration::from_secs(5), c.wait())
+            .await
+            .is_err()
+        {
+            let _ = c.kill().await;
+        }
+    }
+}

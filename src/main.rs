@@ -1,0 +1,29 @@
+//! `stampede`: distributed load testing. Parses the command line, sets up logging and the
+//! runtime, runs the command, and turns its outcome into an exit code (see the README).
+
+mod cli;
+mod cmd;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let opt = cli::Opt::parse();
+    cli::init_tracing(&opt);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return cli::Exit::Error.into();
+        }
+    };
+    match runtime.block_on(cmd::run(opt)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            cli::Exit::Error.into()
+        }
+    }
+}

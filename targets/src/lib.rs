@@ -1,0 +1,14 @@
+//! Built-in systems under test for Stampede demos, tests and benchmarks.
+//!
+//! A load tester needs something to point at that is fast, predictable and
+//! tunable (latency, errors, payload size) without installing a real service.
+//! This crate holds those targets; it knows nothing about workers, masters or
+//! the wire protocol.
+//!
+//! # Layout
+//!
+//! - [`http`]: an HTTP/1.1 keep-alive server that answers every request with a
+//!   static body after a configurable delay, injects errors at a given rate, and
+//!   exposes its own counters under `/__stampede/`.
+
+pub mod http;

@@ -1,0 +1,375 @@
+//! The load engine of one worker for one run: follows a [`LoadPlan`] (users in a loop for
+//! closed models, timed arrivals for open ones), calls the driver, and lets the recorder fill.
+//!
+//! Closed users are tokio tasks, started and stopped by a supervisor as the plan's user count
+//! moves. Open arrivals are timed by a dedicated OS thread (sleep, then spin for the last
+//! stretch, so schedule lag stays well under a millisecond) that hands each arrival to the
+//! runtime; latency counts from the scheduled time. Stopping never cuts a request short: the
+//! engine stops issuing, waits for what is in flight (each call is bounded by the driver's
+//! timeout), and ends. Reporting is not done here: the session takes the recorder's intervals.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand_distr::{Distribution, Exp};
+use stampede_scenarios::{Arrival, Call, Driver, LoadModel, LoadPlan, Recorder, Session};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How often the closed-model supervisor re-reads the plan.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(50);
+
+/// Shared between the engine's tasks and the session that owns it.
+pub struct EngineShared {
+    /// The plan; replaced when the master moves shares or the user rescales.
+    pub plan: RwLock<LoadPlan>,
+    /// Users running (closed) or requests in flight (open).
+    pub active: AtomicU64,
+    /// Arrivals not sent because `max_in_flight` requests were already in flight.
+    pub dropped: AtomicU64,
+    /// The current open-model rate of this worker, as f64 bits, for reports.
+    pub rate_bits: AtomicU64,
+}
+
+/// A running engine.
+pub struct Engine {
+    shared: Arc<EngineShared>,
+    stop: CancellationToken,
+}
+
+/// What an engine needs to start.
+pub struct EngineSpec {
+    /// The driver of the run.
+    pub driver: Arc<dyn Driver>,
+    /// Where to record.
+    pub recorder: Arc<Recorder>,
+    /// This worker's part of the load.
+    pub plan: LoadPlan,
+    /// When load starts (local clock).
+    pub start: Instant,
+    /// How far into the run `start` is (0, or more for a worker joining a run mid-way).
+    pub elapsed: Duration,
+    /// How long the whole run lasts; this worker stops at `start + duration - elapsed`.
+    pub duration: Duration,
+    /// A seed for this worker's random choices (arrival gaps, request picks).
+    pub seed: u64,
+}
+
+impl Engine {
+    /// Start generating load at `spec.start`. The handle resolves when the engine has ended
+    /// (duration reached or stopped) and every in-flight call is done.
+    pub fn start(spec: EngineSpec) -> (Engine, tokio::task::JoinHandle<()>) {
+        let shared = Arc::new(EngineShared {
+            plan: RwLock::new(spec.plan.clone()),
+            active: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            rate_bits: AtomicU64::new(0f64.to_bits()),
+        });
+        let stop = CancellationToken::new();
+        let task = if spec.plan.model.is_open() {
+            tokio::spawn(open_loop(spec, shared.clone(), stop.clone()))
+        } else {
+            tokio::spawn(closed_loop(spec, shared.clone(), stop.clone()))
+        };
+        (Engine { shared, stop }, task)
+    }
+
+    /// Replace the plan (new share or scale); takes effect within [`SUPERVISE_EVERY`] or the
+    /// next arrival.
+    pub fn update(&self, plan: LoadPlan) {
+        *self.shared.plan.write().unwrap_or_else(|p| p.into_inner()) = plan;
+    }
+
+    /// Stop issuing requests; [`Engine::finished`] resolves when in-flight ones are done.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Users running or requests in flight.
+    pub fn active(&self) -> u64 {
+        self.shared.active.load(Ordering::Relaxed)
+    }
+
+    /// The open-model rate currently produced by this worker (0 for closed models).
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.shared.rate_bits.load(Ordering::Relaxed))
+    }
+
+    /// Arrivals dropped so far (and resets the count).
+    pub fn take_dropped(&self) -> u64 {
+        self.shared.dropped.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// Closed model: a supervisor keeps `users_at(elapsed)` user tasks running.
+async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: CancellationToken) {
+    let end = spec.start + spec.duration.saturating_sub(spec.elapsed);
+    tokio::select! {
+        _ = tokio::time::sleep_until(spec.start) => {}
+        _ = stop.cancelled() => return,
+    }
+    let mut users: Vec<CancellationToken> = Vec::new();
+    let mut tasks = JoinSet::new();
+    let mut seed = spec.seed;
+    let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let want = {
+            let plan = shared.plan.read().unwrap_or_else(|p| p.into_inner());
+            plan.users_at(now - spec.start + spec.elapsed) as usize
+        };
+        while users.len() < want {
+            let token = stop.child_token();
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            tasks.spawn(user(
+                spec.driver.session(),
+                spec.recorder.clone(),
+                token.clone(),
+                SmallRng::seed_from_u64(seed),
+            ));
+            users.push(token);
+        }
+        while users.len() > want {
+            if let Some(t) = users.pop() {
+                t.cancel();
+            }
+        }
+        shared.active.store(users.len() as u64, Ordering::Relaxed);
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(end) => break,
+            _ = stop.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    for u in &users {
+        u.cancel();
+    }
+    while tasks.join_next().await.is_some() {
+        shared.active.store(tasks.len() as u64, Ordering::Relaxed);
+    }
+    shared.active.store(0, Ordering::Relaxed);
+}
+
+/// One closed-model user: call, record, repeat until told to stop (between calls, never during).
+async fn user(
+    mut session: Box<dyn Session>,
+    recorder: Arc<Recorder>,
+    stop: CancellationToken,
+    mut rng: SmallRng,
+) {
+    while !stop.is_cancelled() {
+        let scheduled = std::time::Instant::now();
+        session
+            .call(Call {
+                rng: &mut rng,
+                recorder: &recorder,
+                scheduled,
+            })
+            .await;
+    }
+}
+
+/// Open model: a pacing thread times arrivals and hands them to the runtime.
+async fn open_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: CancellationToken) {
+    let handle = tokio::runtime::Handle::current();
+    let halt = Arc::new(AtomicBool::new(false));
+    // Halts the pacing thread however this task ends (also when it is aborted).
+    let _halt_on_drop = HaltOnDrop(halt.clone());
+    let pool: Arc<Mutex<Vec<Box<dyn Session>>>> = Arc::new(Mutex::new(Vec::new()));
+    let tracker = tokio_util::task::TaskTracker::new();
+    let pacer = {
+        let (shared, halt, tracker) = (shared.clone(), halt.clone(), tracker.clone());
+        let start = spec.start.into_std();
+        let pacing = Pacing {
+            driver: spec.driver.clone(),
+            recorder: spec.recorder.clone(),
+            pool,
+            start,
+            elapsed: spec.elapsed,
+            end: start + spec.duration.saturating_sub(spec.elapsed),
+        };
+        std::thread::Builder::new()
+            .name("stampede-pacer".into())
+            .spawn(move || pace(pacing, shared, &halt, &handle, &tracker, spec.seed))
+    };
+    let pacer = match pacer {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("cannot start the pacing thread: {e}");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep_until(spec.start + spec.duration.saturating_sub(spec.elapsed)) => {}
+    }
+    halt.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
+    tracker.close();
+    tracker.wait().await;
+    shared.rate_bits.store(0f64.to_bits(), Ordering::Relaxed);
+}
+
+struct HaltOnDrop(Arc<AtomicBool>);
+
+impl Drop for HaltOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+struct Pacing {
+    driver: Arc<dyn Driver>,
+    recorder: Arc<Recorder>,
+    pool: Arc<Mutex<Vec<Box<dyn Session>>>>,
+    start: std::time::Instant,
+    elapsed: Duration,
+    end: std::time::Instant,
+}
+
+/// The pacing thread: compute the next arrival from the plan's current rate, wait for it
+/// precisely, dispatch it, until the end or `halt`.
+fn pace(
+    p: Pacing,
+    shared: Arc<EngineShared>,
+    halt: &AtomicBool,
+    handle: &tokio::runtime::Handle,
+    tracker: &tokio_util::task::TaskTracker,
+    seed: u64,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let end = p.end;
+    wait_until(p.start, halt);
+    let mut next = p.start;
+    let mut picks = 0u64;
+    while !halt.load(Ordering::Relaxed) {
+        let (rate, arrival, max_in_flight) = {
+            let plan = shared.plan.read().unwrap_or_else(|e| e.into_inner());
+            let (arrival, max) = match &plan.model {
+                LoadModel::Open {
+                    arrival,
+                    max_in_flight,
+                    ..
+                }
+                | LoadModel::Stages {
+                    arrival,
+                    max_in_flight,
+                    ..
+                } => (*arrival, *max_in_flight),
+                LoadModel::Closed { .. } => (Arrival::Constant, u64::MAX),
+            };
+            (
+                plan.rate_at(next.saturating_duration_since(p.start) + p.elapsed),
+                arrival,
+                max,
+            )
+        };
+        shared.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+        if rate <= 0.0 {
+            // Nothing to send now (a ramp from 0, or a share of 0): look again shortly.
+            next = (next + Duration::from_millis(10)).max(std::time::Instant::now());
+            if next >= end {
+                break;
+            }
+            wait_until(next, halt);
+            continue;
+        }
+        let gap = match arrival {
+            Arrival::Constant => 1.0 / rate,
+            // The invariant: rate > 0 here, which is all Exp::new needs.
+            Arrival::Poisson => Exp::new(rate).expect("positive rate").sample(&mut rng),
+        };
+        next += Duration::from_secs_f64(gap);
+        if next >= end {
+            break;
+        }
+        wait_until(next, halt);
+        if halt.load(Ordering::Relaxed) {
+            break;
+        }
+        if shared.active.load(Ordering::Relaxed) >= max_in_flight {
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        picks = picks.wrapping_add(1);
+        dispatch(
+            &p,
+            &shared,
+            handle,
+            tracker,
+            next,
+            seed ^ picks.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+    }
+}
+
+/// Hand one arrival to the runtime, with a session from the pool (or a new one).
+fn dispatch(
+    p: &Pacing,
+    shared: &Arc<EngineShared>,
+    handle: &tokio::runtime::Handle,
+    tracker: &tokio_util::task::TaskTracker,
+    scheduled: std::time::Instant,
+    seed: u64,
+) {
+    let active = InFlight::enter(shared.clone());
+    let session = p.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut session = session.unwrap_or_else(|| p.driver.session());
+    let (recorder, pool) = (p.recorder.clone(), p.pool.clone());
+    handle.spawn(tracker.track_future(async move {
+        recorder.lag(scheduled.elapsed());
+        let mut rng = SmallRng::seed_from_u64(seed);
+        session
+            .call(Call {
+                rng: &mut rng,
+                recorder: &recorder,
+                scheduled,
+            })
+            .await;
+        pool.lock().unwrap_or_else(|e| e.into_inner()).push(session);
+        drop(active);
+    }));
+}
+
+/// Counts one request in flight for as long as it lives (also when its task is aborted).
+struct InFlight(Arc<EngineShared>);
+
+impl InFlight {
+    fn enter(shared: Arc<EngineShared>) -> InFlight {
+        shared.active.fetch_add(1, Ordering::Relaxed);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sleep until `at` (coarsely, then spinning for the last 200 µs), or until `halt`.
+fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
+    const SPIN: Duration = Duration::from_micros(200);
+    const SLICE: Duration = Duration::from_millis(50);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= at || halt.load(Ordering::Relaxed) {
+            return;
+        }
+        let left = at - now;
+        if left > SPIN {
+            std::thread::sleep((left - SPIN).min(SLICE));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! A Stampede worker: joins a master over QUIC, takes assignments, generates its share of the
+//! load with the scenario's driver, and ships what it recorded every second.
+//!
+//! It keeps nothing between runs and never decides anything about the run itself: the master
+//! says what, how much and when. If the master goes away, load stops within a few seconds
+//! (the QUIC idle timeout) and [`run`] returns an error naming the cause.
+//!
+//! # Layout
+//! - [`engine`]: the load engine (closed users, open arrivals) for one run.
+//! - [`report`]: turns the recorder's intervals into protocol reports.
+
+pub mod engine;
+pub mod report;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use stampede_protocol::{
+    Assign, FromWorker, Hello, PROTOCOL_VERSION, Report, ToWorker, frame, handshake, read_frame,
+    transport, unix_now_ns, write_frame,
+};
+use stampede_scenarios::{LoadPlan, Overrides, Recorder, ScenarioConfig, driver};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::engine::{Engine, EngineSpec};
+
+/// How a worker reaches its master.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The master's `host:port`.
+    pub master: String,
+    /// The shared token.
+    pub token: String,
+    /// This worker's name in the master's lists.
+    pub name: String,
+    /// Cores it offers: its weight in the split, and its recorder's shard count.
+    pub cores: u32,
+    /// How long to keep trying to reach a master that is not up yet.
+    pub connect_timeout: Duration,
+}
+
+/// How often reports (or heartbeats, when idle) are sent.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// Join the master and serve it until it closes the connection (`Ok`), `shutdown` is
+/// cancelled (`Ok`), or the connection is lost or refused (`Err`).
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = resolve(&config.master).await?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse()?
+    } else {
+        "0.0.0.0:0".parse()?
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).context("opening a UDP socket")?;
+    endpoint.set_default_client_config(transport::client_config()?);
+    let conn = connect(&endpoint, addr, config.connect_timeout, &shutdown).await?;
+    let (mut send, mut recv) = conn.open_bi().await.context("opening the control stream")?;
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        token: config.token.clone(),
+        name: config.name.clone(),
+        cores: config.cores,
+        build: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let id = match handshake::introduce(&mut send, &mut recv, &hello).await {
+        Ok(id) => id,
+        Err(e) => {
+            conn.close(1u32.into(), b"refused");
+            endpoint.wait_idle().await;
+            return Err(anyhow!("master {addr} {e}"));
+        }
+    };
+    info!(worker = id, master = %addr, "joined the master");
+    let reports = conn.open_uni().await.context("opening the report stream")?;
+    let mut session = Session {
+        id,
+        cores: config.cores,
+        send,
+        recv,
+        reports,
+        run: None,
+    };
+    let result = match session.serve(&shutdown).await {
+        // The master closing the connection on purpose (run over, master stopping) is the
+        // normal end, whatever the stream error that revealed it.
+        Err(_)
+            if matches!(
+                conn.close_reason(),
+                Some(quinn::ConnectionError::ApplicationClosed(_))
+            ) =>
+        {
+            info!("the master closed the connection");
+            Ok(())
+        }
+        other => other,
+    };
+    conn.close(0u32.into(), b"bye");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    result
+}
+
+async fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
+    let with_port = if master
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !master.ends_with(']')
+    {
+        master.to_string()
+    } else {
+        format!("{master}:{}", stampede_protocol::DEFAULT_PORT)
+    };
+    tokio::net::lookup_host(&with_port)
+        .await
+        .with_context(|| format!("resolving master address `{master}`"))?
+        .next()
+        .ok_or_else(|| anyhow!("master address `{master}` resolves to nothing"))
+}
+
+/// Connect, retrying every second until `timeout` (a master may start after its workers).
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    timeout: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<quinn::Connection> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let attempt = endpoint.connect(addr, transport::SERVER_NAME)?;
+        let err = tokio::select! {
+            r = attempt => match r {
+                Ok(c) => return Ok(c),
+                Err(e) => e,
+            },
+            _ = shutdown.cancelled() => bail!("stopped before reaching the master"),
+        };
+        if Instant::now() >= deadline {
+            bail!("cannot reach the master at {addr}: {err} (is `stampede master` running there?)");
+        }
+        warn!(master = %addr, "master not reachable yet ({err}); retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => bail!("stopped before reaching the master"),
+        }
+    }
+}
+
+/// The run a worker is assigned to.
+struct Run {
+    id: u64,
+    config: ScenarioConfig,
+    driver: Arc<dyn driver::Driver>,
+    recorder: Arc<Recorder>,
+    plan: LoadPlan,
+    engine: Option<Engine>,
+    seq: u64,
+    interval_start_ms: u64,
+}
+
+struct Session {
+    id: u64,
+    cores: u32,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    reports: quinn::SendStream,
+    run: Option<Run>,
+}
+
+impl Session {
+    async fn serve(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(REPORT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut engine_done: Option<tokio::task::JoinHandle<()>> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.finish_run(&mut engine_done, Duration::from_secs(5)).await?;
+                    return Ok(());
+                }
+                msg = read_frame::<_, ToWorker>(&mut self.recv) => match msg {
+                    Ok(msg) => self.handle(msg, &mut engine_done).await?,
+                    Err(frame::FrameError::Closed) => {
+                        self.abandon(&mut engine_done).await;
+                        info!("the master closed the connection");
+                        return Ok(());
+                    }
+                    Err(e) => {
+                        self.abandon(&mut engine_done).await;
+                        bail!("lost the master: {e}; load stopped");
+                    }
+                },
+                _ = async { if let Some(h) = engine_done.as_mut() { let _ = h.await; } }, if engine_done.is_some() => {
+                    engine_done = None;
+                    self.send_report(true).await?;
+                    self.run = None;
+                }
+                _ = tick.tick() => {
+                    if self.run.as_ref().is_some_and(|r| r.engine.is_some()) {
+                        self.send_report(false).await?;
+                    } else {
+                        write_frame(&mut self.send, &FromWorker::Heartbeat).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        msg: ToWorker,
+        engine_done: &mut Option<tokio::task::JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
+        match msg {
+            ToWorker::Assign(a) => {
+                let run_id = a.run_id;
+                let reply = match self.prepare(a) {
+                    Ok(run) => {
+                        info!(run = run_id, scenario = %run.config.name, "assigned");
+                        self.run = Some(run);
+                        FromWorker::Ready { run_id }
+                    }
+                    Err(reason) => {
+                        warn!(run = run_id, "assignment rejected: {reason}");
+                        FromWorker::Rejected { run_id, reason }
+                    }
+                };
+                write_frame(&mut self.send, &reply).await?;
+            }
+            ToWorker::Start {
+                run_id,
+                at_unix_ns,
+                elapsed_ms,
+            } => {
+                let Some(run) = self
+                    .run
+                    .as_mut()
+                    .filter(|r| r.id == run_id && r.engine.is_none())
+                else {
+                    warn!(run = run_id, "start for a run not assigned here; ignored");
+                    return Ok(());
+                };
+                let delay = Duration::from_nanos(at_unix_ns.saturating_sub(unix_now_ns()));
+                let (engine, done) = Engine::start(EngineSpec {
+                    driver: run.driver.clone(),
+                    recorder: run.recorder.clone(),
+                    plan: run.plan.clone(),
+                    start: Instant::now() + delay,
+                    elapsed: Duration::from_millis(elapsed_ms),
+                    duration: run.config.duration,
+                    seed: self.id.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ run_id ^ at_unix_ns,
+                });
+                run.engine = Some(engine);
+                run.interval_start_ms = unix_now_ns() / 1_000_000;
+                *engine_done = Some(done);
+                info!(run = run_id, in_ms = delay.as_millis() as u64, "starting");
+            }
+            ToWorker::Update {
+                run_id,
+                share,
+                scale,
+            } => {
+                if let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) {
+                    run.plan.slot = share.slot as usize;
+                    run.plan.weights = share.weights;
+                    run.plan.scale = scale;
+                    if let Some(e) = &run.engine {
+                        e.update(run.plan.clone());
+                    }
+                    info!(
+                        run = run_id,
+                        fraction = run.plan.fraction(),
+                        scale,
+                        "share updated"
+                    );
+                }
+            }
+            ToWorker::Stop { run_id, reason } => {
+                if let Some(run) = self.run.as_ref().filter(|r| r.id == run_id) {
+                    info!(run = run_id, "stopping: {reason}");
+                    match &run.engine {
+                        Some(e) => e.stop(),
+                        // Assigned but never started: nothing to report, go back to idle.
+                        None => self.run = None,
+                    }
+                }
+            }
+            ToWorker::Ping { seq, master_ns } => {
+                let pong = FromWorker::Pong {
+                    seq,
+                    master_ns,
+                    worker_ns: unix_now_ns(),
+                };
+                write_frame(&mut self.send, &pong).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn prepare(&self, a: Assign) -> Result<Run, String> {
+        let config =
+            ScenarioConfig::parse(&a.scenario, "<assigned scenario>", &Overrides::default())
+                .map_err(|e| e.to_string())?;
+        let driver = driver::build(&config).map_err(|e| e.to_string())?;
+        let names = driver.requests().iter().map(|r| r.name.clone()).collect();
+        let recorder = Arc::new(Recorder::new(
+            names,
+            driver.metrics(),
+            driver.counters(),
+            self.cores as usize,
+        ));
+        let plan = LoadPlan {
+            model: config.load.clone(),
+            slot: a.share.slot as usize,
+            weights: a.share.weights,
+            scale: a.scale,
+        };
+        Ok(Run {
+            id: a.run_id,
+            config,
+            driver,
+            recorder,
+            plan,
+            engine: None,
+            seq: 0,
+            interval_start_ms: 0,
+        })
+    }
+
+    /// Send what was recorded since the last report.
+    async fn send_report(&mut self, last: bool) -> anyhow::Result<()> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        let now_ms = unix_now_ns() / 1_000_000;
+        let (users, rate, dropped) = match &run.engine {
+            Some(e) => (e.active(), e.rate(), e.take_dropped()),
+            None => (0, 0.0, 0),
+        };
+        let report: Report = report::encode(report::Meta {
+            run_id: run.id,
+            seq: run.seq,
+            start_unix_ms: run.interval_start_ms,
+            end_unix_ms: now_ms,
+            users,
+            target_rate: rate,
+            dropped,
+            last,
+            recorder: &run.recorder,
+        });
+        run.seq += 1;
+        run.interval_start_ms = now_ms;
+        write_frame(&mut self.reports, &report).await?;
+        Ok(())
+    }
+
+    /// Stop the current run, if any, and send its last report (waiting at most `grace`).
+    async fn finish_run(
+        &mut self,
+        engine_done: &mut Option<tokio::task::JoinHandle<()>>,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        if let Some(e) = self.run.as_ref().and_then(|r| r.engine.as_ref()) {
+            e.stop();
+        }
+        if let Some(done) = engine_done.take() {
+            let _ = tokio::time::timeout(grace, done).await;
+            self.send_report(true).await?;
+        }
+        self.run = None;
+        Ok(())
+    }
+
+    /// The master is gone: stop load at once (in-flight calls get one second).
+    async fn abandon(&mut self, engine_done: &mut Option<tokio::task::JoinHandle<()>>) {
+        if let Some(e) = self.run.as_ref().and_then(|r| r.engine.as_ref()) {
+            e.stop();
+        }
+        if let Some(done) = engine_done.take() {
+            let abort = done.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), done)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        self.run = None;
+    }
+}
