@@ -283,12 +283,7 @@ fn pace(
             wait_until(next, halt);
             continue;
         }
-        let gap = match arrival {
-            Arrival::Constant => 1.0 / rate,
-            // The invariant: rate > 0 here, which is all Exp::new needs.
-            Arrival::Poisson => Exp::new(rate).expect("positive rate").sample(&mut rng),
-        };
-        next += Duration::from_secs_f64(gap);
+        next += Duration::from_secs_f64(next_gap(arrival, rate, &mut rng));
         if next >= end {
             break;
         }
@@ -309,6 +304,17 @@ fn pace(
             next,
             seed ^ picks.wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
+    }
+}
+
+/// Seconds to the next arrival at `rate` (> 0) per second.
+pub fn next_gap(arrival: Arrival, rate: f64, rng: &mut SmallRng) -> f64 {
+    match arrival {
+        Arrival::Constant => 1.0 / rate,
+        Arrival::Poisson => match Exp::new(rate) {
+            Ok(exp) => exp.sample(rng),
+            Err(_) => 1.0 / rate,
+        },
     }
 }
 
@@ -371,5 +377,225 @@ fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
         } else {
             std::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stampede_scenarios::driver::{CallFuture, RequestInfo};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A driver whose calls take `delay` of tokio time and count themselves.
+    struct Sleepy {
+        info: Vec<RequestInfo>,
+        delay: Duration,
+        calls: Arc<AtomicUsize>,
+        sessions: Arc<AtomicUsize>,
+    }
+
+    struct SleepySession {
+        delay: Duration,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Driver for Sleepy {
+        fn requests(&self) -> &[RequestInfo] {
+            &self.info
+        }
+        fn session(&self) -> Box<dyn Session> {
+            self.sessions.fetch_add(1, Ordering::Relaxed);
+            Box::new(SleepySession {
+                delay: self.delay,
+                calls: self.calls.clone(),
+            })
+        }
+    }
+
+    impl Session for SleepySession {
+        fn call<'a>(&'a mut self, call: Call<'a>) -> CallFuture<'a> {
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                call.recorder.request(0, call.scheduled.elapsed(), 1, None);
+            })
+        }
+    }
+
+    fn sleepy(delay: Duration) -> (Arc<Sleepy>, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let sessions = Arc::new(AtomicUsize::new(0));
+        let d = Sleepy {
+            info: vec![RequestInfo {
+                kind: "GET".into(),
+                name: "a".into(),
+            }],
+            delay,
+            calls: calls.clone(),
+            sessions: sessions.clone(),
+        };
+        (Arc::new(d), calls, sessions)
+    }
+
+    fn plan(model: LoadModel, slot: usize, weights: Vec<u32>) -> LoadPlan {
+        LoadPlan {
+            model,
+            slot,
+            weights,
+            scale: 1.0,
+        }
+    }
+
+    /// Closed users ramp at the spawn rate, every user runs back-to-back calls, and the engine
+    /// ends at the duration, all under paused time (so exact).
+    #[tokio::test(start_paused = true)]
+    async fn closed_users_ramp_and_loop() {
+        let (driver, calls, sessions) = sleepy(Duration::from_millis(100));
+        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &[], 1));
+        let (engine, done) = Engine::start(EngineSpec {
+            driver,
+            recorder: recorder.clone(),
+            plan: plan(
+                LoadModel::Closed {
+                    users: 10,
+                    spawn_rate: 5.0,
+                },
+                0,
+                vec![1],
+            ),
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            duration: Duration::from_secs(5),
+            seed: 1,
+        });
+        tokio::time::sleep(Duration::from_millis(1010)).await;
+        // floor(5/s × 1 s) + 1 = 6 users after one second.
+        assert_eq!(engine.active(), 6);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(engine.active(), 10);
+        done.await.unwrap();
+        assert_eq!(engine.active(), 0);
+        assert_eq!(sessions.load(Ordering::Relaxed), 10);
+        let n = calls.load(Ordering::Relaxed);
+        // User k starts at ~k/5 s (k ≥ 1), then makes one call per 100 ms until 5 s (a call
+        // that starts before the end finishes).
+        let expected: usize = (0..10u32)
+            .map(|k| if k == 0 { 50 } else { 50 - (k as usize * 2) })
+            .sum();
+        assert!(
+            n.abs_diff(expected) <= 10,
+            "{n} calls, expected about {expected}"
+        );
+        assert_eq!(recorder.take().names[0].requests as usize, n);
+    }
+
+    /// A worker's share of users follows the split, and an update moves it.
+    #[tokio::test(start_paused = true)]
+    async fn share_and_update() {
+        let (driver, _, _) = sleepy(Duration::from_millis(10));
+        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &[], 1));
+        let model = LoadModel::Closed {
+            users: 9,
+            spawn_rate: f64::INFINITY,
+        };
+        let (engine, done) = Engine::start(EngineSpec {
+            driver,
+            recorder,
+            plan: plan(model.clone(), 1, vec![1, 2]),
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            duration: Duration::from_secs(2),
+            seed: 2,
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(engine.active(), 6);
+        engine.update(plan(model, 0, vec![3]));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(engine.active(), 9);
+        engine.stop();
+        done.await.unwrap();
+        assert_eq!(engine.active(), 0);
+    }
+
+    #[test]
+    fn constant_gaps_are_exact() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        assert_eq!(next_gap(Arrival::Constant, 250.0, &mut rng), 0.004);
+    }
+
+    /// Poisson gaps pass a Kolmogorov–Smirnov test against the exponential distribution.
+    #[test]
+    fn poisson_gaps_are_exponential() {
+        let mut rng = SmallRng::seed_from_u64(4);
+        let rate = 10_000.0;
+        let n = 50_000;
+        let mut gaps: Vec<f64> = (0..n)
+            .map(|_| next_gap(Arrival::Poisson, rate, &mut rng))
+            .collect();
+        gaps.sort_by(|a, b| a.total_cmp(b));
+        let d = gaps
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let cdf = 1.0 - (-rate * x).exp();
+                let lo = cdf - i as f64 / n as f64;
+                let hi = (i + 1) as f64 / n as f64 - cdf;
+                lo.max(hi)
+            })
+            .fold(0.0, f64::max);
+        // The critical value at α = 0.01 is 1.63/√n.
+        assert!(d < 1.63 / (n as f64).sqrt(), "KS statistic {d}");
+        let mean = gaps.iter().sum::<f64>() / n as f64;
+        assert!((mean * rate - 1.0).abs() < 0.02, "mean gap {mean}");
+    }
+
+    /// The open loop produces its share of the rate in real time, records lag, and drops
+    /// arrivals beyond max_in_flight rather than queueing them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_loop_rate_and_drops() {
+        let (driver, calls, _) = sleepy(Duration::from_millis(1));
+        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &[], 2));
+        let model = LoadModel::Open {
+            rate: 2000.0,
+            arrival: Arrival::Constant,
+            max_in_flight: 10_000,
+        };
+        let (_engine, done) = Engine::start(EngineSpec {
+            driver,
+            recorder: recorder.clone(),
+            plan: plan(model, 0, vec![1, 1]),
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            seed: 5,
+        });
+        done.await.unwrap();
+        let n = calls.load(Ordering::Relaxed);
+        // Half of 2000/s for 1 s, constant spacing: 1000 arrivals (the first at one gap).
+        assert!((990..=1000).contains(&n), "{n}");
+        let iv = recorder.take();
+        assert_eq!(iv.lag.map(|h| h.len()), Some(n as u64));
+
+        let (slow, slow_calls, _) = sleepy(Duration::from_secs(10));
+        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &[], 2));
+        let model = LoadModel::Open {
+            rate: 100.0,
+            arrival: Arrival::Constant,
+            max_in_flight: 5,
+        };
+        let (engine, done) = Engine::start(EngineSpec {
+            driver: slow,
+            recorder,
+            plan: plan(model, 0, vec![1]),
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            duration: Duration::from_millis(300),
+            seed: 6,
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(engine.active(), 5);
+        assert!(engine.take_dropped() >= 20);
+        drop(done);
+        assert_eq!(slow_calls.load(Ordering::Relaxed), 0);
     }
 }
