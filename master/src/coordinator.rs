@@ -275,9 +275,10 @@ impl Coordinator {
         ping(&mut w);
         self.workers.insert(id, w);
         if let Some(run) = self.run.as_mut()
-            && run.phase == Phase::Running
+            && matches!(run.phase, Phase::Running | Phase::Assigning { .. })
         {
-            // A joiner mid-run gets the scenario; its share is set when it is ready.
+            // A joiner gets the scenario: while assigning it starts with the others; mid-run
+            // it starts when ready, part-way through the plan, and the shares move.
             run.members.insert(id, Member::default());
             self.assign(id);
         }
