@@ -179,7 +179,7 @@ impl Handler {
 
 fn disconnect_reason(conn: &quinn::Connection, fallback: &str) -> String {
     match conn.close_reason() {
-        Some(quinn::ConnectionError::TimedOut) => "no answer for 3 s (connection timed out)".into(),
+        Some(quinn::ConnectionError::TimedOut) => "no answer for 4 s (connection timed out)".into(),
         Some(quinn::ConnectionError::ApplicationClosed(c)) => {
             format!(
                 "closed by the worker ({})",

@@ -1,6 +1,6 @@
 //! QUIC endpoint settings shared by master and worker: TLS 1.3 with a self-signed certificate
-//! made at master start-up, the Stampede ALPN, a 1 s keep-alive and a 3 s idle timeout (so a
-//! killed peer is noticed within about 3 s on both sides).
+//! made at master start-up, the Stampede ALPN, a 1 s keep-alive and a 4 s idle timeout (so a
+//! killed peer is noticed within about 4 s on both sides).
 //!
 //! Workers do not verify the master's certificate: traffic is encrypted, and the worker is
 //! authenticated by the shared token in the handshake, but a worker trusts whatever answers at
@@ -19,7 +19,7 @@ use crate::ALPN;
 pub const SERVER_NAME: &str = "stampede-master";
 
 /// How long a silent peer is given before the connection is declared lost.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How often an otherwise quiet connection sends a keep-alive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
@@ -40,8 +40,8 @@ pub enum TransportError {
 
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    // The invariant: 3 s is a valid QUIC idle timeout (far below the 2^62 ms limit).
-    t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("3 s fits a VarInt")));
+    // The invariant: 4 s is a valid QUIC idle timeout (far below the 2^62 ms limit).
+    t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("4 s fits a VarInt")));
     t.keep_alive_interval(Some(KEEP_ALIVE));
     Arc::new(t)
 }
