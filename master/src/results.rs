@@ -2,7 +2,7 @@
 //! `master/schema/summary.schema.json`), Locust-compatible `stats.csv`, `stats_history.csv` and
 //! `failures.csv`, the HdrHistogram interval log `latency.hlog`, and threshold verdicts.
 //!
-//! The master's run loop calls [`HlogWriter`] once a second and [`write`] / [`table`] once at
+//! The master's run loop calls [`HlogWriter`] once a second and [`write()`] / [`table`] once at
 //! the end. This module only formats a [`RunSummary`]: it does not aggregate, and it holds no
 //! state besides the open hlog file.
 
@@ -71,7 +71,7 @@ pub fn write(dir: &Path, summary: &RunSummary) -> anyhow::Result<Vec<PathBuf>> {
         .collect()
 }
 
-/// The `summary.json` document as a [`Value`] ([`write`] serializes this, pretty).
+/// The `summary.json` document as a [`Value`] ([`write()`] serializes this, pretty).
 ///
 /// Times are ms (the histograms hold µs), rates are per second of [`RunSummary::duration_s`].
 pub fn summary_json(summary: &RunSummary) -> Value {

@@ -78,13 +78,13 @@ impl Engine {
         (Engine { shared, stop }, task)
     }
 
-    /// Replace the plan (new share or scale); takes effect within [`SUPERVISE_EVERY`] or the
+    /// Replace the plan (new share or scale); takes effect within 50 ms or at the
     /// next arrival.
     pub fn update(&self, plan: LoadPlan) {
         *self.shared.plan.write().unwrap_or_else(|p| p.into_inner()) = plan;
     }
 
-    /// Stop issuing requests; [`Engine::finished`] resolves when in-flight ones are done.
+    /// Stop issuing requests; the handle from [`Engine::start`] resolves when in-flight ones are done.
     pub fn stop(&self) {
         self.stop.cancel();
     }

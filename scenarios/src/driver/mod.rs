@@ -2,7 +2,7 @@
 //!
 //! The worker's engine owns the pacing (when to send, how many users); a driver owns the
 //! protocol (what to send, how to read the answer, what to record). A new scenario kind is a new
-//! module here plus a line in [`build`], [`validate`] and [`KINDS`]; nothing in the protocol,
+//! module here plus a line in [`build`], `validate` and [`KINDS`]; nothing in the protocol,
 //! the worker's engine or the master changes. Drivers never decide when requests go out.
 
 use std::future::Future;
