@@ -212,12 +212,25 @@ impl Coordinator {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut stopping_for_shutdown = false;
         loop {
-            tokio::select! {
+            // Reports and pings are frequent and change nothing a reader must see at once:
+            // they are published with the next tick. Everything else is published now.
+            let publish_now = tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(ev) => self.handle(ev),
+                    Some(ev) => {
+                        let routine = matches!(
+                            ev,
+                            Event::Report(..) | Event::Message(_, FromWorker::Heartbeat | FromWorker::Pong { .. })
+                        );
+                        let had_run = self.run.is_some();
+                        self.handle(ev);
+                        !routine || had_run != self.run.is_some()
+                    }
                     None => break,
                 },
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => {
+                    self.on_tick();
+                    true
+                }
                 _ = shutdown.cancelled(), if !stopping_for_shutdown => {
                     stopping_for_shutdown = true;
                     if self.run.is_some() {
@@ -225,12 +238,15 @@ impl Coordinator {
                     } else {
                         break;
                     }
+                    true
                 }
-            }
+            };
             if stopping_for_shutdown && self.run.is_none() {
                 break;
             }
-            self.publish();
+            if publish_now {
+                self.publish();
+            }
         }
         self.publish();
     }
@@ -939,18 +955,31 @@ fn name_view(n: &NameStats, rps: f64, fps: f64) -> NameView {
         max_ms: n.latency_ms(1.0),
         mean_ms: n.mean_ms(),
         bytes: n.bytes,
-        buckets: crate::metrics::DURATION_BUCKETS
-            .iter()
-            .map(|le| {
-                if n.latency.is_empty() {
-                    0
-                } else {
-                    n.latency.count_between(0, (le * 1e6) as u64)
-                }
-            })
-            .collect(),
+        buckets: cumulative_buckets(&n.latency),
         latency_sum_s: n.latency.mean() * n.latency.len() as f64 / 1e6,
     }
+}
+
+/// Cumulative counts at each bound of [`crate::metrics::DURATION_BUCKETS`], in one pass over
+/// the histogram's recorded values (a value counts in a bucket when its bucket's lowest
+/// equivalent value is within the bound).
+fn cumulative_buckets(h: &hdrhistogram::Histogram<u64>) -> Vec<u64> {
+    let bounds = &crate::metrics::DURATION_BUCKETS;
+    let mut out = vec![0u64; bounds.len()];
+    let mut below = 0u64;
+    let mut i = 0;
+    for v in h.iter_recorded() {
+        let value_s = h.lowest_equivalent(v.value_iterated_to()) as f64 / 1e6;
+        while i < bounds.len() && value_s > bounds[i] {
+            out[i] = below;
+            i += 1;
+        }
+        below += v.count_at_value();
+    }
+    for slot in out.iter_mut().skip(i) {
+        *slot = below;
+    }
+    out
 }
 
 fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
@@ -1029,5 +1058,35 @@ pub fn describe(load: &LoadModel, duration: Duration) -> String {
                 .collect();
             format!("stages ({unit}): {}", steps.join(", "))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_complete() {
+        let mut h = stampede_scenarios::recorder::new_histogram();
+        for us in [50, 900, 1000, 4_000, 2_000_000, 100_000_000] {
+            h.record(us).unwrap();
+        }
+        let b = cumulative_buckets(&h);
+        let at = |le: f64| {
+            b[crate::metrics::DURATION_BUCKETS
+                .iter()
+                .position(|&x| x == le)
+                .unwrap()]
+        };
+        assert_eq!(at(0.0001), 1);
+        assert_eq!(at(0.001), 3);
+        assert_eq!(at(0.004), 4);
+        assert_eq!(at(2.0), 5);
+        assert_eq!(at(60.0), 5, "100 s is above the last bound: only in +Inf");
+        assert!(b.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(
+            cumulative_buckets(&stampede_scenarios::recorder::new_histogram()),
+            vec![0; b.len()]
+        );
     }
 }
