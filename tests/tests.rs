@@ -1,1 +1,22 @@
+//! End-to-end tests: the `stampede` binary as real processes (master, workers, built-in
+//! target) talking QUIC and HTTP on 127.0.0.1, checked against what the target saw and what
+//! the results files say.
 
+// `eqnice!`: assert_eq for long text with a readable diff.
+#[macro_use]
+mod macros;
+
+// Helpers named for what they build: TestDir, Scenario, Proc, Target, MasterProc, WorkerProc,
+// a raw HTTP/1.1 client.
+mod util;
+
+// API: `/api/workers`, starting a run with `POST /api/runs`, /metrics, and a master that
+// shrugs off garbage on its ports.
+mod api;
+// `stampede check` and invalid scenarios.
+mod check;
+// `stampede master` and `stampede worker` as separate processes: exact counts, a worker or the
+// master killed, a wrong token.
+mod distributed;
+// `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
+mod run;
