@@ -113,6 +113,8 @@ pub struct WorkerTotals {
     pub missing: u64,
     /// Whether its final report arrived.
     pub finished: bool,
+    /// Whether its connection was lost before that.
+    pub lost: bool,
 }
 
 /// The merged figures of one run.
@@ -300,6 +302,14 @@ impl Aggregate {
         });
         // The invariant: a row was pushed just above.
         self.history.last().expect("history row just pushed")
+    }
+
+    /// A worker was lost: its users no longer count (its data stays).
+    pub fn mark_lost(&mut self, worker: u64) {
+        let w = self.workers.entry(worker).or_default();
+        w.lost = true;
+        w.users = 0;
+        w.target_rate = 0.0;
     }
 
     /// Per request name, in order of first appearance (scenario order first).

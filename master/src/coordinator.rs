@@ -409,6 +409,7 @@ impl Coordinator {
             return;
         }
         m.lost_at_s = Some(elapsed);
+        run.agg.mark_lost(id.0);
         let left = run
             .members
             .values()
@@ -438,7 +439,10 @@ impl Coordinator {
     fn on_command(&mut self, c: Command) {
         match c {
             Command::Start { scenario, reply } => {
-                let _ = reply.send(self.start_run(scenario.map(|s| *s)));
+                let started = self.start_run(scenario.map(|s| *s));
+                // Publish before answering, so a client that asks about the run next finds it.
+                self.publish();
+                let _ = reply.send(started);
             }
             Command::Stop { run_id, reply } => {
                 let r = match &self.run {

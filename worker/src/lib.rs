@@ -71,7 +71,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         Err(e) => {
             conn.close(1u32.into(), b"refused");
             endpoint.wait_idle().await;
-            return Err(anyhow!("master {addr} {e}"));
+            return Err(match e {
+                handshake::HandshakeError::Refused(reason) => {
+                    anyhow!("the master at {addr} refused this worker: {reason}")
+                }
+                other => anyhow!("handshake with the master at {addr} failed: {other}"),
+            });
         }
     };
     info!(worker = id, master = %addr, "joined the master");
@@ -96,7 +101,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             info!("the master closed the connection");
             Ok(())
         }
-        other => other,
+        Err(e) => Err(anyhow!("lost the master at {addr}: {e:#}; load stopped")),
+        Ok(()) => Ok(()),
     };
     conn.close(0u32.into(), b"bye");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
@@ -133,8 +139,9 @@ async fn connect(
         let err = tokio::select! {
             r = attempt => match r {
                 Ok(c) => return Ok(c),
-                Err(e) => e,
+                Err(e) => e.to_string(),
             },
+            _ = tokio::time::sleep_until(deadline) => "no answer".to_string(),
             _ = shutdown.cancelled() => bail!("stopped before reaching the master"),
         };
         if Instant::now() >= deadline {
@@ -170,30 +177,40 @@ struct Session {
 }
 
 impl Session {
+    /// Serve the master; on any failure, stop the load at once before returning it.
     async fn serve(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
+        let mut engine_done: Option<tokio::task::JoinHandle<()>> = None;
+        let result = self.serve_until_done(shutdown, &mut engine_done).await;
+        if result.is_err() {
+            self.abandon(&mut engine_done).await;
+        }
+        result
+    }
+
+    async fn serve_until_done(
+        &mut self,
+        shutdown: &CancellationToken,
+        engine_done: &mut Option<tokio::task::JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(REPORT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut engine_done: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    self.finish_run(&mut engine_done, Duration::from_secs(5)).await?;
+                    self.finish_run(engine_done, Duration::from_secs(5)).await?;
                     return Ok(());
                 }
                 msg = read_frame::<_, ToWorker>(&mut self.recv) => match msg {
-                    Ok(msg) => self.handle(msg, &mut engine_done).await?,
+                    Ok(msg) => self.handle(msg, engine_done).await?,
                     Err(frame::FrameError::Closed) => {
-                        self.abandon(&mut engine_done).await;
+                        self.abandon(engine_done).await;
                         info!("the master closed the connection");
                         return Ok(());
                     }
-                    Err(e) => {
-                        self.abandon(&mut engine_done).await;
-                        bail!("lost the master: {e}; load stopped");
-                    }
+                    Err(e) => bail!(e),
                 },
                 _ = async { if let Some(h) = engine_done.as_mut() { let _ = h.await; } }, if engine_done.is_some() => {
-                    engine_done = None;
+                    *engine_done = None;
                     self.send_report(true).await?;
                     self.run = None;
                 }

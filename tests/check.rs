@@ -1,0 +1,70 @@
+//! `stampede check`, and what `stampede run` says about a scenario it cannot load.
+
+use std::time::Duration;
+
+use crate::util::{Proc, TestDir, workspace_root};
+
+/// A scenario with a typo in `[load]`: `usres` on line [`TYPO_LINE`].
+const TYPO_SCENARIO: &str = r#"name = "typo"
+target = "http://127.0.0.1:1"
+duration = "2s"
+
+[load]
+model = "closed"
+usres = 5
+
+[[requests]]
+name = "index"
+path = "/"
+"#;
+
+/// The line of `usres = 5` in [`TYPO_SCENARIO`], 1-based.
+const TYPO_LINE: usize = 7;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn invalid_scenario_names_file_line_field() {
+    assert_eq!(
+        TYPO_SCENARIO.lines().nth(TYPO_LINE - 1),
+        Some("usres = 5"),
+        "the fixture moved"
+    );
+    let dir = TestDir::new();
+    dir.write("typo.toml", TYPO_SCENARIO);
+    let expected = format!("typo.toml:{TYPO_LINE}: usres: unknown field");
+
+    let check = Proc::run(&["check", "typo.toml"], dir.path(), LIMIT);
+    check.assert_code(1);
+    let first = check.stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with(&format!("error: {expected}")),
+        "want `error: {expected}...`\n{}",
+        check.show()
+    );
+    assert!(!check.stdout.contains(": ok"), "{}", check.show());
+
+    let run = Proc::run(&["run", "typo.toml", "--duration", "1s"], dir.path(), LIMIT);
+    run.assert_code(1);
+    assert!(run.stderr.contains(&expected), "{}", run.show());
+    assert!(!run.stderr.contains("panicked"), "{}", run.show());
+}
+
+#[test]
+fn check_accepts_the_example() {
+    let done = Proc::run(
+        &["check", "scenarios/examples/http.toml"],
+        workspace_root(),
+        LIMIT,
+    );
+    done.assert_code(0);
+    assert_eq!(
+        done.stdout.lines().next(),
+        Some("scenarios/examples/http.toml: ok"),
+        "{}",
+        done.show()
+    );
+    for line in ["request:  GET index", "threshold: p99_ms < 250"] {
+        assert!(done.stdout.contains(line), "no {line:?}\n{}", done.show());
+    }
+}

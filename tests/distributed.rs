@@ -1,0 +1,288 @@
+//! `stampede master` and `stampede worker` as separate processes over QUIC on loopback,
+//! against a separate `stampede target http`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::{MasterProc, Scenario, Target, TestDir, WorkerProc, stampede, wait_until};
+
+fn u64_at(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("{pointer} is not an unsigned integer in {v:#}"))
+}
+
+/// Wait until the target has served a request: the run has started.
+fn wait_for_load(target: &Target) {
+    wait_until(
+        Duration::from_secs(15),
+        "the first request at the target",
+        || (target.stats().requests > 0).then_some(()),
+    );
+}
+
+#[test]
+fn master_two_workers_count_matches_target() {
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 20)
+        .duration("3s")
+        .write_to(&dir);
+    let out = dir.join("out");
+    let mut master = MasterProc::start(&[
+        "--headless",
+        "--expect-workers",
+        "2",
+        "--token",
+        "s",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let _w1 = WorkerProc::start(master.quic, "s", "w1");
+    // The second worker takes its token from the environment.
+    let mut cmd = WorkerProc::command(master.quic);
+    cmd.env("STAMPEDE_TOKEN", "s").args(["--name", "w2"]);
+    let _w2 = WorkerProc::spawn("w2", cmd);
+
+    let done = master.proc.wait_exit(Duration::from_secs(20));
+    done.assert_code(0);
+    let summary = dir.read_json("out/summary.json");
+    let total = u64_at(&summary, "/metrics/total_requests");
+    assert!(total > 0);
+    let served = target.stats();
+    assert_eq!(
+        served.requests, total,
+        "the target served {} requests, the master counted {total}",
+        served.requests
+    );
+    assert_eq!(served.errors, 0);
+    let workers = summary["workers"].as_array().expect("workers");
+    let mut names: Vec<&str> = workers.iter().filter_map(|w| w["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["w1", "w2"]);
+    for w in workers {
+        assert_eq!(w["state"], "finished", "{w:#}");
+        assert!(u64_at(w, "/requests") > 0, "{w:#}");
+    }
+}
+
+#[test]
+fn killed_worker_share_moves() {
+    const DURATION_S: u64 = 8;
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 20)
+        .duration(&format!("{DURATION_S}s"))
+        .write_to(&dir);
+    let out = dir.join("out");
+    let mut master = MasterProc::start(&[
+        "--headless",
+        "--expect-workers",
+        "2",
+        "--token",
+        "s",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut doomed = WorkerProc::start(master.quic, "s", "doomed");
+    let _survivor = WorkerProc::start(master.quic, "s", "survivor");
+    wait_for_load(&target);
+    std::thread::sleep(Duration::from_secs(3));
+    doomed.proc.kill();
+
+    // The run still ends on time (give or take the 4 s it takes to notice the loss).
+    let done = master.proc.wait_exit(Duration::from_secs(DURATION_S + 10));
+    assert_ne!(done.code(), 4, "the run could not finish\n{}", done.show());
+    done.assert_code(0);
+
+    let summary = dir.read_json("out/summary.json");
+    let workers = summary["workers"].as_array().expect("workers");
+    assert_eq!(workers.len(), 2, "{workers:#?}");
+    let by_name = |name: &str| {
+        workers
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("no worker {name} in {workers:#?}"))
+    };
+    let (lost, kept) = (by_name("doomed"), by_name("survivor"));
+    assert_eq!(lost["state"], "lost", "{lost:#}");
+    let lost_at = lost["lost_at_s"].as_f64().expect("lost_at_s set");
+    assert!(
+        (0.0..=DURATION_S as f64).contains(&lost_at),
+        "lost_at_s {lost_at}"
+    );
+    assert_eq!(kept["state"], "finished", "{kept:#}");
+    assert!(u64_at(kept, "/requests") > 0, "{kept:#}");
+    let events: Vec<&str> = summary["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let about_the_loss =
+        |e: &&str| e.contains("doomed") && e.contains("lost") && e.contains("moved to 1 worker");
+    assert!(
+        events.iter().any(about_the_loss),
+        "no event about the lost worker and its share: {events:?}"
+    );
+    let total = u64_at(&summary, "/metrics/total_requests");
+    let lost_requests = u64_at(lost, "/requests");
+    assert!(
+        lost_requests > 0,
+        "the doomed worker reported before it died"
+    );
+    assert!(total >= lost_requests, "the lost worker's data is kept");
+    assert_eq!(
+        total,
+        lost_requests + u64_at(kept, "/requests"),
+        "total vs the workers' requests"
+    );
+    // The lost worker's unreported requests reached the target but not the master.
+    assert!(target.stats().requests >= total);
+}
+
+#[test]
+fn killed_master_stops_workers() {
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 10)
+        .duration("60s")
+        .write_to(&dir);
+    let mut master = MasterProc::start(&[
+        "--headless",
+        "--expect-workers",
+        "1",
+        "--token",
+        "s",
+        "--scenario",
+        scenario.to_str().unwrap(),
+    ]);
+    let mut worker = WorkerProc::start(master.quic, "s", "orphan");
+    wait_for_load(&target);
+    std::thread::sleep(Duration::from_secs(2));
+    master.proc.kill();
+
+    let done = worker.proc.wait_exit(Duration::from_secs(8));
+    assert_eq!(
+        done.status.code(),
+        Some(1),
+        "the worker should exit on its own, with an error\n{}",
+        done.show()
+    );
+    // The wording depends on whether reading or writing noticed first (see the report); both
+    // say the connection was lost.
+    let last = done.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: ") && last.contains("connection lost"),
+        "the worker should say why it stopped\n{}",
+        done.show()
+    );
+    let before = target.stats().requests;
+    assert!(before > 0);
+    std::thread::sleep(Duration::from_secs(1));
+    let after = target.stats().requests;
+    assert_eq!(before, after, "load went on after the worker exited");
+}
+
+#[test]
+fn wrong_token_is_refused() {
+    let master = MasterProc::start(&["--token", "right"]);
+    let started = Instant::now();
+    let mut worker = WorkerProc::start(master.quic, "wrong", "intruder");
+    let done = worker.proc.wait_exit(Duration::from_secs(10));
+    assert_ne!(done.code(), 0, "{}", done.show());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let last = done.stderr.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("error: ") && last.contains("refused this worker: wrong token"),
+        "want a one-line refusal on stderr\n{}",
+        done.show()
+    );
+    assert!(!done.stderr.contains("panicked"), "{}", done.show());
+    master
+        .proc
+        .wait_stderr_line("refused worker: wrong token", Duration::from_secs(5));
+}
+
+#[test]
+fn lost_worker_users_leave_the_history() {
+    const USERS: u64 = 20;
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, USERS)
+        .duration("10s")
+        .write_to(&dir);
+    let out = dir.join("out");
+    let mut master = MasterProc::start(&[
+        "--headless",
+        "--expect-workers",
+        "2",
+        "--token",
+        "s",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut doomed = WorkerProc::start(master.quic, "s", "doomed");
+    let _survivor = WorkerProc::start(master.quic, "s", "survivor");
+    wait_for_load(&target);
+    std::thread::sleep(Duration::from_secs(2));
+    doomed.proc.kill();
+    master
+        .proc
+        .wait_exit(Duration::from_secs(20))
+        .assert_code(0);
+
+    let history = dir.read("out/stats_history.csv");
+    let users: Vec<u64> = history
+        .lines()
+        .filter(|l| l.split(',').nth(3) == Some("Aggregated"))
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        users.iter().all(|&u| u <= USERS),
+        "User Count above the scenario's {USERS} users: {users:?}"
+    );
+    assert_eq!(
+        users.last(),
+        Some(&0),
+        "users after the run ended: {users:?}"
+    );
+}
+
+#[test]
+fn worker_gives_up_at_connect_timeout() {
+    // A UDP socket that never answers: the "master" is silent.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let started = Instant::now();
+    let mut cmd = stampede();
+    cmd.args([
+        "worker",
+        "--master",
+        &silent.local_addr().unwrap().to_string(),
+        "--token",
+        "s",
+        "--connect-timeout",
+        "1s",
+    ]);
+    let done = WorkerProc::spawn("worker", cmd)
+        .proc
+        .wait_exit(Duration::from_secs(15));
+    let took = started.elapsed();
+    assert_eq!(done.code(), 1, "{}", done.show());
+    assert!(
+        done.stderr.contains("cannot reach the master"),
+        "{}",
+        done.show()
+    );
+    assert!(
+        took < Duration::from_millis(3500),
+        "--connect-timeout 1s gave up after {took:?}"
+    );
+}
