@@ -6,7 +6,7 @@
 # (from the run's start to its end) and the busiest second. Set OUT=1 to also write results
 # (--out) and count what the master's CPU then includes.
 source "$(dirname "$0")/common.sh"
-N="${N:-100}"; NAMES="${NAMES:-50}"; DUR="${DUR:-30}"; PORT="${PORT:-7401}"
+N="${N:-100}"; NAMES="${NAMES:-50}"; SAMPLES="${SAMPLES:-1000}"; DUR="${DUR:-30}"; PORT="${PORT:-7401}"
 TMP="$(scratch)"
 FLEET="$ROOT/target/release/examples/fake_fleet"
 (cd "$ROOT" && cargo build --release -q -p stampede-worker --example fake_fleet)
@@ -27,7 +27,7 @@ taskset -c 0 "$STAMPEDE" master --bind 127.0.0.1:$PORT --token t --expect-worker
 MPID=$!; FPID=""
 trap 'kill $MPID $FPID 2>/dev/null; rm -rf "$TMP"' EXIT
 sleep 0.5
-taskset -c 1 "$FLEET" 127.0.0.1:$PORT t "$N" "$NAMES" 1000 >"$TMP/fleet.out" 2>&1 &
+taskset -c 1 "$FLEET" 127.0.0.1:$PORT t "$N" "$NAMES" "$SAMPLES" >"$TMP/fleet.out" 2>&1 &
 FPID=$!
 # Wait for the run to start.
 for _ in $(seq 300); do grep -q '^started run' "$TMP/fleet.out" && break; sleep 0.1; done

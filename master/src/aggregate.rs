@@ -13,6 +13,7 @@ use stampede_scenarios::RequestInfo;
 use stampede_scenarios::recorder::new_histogram;
 
 use crate::results::HlogWriter;
+use crate::sparse::{Decoder, Dense, Sparse};
 use crate::summary::{
     AGGREGATED, FailureRow, HistoryEntry, HistoryRow, LOCUST_PERCENTILES, NameStats,
 };
@@ -28,8 +29,8 @@ pub struct DecodedReport {
     pub users: u64,
     /// The worker's open-model rate.
     pub target_rate: f64,
-    /// (name, metric, histogram).
-    pub series: Vec<(String, String, Histogram<u64>)>,
+    /// (name, metric, histogram as its non-zero buckets).
+    pub series: Vec<(String, String, Sparse)>,
     /// (name, counter, value).
     pub counters: Vec<(String, String, u64)>,
     /// (name, failure kind, count).
@@ -56,16 +57,23 @@ pub enum ReportError {
 impl DecodedReport {
     /// Decode a wire report's histograms.
     pub fn decode(r: stampede_protocol::Report) -> Result<DecodedReport, ReportError> {
-        let mut de = hdrhistogram::serialization::Deserializer::new();
+        DecodedReport::decode_with(r, &mut Decoder::default())
+    }
+
+    /// Decode a wire report's histograms with a decoder kept from report to report.
+    pub fn decode_with(
+        r: stampede_protocol::Report,
+        decoder: &mut Decoder,
+    ) -> Result<DecodedReport, ReportError> {
         let mut series = Vec::with_capacity(r.series.len());
         for s in r.series {
-            let h: Histogram<u64> =
-                de.deserialize(&mut &s.hist[..])
-                    .map_err(|e| ReportError::Histogram {
-                        name: s.name.clone(),
-                        metric: s.metric.clone(),
-                        reason: format!("{e:?}"),
-                    })?;
+            let h = decoder
+                .decode(&s.hist)
+                .map_err(|e| ReportError::Histogram {
+                    name: s.name.clone(),
+                    metric: s.metric.clone(),
+                    reason: e.to_string(),
+                })?;
             series.push((s.name, s.metric, h));
         }
         Ok(DecodedReport {
@@ -91,6 +99,9 @@ impl DecodedReport {
 
 #[derive(Default)]
 struct IntervalAcc {
+    /// Where reports add during the interval (kept, emptied, from one interval to the next).
+    incoming: Option<Dense>,
+    /// The interval's latencies, made from `incoming` at the tick.
     latency: Option<Histogram<u64>>,
     requests: u64,
     failures: u64,
@@ -183,31 +194,29 @@ impl Aggregate {
         w.finished |= r.last;
         for (name, metric_name, h) in &r.series {
             if metric_name == metric::SCHEDULE_LAG {
-                add(self.lag.get_or_insert_with(new_histogram), h);
+                h.add_to(self.lag.get_or_insert_with(new_histogram));
                 continue;
             }
             let i = self.slot(name, "");
             if metric_name == metric::LATENCY {
                 // Only the interval's histogram here: the run's own and the aggregate's grow
                 // once per tick, so a report costs one addition per name, not four.
-                add(
-                    self.interval[i].latency.get_or_insert_with(new_histogram),
-                    h,
-                );
+                self.interval[i]
+                    .incoming
+                    .get_or_insert_with(|| Dense::like(&new_histogram()))
+                    .add(h);
             } else {
-                add(
+                h.add_to(
                     self.names[i]
                         .metrics
                         .entry(metric_name.clone())
                         .or_insert_with(new_histogram),
-                    h,
                 );
-                add(
+                h.add_to(
                     self.total
                         .metrics
                         .entry(metric_name.clone())
                         .or_insert_with(new_histogram),
-                    h,
                 );
             }
         }
@@ -253,7 +262,12 @@ impl Aggregate {
     /// Close the current interval at `now_ms`: fold it into the run's histograms, make a
     /// history row and hlog lines; returns the row.
     pub fn tick(&mut self, now_ms: u64) -> &HistoryRow {
-        for (acc, n) in self.interval.iter().zip(self.names.iter_mut()) {
+        for (acc, n) in self.interval.iter_mut().zip(self.names.iter_mut()) {
+            if let Some(incoming) = acc.incoming.as_mut().filter(|d| !d.is_empty()) {
+                let mut h = new_histogram();
+                incoming.drain_into(&mut h);
+                acc.latency = Some(h);
+            }
             if let Some(h) = &acc.latency {
                 add(&mut n.latency, h);
                 add(&mut self.total.latency, h);
@@ -285,7 +299,10 @@ impl Aggregate {
             {
                 self.hlog_failed = true;
             }
-            *acc = IntervalAcc::default();
+            *acc = IntervalAcc {
+                incoming: acc.incoming.take(),
+                ..IntervalAcc::default()
+            };
         }
         entries.push(entry(&self.total, &self.interval_total, secs));
         if let (Some(h), Some(w)) = (&self.interval_total.latency, self.hlog.as_mut())

@@ -9,6 +9,7 @@
 //! - [`server`]: the QUIC accept loop and one handler per worker connection.
 //! - [`coordinator`]: the actor owning the fleet, the run state machine and the aggregate.
 //! - [`aggregate`]: exact merging of interval histograms and counters, history rows.
+//! - [`sparse`]: reading a worker's V2 histogram as its non-zero buckets only.
 //! - [`snapshot`]: what the master publishes each second for readers.
 //! - [`summary`]: the finished run's figures, as every sink reads them.
 //! - [`results`]: the files of `--out DIR` and the end-of-run table.
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod results;
 pub mod server;
 pub mod snapshot;
+pub mod sparse;
 pub mod summary;
 
 use std::net::SocketAddr;

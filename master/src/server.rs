@@ -20,6 +20,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::aggregate::DecodedReport;
 use crate::coordinator::{Event, WorkerId};
+use crate::sparse::Decoder;
 
 /// How long a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,41 +139,68 @@ impl Handler {
     }
 
     /// Forward control messages and reports until the connection ends; returns why it ended.
+    ///
+    /// Each stream is read by its own loop: a frame read is not cancel-safe, so the two reads
+    /// are never raced in one `select!` (a control message arriving in the middle of a large
+    /// report would otherwise drop the report's bytes already read).
     async fn serve(
         &self,
         id: WorkerId,
         conn: &quinn::Connection,
         control: &mut quinn::RecvStream,
     ) -> String {
-        let mut reports: Option<quinn::RecvStream> = None;
-        loop {
-            tokio::select! {
-                msg = read_frame::<_, FromWorker>(control) => match msg {
+        let reports = {
+            let (conn, events) = (conn.clone(), self.events.clone());
+            tokio::spawn(async move { read_reports(id, &conn, &events).await })
+        };
+        let abort = reports.abort_handle();
+        let control = async {
+            loop {
+                match read_frame::<_, FromWorker>(control).await {
                     Ok(m) => {
                         if self.events.send(Event::Message(id, m)).await.is_err() {
-                            return "master shutting down".into();
+                            return "master shutting down".to_string();
                         }
                     }
                     Err(e) if e.is_disconnect() => return disconnect_reason(conn, &e.to_string()),
-                    Err(e) => return format!("sent an undecodable control message ({e}); disconnected"),
-                },
-                uni = conn.accept_uni(), if reports.is_none() => match uni {
-                    Ok(s) => reports = Some(s),
-                    Err(e) => return disconnect_reason(conn, &e.to_string()),
-                },
-                r = async { read_frame::<_, Report>(reports.as_mut().expect("guarded by is_some")).await }, if reports.is_some() => match r {
-                    Ok(r) => match DecodedReport::decode(r) {
-                        Ok(d) => {
-                            if self.events.send(Event::Report(id, Box::new(d))).await.is_err() {
-                                return "master shutting down".into();
-                            }
-                        }
-                        Err(e) => return format!("sent an invalid report ({e}); disconnected"),
-                    },
-                    Err(e) if e.is_disconnect() => return disconnect_reason(conn, &e.to_string()),
-                    Err(e) => return format!("sent an undecodable report ({e}); disconnected"),
-                },
+                    Err(e) => {
+                        return format!("sent an undecodable control message ({e}); disconnected");
+                    }
+                }
             }
+        };
+        let reason = tokio::select! {
+            reason = control => reason,
+            reason = reports => reason.unwrap_or_else(|e| format!("report reader failed: {e}")),
+        };
+        abort.abort();
+        reason
+    }
+}
+
+/// Accept the worker's report stream and forward its decoded reports; returns why it ended.
+async fn read_reports(
+    id: WorkerId,
+    conn: &quinn::Connection,
+    events: &mpsc::Sender<Event>,
+) -> String {
+    let mut stream = match conn.accept_uni().await {
+        Ok(s) => s,
+        Err(e) => return disconnect_reason(conn, &e.to_string()),
+    };
+    let mut decoder = Decoder::default();
+    loop {
+        match read_frame::<_, Report>(&mut stream).await {
+            Ok(r) => match DecodedReport::decode_with(r, &mut decoder) {
+                Ok(d) => {
+                    if events.send(Event::Report(id, Box::new(d))).await.is_err() {
+                        return "master shutting down".into();
+                    }
+                }
+                Err(e) => return format!("sent an invalid report ({e}); disconnected"),
+            },
+            Err(e) if e.is_disconnect() => return disconnect_reason(conn, &e.to_string()),
+            Err(e) => return format!("sent an undecodable report ({e}); disconnected"),
         }
     }
 }

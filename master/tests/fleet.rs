@@ -64,6 +64,143 @@ fn hello(version: u16) -> Hello {
     }
 }
 
+/// Follow the master's conversation like a worker (ready to every assignment, pong to every
+/// ping) until `want` picks a message.
+async fn until<T>(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    want: impl Fn(&ToWorker) -> Option<T>,
+) -> T {
+    loop {
+        let msg = read_frame::<_, ToWorker>(&mut *recv).await.unwrap();
+        if let Some(t) = want(&msg) {
+            return t;
+        }
+        match msg {
+            ToWorker::Assign(a) => write_frame(&mut *send, &FromWorker::Ready { run_id: a.run_id })
+                .await
+                .unwrap(),
+            ToWorker::Ping { seq, master_ns } => {
+                let pong = FromWorker::Pong {
+                    seq,
+                    master_ns,
+                    worker_ns: master_ns,
+                };
+                write_frame(&mut *send, &pong).await.unwrap()
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A report of `names` series, each a histogram of `per_name` spread values, and the counters.
+fn big_report(run_id: u64, seq: u64, names: usize, per_name: u64, last: bool) -> Report {
+    let mut ser = V2DeflateSerializer::new();
+    let mut series = Vec::new();
+    let mut counters = Vec::new();
+    for n in 0..names {
+        let mut h = stampede_scenarios::recorder::new_histogram();
+        for v in 0..per_name {
+            // Spread over many buckets so the compressed histogram is not tiny.
+            h.record(1 + (v * 7919 + n as u64 * 104_729 + seq * 31) % 5_000_000)
+                .unwrap();
+        }
+        let mut hist = Vec::new();
+        ser.serialize(&h, &mut hist).unwrap();
+        let name = if n == 0 {
+            "a".to_string()
+        } else {
+            format!("extra{n}")
+        };
+        series.push(Series {
+            name: name.clone(),
+            metric: metric::LATENCY.into(),
+            hist,
+        });
+        counters.push(Counter {
+            name,
+            counter: metric::REQUESTS.into(),
+            value: per_name,
+        });
+    }
+    Report {
+        run_id,
+        seq,
+        start_unix_ms: 0,
+        end_unix_ms: 0,
+        users: 4,
+        target_rate: 0.0,
+        series,
+        counters,
+        failures: vec![],
+        last,
+    }
+}
+
+/// Control messages written while a multi-packet report is on its way must not disturb the
+/// report's reading (frame reads are not cancel-safe; the master reads each stream on its own).
+#[tokio::test]
+async fn control_messages_during_large_reports_lose_nothing() {
+    let mut master = start_master().await;
+    let (_ep, conn) = connect(&master).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    handshake::introduce(&mut send, &mut recv, &hello(PROTOCOL_VERSION))
+        .await
+        .unwrap();
+    let mut reports = conn.open_uni().await.unwrap();
+    let run_id = until(&mut send, &mut recv, |m| match m {
+        ToWorker::Start { run_id, .. } => Some(*run_id),
+        _ => None,
+    })
+    .await;
+    let (names, per_name, count) = (20usize, 500u64, 4u64);
+    for seq in 0..count {
+        // The report's frame is written in two halves with control messages in between, so
+        // the master has half a report read when the control stream has a whole message.
+        let body = postcard::to_stdvec(&big_report(run_id, seq, names, per_name, false)).unwrap();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let (first, rest) = frame.split_at(frame.len() / 2);
+        reports.write_all(first).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..3 {
+            write_frame(&mut send, &FromWorker::Heartbeat)
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reports.write_all(rest).await.unwrap();
+    }
+    master.handle().stop_run(run_id).await.unwrap();
+    until(&mut send, &mut recv, |m| {
+        matches!(m, ToWorker::Stop { .. }).then_some(())
+    })
+    .await;
+    write_frame(
+        &mut reports,
+        &big_report(run_id, count, names, per_name, true),
+    )
+    .await
+    .unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(20), master.next_finished())
+        .await
+        .expect("the run ends after the last report")
+        .expect("a summary");
+    let expected = (count + 1) * names as u64 * per_name;
+    assert_eq!(
+        summary.total.requests, expected,
+        "events: {:?}",
+        summary.events
+    );
+    assert_eq!(summary.total.latency.len(), expected);
+    assert_eq!(
+        summary.workers[0].state, "finished",
+        "events: {:?}",
+        summary.events
+    );
+    master.shutdown().await;
+}
+
 #[tokio::test]
 async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
     let mut master = start_master().await;
@@ -73,24 +210,11 @@ async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
         .await
         .unwrap();
     let mut reports = conn.open_uni().await.unwrap();
-    // Follow the conversation until the start.
-    let run_id = loop {
-        match read_frame::<_, ToWorker>(&mut recv).await.unwrap() {
-            ToWorker::Assign(a) => write_frame(&mut send, &FromWorker::Ready { run_id: a.run_id })
-                .await
-                .unwrap(),
-            ToWorker::Ping { seq, master_ns } => {
-                let pong = FromWorker::Pong {
-                    seq,
-                    master_ns,
-                    worker_ns: master_ns,
-                };
-                write_frame(&mut send, &pong).await.unwrap()
-            }
-            ToWorker::Start { run_id, .. } => break run_id,
-            _ => {}
-        }
-    };
+    let run_id = until(&mut send, &mut recv, |m| match m {
+        ToWorker::Start { run_id, .. } => Some(*run_id),
+        _ => None,
+    })
+    .await;
     let mut h = stampede_scenarios::recorder::new_histogram();
     for v in 1..=10u64 {
         h.record(v * 1000).unwrap();

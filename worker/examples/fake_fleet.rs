@@ -14,14 +14,10 @@
 //! Prints `started run R` when the run starts and `done: K reports sent` at the end.
 //!
 //! Pongs are held back, while a run goes on, to the middle of the interval between two reports
-//! (`PONG=immediate` answers at once instead). The master's connection handler
-//! (`master/src/server.rs`, `Handler::serve`) reads the control stream and the report stream with
-//! `read_frame` in one `select!`; `read_frame` is not cancel-safe, so a pong arriving while a
-//! multi-packet report is half read drops the bytes already read and the master then sees a
-//! garbage frame length and disconnects the worker. Holding pongs back keeps that race out of the
-//! measurement of the master's CPU; `PONG=immediate` lets it happen now and then, and
-//! `HEARTBEAT_AFTER_REPORT=1` (a control frame written right behind every report) makes it happen
-//! at once.
+//! (`PONG=immediate` answers at once instead), and `HEARTBEAT_AFTER_REPORT=1` writes a control
+//! frame right behind every report. Both once exposed a master that raced two non-cancel-safe
+//! frame reads in one `select!`; the master now reads each stream in its own loop, and
+//! `master/tests/fleet.rs` (`control_messages_during_large_reports_lose_nothing`) keeps it so.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

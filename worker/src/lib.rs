@@ -22,6 +22,7 @@ use stampede_protocol::{
     transport, unix_now_ns, write_frame,
 };
 use stampede_scenarios::{LoadPlan, Overrides, Recorder, ScenarioConfig, driver};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -81,11 +82,23 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     };
     info!(worker = id, master = %addr, "joined the master");
     let reports = conn.open_uni().await.context("opening the report stream")?;
+    // The control stream is read by its own task: a frame read is not cancel-safe, so it must
+    // not race the report timer in the session's `select!`.
+    let (inbox_tx, inbox) = mpsc::channel(16);
+    let reader = tokio::spawn(async move {
+        loop {
+            let msg = read_frame::<_, ToWorker>(&mut recv).await;
+            let end = msg.is_err();
+            if inbox_tx.send(msg).await.is_err() || end {
+                break;
+            }
+        }
+    });
     let mut session = Session {
         id,
         cores: config.cores,
         send,
-        recv,
+        inbox,
         reports,
         run: None,
     };
@@ -104,6 +117,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         Err(e) => Err(anyhow!("lost the master at {addr}: {e:#}; load stopped")),
         Ok(()) => Ok(()),
     };
+    reader.abort();
     conn.close(0u32.into(), b"bye");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     result
@@ -171,7 +185,8 @@ struct Session {
     id: u64,
     cores: u32,
     send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    /// Frames read from the control stream, in order; the reader ends after an error.
+    inbox: mpsc::Receiver<Result<ToWorker, frame::FrameError>>,
     reports: quinn::SendStream,
     run: Option<Run>,
 }
@@ -200,7 +215,7 @@ impl Session {
                     self.finish_run(engine_done, Duration::from_secs(5)).await?;
                     return Ok(());
                 }
-                msg = read_frame::<_, ToWorker>(&mut self.recv) => match msg {
+                msg = self.inbox.recv() => match msg.unwrap_or(Err(frame::FrameError::Closed)) {
                     Ok(msg) => self.handle(msg, engine_done).await?,
                     Err(frame::FrameError::Closed) => {
                         self.abandon(engine_done).await;
