@@ -2,9 +2,9 @@
 //! closed models, timed arrivals for open ones), calls the driver, and lets the recorder fill.
 //!
 //! Closed users are tokio tasks, started and stopped by a supervisor as the plan's user count
-//! moves. Open arrivals are timed by a dedicated OS thread (sleep, then spin for the last
-//! stretch, so schedule lag stays well under a millisecond) that hands each arrival to the
-//! runtime; latency counts from the scheduled time. Stopping never cuts a request short: the
+//! moves. Open arrivals are timed and run by lanes: OS threads with a single-threaded runtime
+//! each, whose pacer yields to the lane's requests while it waits for the next arrival, so an
+//! arrival starts within microseconds of its time; latency counts from the scheduled time. Stopping never cuts a request short: the
 //! engine stops issuing, waits for what is in flight (each call is bounded by the driver's
 //! timeout), and ends. Reporting is not done here: the session takes the recorder's intervals.
 
@@ -178,46 +178,71 @@ async fn user(
     }
 }
 
-/// Open model: a pacing thread times arrivals and hands them to the runtime.
+/// Open model: lanes (OS threads, each with its own single-threaded runtime) time arrivals and
+/// run the requests they start.
+///
+/// A lane's pacer and its requests share one thread, so an arrival is handed over without a
+/// cross-thread wake-up and is polled as soon as the pacer yields: schedule lag stays in the
+/// microseconds unless the lane's core is saturated. One lane takes up to [`LANE_RATE`]
+/// arrivals per second; more lanes (up to one per core) share a higher rate, each with its own
+/// random stream (the superposition of independent Poisson streams is Poisson at the sum).
 async fn open_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: CancellationToken) {
-    let handle = tokio::runtime::Handle::current();
     let halt = Arc::new(AtomicBool::new(false));
-    // Halts the pacing thread however this task ends (also when it is aborted).
+    // Halts the lanes however this task ends (also when it is aborted).
     let _halt_on_drop = HaltOnDrop(halt.clone());
-    let pool: Arc<Mutex<Vec<Box<dyn Session>>>> = Arc::new(Mutex::new(Vec::new()));
-    let tracker = tokio_util::task::TaskTracker::new();
-    let pacer = {
-        let (shared, halt, tracker) = (shared.clone(), halt.clone(), tracker.clone());
-        let start = spec.start.into_std();
+    let peak = {
+        let plan = shared.plan.read().unwrap_or_else(|e| e.into_inner());
+        plan.model.peak() * plan.scale * plan.fraction()
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lanes = ((peak / LANE_RATE).ceil() as usize).clamp(1, cores);
+    let start = spec.start.into_std();
+    let end = start + spec.duration.saturating_sub(spec.elapsed);
+    let mut threads = Vec::with_capacity(lanes);
+    for lane in 0..lanes {
         let pacing = Pacing {
             driver: spec.driver.clone(),
             recorder: spec.recorder.clone(),
-            pool,
             start,
             elapsed: spec.elapsed,
-            end: start + spec.duration.saturating_sub(spec.elapsed),
+            end,
+            lane,
+            lanes,
         };
-        std::thread::Builder::new()
-            .name("stampede-pacer".into())
-            .spawn(move || pace(pacing, shared, &halt, &handle, &tracker, spec.seed))
-    };
-    let pacer = match pacer {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!("cannot start the pacing thread: {e}");
-            return;
+        let (lane_shared, lane_halt) = (shared.clone(), halt.clone());
+        let seed = spec.seed ^ (lane as u64).wrapping_mul(0xA24B_AED4_963E_E407);
+        let thread = std::thread::Builder::new()
+            .name(format!("stampede-open-{lane}"))
+            .spawn(move || run_lane(pacing, lane_shared, lane_halt, seed));
+        match thread {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                tracing::error!("cannot start open-model lane {lane}: {e}");
+                halt.store(true, Ordering::Relaxed);
+                break;
+            }
         }
-    };
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = tokio::time::sleep_until(spec.start + spec.duration.saturating_sub(spec.elapsed)) => {}
     }
-    halt.store(true, Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
-    tracker.close();
-    tracker.wait().await;
+    // A lane ends by itself at the run's end, once its in-flight requests are done (a lane
+    // running late still sends every arrival due before the end); a stop halts the lanes.
+    let joined = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    });
+    tokio::pin!(joined);
+    tokio::select! {
+        _ = stop.cancelled() => {
+            halt.store(true, Ordering::Relaxed);
+            let _ = joined.await;
+        }
+        _ = &mut joined => {}
+    }
     shared.rate_bits.store(0f64.to_bits(), Ordering::Relaxed);
 }
+
+/// Arrivals per second one open-model lane takes before another lane is added.
+pub const LANE_RATE: f64 = 25_000.0;
 
 struct HaltOnDrop(Arc<AtomicBool>);
 
@@ -230,27 +255,48 @@ impl Drop for HaltOnDrop {
 struct Pacing {
     driver: Arc<dyn Driver>,
     recorder: Arc<Recorder>,
-    pool: Arc<Mutex<Vec<Box<dyn Session>>>>,
     start: std::time::Instant,
     elapsed: Duration,
     end: std::time::Instant,
+    /// This lane's index, and how many lanes share the rate.
+    lane: usize,
+    lanes: usize,
 }
 
-/// The pacing thread: compute the next arrival from the plan's current rate, wait for it
-/// precisely, dispatch it, until the end or `halt`.
-fn pace(
-    p: Pacing,
-    shared: Arc<EngineShared>,
+/// One lane's thread: its runtime runs the pacer and the requests it starts, until the pacer
+/// ends and every request is done.
+fn run_lane(p: Pacing, shared: Arc<EngineShared>, halt: Arc<AtomicBool>, seed: u64) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return tracing::error!("cannot start open-model lane {}: {e}", p.lane),
+    };
+    let tracker = tokio_util::task::TaskTracker::new();
+    rt.block_on(async {
+        pace(&p, &shared, &halt, &tracker, seed).await;
+        tracker.close();
+        tracker.wait().await;
+    });
+}
+
+/// A lane's pacer: compute the next arrival from the plan's current rate, wait for it
+/// precisely, start it, until the end or `halt`.
+async fn pace(
+    p: &Pacing,
+    shared: &Arc<EngineShared>,
     halt: &AtomicBool,
-    handle: &tokio::runtime::Handle,
     tracker: &tokio_util::task::TaskTracker,
     seed: u64,
 ) {
     let mut rng = SmallRng::seed_from_u64(seed);
+    let pool: Arc<Mutex<Vec<Box<dyn Session>>>> = Arc::new(Mutex::new(Vec::new()));
     let end = p.end;
-    wait_until(p.start, halt);
+    wait_until(p.start, halt).await;
     let mut next = p.start;
     let mut picks = 0u64;
+    let mut first = true;
     while !halt.load(Ordering::Relaxed) {
         let (rate, arrival, max_in_flight) = {
             let plan = shared.plan.read().unwrap_or_else(|e| e.into_inner());
@@ -273,21 +319,30 @@ fn pace(
                 max,
             )
         };
-        shared.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+        if p.lane == 0 {
+            shared.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+        }
         if rate <= 0.0 {
             // Nothing to send now (a ramp from 0, or a share of 0): look again shortly.
             next = (next + Duration::from_millis(10)).max(std::time::Instant::now());
             if next >= end {
                 break;
             }
-            wait_until(next, halt);
+            wait_until(next, halt).await;
             continue;
         }
-        next += Duration::from_secs_f64(next_gap(arrival, rate, &mut rng));
+        let gap = match arrival {
+            // Constant spacing over lanes: lane k takes arrivals k+1, k+1+lanes, ... of the
+            // worker's sequence.
+            Arrival::Constant if first => (p.lane + 1) as f64 / rate,
+            _ => next_gap(arrival, rate / p.lanes as f64, &mut rng),
+        };
+        first = false;
+        next += Duration::from_secs_f64(gap);
         if next >= end {
             break;
         }
-        wait_until(next, halt);
+        wait_until(next, halt).await;
         if halt.load(Ordering::Relaxed) {
             break;
         }
@@ -297,9 +352,9 @@ fn pace(
         }
         picks = picks.wrapping_add(1);
         dispatch(
-            &p,
-            &shared,
-            handle,
+            p,
+            shared,
+            &pool,
             tracker,
             next,
             seed ^ picks.wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -318,20 +373,20 @@ pub fn next_gap(arrival: Arrival, rate: f64, rng: &mut SmallRng) -> f64 {
     }
 }
 
-/// Hand one arrival to the runtime, with a session from the pool (or a new one).
+/// Start one arrival on the lane's runtime, with a session from the lane's pool (or a new one).
 fn dispatch(
     p: &Pacing,
     shared: &Arc<EngineShared>,
-    handle: &tokio::runtime::Handle,
+    pool: &Arc<Mutex<Vec<Box<dyn Session>>>>,
     tracker: &tokio_util::task::TaskTracker,
     scheduled: std::time::Instant,
     seed: u64,
 ) {
     let active = InFlight::enter(shared.clone());
-    let session = p.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let session = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
     let mut session = session.unwrap_or_else(|| p.driver.session());
-    let (recorder, pool) = (p.recorder.clone(), p.pool.clone());
-    handle.spawn(tracker.track_future(async move {
+    let (recorder, pool) = (p.recorder.clone(), pool.clone());
+    tracker.spawn(async move {
         recorder.lag(scheduled.elapsed());
         let mut rng = SmallRng::seed_from_u64(seed);
         session
@@ -343,7 +398,7 @@ fn dispatch(
             .await;
         pool.lock().unwrap_or_else(|e| e.into_inner()).push(session);
         drop(active);
-    }));
+    });
 }
 
 /// Counts one request in flight for as long as it lives (also when its task is aborted).
@@ -362,9 +417,10 @@ impl Drop for InFlight {
     }
 }
 
-/// Sleep until `at` (coarsely, then spinning for the last 200 µs), or until `halt`.
-fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
-    const SPIN: Duration = Duration::from_micros(200);
+/// Wait until `at` (or `halt`): on the runtime's timer while far off (it fires up to 1 ms
+/// late), then yielding to the lane's requests until the time has come.
+async fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
+    const MARGIN: Duration = Duration::from_millis(2);
     const SLICE: Duration = Duration::from_millis(50);
     loop {
         let now = std::time::Instant::now();
@@ -372,10 +428,10 @@ fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
             return;
         }
         let left = at - now;
-        if left > SPIN {
-            std::thread::sleep((left - SPIN).min(SLICE));
+        if left > MARGIN {
+            tokio::time::sleep((left - MARGIN).min(SLICE)).await;
         } else {
-            std::hint::spin_loop();
+            tokio::task::yield_now().await;
         }
     }
 }
@@ -547,6 +603,46 @@ mod tests {
         assert!(d < 1.63 / (n as f64).sqrt(), "KS statistic {d}");
         let mean = gaps.iter().sum::<f64>() / n as f64;
         assert!((mean * rate - 1.0).abs() < 0.02, "mean gap {mean}");
+    }
+
+    /// Above one lane's rate, lanes share the arrivals: constant spacing over all lanes gives
+    /// the worker's exact sequence, every arrival before the end is sent, each with its lag.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lanes_share_a_high_rate() {
+        let (driver, calls, sessions) = sleepy(Duration::from_millis(1));
+        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &[], 2));
+        let rate = 2.4 * LANE_RATE;
+        let model = LoadModel::Open {
+            rate,
+            arrival: Arrival::Constant,
+            max_in_flight: u64::MAX,
+        };
+        let (engine, done) = Engine::start(EngineSpec {
+            driver,
+            recorder: recorder.clone(),
+            plan: plan(model, 0, vec![1]),
+            start: Instant::now(),
+            elapsed: Duration::ZERO,
+            duration: Duration::from_millis(500),
+            seed: 7,
+        });
+        done.await.unwrap();
+        let n = calls.load(Ordering::Relaxed) as f64;
+        // Arrivals m/rate for m = 1.. before 0.5 s: 30,000 less the one at exactly the end,
+        // within the nanosecond rounding of the gaps.
+        let expected = rate * 0.5 - 1.0;
+        assert!(
+            (n - expected).abs() <= 3.0,
+            "{n} arrivals, expected {expected}"
+        );
+        assert_eq!(recorder.take().lag.map(|h| h.len()), Some(n as u64));
+        assert_eq!(engine.active(), 0);
+        let lanes = (rate / LANE_RATE).ceil() as usize;
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        assert!(
+            sessions.load(Ordering::Relaxed) >= lanes.min(cores),
+            "each lane keeps its own sessions"
+        );
     }
 
     /// The open loop produces its share of the rate in real time, records lag, and drops
