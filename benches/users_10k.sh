@@ -34,13 +34,13 @@ TPID=$!
 for _ in $(seq 50); do WPID=$(pgrep -P $TPID || true); [ -n "$WPID" ] && break; sleep 0.1; done
 # The time wrapper's child is the worker (taskset execs it).
 hwm=0; rss_max=0
-for _ in $(seq $((DUR + 2))); do
+for sec in $(seq $((DUR + 2))); do
     sleep 1
     h=$(awk '/VmHWM/ {print $2}' /proc/$WPID/status 2>/dev/null) || break
     r=$(awk '/VmRSS/ {print $2}' /proc/$WPID/status 2>/dev/null) || break
     [ -n "$h" ] && hwm=$h; [ -n "$r" ] && [ "$r" -gt "$rss_max" ] && rss_max=$r
     conns=$(ls /proc/$WPID/fd 2>/dev/null | wc -l)
-    echo "t+${_}s worker VmRSS=$((r / 1024)) MB VmHWM=$((h / 1024)) MB fds=$conns"
+    echo "t+${sec}s worker VmRSS=$((r / 1024)) MB VmHWM=$((h / 1024)) MB fds=$conns"
 done
 wait $MPID && mrc=0 || mrc=$?
 wait $TPID || true
