@@ -9,11 +9,13 @@
 //!   naming file, line and field.
 //! - [`load`]: load models (closed, open, stages), one worker's [`LoadPlan`], and [`split`].
 //! - [`driver`]: the [`Driver`] and [`Session`] traits and the drivers (`http`).
+//! - [`llm`]: LLM protocol parts for the `llm` driver: SSE, backends, prompts, tokens, timings.
 //! - [`recorder`]: per-name HDR histograms, counters and failures, taken once per interval.
 //! - [`threshold`]: k6-style pass/fail criteria.
 //! - [`units`]: human units (`30s`, `10k`, `250/s`).
 
 pub mod driver;
+pub mod llm;
 pub mod load;
 pub mod model;
 pub mod recorder;
