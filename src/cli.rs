@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use stampede_scenarios::Arrival;
 use stampede_scenarios::units::{Count, HumanDuration, Rate};
+use stampede_targets::llm::{Dist, Fault, OutputLen, StreamDelimiter};
 
 /// Distributed load testing for inference systems and web services.
 ///
@@ -146,6 +147,16 @@ pub enum TargetCommand {
     /// /bytes/{n} answers n bytes; `?delay_ms=N` delays one request; GET /__stampede/stats
     /// gives the request count (not counted itself).
     Http(TargetHttpOpt),
+    /// A simulated LLM inference server: vLLM (OpenAI /v1 and /generate), TGI, Triton
+    /// (TensorRT-LLM) and SAX APIs, tokens streamed on a continuous-batching timing model.
+    ///
+    /// Paths: POST /v1/completions, /v1/chat/completions, /generate (vLLM, TGI, Triton or SAX,
+    /// chosen by the body), /generate_stream (TGI), /v2/models/{m}/generate[_stream] (Triton);
+    /// GET /v1/models, /health; GET /__stampede/stats gives exact token counts and the timing
+    /// the server really emitted, POST /__stampede/stats/reset zeroes them.
+    ///
+    /// Example: stampede target llm --ttft normal:300ms,30ms --tpot 25ms --batch-knee 16
+    Llm(TargetLlmOpt),
 }
 
 /// `stampede target http`.
@@ -169,6 +180,77 @@ pub struct TargetHttpOpt {
     /// Status of injected errors.
     #[arg(long, default_value_t = 500, value_name = "CODE")]
     pub error_status: u16,
+}
+
+/// `stampede target llm`.
+#[derive(Debug, Args)]
+pub struct TargetLlmOpt {
+    /// Address to listen on (vLLM's and Triton's usual port).
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    pub bind: SocketAddr,
+    /// Served model name, reported in answers and by /v1/models; /v1 requests naming another
+    /// model get 404 like vLLM.
+    #[arg(long, default_value = "stampede-sim", value_name = "NAME")]
+    pub model: String,
+    /// Accept any model name on /v1 and echo it back instead of answering 404.
+    #[arg(long)]
+    pub any_model: bool,
+    /// Time to first token once a request has a batch slot: `200ms`, `normal:200ms,20ms`,
+    /// `uniform:150ms,250ms` or `exp:200ms` (units ns, us, ms, s).
+    #[arg(long, default_value = "200ms", value_name = "DIST")]
+    pub ttft: Dist,
+    /// Time per output token after the first, same syntax as --ttft.
+    #[arg(long, default_value = "20ms", value_name = "DIST")]
+    pub tpot: Dist,
+    /// Output length unless the request sets ignore_eos: `uniform` (between min_tokens and
+    /// max_tokens, like a model that may stop early), `max` (always max_tokens) or a count.
+    #[arg(long, default_value = "uniform", value_name = "POLICY")]
+    pub output_len: OutputLen,
+    /// Requests generating at once (vLLM's max_num_seqs); more wait in a queue, which shows
+    /// in their time to first token. 0 means unlimited.
+    #[arg(long, default_value = "256", value_name = "N")]
+    pub max_batch: Count,
+    /// Requests in flight above which every token slows down; 0 turns the slowdown off.
+    ///
+    /// Each step takes its drawn time × (1 + slope × max(0, in_flight − knee) / knee).
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub batch_knee: u32,
+    /// Slowdown per knee's worth of requests above the knee (1: twice as slow at twice the knee).
+    #[arg(long, default_value_t = 1.0, value_name = "X")]
+    pub batch_slope: f64,
+    /// Context length: prompt plus output tokens may not exceed it; also the default output
+    /// budget of chat requests without max_tokens.
+    #[arg(long, default_value = "32768", value_name = "TOKENS")]
+    pub max_model_len: Count,
+    /// Fraction of valid requests answered with an injected 500 (0..1).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub error_rate: f64,
+    /// Fraction of answers carrying one fault from --faults (0..1).
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    pub fault_rate: f64,
+    /// Faults to choose from: close_mid_stream, malformed_json, unknown_event.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "close_mid_stream,malformed_json,unknown_event",
+        value_name = "LIST"
+    )]
+    pub faults: Vec<Fault>,
+    /// Seed of every random choice (lengths, timing draws, errors, faults), for repeatable runs.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Delimiter after each object of a streamed vLLM /generate answer: `newline` (current
+    /// vLLM) or `nul` (vLLM before mid-2024).
+    #[arg(long, default_value = "newline", value_name = "DELIM")]
+    pub vllm_stream_delimiter: StreamDelimiter,
+    /// Put the prompt before the completion in Triton's text_output unless the request sets
+    /// exclude_input_in_output.
+    #[arg(long)]
+    pub triton_include_input: bool,
+    /// Spin through the last millisecond before each token for sub-millisecond timing; costs
+    /// CPU per stream, so for tens of streams, not hundreds.
+    #[arg(long)]
+    pub precise_timing: bool,
 }
 
 /// `stampede check`.

@@ -17,6 +17,7 @@ pub async fn run(opt: Opt) -> anyhow::Result<Exit> {
         Command::Master(o) => master::run(o).await,
         Command::Worker(o) => worker::run(o).await,
         Command::Target(TargetCommand::Http(o)) => target::http(o).await,
+        Command::Target(TargetCommand::Llm(o)) => target::llm(o).await,
         Command::Check(o) => check::run(o),
     }
 }

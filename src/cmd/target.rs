@@ -1,12 +1,13 @@
-//! `stampede target http`: the built-in HTTP target, until Ctrl-C.
+//! `stampede target http` and `stampede target llm`: the built-in targets, until Ctrl-C.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
+use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Exit, TargetHttpOpt};
+use crate::cli::{Exit, TargetHttpOpt, TargetLlmOpt};
 
 pub async fn http(opt: TargetHttpOpt) -> anyhow::Result<Exit> {
     if !(0.0..=1.0).contains(&opt.error_rate) {
@@ -39,6 +40,71 @@ pub async fn http(opt: TargetHttpOpt) -> anyhow::Result<Exit> {
         "served {} requests ({} injected errors)",
         stats.requests(),
         stats.errors()
+    );
+    Ok(Exit::Success)
+}
+
+pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
+    for (flag, rate) in [
+        ("--error-rate", opt.error_rate),
+        ("--fault-rate", opt.fault_rate),
+    ] {
+        if !(0.0..=1.0).contains(&rate) {
+            anyhow::bail!("{flag} {rate} must be between 0 and 1");
+        }
+    }
+    let max_batch = usize::try_from(opt.max_batch.0)
+        .ok()
+        .filter(|&n| n <= tokio::sync::Semaphore::MAX_PERMITS)
+        .with_context(|| format!("--max-batch {} is too large", opt.max_batch.0))?;
+    let max_model_len = u32::try_from(opt.max_model_len.0)
+        .ok()
+        .filter(|&n| n > 0)
+        .with_context(|| {
+            format!(
+                "--max-model-len {} must be between 1 and {}",
+                opt.max_model_len.0,
+                u32::MAX
+            )
+        })?;
+    let config = LlmTargetConfig {
+        model: opt.model,
+        any_model: opt.any_model,
+        ttft: opt.ttft,
+        tpot: opt.tpot,
+        output_len: opt.output_len,
+        max_batch,
+        batch_knee: opt.batch_knee,
+        batch_slope: opt.batch_slope,
+        max_model_len,
+        error_rate: opt.error_rate,
+        fault_rate: opt.fault_rate,
+        faults: opt.faults,
+        seed: opt.seed,
+        vllm_stream_delimiter: opt.vllm_stream_delimiter,
+        triton_exclude_input: !opt.triton_include_input,
+        precise_timing: opt.precise_timing,
+    };
+    let listener = tokio::net::TcpListener::bind(opt.bind)
+        .await
+        .with_context(|| format!("binding {}", opt.bind))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "stampede target llm serving `{}` on http://{addr} (ttft {}, tpot {})",
+        config.model, config.ttft, config.tpot
+    );
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    let stats = Arc::new(LlmTargetStats::new());
+    stampede_targets::llm::serve(listener, config, stats.clone(), shutdown).await?;
+    let totals = stats.snapshot();
+    eprintln!(
+        "served {} requests ({} failures), {} prompt and {} completion tokens",
+        totals.requests, totals.failures, totals.prompt_tokens, totals.completion_tokens
     );
     Ok(Exit::Success)
 }

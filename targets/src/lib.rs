@@ -10,5 +10,9 @@
 //! - [`http`]: an HTTP/1.1 keep-alive server that answers every request with a
 //!   static body after a configurable delay, injects errors at a given rate, and
 //!   exposes its own counters under `/__stampede/`.
+//! - [`llm`]: a simulated LLM inference server speaking the HTTP APIs of vLLM (OpenAI and
+//!   `/generate`), TGI, Triton/TensorRT-LLM and SAX, with a continuous-batching timing model and
+//!   exact statistics of what it emitted.
 
 pub mod http;
+pub mod llm;
