@@ -1,7 +1,8 @@
 //! The `http` driver: weighted requests (method, path, headers, body) over HTTP/1.1 keep-alive
-//! connections, one connection per session, with hyper's low-level client.
+//! connections, one connection per session, with the small client of [`super::h1`].
 //!
-//! Each session connects lazily, reconnects after any failure, and reads bodies frame by frame
+//! Each request's bytes are written once at build time. Each session connects lazily,
+//! reconnects after any failure or a `connection: close`, and reads bodies slice by slice
 //! counting bytes (a body is never held whole). It records latency, bytes and failures by kind
 //! (`HTTP 503`, `timeout`, `connect: connection refused`, ...). No retries, no redirects, no
 //! cookies: a load test measures what the server does with exactly the requests written.
@@ -12,13 +13,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http::{HeaderMap, Method, Uri};
 use rand::Rng;
 use rand::rngs::SmallRng;
 
+use super::h1::H1Conn;
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::model::{ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, Recorder, io_kind};
@@ -26,12 +25,10 @@ use crate::recorder::{Failure, Recorder, io_kind};
 /// Request timeout when the scenario gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A request ready to send: everything parsed once at build time.
+/// A request ready to send: its bytes on the wire, made once at build time.
 struct Prepared {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    wire: Bytes,
+    head: bool,
 }
 
 struct Inner {
@@ -100,10 +97,8 @@ impl HttpDriver {
             sum += u64::from(r.weight);
             cumulative.push(sum);
             prepared.push(Prepared {
-                method,
-                uri,
-                headers,
-                body,
+                wire: wire(&method, &uri, &headers, &body),
+                head: method == Method::HEAD,
             });
         }
         if sum == 0 {
@@ -135,12 +130,38 @@ impl Driver for HttpDriver {
 }
 
 /// One user's connection.
-/// Bytes read from a connection at a time.
-const READ_BUF: usize = 4096;
+/// The bytes of a request: request line, headers (a `content-length` when there is a body or
+/// the method usually has one), blank line, body.
+fn wire(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(128 + body.len());
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        uri.path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let wants_length =
+        !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if wants_length && !headers.contains_key(http::header::CONTENT_LENGTH) {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    Bytes::from(out)
+}
 
 struct HttpSession {
     inner: Arc<Inner>,
-    conn: Option<SendRequest<Full<Bytes>>>,
+    conn: Option<H1Conn>,
 }
 
 impl Session for HttpSession {
@@ -170,84 +191,27 @@ fn record(rec: &Recorder, idx: usize, latency: Duration, outcome: Result<u64, (u
 }
 
 impl HttpSession {
-    async fn connect(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, Failure> {
-        if self.conn.as_ref().is_some_and(|c| c.is_closed()) {
-            self.conn = None;
-        }
-        if self.conn.is_none() {
-            let stream = tokio::net::TcpStream::connect(&self.inner.authority)
-                .await
-                .map_err(|e| Failure::Connect(io_kind(&e)))?;
-            let _ = stream.set_nodelay(true);
-            // A fixed 4 KiB read buffer: hyper's adaptive one starts at 8 KiB and its pages get
-            // touched one by one as reads move through it, which at 10k users is most of the
-            // worker's memory. Bodies still stream through it at any size.
-            let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                .read_buf_exact_size(Some(READ_BUF))
-                .handshake(TokioIo::new(stream))
-                .await
-                .map_err(|_| Failure::Connect("handshake"))?;
-            tokio::spawn(async move {
-                // The connection ends when the session drops its sender or the server closes.
-                let _ = conn.await;
-            });
-            self.conn = Some(sender);
-        }
-        // The invariant: set just above when it was None.
-        let sender = self.conn.as_mut().expect("connection present");
-        sender.ready().await.map_err(|e| hyper_failure(&e))?;
-        Ok(sender)
-    }
-
     /// Send request `idx` and read the whole answer; `Ok(bytes)` or `Err((bytes, failure))`.
     async fn exchange(&mut self, idx: usize) -> Result<u64, (u64, Failure)> {
-        let inner = self.inner.clone();
-        let p = &inner.prepared[idx];
-        let sender = self.connect().await.map_err(|f| (0, f))?;
-        let mut req = Request::new(Full::new(p.body.clone()));
-        *req.method_mut() = p.method.clone();
-        *req.uri_mut() = p.uri.clone();
-        *req.headers_mut() = p.headers.clone();
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| (0, hyper_failure(&e)))?;
-        let status = resp.status();
-        let mut body = resp.into_body();
-        let mut bytes = 0u64;
-        while let Some(frame) = body.frame().await {
-            match frame {
-                Ok(f) => {
-                    if let Some(d) = f.data_ref() {
-                        bytes += d.len() as u64;
-                    }
-                }
-                Err(e) => return Err((bytes, hyper_failure(&e))),
-            }
+        let p = &self.inner.prepared[idx];
+        if !self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+            let c = H1Conn::connect(&self.inner.authority)
+                .await
+                .map_err(|e| (0, Failure::Connect(io_kind(&e))))?;
+            self.conn = Some(c);
         }
-        if status.as_u16() >= 400 {
-            return Err((bytes, Failure::Status(status.as_u16())));
+        // The invariant: set just above unless a reusable one was there.
+        let conn = self.conn.as_mut().expect("connection present");
+        conn.send(&p.wire).await.map_err(|e| (0, e.failure()))?;
+        let head = conn.read_head(p.head).await.map_err(|e| (0, e.failure()))?;
+        let mut bytes = 0u64;
+        conn.read_body(&head, |d| bytes += d.len() as u64)
+            .await
+            .map_err(|e| (bytes, e.failure()))?;
+        if head.status >= 400 {
+            return Err((bytes, Failure::Status(head.status)));
         }
         Ok(bytes)
-    }
-}
-
-/// Classify a hyper error by its methods, never by its text.
-fn hyper_failure(e: &hyper::Error) -> Failure {
-    if e.is_timeout() {
-        Failure::Timeout
-    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-        Failure::Protocol("invalid HTTP response")
-    } else if e.is_incomplete_message() {
-        Failure::Io("connection closed before the response completed")
-    } else if e.is_canceled() || e.is_closed() {
-        Failure::Io("connection closed")
-    } else {
-        let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
-        match io {
-            Some(io) => Failure::Io(io_kind(io)),
-            None => Failure::Io("other"),
-        }
     }
 }
 

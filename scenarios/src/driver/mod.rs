@@ -15,6 +15,7 @@ use rand::rngs::SmallRng;
 use crate::model::{ScenarioConfig, ScenarioFile};
 use crate::recorder::Recorder;
 
+pub mod h1;
 pub mod http;
 
 /// The scenario kinds (`kind = "..."`) this build knows.
