@@ -73,6 +73,13 @@ pub struct ScenarioFlags {
     /// Base URL of the system under test, replacing the scenario's target.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
+    /// LLM scenarios: the server's API (`openai`, `openai-chat`, `vllm`, `tgi`, `triton`,
+    /// `sax`).
+    #[arg(long, value_name = "NAME")]
+    pub backend: Option<String>,
+    /// LLM scenarios: the model name sent to the server.
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
     /// Write summary.json, stats.csv, stats_history.csv, failures.csv and latency.hlog here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

@@ -18,5 +18,7 @@ mod check;
 // `stampede master` and `stampede worker` as separate processes: exact counts, a worker or the
 // master killed, a wrong token.
 mod distributed;
+// `llm` scenarios against `stampede target llm`: token counts per backend, broken streams.
+mod llm;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;

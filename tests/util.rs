@@ -457,6 +457,53 @@ impl Target {
     }
 }
 
+/// `stampede target llm` on 127.0.0.1:0.
+pub struct LlmTarget {
+    _proc: Proc,
+    /// Its base URL.
+    pub url: String,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl LlmTarget {
+    /// A simulated model server with these extra flags (`--ttft 20ms`, ...).
+    pub fn start_with(args: &[&str]) -> LlmTarget {
+        let mut cmd = stampede();
+        cmd.args(["target", "llm", "--bind", "127.0.0.1:0"])
+            .args(args);
+        let proc = Proc::spawn("llm-target", cmd);
+        let line = proc.wait_stdout_line("stampede target llm serving", STARTUP);
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("target printed an odd URL: {line:?}"));
+        LlmTarget {
+            _proc: proc,
+            url,
+            addr,
+        }
+    }
+
+    /// `GET /__stampede/stats` as JSON.
+    pub fn stats(&self) -> Value {
+        let r = http::get(self.addr, "/__stampede/stats");
+        assert_eq!(r.status, 200, "target stats: {r:?}");
+        r.json()
+    }
+
+    /// Zero its counters.
+    pub fn reset(&self) {
+        let r = http::post_json(self.addr, "/__stampede/stats/reset", &[], "");
+        assert!(r.status < 300, "reset: {r:?}");
+    }
+}
+
 /// `stampede master --bind 127.0.0.1:0 ARGS`, with the addresses it printed.
 pub struct MasterProc {
     /// The process.

@@ -193,6 +193,7 @@ fn scenario_for(s: &ApiState, b: &StartBody) -> Result<Option<ScenarioConfig>, S
         rate: b.rate,
         arrival,
         target: b.target.clone(),
+        ..Overrides::default()
     };
     let base = match &b.scenario_toml {
         Some(text) => ScenarioConfig::parse(text, "<request body>", &Overrides::default())

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::results;
-use crate::snapshot::{NameView, RunView, Snapshot, WorkerView};
+use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{NameStats, RunSummary, WorkerSummary};
 
 /// Identifies a connected worker for the master's lifetime.
@@ -959,6 +959,12 @@ fn name_view(n: &NameStats, rps: f64, fps: f64) -> NameView {
         max_ms: n.latency_ms(1.0),
         mean_ms: n.mean_ms(),
         bytes: n.bytes,
+        counters: n.counters.clone(),
+        metrics: n
+            .metrics
+            .iter()
+            .map(|(k, h)| (k.clone(), MetricView::of(h)))
+            .collect(),
         buckets: cumulative_buckets(&n.latency),
         latency_sum_s: n.latency.mean() * n.latency.len() as f64 / 1e6,
     }

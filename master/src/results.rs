@@ -101,7 +101,116 @@ pub fn summary_json(summary: &RunSummary) -> Value {
         "thresholds": summary.thresholds.iter().map(threshold_json).collect::<Vec<_>>(),
         "passed": summary.passed(),
         "events": summary.events,
+        "llm": llm_json(&summary.total, duration),
     })
+}
+
+/// Token-counting methods, as `counted_by_<method>` counters of the `llm` driver.
+const COUNT_METHODS: [&str; 4] = ["usage", "tokenizer", "chunks", "words"];
+
+/// The `llm` block: streaming figures and tokens of an `llm` run; `null` for other kinds.
+fn llm_json(total: &NameStats, duration: f64) -> Value {
+    if !total.metrics.contains_key("ttft") && !total.counters.contains_key("output_tokens") {
+        return Value::Null;
+    }
+    let figures = |h: Option<&Histogram<u64>>| {
+        let empty = stampede_scenarios::recorder::new_histogram();
+        let h = h.unwrap_or(&empty);
+        json!({
+            "p50": quantile_ms(h, 0.50),
+            "p90": quantile_ms(h, 0.90),
+            "p99": quantile_ms(h, 0.99),
+            "mean": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            "min": min_ms(h),
+            "max": max_ms(h),
+            "count": h.len(),
+        })
+    };
+    let counter = |name: &str| total.counters.get(name).copied().unwrap_or(0);
+    let (input, output) = (counter("input_tokens"), counter("output_tokens"));
+    let per_s = |n: u64| {
+        if duration > 0.0 {
+            n as f64 / duration
+        } else {
+            0.0
+        }
+    };
+    let successes = total.requests.saturating_sub(total.failures);
+    json!({
+        "ttft_ms": figures(total.metrics.get("ttft")),
+        "tpot_ms": figures(total.metrics.get("tpot")),
+        "itl_ms": figures(total.metrics.get("itl")),
+        "e2e_ms": figures(Some(&total.latency)),
+        "input_tokens": input,
+        "output_tokens": output,
+        "output_tokens_per_second": per_s(output),
+        "total_tokens_per_second": per_s(input + output),
+        "request_throughput": per_s(successes),
+        "goodput_rps": per_s(counter("good")),
+        "good_requests": counter("good"),
+        "token_count_method": token_count_method(total),
+    })
+}
+
+/// The rule that counted output tokens: one name, or `mixed` when requests differed (a server
+/// giving usage only sometimes).
+fn token_count_method(total: &NameStats) -> &'static str {
+    let used: Vec<&str> = COUNT_METHODS
+        .into_iter()
+        .filter(|m| {
+            total
+                .counters
+                .get(&format!("counted_by_{m}"))
+                .is_some_and(|&n| n > 0)
+        })
+        .collect();
+    match used.as_slice() {
+        [] => "none",
+        [one] => one,
+        _ => "mixed",
+    }
+}
+
+/// The LLM figures under the stats table, for `llm` runs.
+fn llm_section(total: &NameStats, duration: f64) -> String {
+    let v = llm_json(total, duration);
+    if v.is_null() {
+        return String::new();
+    }
+    let mut out = String::from("\nLLM (ms)     p50       p90       p99      mean\n");
+    for (label, key) in [
+        ("TTFT", "ttft_ms"),
+        ("TPOT", "tpot_ms"),
+        ("ITL", "itl_ms"),
+        ("E2E", "e2e_ms"),
+    ] {
+        let f = &v[key];
+        let n = |k: &str| f[k].as_f64().unwrap_or(0.0);
+        out.push_str(&format!(
+            "  {label:<6} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            n("p50"),
+            n("p90"),
+            n("p99"),
+            n("mean")
+        ));
+    }
+    let n = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    out.push_str(&format!(
+        "  tokens: {} in, {} out ({} counted) · {:.1} output tokens/s · {:.1} total tokens/s\n",
+        v["input_tokens"],
+        v["output_tokens"],
+        v["token_count_method"].as_str().unwrap_or("?"),
+        n("output_tokens_per_second"),
+        n("total_tokens_per_second"),
+    ));
+    out.push_str(&format!(
+        "  throughput {:.2} req/s · goodput {:.2} req/s ({} of {} requests met every SLO)\n",
+        n("request_throughput"),
+        n("goodput_rps"),
+        v["good_requests"],
+        total.requests.saturating_sub(total.failures),
+    ));
+    out
 }
 
 /// The end-of-run table for stdout: one row per request name and the aggregate, then the
@@ -118,6 +227,7 @@ pub fn table(summary: &RunSummary) -> String {
         summary.load
     );
     out.push_str(&stats_table(summary, duration));
+    out.push_str(&llm_section(&summary.total, duration));
     out.push_str(&failures_section(&summary.failures));
     out.push_str(&thresholds_section(&summary.thresholds));
     out.push_str(&events_section(&summary.events));

@@ -3,6 +3,8 @@
 //! line, a terminal UI) takes the latest [`Snapshot`] from a `watch` channel and never touches
 //! the coordinator, so no reader can slow aggregation or the protocol down.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 /// A worker as the master sees it.
@@ -58,12 +60,58 @@ pub struct NameView {
     pub mean_ms: f64,
     /// Response bytes so far.
     pub bytes: u64,
+    /// Extra counters the driver records (`input_tokens`, `output_tokens`, ...), totals so far.
+    pub counters: BTreeMap<String, u64>,
+    /// Extra metrics the driver records (`ttft`, `tpot`, `itl`, ...), over the run so far.
+    pub metrics: BTreeMap<String, MetricView>,
     /// Cumulative request counts at each bound of [`crate::metrics::DURATION_BUCKETS`].
     #[serde(skip)]
     pub buckets: Vec<u64>,
     /// Sum of all latencies, seconds (for the Prometheus histogram's `_sum`).
     #[serde(skip)]
     pub latency_sum_s: f64,
+}
+
+/// A driver's extra histogram metric (times in ms).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricView {
+    /// Values recorded.
+    pub count: u64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// p90, ms.
+    pub p90_ms: f64,
+    /// p99, ms.
+    pub p99_ms: f64,
+    /// Mean, ms.
+    pub mean_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+}
+
+impl MetricView {
+    /// The view of a histogram of µs.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> MetricView {
+        let ms = |us: u64| us as f64 / 1000.0;
+        if h.is_empty() {
+            return MetricView {
+                count: 0,
+                p50_ms: 0.0,
+                p90_ms: 0.0,
+                p99_ms: 0.0,
+                mean_ms: 0.0,
+                max_ms: 0.0,
+            };
+        }
+        MetricView {
+            count: h.len(),
+            p50_ms: ms(h.value_at_quantile(0.5)),
+            p90_ms: ms(h.value_at_quantile(0.9)),
+            p99_ms: ms(h.value_at_quantile(0.99)),
+            mean_ms: h.mean() / 1000.0,
+            max_ms: ms(h.max()),
+        }
+    }
 }
 
 /// The current (or last) run.

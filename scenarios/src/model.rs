@@ -64,6 +64,13 @@ pub struct ScenarioFile {
     /// Settings of the `http` driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpFile>,
+    /// Settings of the `llm` driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm: Option<LlmFile>,
+    /// Latency objectives of one request (`llm`): a request meeting all of them counts
+    /// towards goodput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<crate::llm::Slo>,
     /// The requests, picked at random by weight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<RequestFile>,
@@ -137,6 +144,75 @@ pub struct HttpFile {
     pub headers: BTreeMap<String, String>,
 }
 
+/// `[llm]`: what the `llm` driver sends and how it reads the answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFile {
+    /// The server's API: `openai`, `openai-chat`, `vllm`, `tgi`, `triton`, `sax`.
+    #[serde(default = "default::backend")]
+    pub backend: String,
+    /// The model name sent to the server (OpenAI `model`, Triton's model in the path, SAX's
+    /// `model`).
+    #[serde(default = "default::model")]
+    pub model: String,
+    /// Ask for a streamed answer (where the backend has one): TTFT and ITL need it.
+    #[serde(default = "default::yes")]
+    pub stream: bool,
+    /// Sampling temperature (default: the seed tool's, from `best_of` and beam search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// The seed's `best_of`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_of: Option<u32>,
+    /// The seed's `use_beam_search`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_beam_search: Option<bool>,
+    /// Ask the server to generate `max_tokens` whatever the end-of-sequence token says
+    /// (vLLM's `ignore_eos`; the seed sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_eos: Option<bool>,
+    /// A Hugging Face `tokenizer.json` (read locally; relative to the scenario file) to count
+    /// prompt and output tokens where the server gives no usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<std::path::PathBuf>,
+    /// The preferred way to count output tokens: `usage` (default), `tokenizer`, `chunks`,
+    /// `words`; the next available is used when it has nothing to count with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_count: Option<crate::llm::TokenCountMethod>,
+    /// Per-request timeout (default 300 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Headers sent with every request (`Authorization = "Bearer ..."`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Seed of the prompt sampling (prompt choice, synthetic prompts); 0 by default.
+    #[serde(default)]
+    pub seed: u64,
+    /// Where prompts come from: `{ source = "lines", path = "prompts.txt" }`, `sharegpt`, or
+    /// `synthetic` with input and output length distributions.
+    pub prompts: crate::llm::PromptSource,
+    /// The prompts themselves, filled in by the master from `prompts` before it sends the
+    /// scenario to its workers (so workers need no prompt file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resolved: Vec<ResolvedPrompt>,
+}
+
+/// One prompt as the master sends it to workers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvedPrompt {
+    /// The text.
+    pub text: String,
+    /// Its length in tokens, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
+    /// The `max_tokens` to ask for.
+    pub max_tokens: u32,
+}
+
 /// `[[requests]]`: one kind of request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,6 +246,15 @@ mod default {
     pub fn weight() -> u32 {
         1
     }
+    pub fn backend() -> String {
+        "openai".into()
+    }
+    pub fn model() -> String {
+        "stampede-sim".into()
+    }
+    pub fn yes() -> bool {
+        true
+    }
 }
 
 /// What the command line may override in a scenario (`--duration`, `--users`, ...).
@@ -187,6 +272,10 @@ pub struct Overrides {
     pub arrival: Option<Arrival>,
     /// `--target`.
     pub target: Option<String>,
+    /// `--backend` (`llm`).
+    pub backend: Option<String>,
+    /// `--model` (`llm`).
+    pub model: Option<String>,
 }
 
 /// A validated scenario, ready to split and run.
@@ -238,7 +327,49 @@ impl ScenarioConfig {
             field: None,
             message: format!("cannot read the scenario: {e}"),
         })?;
-        ScenarioConfig::parse(&text, &path.display().to_string(), &Overrides::default())
+        let mut config =
+            ScenarioConfig::parse(&text, &path.display().to_string(), &Overrides::default())?;
+        // Files the scenario names are relative to the scenario's folder.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(llm) = &mut config.file.llm {
+            llm.prompts = llm.prompts.relative_to(dir);
+            if let Some(t) = llm.tokenizer.as_mut().filter(|t| t.is_relative()) {
+                *t = dir.join(&*t);
+            }
+        }
+        Ok(config)
+    }
+
+    /// For an `llm` scenario: read the prompts (and tokenizer) here and put the prompts in the
+    /// scenario itself, so workers on other machines need no files. Errors name the file and
+    /// line, or the setting.
+    pub fn resolve_prompts(&mut self) -> Result<(), ScenarioError> {
+        let Some(llm) = self.file.llm.as_mut() else {
+            return Ok(());
+        };
+        if !llm.resolved.is_empty() {
+            return Ok(());
+        }
+        let error = |field: &str, message: String| ScenarioError {
+            file: "<scenario>".into(),
+            line: None,
+            field: Some(field.to_string()),
+            message,
+        };
+        let settings = crate::driver::llm::Settings::of(llm)
+            .map_err(|(field, message)| error(&field, message))?;
+        let prompts = crate::llm::PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
+            .map_err(|e| error("llm.prompts", e.to_string()))?;
+        llm.resolved = prompts
+            .prompts()
+            .iter()
+            .map(|p| ResolvedPrompt {
+                text: p.text.clone(),
+                input_tokens: p.input_tokens,
+                max_tokens: p.max_output_tokens,
+            })
+            .collect();
+        Ok(())
     }
 
     /// Parse and validate scenario text, applying `overrides`. `origin` names the text in errors.
@@ -303,6 +434,14 @@ impl ScenarioFile {
         }
         if let Some(t) = &o.target {
             self.target = t.clone();
+        }
+        if let Some(llm) = &mut self.llm {
+            if let Some(b) = &o.backend {
+                llm.backend = b.clone();
+            }
+            if let Some(m) = &o.model {
+                llm.model = m.clone();
+            }
         }
         if let Some(rate) = o.rate {
             let (arrival, max_in_flight) = match &self.load {

@@ -12,6 +12,7 @@ use stampede_master::snapshot::Snapshot;
 use stampede_master::summary::RunSummary;
 use stampede_scenarios::{Overrides, ScenarioConfig, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
+use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -27,11 +28,42 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
         rate: flags.rate.map(|r| r.0),
         arrival: flags.arrival,
         target: flags.target.clone(),
+        backend: flags.backend.clone(),
+        model: flags.model.clone(),
     };
-    if overrides == Overrides::default() {
-        return Ok(base);
+    if (overrides.backend.is_some() || overrides.model.is_some()) && base.kind != "llm" {
+        anyhow::bail!(
+            "--backend and --model apply to llm scenarios; {} is a `{}` scenario",
+            path.display(),
+            base.kind
+        );
     }
-    Ok(base.with_overrides(&overrides)?)
+    let mut config = if overrides == Overrides::default() {
+        base
+    } else {
+        base.with_overrides(&overrides)?
+    };
+    // Prompts travel inside the scenario, so workers on other hosts need no prompt file.
+    config.resolve_prompts()?;
+    Ok(config)
+}
+
+/// The counters of a built-in target.
+pub enum BuiltinStats {
+    /// `builtin:http`.
+    Http(Arc<HttpTargetStats>),
+    /// `builtin:llm`.
+    Llm(Arc<LlmTargetStats>),
+}
+
+impl BuiltinStats {
+    /// Requests the target answered.
+    pub fn requests(&self) -> u64 {
+        match self {
+            BuiltinStats::Http(s) => s.requests(),
+            BuiltinStats::Llm(s) => s.snapshot().requests,
+        }
+    }
 }
 
 /// A built-in target started for a run; stops when dropped.
@@ -39,7 +71,7 @@ pub struct BuiltinTarget {
     /// Its base URL.
     pub url: String,
     /// Its counters.
-    pub stats: Arc<HttpTargetStats>,
+    pub stats: BuiltinStats,
     stop: CancellationToken,
 }
 
@@ -57,24 +89,42 @@ pub async fn start_builtin(
     let Target::Builtin(kind) = &config.target else {
         return Ok((config, None));
     };
-    anyhow::ensure!(
-        kind == "http",
-        "built-in target `{kind}` cannot be started by this build"
-    );
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
         .await
-        .context("starting the built-in http target")?;
+        .with_context(|| format!("starting the built-in {kind} target"))?;
     let addr = listener.local_addr()?;
-    let stats = Arc::new(HttpTargetStats::default());
     let stop = CancellationToken::new();
-    let (s, t) = (stats.clone(), stop.clone());
-    tokio::spawn(async move {
-        if let Err(e) =
-            stampede_targets::http::serve(listener, HttpTargetConfig::default(), s, t).await
-        {
-            tracing::error!("built-in target: {e:#}");
+    let t = stop.clone();
+    let stats = match kind.as_str() {
+        "http" => {
+            let stats = Arc::new(HttpTargetStats::default());
+            let s = stats.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    stampede_targets::http::serve(listener, HttpTargetConfig::default(), s, t).await
+                {
+                    tracing::error!("built-in target: {e:#}");
+                }
+            });
+            BuiltinStats::Http(stats)
         }
-    });
+        "llm" => {
+            let stats = Arc::new(LlmTargetStats::default());
+            let s = stats.clone();
+            // The simulated server answers for whatever model the scenario names.
+            let target = LlmTargetConfig {
+                any_model: true,
+                ..LlmTargetConfig::default()
+            };
+            tokio::spawn(async move {
+                if let Err(e) = stampede_targets::llm::serve(listener, target, s, t).await {
+                    tracing::error!("built-in target: {e:#}");
+                }
+            });
+            BuiltinStats::Llm(stats)
+        }
+        other => anyhow::bail!("built-in target `{other}` cannot be started by this build"),
+    };
     let url = format!("http://{addr}");
     let config = config.retarget(&url)?;
     Ok((config, Some(BuiltinTarget { url, stats, stop })))

@@ -17,9 +17,10 @@ use crate::recorder::Recorder;
 
 pub mod h1;
 pub mod http;
+pub mod llm;
 
 /// The scenario kinds (`kind = "..."`) this build knows.
-pub const KINDS: &[&str] = &["http"];
+pub const KINDS: &[&str] = &["http", "llm"];
 
 /// A boxed future, as sessions return from [`Session::call`].
 pub type CallFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -89,6 +90,7 @@ pub enum DriverError {
 pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
     match config.kind.as_str() {
         "http" => Ok(Arc::new(http::HttpDriver::new(config)?)),
+        "llm" => Ok(Arc::new(llm::LlmDriver::new(config)?)),
         other => Err(DriverError::UnknownKind(other.to_string())),
     }
 }
@@ -97,6 +99,7 @@ pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
 pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
     match config.kind.as_str() {
         "http" => http::catalog(&config.file),
+        "llm" => llm::catalog(&config.file),
         _ => Vec::new(),
     }
 }
@@ -105,6 +108,7 @@ pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
 pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
     match file.kind.as_str() {
         "http" => http::validate(file),
+        "llm" => llm::validate(file),
         _ => Ok(()),
     }
 }

@@ -64,7 +64,8 @@ pub enum Backend {
     /// Saxml behind ai-on-gke's HTTP front, `POST /generate`. Body is the seed's `{model, prompt,
     /// n, best_of, use_beam_search, temperature, top_p, top_k, max_tokens, stream}`. The seed
     /// reads nothing back; the answer is read as ai-on-gke's `benchmark_serving.py` reads it,
-    /// `choices[0].text`. No streaming.
+    /// `choices[0].text`, or as Saxml's HTTP server writes it, `[[completion, score], ...]`.
+    /// No streaming.
     #[serde(rename = "sax")]
     Sax,
 }
@@ -374,6 +375,18 @@ impl Backend {
         let text = std::str::from_utf8(body)
             .map_err(|_| ResponseError::Malformed("answer is not UTF-8".into()))?;
         check_error(text)?;
+        if self == Backend::Sax && text.trim_start().starts_with('[') {
+            // Saxml's HTTP server answers `[[completion, score], ...]` (pretty-printed); the
+            // benchmark front end answers OpenAI-style `choices`. Both are read.
+            let all: Vec<(String, serde_json::Value)> = serde_json::from_str(text)
+                .map_err(|e| ResponseError::Malformed(format!("SAX answer: {e}")))?;
+            let (completion, _score) =
+                all.into_iter().next().ok_or_else(|| missing(self, "[0]"))?;
+            return Ok(Completion {
+                text: completion,
+                usage: None,
+            });
+        }
         match self {
             Backend::OpenAi | Backend::OpenAiChat | Backend::Sax => {
                 let r: OaChunk<'_> = json(text)?;

@@ -501,3 +501,14 @@ fn failure_kinds_are_bounded() {
     assert!(ResponseError::ServerError("y".into()).is_server_error());
     assert_eq!(kinds[3].to_string(), "protocol: server error in answer");
 }
+
+#[test]
+fn sax_answers_in_both_shapes() {
+    let pretty = "[\n    [\n        \" a b\",\n        -1.5\n    ]\n]";
+    let c = Backend::Sax.parse_response(pretty.as_bytes(), "p").unwrap();
+    assert_eq!(c.text, " a b");
+    let oa = br#"{"choices":[{"text":" c"}]}"#;
+    assert_eq!(Backend::Sax.parse_response(oa, "p").unwrap().text, " c");
+    assert!(Backend::Sax.parse_response(b"[]", "p").is_err());
+    assert!(Backend::Sax.parse_response(b"[[1]]", "p").is_err());
+}

@@ -1,0 +1,476 @@
+//! The `llm` driver: prompts to an inference server (OpenAI completions or chat, vLLM,
+//! TGI, Triton TensorRT-LLM, SAX), with the answer's timing measured token by token.
+//!
+//! Each session holds one HTTP/1.1 keep-alive connection ([`super::h1`]). Per request: pick a
+//! prompt, write the backend's JSON body, and read the answer as it arrives: each body slice
+//! goes through the stream decoder ([`crate::llm::StreamDecoder`]) with its arrival time, so
+//! TTFT and every inter-token gap are measured where the bytes land, not where a parser got
+//! round to them. Times count from the request's scheduled time (no coordinated omission).
+//!
+//! Recorded per request (one request name, the backend's path): latency (E2E), and the extra
+//! metrics `ttft`, `tpot`, `itl` (µs; one `itl` sample per gap between token chunks), and the
+//! counters `input_tokens`, `output_tokens`, `good` (requests meeting every `[slo]` objective)
+//! and `counted_by_<method>` (which rule counted the output tokens). A server error, a
+//! malformed or unknown event, or a connection closed mid-answer is a failure of its kind.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::h1::{H1Conn, H1Error};
+use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
+use crate::llm::{
+    Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
+    TokenCountMethod, TokenCounter,
+};
+use crate::model::{LlmFile, ScenarioConfig, ScenarioFile, Target};
+use crate::recorder::{Failure, io_kind};
+
+/// Request timeout when the scenario gives none: long answers take minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The largest whole (non-streamed) answer read.
+const MAX_ANSWER: usize = 64 << 20;
+
+/// Extra histogram metrics, in the recorder's index order (after latency).
+pub const METRICS: &[&str] = &["ttft", "tpot", "itl"];
+const TTFT: usize = 1;
+const TPOT: usize = 2;
+const ITL: usize = 3;
+
+/// Extra counters, in the recorder's index order.
+pub const COUNTERS: &[&str] = &[
+    "input_tokens",
+    "output_tokens",
+    "good",
+    "counted_by_usage",
+    "counted_by_tokenizer",
+    "counted_by_chunks",
+    "counted_by_words",
+];
+const INPUT: usize = 0;
+const OUTPUT: usize = 1;
+const GOOD: usize = 2;
+
+fn counted_by(method: TokenCountMethod) -> usize {
+    match method {
+        TokenCountMethod::Usage => 3,
+        TokenCountMethod::Tokenizer => 4,
+        TokenCountMethod::Chunks => 5,
+        TokenCountMethod::Words => 6,
+    }
+}
+
+/// The `[llm]` settings turned into parts, shared by the master (to read prompts) and workers.
+pub struct Settings {
+    /// The API.
+    pub backend: Backend,
+    /// How output tokens are counted.
+    pub counter: TokenCounter,
+}
+
+impl Settings {
+    /// Check and load the settings (the tokenizer is read here); `Err((field, message))`.
+    pub fn of(llm: &LlmFile) -> Result<Settings, (String, String)> {
+        let backend: Backend = llm
+            .backend
+            .parse()
+            .map_err(|e: crate::llm::UnknownBackend| ("llm.backend".to_string(), e.to_string()))?;
+        let tokenizer = match &llm.tokenizer {
+            Some(path) => Some(Arc::new(
+                HfTokenizer::from_file(path)
+                    .map_err(|e| ("llm.tokenizer".to_string(), e.to_string()))?,
+            )),
+            None => None,
+        };
+        let method = llm.token_count.unwrap_or_default();
+        let counter = TokenCounter::new(method, tokenizer)
+            .map_err(|e| ("llm.token_count".to_string(), e.to_string()))?;
+        Ok(Settings { backend, counter })
+    }
+}
+
+struct Inner {
+    catalog: Vec<RequestInfo>,
+    backend: Backend,
+    model: String,
+    stream: bool,
+    best_of: u32,
+    use_beam_search: bool,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    ignore_eos: bool,
+    /// Request line and headers up to (not including) `content-length`.
+    head: Bytes,
+    prompts: PromptSet,
+    counter: TokenCounter,
+    slo: Slo,
+    authority: String,
+    timeout: Duration,
+}
+
+/// The LLM driver of one run.
+pub struct LlmDriver {
+    inner: Arc<Inner>,
+}
+
+impl LlmDriver {
+    /// Build from a scenario whose target is a URL and whose `[llm]` prompts are resolved (or
+    /// readable here).
+    pub fn new(config: &ScenarioConfig) -> Result<LlmDriver, DriverError> {
+        let base = match &config.target {
+            Target::Url(uri) => uri.clone(),
+            Target::Builtin(kind) => {
+                return Err(DriverError::UnresolvedTarget(format!("builtin:{kind}")));
+            }
+        };
+        let llm =
+            config.file.llm.as_ref().ok_or_else(|| {
+                DriverError::Invalid("an llm scenario needs an [llm] table".into())
+            })?;
+        let settings =
+            Settings::of(llm).map_err(|(f, m)| DriverError::Invalid(format!("{f}: {m}")))?;
+        let authority = base
+            .authority()
+            .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
+        let connect_to = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let prompts = if llm.resolved.is_empty() {
+            PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
+                .map_err(|e| DriverError::Invalid(format!("llm.prompts: {e}")))?
+        } else {
+            let list = llm
+                .resolved
+                .iter()
+                .map(|p| Prompt {
+                    text: p.text.clone(),
+                    input_tokens: p.input_tokens,
+                    max_output_tokens: p.max_tokens,
+                })
+                .collect();
+            PromptSet::new(list, settings.counter.text_rule())
+                .map_err(|e| DriverError::Invalid(format!("llm.prompts: {e}")))?
+        };
+        let stream = llm.stream && settings.backend.supports_streaming();
+        let path = format!(
+            "{}{}",
+            base.path().trim_end_matches('/'),
+            settings.backend.path(&llm.model, stream)
+        );
+        let head = request_head(&path, authority.as_str(), &llm.headers)?;
+        Ok(LlmDriver {
+            inner: Arc::new(Inner {
+                catalog: catalog(&config.file),
+                backend: settings.backend,
+                model: llm.model.clone(),
+                stream,
+                best_of: llm.best_of.unwrap_or(1),
+                use_beam_search: llm.use_beam_search.unwrap_or(false),
+                temperature: llm.temperature,
+                top_p: llm.top_p,
+                ignore_eos: llm.ignore_eos.unwrap_or(false),
+                head,
+                prompts,
+                counter: settings.counter,
+                slo: config.file.slo.unwrap_or_default(),
+                authority: connect_to,
+                timeout: llm.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
+            }),
+        })
+    }
+}
+
+fn request_head(
+    path: &str,
+    host: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<Bytes, DriverError> {
+    let mut out = format!(
+        "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\naccept: */*\r\n"
+    );
+    for (k, v) in headers {
+        let name = http::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+            DriverError::Invalid(format!("llm.headers: `{k}` is not a valid header name"))
+        })?;
+        http::header::HeaderValue::from_str(v).map_err(|_| {
+            DriverError::Invalid(format!("llm.headers: the value of `{k}` is not valid"))
+        })?;
+        out.push_str(&format!("{name}: {v}\r\n"));
+    }
+    Ok(Bytes::from(out))
+}
+
+impl Driver for LlmDriver {
+    fn requests(&self) -> &[RequestInfo] {
+        &self.inner.catalog
+    }
+
+    fn metrics(&self) -> &[&'static str] {
+        METRICS
+    }
+
+    fn counters(&self) -> &[&'static str] {
+        COUNTERS
+    }
+
+    fn session(&self) -> Box<dyn Session> {
+        Box::new(LlmSession {
+            inner: self.inner.clone(),
+            conn: None,
+            decoder: StreamDecoder::new(self.inner.backend, ""),
+            tally: ResponseTally::new(),
+            wire: Vec::new(),
+            answer: Vec::new(),
+        })
+    }
+}
+
+/// One user's connection and reusable buffers.
+struct LlmSession {
+    inner: Arc<Inner>,
+    conn: Option<H1Conn>,
+    decoder: Option<StreamDecoder>,
+    tally: ResponseTally,
+    wire: Vec<u8>,
+    answer: Vec<u8>,
+}
+
+impl Session for LlmSession {
+    fn call<'a>(&'a mut self, call: Call<'a>) -> CallFuture<'a> {
+        Box::pin(async move {
+            let inner = self.inner.clone();
+            let prompt = inner.prompts.pick(call.rng);
+            let outcome =
+                match tokio::time::timeout(inner.timeout, self.exchange(prompt, call.scheduled))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err((0, Failure::Timeout)),
+                };
+            let end = Instant::now();
+            let rec = call.recorder;
+            match outcome {
+                Ok(bytes) => {
+                    let summary = self.tally.finish(end, &inner.counter, prompt.input_tokens);
+                    let t = &summary.timings;
+                    rec.request(0, end - call.scheduled, bytes, None);
+                    if let Some(ttft) = t.ttft {
+                        rec.sample(0, TTFT, micros(ttft));
+                    }
+                    if let Some(tpot) = t.tpot {
+                        rec.sample(0, TPOT, micros(tpot));
+                    }
+                    for itl in self.tally.itls() {
+                        rec.sample(0, ITL, micros(*itl));
+                    }
+                    rec.count(0, INPUT, u64::from(summary.input_tokens.unwrap_or(0)));
+                    rec.count(0, OUTPUT, u64::from(summary.output.tokens));
+                    rec.count(0, counted_by(summary.output.method), 1);
+                    if inner.slo.is_met(t) {
+                        rec.count(0, GOOD, 1);
+                    }
+                }
+                Err((bytes, failure)) => {
+                    if !failure.is_status() {
+                        // After a timeout, a broken stream or an I/O failure the connection's
+                        // state is unknown.
+                        self.conn = None;
+                    }
+                    rec.request(0, end - call.scheduled, bytes, Some(failure));
+                }
+            }
+        })
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+impl LlmSession {
+    /// Send one prompt and read the answer into the tally; `Ok(bytes)` or the failure.
+    async fn exchange(
+        &mut self,
+        prompt: &Prompt,
+        scheduled: Instant,
+    ) -> Result<u64, (u64, Failure)> {
+        let inner = &*self.inner;
+        let mut req = LlmRequest::new(&prompt.text, &inner.model, prompt.max_output_tokens)
+            .with_seed_sampling(inner.best_of, inner.use_beam_search);
+        req.stream = inner.stream;
+        req.ignore_eos = inner.ignore_eos;
+        if let Some(t) = inner.temperature {
+            req.temperature = t;
+        }
+        if let Some(p) = inner.top_p {
+            req.top_p = p;
+        }
+        let body = inner.backend.request_body(&req);
+        self.wire.clear();
+        self.wire.extend_from_slice(&inner.head);
+        self.wire
+            .extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        self.wire.extend_from_slice(&body);
+
+        if !self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+            let c = H1Conn::connect(&inner.authority)
+                .await
+                .map_err(|e| (0, Failure::Connect(io_kind(&e))))?;
+            self.conn = Some(c);
+        }
+        // The invariant: set just above unless a reusable one was there.
+        let conn = self.conn.as_mut().expect("connection present");
+        self.tally.start(scheduled);
+        conn.send(&self.wire).await.map_err(|e| (0, e.failure()))?;
+        let head = conn.read_head(false).await.map_err(|e| (0, e.failure()))?;
+        let mut bytes = 0u64;
+        if head.status >= 400 {
+            conn.read_body(&head, |d| bytes += d.len() as u64)
+                .await
+                .map_err(|e| (bytes, e.failure()))?;
+            return Err((bytes, Failure::Status(head.status)));
+        }
+        match (&mut self.decoder, inner.stream) {
+            (Some(decoder), true) => {
+                decoder.reset(&prompt.text);
+                let tally = &mut self.tally;
+                let mut broken = None;
+                let read = conn
+                    .read_body(&head, |d| {
+                        bytes += d.len() as u64;
+                        if broken.is_some() {
+                            return;
+                        }
+                        let now = Instant::now();
+                        if let Err(e) = decoder.feed(d, |ev| tally.on_event(now, ev)) {
+                            broken = Some(e);
+                        }
+                    })
+                    .await;
+                read.map_err(|e| (bytes, body_failure(e)))?;
+                if let Some(e) = broken {
+                    return Err((bytes, e.failure()));
+                }
+                let now = Instant::now();
+                let clean = decoder
+                    .finish(|ev| tally.on_event(now, ev))
+                    .map_err(|e| (bytes, e.failure()))?;
+                if !clean {
+                    return Err((bytes, Failure::Protocol("answer ends inside an event")));
+                }
+            }
+            _ => {
+                self.answer.clear();
+                let answer = &mut self.answer;
+                let mut too_large = false;
+                conn.read_body(&head, |d| {
+                    bytes += d.len() as u64;
+                    if answer.len() + d.len() <= MAX_ANSWER {
+                        answer.extend_from_slice(d);
+                    } else {
+                        too_large = true;
+                    }
+                })
+                .await
+                .map_err(|e| (bytes, body_failure(e)))?;
+                if too_large {
+                    return Err((bytes, Failure::Protocol("answer too large")));
+                }
+                let completion = inner
+                    .backend
+                    .parse_response(&self.answer, &prompt.text)
+                    .map_err(|e| (bytes, e.failure()))?;
+                self.tally.on_completion(completion);
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+fn body_failure(e: H1Error) -> Failure {
+    match e {
+        H1Error::Closed => Failure::Io("connection closed mid-answer"),
+        other => other.failure(),
+    }
+}
+
+/// The request name of an llm scenario: the backend's path, as the seed's Locust reports it.
+pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
+    let Some(llm) = &file.llm else {
+        return Vec::new();
+    };
+    let name = match llm.backend.parse::<Backend>() {
+        Ok(b) => b.path(&llm.model, llm.stream && b.supports_streaming()),
+        Err(_) => llm.backend.clone(),
+    };
+    vec![RequestInfo {
+        kind: "POST".into(),
+        name,
+    }]
+}
+
+/// Checks an llm scenario; `Err((field, message))`.
+pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
+    let Some(llm) = &file.llm else {
+        return Err((
+            "llm".into(),
+            "an llm scenario needs an [llm] table (backend, model, prompts)".into(),
+        ));
+    };
+    if !file.requests.is_empty() {
+        return Err((
+            "requests".into(),
+            "an llm scenario takes its requests from [llm] prompts, not [[requests]]".into(),
+        ));
+    }
+    llm.backend
+        .parse::<Backend>()
+        .map_err(|e| ("llm.backend".to_string(), e.to_string()))?;
+    if llm.model.trim().is_empty() {
+        return Err(("llm.model".into(), "must not be empty".into()));
+    }
+    if llm.token_count == Some(TokenCountMethod::Tokenizer) && llm.tokenizer.is_none() {
+        return Err((
+            "llm.token_count".into(),
+            "`tokenizer` counting needs `tokenizer = \"path/to/tokenizer.json\"`".into(),
+        ));
+    }
+    if let Some(b) = llm.best_of.filter(|&b| b == 0) {
+        return Err(("llm.best_of".into(), format!("{b}: must be at least 1")));
+    }
+    request_head("/", "x", &llm.headers).map_err(|e| ("llm.headers".to_string(), e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_line_up_with_their_indexes() {
+        assert_eq!(METRICS[TTFT - 1], "ttft");
+        assert_eq!(METRICS[TPOT - 1], "tpot");
+        assert_eq!(METRICS[ITL - 1], "itl");
+        assert_eq!(COUNTERS[INPUT], "input_tokens");
+        assert_eq!(COUNTERS[OUTPUT], "output_tokens");
+        assert_eq!(COUNTERS[GOOD], "good");
+        for m in TokenCountMethod::ALL {
+            assert_eq!(COUNTERS[counted_by(m)], format!("counted_by_{}", m.name()));
+        }
+    }
+
+    #[test]
+    fn headers_are_checked() {
+        let mut h = BTreeMap::new();
+        h.insert("authorization".to_string(), "Bearer x".to_string());
+        let head = request_head("/v1/completions", "h:1", &h).unwrap();
+        assert!(head.starts_with(b"POST /v1/completions HTTP/1.1\r\nhost: h:1\r\n"));
+        assert!(head.windows(24).any(|w| w == b"authorization: Bearer x\r"));
+        h.insert("bad name".to_string(), "x".to_string());
+        assert!(request_head("/", "h", &h).is_err());
+    }
+}
