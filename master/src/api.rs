@@ -3,8 +3,10 @@
 //!
 //! Reads only the published snapshot and the archive of finished runs; changes go to the
 //! coordinator as commands. Requests that start or stop a run need the token
-//! (`Authorization: Bearer <token>`); reads do not.
+//! (`Authorization: Bearer <token>`); reads do not. The Locust-compatible routes merged from
+//! [`crate::compat`] take no token, as Locust's do.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -37,6 +39,9 @@ pub struct ApiState {
     pub scenario: Option<ScenarioConfig>,
     /// The Prometheus exporter.
     pub exporter: Arc<Exporter>,
+    /// The master's `--out` directory, where `GET /run` (Locust compatibility) writes its
+    /// result files.
+    pub out: Option<PathBuf>,
 }
 
 /// The API's routes.
@@ -47,7 +52,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/runs", get(runs).post(start))
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/stop", post(stop))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::compat::router(state))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -130,14 +136,14 @@ async fn run(State(s): State<ApiState>, Path(id): Path<u64>) -> Response {
 /// whole scenario as TOML text.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StartBody {
-    scenario_toml: Option<String>,
-    duration: Option<String>,
-    users: Option<u64>,
-    spawn_rate: Option<f64>,
-    rate: Option<f64>,
-    arrival: Option<String>,
-    target: Option<String>,
+pub(crate) struct StartBody {
+    pub(crate) scenario_toml: Option<String>,
+    pub(crate) duration: Option<String>,
+    pub(crate) users: Option<u64>,
+    pub(crate) spawn_rate: Option<f64>,
+    pub(crate) rate: Option<f64>,
+    pub(crate) arrival: Option<String>,
+    pub(crate) target: Option<String>,
 }
 
 async fn start(
@@ -175,7 +181,8 @@ async fn start(
     }
 }
 
-fn scenario_for(s: &ApiState, b: &StartBody) -> Result<Option<ScenarioConfig>, String> {
+/// The scenario a start request asks for: the master's (or the body's TOML) with overrides.
+pub(crate) fn scenario_for(s: &ApiState, b: &StartBody) -> Result<Option<ScenarioConfig>, String> {
     let arrival = b
         .arrival
         .as_deref()

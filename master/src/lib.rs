@@ -14,10 +14,13 @@
 //! - [`summary`]: the finished run's figures, as every sink reads them.
 //! - [`results`]: the files of `--out DIR` and the end-of-run table.
 //! - [`api`]: the HTTP API and `/metrics`.
+//! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
+//!   ai-on-gke seed's `/run` and `/stats/custom_metrics`, merged into the HTTP API.
 //! - [`metrics`]: Prometheus exposition from snapshots.
 
 pub mod aggregate;
 pub mod api;
+pub mod compat;
 pub mod coordinator;
 pub mod metrics;
 pub mod results;
@@ -107,6 +110,7 @@ impl Master {
                     token: token.clone(),
                     scenario: config.scenario.clone(),
                     exporter: Arc::new(metrics::Exporter),
+                    out: config.out.clone(),
                 });
                 let api_stop = connections_stop.clone();
                 tasks.spawn(async move {

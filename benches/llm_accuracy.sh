@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# LLM measurement truth: `stampede target llm` emitting the first token after 200 ms and then
+# one every 20 ms (fixed, no batching slowdown, no batch limit, exactly 64 tokens per answer)
+# on core 1; `stampede run` (master + 1 worker process) with 500 concurrent streams on core 0.
+# For each streaming backend, prints the client's TTFT and TPOT (p50, p99) beside the server's
+# own record of what it emitted (TTFT from the request read to the first token written; the
+# mean inter-token gap), and the differences. Goal: within 2 ms at p50 and 5 ms at p99.
+source "$(dirname "$0")/common.sh"
+USERS="${USERS:-500}"; DUR="${DUR:-20s}"; BACKENDS="${BACKENDS:-openai openai-chat vllm tgi triton}"
+TMP="$(scratch)"
+log="$TMP/target.log"
+taskset -c 1 "$STAMPEDE" target llm --bind 127.0.0.1:0 --ttft 200ms --tpot 20ms \
+    --output-len max --max-batch 0 --batch-slope 0 --precise-timing >"$log" 2>&1 &
+TPID=$!
+trap 'kill $TPID 2>/dev/null; wait $TPID 2>/dev/null; rm -rf "$TMP"' EXIT
+for _ in $(seq 50); do URL="$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)"; [ -n "$URL" ] && break; sleep 0.1; done
+[ -n "$URL" ] || { cat "$log"; exit 1; }
+ADDR="${URL#http://}"
+machine
+echo "target: $URL (core 1); generator: stampede run --workers 1 --users $USERS (core 0)"
+for backend in $BACKENDS; do
+    echo
+    curl -s -X POST "$URL/__stampede/stats/reset" >/dev/null
+    rm -rf "$TMP/out"
+    wait_quiet
+    taskset -c 0 "$STAMPEDE" run "$ROOT/scenarios/examples/llm-prompts.toml" --target "$URL" \
+        --backend "$backend" --workers 1 --users "$USERS" --spawn-rate 1000 --duration "$DUR" \
+        --out "$TMP/out" >"$TMP/run.out" 2>&1 || true
+    curl -s "$URL/__stampede/stats" >"$TMP/truth.json"
+    python3 - "$backend" "$TMP/out/summary.json" "$TMP/truth.json" <<'PY'
+import json, sys
+backend, summary, truth = sys.argv[1], json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+llm = summary["llm"]; t = truth
+c_ttft, c_tpot = llm["ttft_ms"], llm["tpot_ms"]
+s_ttft = {k: t["ttft"][f"{k}_us"] / 1000 for k in ("p50", "p99")}
+s_itl_mean = t["itl"]["mean_us"] / 1000
+print(f"{backend}: {summary['total']['requests']} requests, {summary['total']['failures']} failures, "
+      f"output tokens {llm['output_tokens']} (server {t['completion_tokens']})")
+for k in ("p50", "p99"):
+    print(f"  TTFT {k}: client {c_ttft[k]:.2f} ms, server {s_ttft[k]:.2f} ms, diff {c_ttft[k]-s_ttft[k]:+.2f} ms")
+for k in ("p50", "p99"):
+    print(f"  TPOT {k}: client {c_tpot[k]:.3f} ms, server mean gap {s_itl_mean:.3f} ms, diff {c_tpot[k]-s_itl_mean:+.3f} ms")
+print(f"  server emission lateness p50 {t['lateness']['p50_us']/1000:.2f} ms p99 {t['lateness']['p99_us']/1000:.2f} ms")
+PY
+done
