@@ -158,7 +158,7 @@ pub enum TargetCommand {
     /// (TensorRT-LLM) and SAX APIs, tokens streamed on a continuous-batching timing model.
     ///
     /// Paths: POST /v1/completions, /v1/chat/completions, /generate (vLLM, TGI, Triton or SAX,
-    /// chosen by the body), /generate_stream (TGI), /v2/models/{m}/generate[_stream] (Triton);
+    /// chosen by the body), /generate_stream (TGI), `/v2/models/{m}/generate[_stream]` (Triton);
     /// GET /v1/models, /health; GET /__stampede/stats gives exact token counts and the timing
     /// the server really emitted, POST /__stampede/stats/reset zeroes them.
     ///
