@@ -24,7 +24,6 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 /// Largest body `/bytes/{n}` will send; bigger requests are capped rather than refused so a typo
 /// in a scenario degrades into a big response instead of a failed run.
@@ -33,12 +32,6 @@ pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Path prefix of the target's own endpoints. Requests under it are never counted, so reading the
 /// stats does not disturb them.
 pub const CONTROL_PREFIX: &str = "/__stampede/";
-
-/// How long [`serve`] waits for in-flight requests after shutdown before dropping connections.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// Pause after a failed `accept` (usually out of file descriptors) so we don't spin on it.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Size of the shared zero chunk `/bytes/{n}` is streamed from: big enough for few frames, small
 /// enough that a 64 MiB answer never sits in memory.
@@ -135,52 +128,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::from_config(config, stats)?);
-    // Tracks connection tasks so shutdown can wait for them; `force` ends those still busy
-    // after the grace period.
-    let tracker = TaskTracker::new();
-    let force = CancellationToken::new();
-
-    loop {
-        let stream = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "target accept failed; backing off");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                    }
-                }
-            },
-        };
-        // Small responses on keep-alive connections must not wait for Nagle.
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "target could not set TCP_NODELAY");
-        }
-        tracker.spawn(run_connection(
-            stream,
-            Arc::clone(&shared),
-            shutdown.clone(),
-            force.clone(),
-        ));
-    }
-
-    // Refuse new connections while the old ones drain.
-    drop(listener);
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::debug!(
-            connections = tracker.len(),
-            "target grace period over; dropping connections"
-        );
-        force.cancel();
-        tracker.wait().await;
-    }
+    crate::accept::serve(listener, "target", &shutdown, |stream, force| {
+        run_connection(stream, Arc::clone(&shared), shutdown.clone(), force)
+    })
+    .await;
     Ok(())
 }
 

@@ -14,5 +14,6 @@
 //!   `/generate`), TGI, Triton/TensorRT-LLM and SAX, with a continuous-batching timing model and
 //!   exact statistics of what it emitted.
 
+mod accept;
 pub mod http;
 pub mod llm;

@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use anyhow::ensure;
 use bytes::Bytes;
@@ -26,17 +25,10 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::engine::{Engine, FaultClose, Generation, Job, unix_now};
 use super::stats::LlmTargetStats;
 use super::{Fault, LlmTargetConfig, openai, sax, tgi, triton, vllm};
-
-/// How long shutdown waits for in-flight answers before dropping connections.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
-
-/// Pause after a failed `accept` (usually out of file descriptors) so we don't spin on it.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Largest request body read; bigger ones get `413`.
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -92,51 +84,12 @@ impl Shared {
     }
 }
 
-/// Accept connections until `shutdown`, then drain them within [`SHUTDOWN_GRACE`].
+/// Accept connections until `shutdown`, then drain them within the grace period.
 pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    // Connection tasks, so shutdown can wait for them; `force` ends those still busy after the
-    // grace period.
-    let tracker = TaskTracker::new();
-    let force = CancellationToken::new();
-    loop {
-        let stream = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "llm target accept failed; backing off");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                    }
-                }
-            },
-        };
-        // Every token is a small write that must not wait for Nagle.
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "llm target could not set TCP_NODELAY");
-        }
-        tracker.spawn(run_connection(
-            stream,
-            Arc::clone(&shared),
-            shutdown.clone(),
-            force.clone(),
-        ));
-    }
-    drop(listener);
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::debug!(
-            connections = tracker.len(),
-            "llm target grace period over; dropping connections"
-        );
-        force.cancel();
-        tracker.wait().await;
-    }
+    crate::accept::serve(listener, "llm target", &shutdown, |stream, force| {
+        run_connection(stream, Arc::clone(&shared), shutdown.clone(), force)
+    })
+    .await;
 }
 
 /// Serve one connection until the peer leaves, or until shutdown (gracefully) or `force`.
