@@ -93,6 +93,37 @@ async fn until<T>(
     }
 }
 
+/// A hand-made worker's streams once the master has started its run.
+struct Started {
+    _ep: quinn::Endpoint,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    reports: quinn::SendStream,
+    run_id: u64,
+}
+
+/// Join the master as a worker and follow the conversation until the run starts.
+async fn join_until_start(master: &Master) -> Started {
+    let (ep, conn) = connect(master).await;
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    handshake::introduce(&mut send, &mut recv, &hello(PROTOCOL_VERSION))
+        .await
+        .unwrap();
+    let reports = conn.open_uni().await.unwrap();
+    let run_id = until(&mut send, &mut recv, |m| match m {
+        ToWorker::Start { run_id, .. } => Some(*run_id),
+        _ => None,
+    })
+    .await;
+    Started {
+        _ep: ep,
+        send,
+        recv,
+        reports,
+        run_id,
+    }
+}
+
 /// A report of `names` series, each a histogram of `per_name` spread values, and the counters.
 fn big_report(run_id: u64, seq: u64, names: usize, per_name: u64, last: bool) -> Report {
     let mut ser = V2DeflateSerializer::new();
@@ -142,17 +173,13 @@ fn big_report(run_id: u64, seq: u64, names: usize, per_name: u64, last: bool) ->
 #[tokio::test]
 async fn control_messages_during_large_reports_lose_nothing() {
     let mut master = start_master().await;
-    let (_ep, conn) = connect(&master).await;
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    handshake::introduce(&mut send, &mut recv, &hello(PROTOCOL_VERSION))
-        .await
-        .unwrap();
-    let mut reports = conn.open_uni().await.unwrap();
-    let run_id = until(&mut send, &mut recv, |m| match m {
-        ToWorker::Start { run_id, .. } => Some(*run_id),
-        _ => None,
-    })
-    .await;
+    let Started {
+        _ep,
+        mut send,
+        mut recv,
+        mut reports,
+        run_id,
+    } = join_until_start(&master).await;
     let (names, per_name, count) = (20usize, 500u64, 4u64);
     for seq in 0..count {
         // The report's frame is written in two halves with control messages in between, so
@@ -204,17 +231,14 @@ async fn control_messages_during_large_reports_lose_nothing() {
 #[tokio::test]
 async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
     let mut master = start_master().await;
-    let (_ep, conn) = connect(&master).await;
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    handshake::introduce(&mut send, &mut recv, &hello(PROTOCOL_VERSION))
-        .await
-        .unwrap();
-    let mut reports = conn.open_uni().await.unwrap();
-    let run_id = until(&mut send, &mut recv, |m| match m {
-        ToWorker::Start { run_id, .. } => Some(*run_id),
-        _ => None,
-    })
-    .await;
+    // The control stream stays open (held, unused) so only the reports can end the connection.
+    let Started {
+        _ep,
+        send: _send,
+        recv: _recv,
+        mut reports,
+        run_id,
+    } = join_until_start(&master).await;
     let mut h = stampede_scenarios::recorder::new_histogram();
     for v in 1..=10u64 {
         h.record(v * 1000).unwrap();
