@@ -35,6 +35,8 @@ pub struct DecodedReport {
     pub counters: Vec<(String, String, u64)>,
     /// (name, failure kind, count).
     pub failures: Vec<(String, String, u64)>,
+    /// (record stream, rows): CSV lines, decompressed, in the worker's order.
+    pub rows: Vec<(String, Vec<u8>)>,
     /// Final report of the worker for this run.
     pub last: bool,
 }
@@ -52,7 +54,19 @@ pub enum ReportError {
         /// What the decoder said.
         reason: String,
     },
+    /// A record stream's rows did not decompress.
+    #[error("rows of stream `{stream}`: {reason}")]
+    Rows {
+        /// The stream.
+        stream: String,
+        /// What the decompressor said.
+        reason: String,
+    },
 }
+
+/// Decompressed rows of one [`stampede_protocol::Rows`] are refused beyond this size (a
+/// worker compresses at most 1 MiB of rows per entry).
+pub const MAX_ROWS_BYTES: u64 = 64 << 20;
 
 impl DecodedReport {
     /// Decode a wire report's histograms.
@@ -76,6 +90,14 @@ impl DecodedReport {
                 })?;
             series.push((s.name, s.metric, h));
         }
+        let mut rows = Vec::with_capacity(r.records.len());
+        for rec in r.records {
+            let data = inflate(&rec.data).map_err(|reason| ReportError::Rows {
+                stream: rec.stream.clone(),
+                reason,
+            })?;
+            rows.push((rec.stream, data));
+        }
         Ok(DecodedReport {
             run_id: r.run_id,
             seq: r.seq,
@@ -92,9 +114,24 @@ impl DecodedReport {
                 .into_iter()
                 .map(|f| (f.name, f.kind, f.count))
                 .collect(),
+            rows,
             last: r.last,
         })
     }
+}
+
+/// Decompress a zlib stream of rows, refusing more than [`MAX_ROWS_BYTES`].
+fn inflate(data: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(data.len() * 4);
+    flate2::read::ZlibDecoder::new(data)
+        .take(MAX_ROWS_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("not a zlib stream ({e})"))?;
+    if out.len() as u64 > MAX_ROWS_BYTES {
+        return Err(format!("more than {MAX_ROWS_BYTES} bytes once inflated"));
+    }
+    Ok(out)
 }
 
 #[derive(Default)]
@@ -455,6 +492,7 @@ mod tests {
                 value: h.len(),
             }],
             failures: vec![],
+            records: vec![],
             last,
         })
         .unwrap()
@@ -570,9 +608,20 @@ mod tests {
             }],
             counters: vec![],
             failures: vec![],
+            records: vec![],
             last: false,
         };
-        let e = DecodedReport::decode(r).unwrap_err();
+        let e = DecodedReport::decode(r.clone()).unwrap_err();
         assert!(e.to_string().contains("undecodable histogram"), "{e}");
+        let r = Report {
+            series: vec![],
+            records: vec![stampede_protocol::Rows {
+                stream: "requests".into(),
+                data: vec![1, 2, 3],
+            }],
+            ..r
+        };
+        let e = DecodedReport::decode(r).unwrap_err();
+        assert!(e.to_string().contains("rows of stream `requests`"), "{e}");
     }
 }

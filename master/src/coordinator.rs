@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::aggregate::{Aggregate, DecodedReport};
+use crate::records::RecordFiles;
 use crate::results;
 use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{NameStats, RunSummary, WorkerSummary};
@@ -95,6 +96,8 @@ pub struct CoordinatorConfig {
     pub auto_start_at: Option<usize>,
     /// Where to write results.
     pub out: Option<PathBuf>,
+    /// Files for record streams by name (others go to `<out>/<stream>.csv`).
+    pub records: BTreeMap<String, PathBuf>,
     /// How long to wait for final reports after the run's end.
     pub stop_grace: Duration,
 }
@@ -169,6 +172,8 @@ struct Run {
     /// Names and addresses of members, kept after they leave the fleet.
     info: BTreeMap<WorkerId, (String, String)>,
     agg: Aggregate,
+    /// The record streams' files, open from the start of load to the end of the run.
+    records: Option<RecordFiles>,
     events: Vec<String>,
     stop_reason: Option<String>,
 }
@@ -384,6 +389,11 @@ impl Coordinator {
             return;
         };
         run.agg.apply(id.0, &r);
+        if let Some(files) = run.records.as_mut() {
+            for (stream, rows) in &r.rows {
+                files.append(stream, rows);
+            }
+        }
         if r.last
             && let Some(m) = run.members.get_mut(&id)
         {
@@ -499,6 +509,9 @@ impl Coordinator {
             }
             Phase::Running => {
                 run.agg.tick(now_ms);
+                if let Some(files) = run.records.as_mut() {
+                    files.flush();
+                }
                 if run.started.is_some_and(|s| now >= s + run.config.duration) {
                     run.phase = Phase::Stopping {
                         until: now + self.config.stop_grace,
@@ -509,6 +522,9 @@ impl Coordinator {
             }
             Phase::Stopping { until } => {
                 run.agg.tick(now_ms);
+                if let Some(files) = run.records.as_mut() {
+                    files.flush();
+                }
                 if now >= until {
                     let late: Vec<WorkerId> = run
                         .members
@@ -578,6 +594,7 @@ impl Coordinator {
             members,
             info,
             agg: Aggregate::new(&catalog, unix_now_ns() / 1_000_000, None),
+            records: None,
             events: Vec::new(),
             stop_reason: None,
         });
@@ -631,6 +648,11 @@ impl Coordinator {
                 .ok()
         });
         run.agg = Aggregate::new(&run.catalog, at_ms, hlog);
+        run.records = Some(RecordFiles::create(
+            &driver::record_streams(&run.config),
+            self.config.out.as_deref(),
+            &self.config.records,
+        ));
         let ids: Vec<WorkerId> = run.members.keys().copied().collect();
         let run_id = run.id;
         for id in &ids {
@@ -745,6 +767,24 @@ impl Coordinator {
             && let Err(e) = h.finish()
         {
             warn!("latency.hlog: {e:#}");
+        }
+        for f in run
+            .records
+            .take()
+            .map(RecordFiles::finish)
+            .unwrap_or_default()
+        {
+            match (&f.path, &f.error) {
+                (Some(path), None) => {
+                    info!(stream = %f.stream, rows = f.rows, path = %path.display(), "record stream written")
+                }
+                (Some(path), Some(e)) => run.events.push(format!(
+                    "record stream `{}`: writing {} failed ({e}); rows after the failure are missing",
+                    f.stream,
+                    path.display()
+                )),
+                (None, _) => {}
+            }
         }
         if run.agg.dropped() > 0 {
             run.events.push(format!(

@@ -13,6 +13,7 @@
 //! - [`snapshot`]: what the master publishes each second for readers.
 //! - [`summary`]: the finished run's figures, as every sink reads them.
 //! - [`results`]: the files of `--out DIR` and the end-of-run table.
+//! - [`records`]: record streams (per-request CSV rows from workers) appended to files.
 //! - [`api`]: the HTTP API and `/metrics`.
 //! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
 //!   ai-on-gke seed's `/run` and `/stats/custom_metrics`, merged into the HTTP API.
@@ -23,12 +24,14 @@ pub mod api;
 pub mod compat;
 pub mod coordinator;
 pub mod metrics;
+pub mod records;
 pub mod results;
 pub mod server;
 pub mod snapshot;
 pub mod sparse;
 pub mod summary;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +60,9 @@ pub struct MasterConfig {
     pub auto_start_at: Option<usize>,
     /// Where to write results.
     pub out: Option<PathBuf>,
+    /// Files for record streams (per-request CSVs) by stream name; a stream not named here
+    /// goes to `<out>/<stream>.csv`.
+    pub records: BTreeMap<String, PathBuf>,
     /// Where to serve the HTTP API, if anywhere.
     pub api: Option<SocketAddr>,
     /// How long to wait for the workers' final reports after a run's end.
@@ -130,6 +136,7 @@ impl Master {
                 scenario: config.scenario,
                 auto_start_at: config.auto_start_at,
                 out: config.out,
+                records: config.records,
                 stop_grace: config.stop_grace,
             },
             snap_tx,

@@ -64,6 +64,7 @@ path = "/"
             scenario: Some(scenario),
             auto_start_at: None,
             out: Some(out.path().to_path_buf()),
+            records: Default::default(),
             api: Some("127.0.0.1:0".parse().unwrap()),
             stop_grace: Duration::from_secs(5),
         },

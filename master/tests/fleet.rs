@@ -26,14 +26,19 @@ path = "/"
 "#;
 
 async fn start_master() -> Master {
+    start_master_with(1, None).await
+}
+
+async fn start_master_with(workers: usize, out: Option<std::path::PathBuf>) -> Master {
     let scenario = ScenarioConfig::parse(SCENARIO, "fleet.toml", &Overrides::default()).unwrap();
     Master::start(
         MasterConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
             token: "t".into(),
             scenario: Some(scenario),
-            auto_start_at: Some(1),
-            out: None,
+            auto_start_at: Some(workers),
+            out,
+            records: Default::default(),
             api: None,
             stop_grace: Duration::from_secs(5),
         },
@@ -164,6 +169,7 @@ fn big_report(run_id: u64, seq: u64, names: usize, per_name: u64, last: bool) ->
         series,
         counters,
         failures: vec![],
+        records: vec![],
         last,
     }
 }
@@ -263,6 +269,7 @@ async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
             value: 10,
         }],
         failures: vec![],
+        records: vec![],
         last: false,
     };
     write_frame(&mut reports, &report).await.unwrap();
@@ -292,6 +299,103 @@ async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
         "the cause is named: {:?}",
         summary.events
     );
+    master.shutdown().await;
+}
+
+/// A report of `n` requests of name `a`, with one record row per request (`worker,seq,i`).
+fn report_with_rows(run_id: u64, worker: u32, seq: u64, n: u64, last: bool) -> Report {
+    use std::io::Write;
+    let mut rows = Vec::new();
+    for i in 0..n {
+        writeln!(rows, "{worker},{seq},{i}").unwrap();
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&rows).unwrap();
+    Report {
+        run_id,
+        seq,
+        start_unix_ms: 0,
+        end_unix_ms: 0,
+        users: 1,
+        target_rate: 0.0,
+        series: vec![],
+        counters: vec![Counter {
+            name: "a".into(),
+            counter: metric::REQUESTS.into(),
+            value: n,
+        }],
+        failures: vec![],
+        records: vec![stampede_protocol::Rows {
+            stream: "requests".into(),
+            data: z.finish().unwrap(),
+        }],
+        last,
+    }
+}
+
+/// Record rows from two workers all reach the stream's file as they arrive, those of a worker
+/// lost mid-run included: the file's rows equal the requests the run counted.
+#[tokio::test]
+async fn record_rows_of_every_worker_reach_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut master = start_master_with(2, Some(dir.path().to_path_buf())).await;
+    let (a, b) = tokio::join!(join_until_start(&master), join_until_start(&master));
+    let (
+        Started {
+            _ep: _ep_a,
+            send: mut send_a,
+            recv: mut recv_a,
+            reports: mut reports_a,
+            run_id,
+        },
+        Started {
+            _ep: ep_b,
+            reports: mut reports_b,
+            ..
+        },
+    ) = (a, b);
+    for seq in 0..3 {
+        write_frame(
+            &mut reports_a,
+            &report_with_rows(run_id, 1, seq, 100 + seq, false),
+        )
+        .await
+        .unwrap();
+        write_frame(&mut reports_b, &report_with_rows(run_id, 2, seq, 50, false))
+            .await
+            .unwrap();
+    }
+    // Rows are on disk while the run goes on (flushed every second), not held to the end.
+    let file = dir.path().join("requests.csv");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&file).map_or(0, |t| t.lines().count()) < 453 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rows not written while running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Worker 2 disappears; what it sent stays.
+    ep_b.close(0u32.into(), b"gone");
+    drop(reports_b);
+    master.handle().stop_run(run_id).await.unwrap();
+    until(&mut send_a, &mut recv_a, |m| {
+        matches!(m, ToWorker::Stop { .. }).then_some(())
+    })
+    .await;
+    write_frame(&mut reports_a, &report_with_rows(run_id, 1, 3, 7, true))
+        .await
+        .unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(20), master.next_finished())
+        .await
+        .expect("the run ends")
+        .expect("a summary");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(summary.total.requests, 100 + 101 + 102 + 7 + 3 * 50);
+    assert_eq!(rows.len() as u64, summary.total.requests);
+    let from = |w: &str| rows.iter().filter(|r| r.starts_with(w)).count();
+    assert_eq!((from("1,"), from("2,")), (310, 150));
     master.shutdown().await;
 }
 

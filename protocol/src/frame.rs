@@ -108,6 +108,10 @@ mod tests {
                 kind: "HTTP 500".into(),
                 count: 2,
             }],
+            records: vec![Rows {
+                stream: "requests".into(),
+                data: vec![0x78, 0x01, 9, 8, 7],
+            }],
             last: true,
         }
     }
@@ -190,6 +194,20 @@ mod tests {
         ));
     }
 
+    /// Record rows cost their own size on the wire (a byte string, not a sequence of varints),
+    /// and the layout is `stream: str | data: bytes` after the failures.
+    #[test]
+    fn rows_are_byte_strings() {
+        let rows = Rows {
+            stream: "r".into(),
+            data: vec![200; 300],
+        };
+        let body = postcard::to_stdvec(&rows).unwrap();
+        // 1 (len) + 1 ("r") + 2 (varint 300) + 300.
+        assert_eq!(body.len(), 304);
+        assert_eq!(&body[..4], &[1, b'r', 0xAC, 0x02]);
+    }
+
     #[tokio::test]
     async fn oversized_length_is_refused_without_allocating() {
         let (mut a, mut b) = tokio::io::duplex(64);
@@ -232,10 +250,12 @@ mod tests {
         #[test]
         fn report_round_trip(run_id in any::<u64>(), seq in any::<u64>(), users in any::<u64>(),
                              hist in proptest::collection::vec(any::<u8>(), 0..512),
+                             rows in proptest::collection::vec(any::<u8>(), 0..512),
                              name in ".{0,40}") {
             let mut r = sample_report();
             r.run_id = run_id; r.seq = seq; r.users = users;
-            r.series[0].hist = hist; r.series[0].name = name;
+            r.series[0].hist = hist; r.series[0].name = name.clone();
+            r.records[0].data = rows; r.records[0].stream = name;
             let body = postcard::to_stdvec(&r).unwrap();
             prop_assert_eq!(decode::<Report>(&body).unwrap(), r);
         }

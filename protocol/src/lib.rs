@@ -22,7 +22,9 @@ pub use handshake::HandshakeError;
 pub use message::*;
 
 /// The protocol version spoken by this build. A master refuses a worker speaking another one.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// History: 1, the first; 2 added [`Report::records`] (per-request CSV rows).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The ALPN token of the Stampede protocol on QUIC.
 pub const ALPN: &[u8] = b"stampede/1";

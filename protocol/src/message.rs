@@ -204,8 +204,26 @@ pub struct Report {
     pub counters: Vec<Counter>,
     /// Failures of the interval, one per (request name, failure kind).
     pub failures: Vec<FailureCount>,
+    /// Per-request records of the interval (CSV rows), one entry per record stream with rows.
+    /// Each row is sent exactly once: the final report carries whatever is left.
+    pub records: Vec<Rows>,
     /// This is the worker's final report for the run.
     pub last: bool,
+}
+
+/// Rows of one record stream (a per-request CSV file the master appends to), in the order the
+/// worker recorded them.
+///
+/// Layout (postcard): `stream: str | data: bytes`, where `data` is a zlib stream (RFC 1950,
+/// DEFLATE) of CSV lines without the header, each ending in `\n`. The master writes the header
+/// itself, once, from the scenario; it never parses the rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rows {
+    /// The stream's name (the driver's; `requests` for per-request CSVs): the file it goes to.
+    pub stream: String,
+    /// The rows, zlib-compressed.
+    #[serde(with = "serde_bytes_compat")]
+    pub data: Vec<u8>,
 }
 
 /// A histogram of one metric for one request name, HdrHistogram V2 + DEFLATE serialized.

@@ -25,7 +25,7 @@ pub mod units;
 pub use driver::{Call, Driver, RequestInfo, Session};
 pub use load::{Arrival, LoadModel, LoadPlan, split};
 pub use model::{Overrides, ScenarioConfig, ScenarioError, ScenarioFile, Target};
-pub use recorder::{Failure, Recorder};
+pub use recorder::{Failure, RecordStream, Recorder};
 pub use threshold::Threshold;
 
 /// Built-in targets a scenario may name as `builtin:<kind>`.

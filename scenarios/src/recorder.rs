@@ -1,6 +1,7 @@
 //! Where drivers write what happened: per request name, a latency HDR histogram (1 µs .. 1 h,
 //! 3 significant digits), counts, bytes, failures by kind, and any extra metrics a driver
-//! declares (TTFT, tokens, ...); plus the run-wide schedule lag.
+//! declares (TTFT, tokens, ...); plus the run-wide schedule lag and the rows of the driver's
+//! record streams (per-request CSV lines).
 //!
 //! The hot path locks one shard picked by the calling thread (uncontended in practice: one
 //! shard per runtime thread), so recording costs a few tens of nanoseconds. [`Recorder::take`]
@@ -101,11 +102,22 @@ pub fn io_kind(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// A stream of per-request records a driver writes (one CSV row per request), which the
+/// master appends to a file (`<out>/<name>.csv` unless mapped elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordStream {
+    /// The stream's name, also its default file name (without `.csv`).
+    pub name: String,
+    /// The CSV header line, without a line end; rows must have the same columns.
+    pub header: String,
+}
+
 /// The recorder of one worker, shared by all its users.
 pub struct Recorder {
     names: Vec<String>,
     metrics: Vec<String>,
     counters: Vec<String>,
+    streams: Vec<String>,
     shards: Box<[Mutex<Shard>]>,
 }
 
@@ -133,6 +145,9 @@ pub struct Interval {
     pub names: Vec<NameInterval>,
     /// Schedule lag, µs (open model), if any was recorded.
     pub lag: Option<Histogram<u64>>,
+    /// Per record stream (in [`Recorder::streams`] order), the rows recorded: CSV lines, each
+    /// ending in `\n`, in the order each shard recorded them.
+    pub rows: Vec<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -148,10 +163,11 @@ struct Slot {
 struct Shard {
     slots: Vec<Slot>,
     lag: Option<Histogram<u64>>,
+    rows: Vec<Vec<u8>>,
 }
 
 impl Shard {
-    fn new(names: usize, metrics: usize, counters: usize) -> Shard {
+    fn new(names: usize, metrics: usize, counters: usize, streams: usize) -> Shard {
         Shard {
             slots: (0..names)
                 .map(|_| Slot {
@@ -161,6 +177,7 @@ impl Shard {
                 })
                 .collect(),
             lag: None,
+            rows: vec![Vec::new(); streams],
         }
     }
 }
@@ -185,14 +202,31 @@ impl Recorder {
         let mut metrics = vec![crate::METRIC_LATENCY.to_string()];
         metrics.extend(extra_metrics.iter().map(|m| m.to_string()));
         let shards = (0..shards.max(1))
-            .map(|_| Mutex::new(Shard::new(names.len(), metrics.len(), counters.len())))
+            .map(|_| Mutex::new(Shard::new(names.len(), metrics.len(), counters.len(), 0)))
             .collect();
         Recorder {
             names,
             metrics,
             counters: counters.iter().map(|c| c.to_string()).collect(),
+            streams: Vec::new(),
             shards,
         }
+    }
+
+    /// The same recorder, also collecting rows for these record streams (indexed in this
+    /// order by [`Recorder::row`]). Call before anything is recorded.
+    pub fn with_streams(mut self, streams: &[RecordStream]) -> Recorder {
+        self.streams = streams.iter().map(|s| s.name.clone()).collect();
+        for shard in self.shards.iter_mut() {
+            let shard = shard.get_mut().unwrap_or_else(|p| p.into_inner());
+            shard.rows = vec![Vec::new(); streams.len()];
+        }
+        self
+    }
+
+    /// The record streams' names, by index.
+    pub fn streams(&self) -> &[String] {
+        &self.streams
     }
 
     /// The request names, by index.
@@ -266,6 +300,17 @@ impl Recorder {
         self.with_shard(|s| record_clamped(s.lag.get_or_insert_with(new_histogram), us))
     }
 
+    /// Append one row to record stream `stream`: `write` appends one CSV line, ending in
+    /// `\n`, to the buffer it is given (the shard's buffer of that stream, so nothing is
+    /// allocated per row once it has grown). An unknown stream is ignored.
+    pub fn row(&self, stream: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        self.with_shard(|s| {
+            if let Some(buf) = s.rows.get_mut(stream) {
+                write(buf);
+            }
+        })
+    }
+
     /// Take everything recorded so far, leaving the recorder empty.
     pub fn take(&self) -> Interval {
         let mut out = Interval {
@@ -277,15 +322,28 @@ impl Recorder {
                 })
                 .collect(),
             lag: None,
+            rows: vec![Vec::new(); self.streams.len()],
         };
         let mut kinds: Vec<HashMap<Failure, u64>> = vec![HashMap::new(); self.names.len()];
         for shard in self.shards.iter() {
             // Swap the shard's contents out under the lock; merge outside it.
             let taken = {
                 let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-                let fresh = Shard::new(self.names.len(), self.metrics.len(), self.counters.len());
+                let fresh = Shard::new(
+                    self.names.len(),
+                    self.metrics.len(),
+                    self.counters.len(),
+                    self.streams.len(),
+                );
                 std::mem::replace(&mut *s, fresh)
             };
+            for (acc, rows) in out.rows.iter_mut().zip(taken.rows) {
+                if acc.is_empty() {
+                    *acc = rows;
+                } else {
+                    acc.extend_from_slice(&rows);
+                }
+            }
             for (i, slot) in taken.slots.into_iter().enumerate() {
                 let o = &mut out.names[i];
                 o.requests += slot.requests;
@@ -377,6 +435,60 @@ mod tests {
         let again = rec.take();
         assert_eq!(again.names[0].requests, 0);
         assert!(again.names[0].hists[0].is_none() && again.lag.is_none());
+    }
+
+    /// Rows from many threads all come out of `take`, each whole, once.
+    #[test]
+    fn rows_are_taken_once_and_whole() {
+        let streams = [
+            RecordStream {
+                name: "requests".into(),
+                header: "id,value".into(),
+            },
+            RecordStream {
+                name: "other".into(),
+                header: "x".into(),
+            },
+        ];
+        let rec = std::sync::Arc::new(
+            Recorder::new(vec!["a".into()], &[], &[], 3).with_streams(&streams),
+        );
+        assert_eq!(
+            rec.streams(),
+            &["requests".to_string(), "other".to_string()]
+        );
+        let handles: Vec<_> = (0..4u64)
+            .map(|t| {
+                let rec = rec.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500u64 {
+                        rec.row(0, |b| {
+                            use std::io::Write;
+                            let _ = writeln!(b, "{},{}", t * 1000 + i, i * 2);
+                        });
+                    }
+                    rec.row(9, |b| b.push(b'!')); // unknown stream: ignored
+                })
+            })
+            .collect();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut take = |rec: &Recorder| {
+            let iv = rec.take();
+            assert!(iv.rows[1].is_empty());
+            for line in std::str::from_utf8(&iv.rows[0]).unwrap().lines() {
+                let (id, v) = line.split_once(',').unwrap();
+                let (id, v): (u64, u64) = (id.parse().unwrap(), v.parse().unwrap());
+                assert_eq!(v, (id % 1000) * 2, "row {line:?} is whole");
+                assert!(seen.insert(id), "row {id} taken twice");
+            }
+        };
+        take(&rec);
+        for h in handles {
+            h.join().unwrap();
+        }
+        take(&rec);
+        assert_eq!(seen.len(), 2000);
+        assert!(rec.take().rows[0].is_empty());
     }
 
     #[test]

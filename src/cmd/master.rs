@@ -47,6 +47,7 @@ pub async fn run(opt: MasterOpt) -> anyhow::Result<Exit> {
             scenario,
             auto_start_at: expect,
             out: opt.flags.out.clone(),
+            records: Default::default(),
             api: opt.api,
             stop_grace: grace,
         },

@@ -33,6 +33,7 @@ pub async fn run(opt: RunOpt) -> anyhow::Result<Exit> {
             scenario: Some(scenario.clone()),
             auto_start_at: Some(opt.workers),
             out: opt.flags.out.clone(),
+            records: Default::default(),
             api: opt.api,
             stop_grace: stop_grace(&scenario),
         },

@@ -107,6 +107,7 @@ fn report(pool: &Pool, rng: &mut SmallRng, run_id: u64, seq: u64, last: bool) ->
         series,
         counters,
         failures: Vec::new(),
+        records: Vec::new(),
         last,
     }
 }

@@ -337,12 +337,15 @@ impl Session {
                 .map_err(|e| e.to_string())?;
         let driver = driver::build(&config).map_err(|e| e.to_string())?;
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
-        let recorder = Arc::new(Recorder::new(
-            names,
-            driver.metrics(),
-            driver.counters(),
-            self.cores as usize,
-        ));
+        let recorder = Arc::new(
+            Recorder::new(
+                names,
+                driver.metrics(),
+                driver.counters(),
+                self.cores as usize,
+            )
+            .with_streams(driver.record_streams()),
+        );
         let plan = LoadPlan {
             model: config.load.clone(),
             slot: a.share.slot as usize,
@@ -382,9 +385,12 @@ impl Session {
             last,
             recorder: &run.recorder,
         });
-        run.seq += 1;
         run.interval_start_ms = now_ms;
-        write_frame(&mut self.reports, &report).await?;
+        for mut part in report::spill(report, report::ROWS_PER_REPORT) {
+            part.seq = run.seq;
+            run.seq += 1;
+            write_frame(&mut self.reports, &part).await?;
+        }
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use std::time::Instant;
 use rand::rngs::SmallRng;
 
 use crate::model::{ScenarioConfig, ScenarioFile};
+pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
 
 pub mod h1;
@@ -47,6 +48,12 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Counters the driver records besides requests, failures and bytes.
     fn counters(&self) -> &[&'static str] {
+        &[]
+    }
+
+    /// Per-request record streams the driver writes rows to with [`Recorder::row`], in index
+    /// order (none by default). The master gets the same list from [`record_streams`].
+    fn record_streams(&self) -> &[RecordStream] {
         &[]
     }
 
@@ -102,6 +109,14 @@ pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
         "llm" => llm::catalog(&config.file),
         _ => Vec::new(),
     }
+}
+
+/// The record streams a scenario's driver writes, without building a driver (for the master,
+/// which writes each stream's header and appends the rows workers send).
+pub fn record_streams(config: &ScenarioConfig) -> Vec<RecordStream> {
+    // A driver with record streams adds its kind here; none of this build's has any yet.
+    let _ = config;
+    Vec::new()
 }
 
 /// Kind-specific checks of a scenario file; `Err((field, message))`.
