@@ -512,7 +512,7 @@ impl Coordinator {
                 if let Some(files) = run.records.as_mut() {
                     files.flush();
                 }
-                if run.started.is_some_and(|s| now >= s + run.config.duration) {
+                if run.started.is_some_and(|s| now >= s + run.config.limit()) {
                     run.phase = Phase::Stopping {
                         until: now + self.config.stop_grace,
                     };

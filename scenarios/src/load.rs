@@ -2,12 +2,18 @@
 //!
 //! A [`LoadModel`] is the whole scenario's load; a [`LoadPlan`] is one worker's part of it (its
 //! share and the user's scale applied), answering "how many users now?" or "what rate now?" for
-//! any elapsed time. Pure functions of time: the worker's engine does the waiting, and tests
-//! check pacing without a clock. Integer quantities are split with [`split`] so the workers'
-//! parts always add up to the whole.
+//! any elapsed time. An optional [`Mix`] gives each request its own share of an open rate
+//! (MLPerf LoadGen's one Poisson process per class), with spikes and LoadGen's end rule. A
+//! [`Schedule`] turns a plan into arrival times and request picks. All pure functions of time
+//! and a random source: the worker's engine does the waiting, and tests check pacing without a
+//! clock. Integer quantities are split with [`split`] so the workers' parts always add up to
+//! the whole.
 
 use std::time::Duration;
 
+use rand::Rng;
+use rand::rngs::SmallRng;
+use rand_distr::{Distribution, Exp};
 use serde::{Deserialize, Serialize};
 
 /// Requests in flight per worker before arrivals are dropped, unless the scenario says.
@@ -131,6 +137,87 @@ impl LoadModel {
             LoadModel::Stages { stages, .. } => stages.iter().map(|s| s.target).fold(0.0, f64::max),
         }
     }
+
+    /// Spacing of arrivals (constant for closed models, which have none).
+    pub fn arrival(&self) -> Arrival {
+        match self {
+            LoadModel::Open { arrival, .. } | LoadModel::Stages { arrival, .. } => *arrival,
+            LoadModel::Closed { .. } => Arrival::Constant,
+        }
+    }
+
+    /// Requests in flight per worker before arrivals are dropped (unbounded for closed models).
+    pub fn max_in_flight(&self) -> u64 {
+        match self {
+            LoadModel::Open { max_in_flight, .. } | LoadModel::Stages { max_in_flight, .. } => {
+                *max_in_flight
+            }
+            LoadModel::Closed { .. } => u64::MAX,
+        }
+    }
+}
+
+/// Open-model arrivals split among the scenario's requests at fixed shares of the rate: each
+/// request is its own arrival process at `rate × share` (MLPerf LoadGen's one Server-scenario
+/// instance per class). Independent Poisson processes superpose into one Poisson process whose
+/// arrivals pick request `i` with probability `rateᵢ / Σ rate`; a [`Schedule`] draws them so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mix {
+    /// Per request index (the driver's order): its rate is the load's rate × share. Shares need
+    /// not sum to 1; a share of 0 sends nothing.
+    pub shares: Vec<f64>,
+    /// Windows in which chosen requests' rates are multiplied (burst experiments).
+    pub spikes: Vec<Spike>,
+    /// MLPerf LoadGen's end rule for each request, if set; otherwise all end with the run.
+    pub until: Option<Until>,
+}
+
+/// A window of the run in which some requests arrive `factor` times as often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spike {
+    /// When it begins, from the start of the run.
+    pub start: Duration,
+    /// How long it lasts.
+    pub duration: Duration,
+    /// The multiplier on those requests' rates (≥ 0; 0 silences them).
+    pub factor: f64,
+    /// The request indexes it applies to.
+    pub requests: Vec<usize>,
+}
+
+/// MLPerf LoadGen's end of a Server-scenario run, per request: arrivals go on until there has
+/// been one at or after `min_duration` *and* `min_count` of them in all (each worker counts
+/// its [`split`] of `min_count`); never past `max_duration`, the run's hard end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Until {
+    /// LoadGen's `min_duration`: the last arrival is at or after it.
+    pub min_duration: Duration,
+    /// LoadGen's `min_query_count`, across all workers.
+    pub min_count: u64,
+    /// The run ends here whatever the counts (LoadGen's `max_duration`).
+    pub max_duration: Duration,
+}
+
+impl Mix {
+    /// The factor spikes put on request `i` at `elapsed`.
+    pub fn factor(&self, i: usize, elapsed: Duration) -> f64 {
+        self.spikes
+            .iter()
+            .filter(|s| {
+                elapsed >= s.start && elapsed < s.start + s.duration && s.requests.contains(&i)
+            })
+            .map(|s| s.factor)
+            .product()
+    }
+
+    /// The first instant after `elapsed` at which a spike begins or ends (a rate steps).
+    pub fn next_change(&self, elapsed: Duration) -> Option<Duration> {
+        self.spikes
+            .iter()
+            .flat_map(|s| [s.start, s.start + s.duration])
+            .filter(|&t| t > elapsed)
+            .min()
+    }
 }
 
 /// One worker's part of a [`LoadModel`].
@@ -144,6 +231,8 @@ pub struct LoadPlan {
     pub weights: Vec<u32>,
     /// The user's factor on the model's targets.
     pub scale: f64,
+    /// Rates per request, when the scenario fixes them (open models).
+    pub mix: Option<Mix>,
 }
 
 impl LoadPlan {
@@ -166,10 +255,231 @@ impl LoadPlan {
             .unwrap_or(0)
     }
 
-    /// Arrival rate this worker should produce at `elapsed` (open models), per second.
+    /// Arrival rate this worker should produce at `elapsed` (open models), per second. With a
+    /// [`Mix`], the rate before shares and spikes (see [`LoadPlan::request_rate`]).
     pub fn rate_at(&self, elapsed: Duration) -> f64 {
         (self.model.total_at(elapsed) * self.scale * self.fraction()).max(0.0)
     }
+
+    /// The highest arrival rate this worker may have to produce (every spike at once, for a
+    /// mix), per second.
+    pub fn peak_rate(&self) -> f64 {
+        let base = self.model.peak() * self.scale * self.fraction();
+        match &self.mix {
+            Some(mix) => {
+                let spikes: f64 = mix.spikes.iter().map(|s| s.factor.max(1.0)).product();
+                base * mix.shares.iter().sum::<f64>() * spikes
+            }
+            None => base,
+        }
+    }
+
+    /// With a [`Mix`], the rate of request `i` this worker should produce at `elapsed`.
+    pub fn request_rate(&self, i: usize, elapsed: Duration) -> f64 {
+        match &self.mix {
+            Some(mix) => {
+                let share = mix.shares.get(i).copied().unwrap_or(0.0);
+                (self.rate_at(elapsed) * share * mix.factor(i, elapsed)).max(0.0)
+            }
+            None => 0.0,
+        }
+    }
+
+    /// This worker's part of [`Until::min_count`].
+    pub fn min_count(&self, until: &Until) -> u64 {
+        split(until.min_count, &self.weights)
+            .get(self.slot)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// What a [`Schedule`] says comes next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Next {
+    /// An arrival at `at` (from the start of the run) for request `request` (`None`: the
+    /// driver picks).
+    Arrival {
+        /// When, from the start of the run.
+        at: Duration,
+        /// Which request, when the plan has a [`Mix`].
+        request: Option<usize>,
+    },
+    /// The rate is 0 now: nothing before `at`; ask again then (after [`Schedule::resume_at`]).
+    Idle {
+        /// When to look again.
+        at: Duration,
+    },
+    /// No arrival before the end (or every request of the mix has ended).
+    End,
+}
+
+/// How long a schedule idles while its rate is 0 before it looks again.
+pub const IDLE_STEP: Duration = Duration::from_millis(10);
+
+/// The arrival times of one lane of one worker: the engine asks for the next arrival, waits
+/// for it and sends it. `lanes` lanes share a worker's rate, each with its own random stream
+/// (superposed Poisson streams are Poisson at the sum).
+///
+/// Without a mix, gaps follow the plan's rate (exponential or constant). With a [`Mix`], the
+/// lane's total rate is the sum of its requests' rates; each arrival picks a request in
+/// proportion to its rate, so each request is a Poisson process of its own rate. A gap that
+/// would cross a spike's edge is redrawn from the edge (exact for step changes, the exponential
+/// being memoryless); a request under [`Until`] stops once it has had an arrival at or after
+/// `min_duration` and its count.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    lane: usize,
+    lanes: usize,
+    /// The latest arrival (or idle look), from the start of the run.
+    next: Duration,
+    first: bool,
+    /// Per request: arrivals so far, and whether it has ended (mix only).
+    counts: Vec<u64>,
+    done: Vec<bool>,
+    rates: Vec<f64>,
+    /// The worker's total rate at the latest arrival, per second.
+    rate: f64,
+}
+
+impl Schedule {
+    /// A schedule for lane `lane` of `lanes`, starting `from` into the run.
+    pub fn new(from: Duration, lane: usize, lanes: usize) -> Schedule {
+        Schedule {
+            lane,
+            lanes: lanes.max(1),
+            next: from,
+            first: true,
+            counts: Vec::new(),
+            done: Vec::new(),
+            rates: Vec::new(),
+            rate: 0.0,
+        }
+    }
+
+    /// The worker's total arrival rate when the latest arrival was drawn, per second.
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// Arrivals so far per request (mix only), this lane.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// After an idle wait: go on from `elapsed` (the time it really is), not from the past.
+    pub fn resume_at(&mut self, elapsed: Duration) {
+        self.next = self.next.max(elapsed);
+    }
+
+    /// The next arrival before `end` (from the start of the run) under `plan`.
+    pub fn next(&mut self, plan: &LoadPlan, end: Duration, rng: &mut SmallRng) -> Next {
+        loop {
+            if self.next >= end {
+                return Next::End;
+            }
+            let at = self.next;
+            let total = match &plan.mix {
+                Some(mix) => {
+                    if self.done.len() != mix.shares.len() {
+                        self.counts = vec![0; mix.shares.len()];
+                        self.done = mix.shares.iter().map(|&s| s <= 0.0).collect();
+                    }
+                    if self.done.iter().all(|&d| d) {
+                        return Next::End;
+                    }
+                    self.rates.clear();
+                    for i in 0..mix.shares.len() {
+                        let r = if self.done[i] {
+                            0.0
+                        } else {
+                            plan.request_rate(i, at)
+                        };
+                        self.rates.push(r);
+                    }
+                    self.rates.iter().sum::<f64>()
+                }
+                None => plan.rate_at(at),
+            };
+            self.rate = total;
+            if total <= 0.0 || !total.is_finite() {
+                self.next = at + IDLE_STEP;
+                return Next::Idle { at: self.next };
+            }
+            let arrival = plan.model.arrival();
+            let gap = match arrival {
+                // Constant spacing over lanes: lane k takes arrivals k+1, k+1+lanes, ... of the
+                // worker's sequence.
+                Arrival::Constant if self.first => (self.lane + 1) as f64 / total,
+                _ => next_gap(arrival, total / self.lanes as f64, rng),
+            };
+            let candidate = at + Duration::from_secs_f64(gap);
+            if let Some(edge) = plan.mix.as_ref().and_then(|m| m.next_change(at))
+                && edge < candidate
+            {
+                // A rate steps before the drawn arrival: draw again from the step.
+                self.next = edge;
+                continue;
+            }
+            self.first = false;
+            self.next = candidate;
+            if candidate >= end {
+                return Next::End;
+            }
+            let Some(mix) = &plan.mix else {
+                return Next::Arrival {
+                    at: candidate,
+                    request: None,
+                };
+            };
+            let i = pick(&self.rates, total, rng);
+            self.counts[i] += 1;
+            if let Some(until) = &mix.until {
+                let mine = part(plan.min_count(until), self.lanes, self.lane);
+                if candidate >= until.min_duration && self.counts[i] >= mine {
+                    self.done[i] = true;
+                }
+            }
+            return Next::Arrival {
+                at: candidate,
+                request: Some(i),
+            };
+        }
+    }
+}
+
+/// Seconds to the next arrival at `rate` (> 0) per second.
+pub fn next_gap(arrival: Arrival, rate: f64, rng: &mut SmallRng) -> f64 {
+    match arrival {
+        Arrival::Constant => 1.0 / rate,
+        Arrival::Poisson => match Exp::new(rate) {
+            Ok(exp) => exp.sample(rng),
+            Err(_) => 1.0 / rate,
+        },
+    }
+}
+
+/// Part `index` of `total` split evenly into `parts` (the first `total % parts` get one more).
+fn part(total: u64, parts: usize, index: usize) -> u64 {
+    let parts = parts.max(1) as u64;
+    total / parts + u64::from((index as u64) < total % parts)
+}
+
+/// An index picked with probability `weights[i] / total`.
+fn pick(weights: &[f64], total: f64, rng: &mut SmallRng) -> usize {
+    let mut x = rng.random::<f64>() * total;
+    let mut last = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            if x < w {
+                return i;
+            }
+            x -= w;
+            last = i;
+        }
+    }
+    // Rounding left a sliver past the last weight: it belongs to the last.
+    last
 }
 
 /// Split `total` by `weights` with the largest-remainder method: every part is within one of
@@ -206,6 +516,7 @@ pub fn split(total: u64, weights: &[u32]) -> Vec<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use rand::SeedableRng;
 
     #[test]
     fn split_examples() {
@@ -245,6 +556,7 @@ mod tests {
                 slot,
                 weights: vec![2, 1, 1],
                 scale: 1.0,
+                mix: None,
             })
             .collect();
         for (secs, whole) in [(0.0, 1), (0.6, 2), (2.0, 5), (4.5, 10), (100.0, 10)] {
@@ -257,6 +569,236 @@ mod tests {
             spawn_rate: f64::INFINITY,
         };
         assert_eq!(all_at_once.total_at(Duration::ZERO), 9.0);
+    }
+
+    /// The seed's `balanced` workload: shares of the 9 classes.
+    const BALANCED: [f64; 9] = [0.05, 0.10, 0.15, 0.10, 0.15, 0.10, 0.10, 0.15, 0.10];
+
+    fn mix_plan(rate: f64, mix: Mix, slot: usize, weights: Vec<u32>) -> LoadPlan {
+        LoadPlan {
+            model: LoadModel::Open {
+                rate,
+                arrival: Arrival::Poisson,
+                max_in_flight: 1000,
+            },
+            slot,
+            weights,
+            scale: 1.0,
+            mix: Some(mix),
+        }
+    }
+
+    /// Every arrival of `lanes` lanes before `end`, as (seconds, request).
+    fn arrivals(plan: &LoadPlan, end: Duration, lanes: usize, seed: u64) -> Vec<(f64, usize)> {
+        let mut out = Vec::new();
+        for lane in 0..lanes {
+            let mut rng = SmallRng::seed_from_u64(seed + lane as u64);
+            let mut sched = Schedule::new(Duration::ZERO, lane, lanes);
+            loop {
+                match sched.next(plan, end, &mut rng) {
+                    Next::Arrival { at, request } => out.push((at.as_secs_f64(), request.unwrap())),
+                    Next::Idle { at } => sched.resume_at(at),
+                    Next::End => break,
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        out
+    }
+
+    /// Kolmogorov–Smirnov statistic of `gaps` against the exponential law of `rate`.
+    fn ks_exponential(mut gaps: Vec<f64>, rate: f64) -> f64 {
+        gaps.sort_by(|a, b| a.total_cmp(b));
+        let n = gaps.len() as f64;
+        gaps.iter()
+            .enumerate()
+            .map(|(i, &x)| {
+                let cdf = 1.0 - (-rate * x).exp();
+                (cdf - i as f64 / n).max((i + 1) as f64 / n - cdf)
+            })
+            .fold(0.0, f64::max)
+    }
+
+    /// Each of the 9 classes is a Poisson process of its own rate (total × share × this
+    /// worker's fraction): its count is within 4σ of the expectation and its gaps pass a KS
+    /// test against the exponential law at α = 0.01. Two lanes share the worker's rate.
+    #[test]
+    fn each_class_is_a_poisson_process_of_its_rate() {
+        let mix = Mix {
+            shares: BALANCED.to_vec(),
+            spikes: vec![],
+            until: None,
+        };
+        // 200 qps in all; this worker has 1 of 2 equal weights: 100 qps.
+        let plan = mix_plan(200.0, mix, 1, vec![3, 3]);
+        let horizon = 3000.0;
+        let all = arrivals(&plan, Duration::from_secs_f64(horizon), 2, 11);
+        for (i, share) in BALANCED.iter().enumerate() {
+            let rate = 100.0 * share;
+            let times: Vec<f64> = all.iter().filter(|a| a.1 == i).map(|a| a.0).collect();
+            let expected = rate * horizon;
+            let n = times.len() as f64;
+            assert!(
+                (n - expected).abs() < 4.0 * expected.sqrt(),
+                "class {i}: {n} arrivals, expected {expected}"
+            );
+            let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+            let d = ks_exponential(gaps, rate);
+            assert!(d < 1.63 / n.sqrt(), "class {i}: KS statistic {d}");
+        }
+        // Shares under 0 or of 0 send nothing.
+        let silent = mix_plan(
+            200.0,
+            Mix {
+                shares: vec![0.0, 1.0],
+                spikes: vec![],
+                until: None,
+            },
+            0,
+            vec![1],
+        );
+        assert!(
+            arrivals(&silent, Duration::from_secs(10), 1, 3)
+                .iter()
+                .all(|a| a.1 == 1)
+        );
+    }
+
+    /// A spike multiplies the chosen classes' rates inside its window only; others keep theirs.
+    #[test]
+    fn spikes_multiply_chosen_classes_for_a_while() {
+        let mix = Mix {
+            shares: vec![0.5, 0.5],
+            spikes: vec![Spike {
+                start: Duration::from_secs(100),
+                duration: Duration::from_secs(100),
+                factor: 4.0,
+                requests: vec![0],
+            }],
+            until: None,
+        };
+        let plan = mix_plan(20.0, mix, 0, vec![1]);
+        let all = arrivals(&plan, Duration::from_secs(300), 1, 5);
+        let count = |class: usize, from: f64, to: f64| {
+            all.iter()
+                .filter(|a| a.1 == class && a.0 >= from && a.0 < to)
+                .count() as f64
+        };
+        // Class 0: 10/s outside, 40/s inside; class 1: 10/s throughout.
+        for (class, from, to, rate) in [
+            (0, 0.0, 100.0, 10.0),
+            (0, 100.0, 200.0, 40.0),
+            (0, 200.0, 300.0, 10.0),
+            (1, 0.0, 100.0, 10.0),
+            (1, 100.0, 200.0, 10.0),
+        ] {
+            let (n, want) = (count(class, from, to), rate * (to - from));
+            assert!(
+                (n - want).abs() < 4.0 * want.sqrt(),
+                "class {class} in [{from}, {to}): {n}, expected {want}"
+            );
+        }
+        assert_eq!(
+            plan.mix.as_ref().unwrap().next_change(Duration::ZERO),
+            Some(Duration::from_secs(100))
+        );
+        assert_eq!(
+            plan.mix
+                .as_ref()
+                .unwrap()
+                .next_change(Duration::from_secs(100)),
+            Some(Duration::from_secs(200))
+        );
+        assert_eq!(
+            plan.mix
+                .as_ref()
+                .unwrap()
+                .next_change(Duration::from_secs(200)),
+            None
+        );
+    }
+
+    /// LoadGen's end rule: a class stops after an arrival at or after the minimum duration once
+    /// it has its minimum count, so a slow class runs longer; the schedule ends when all have.
+    #[test]
+    fn classes_end_by_duration_and_count_like_loadgen() {
+        let until = Until {
+            min_duration: Duration::from_secs(10),
+            min_count: 100,
+            max_duration: Duration::from_secs(1000),
+        };
+        let mix = Mix {
+            // 50/s and 2/s of 52/s: the slow class needs ~50 s for 100 arrivals.
+            shares: vec![50.0 / 52.0, 2.0 / 52.0],
+            spikes: vec![],
+            until: Some(until),
+        };
+        // Two workers with equal weights: each sends half of the rates and 50 of the count.
+        let plans: Vec<LoadPlan> = (0..2)
+            .map(|slot| mix_plan(52.0, mix.clone(), slot, vec![1, 1]))
+            .collect();
+        let mut fast = 0;
+        let mut slow = 0;
+        for (w, plan) in plans.iter().enumerate() {
+            let all = arrivals(plan, until.max_duration, 1, 40 + w as u64);
+            let of = |c: usize| {
+                all.iter()
+                    .filter(|a| a.1 == c)
+                    .map(|a| a.0)
+                    .collect::<Vec<_>>()
+            };
+            let (f, s) = (of(0), of(1));
+            // The fast class: the first arrival at or after 10 s is its last.
+            assert!(f.len() >= 50);
+            assert!(*f.last().unwrap() >= 10.0);
+            assert!(
+                f[f.len() - 2] < 10.0,
+                "one arrival past the minimum duration, no more"
+            );
+            // The slow class: exactly its part of the count, well after 10 s.
+            assert_eq!(s.len(), 50);
+            assert!(*s.last().unwrap() > 15.0);
+            fast += f.len();
+            slow += s.len();
+        }
+        assert!(fast >= 100);
+        assert_eq!(slow, 100);
+        // The hard end wins over the count.
+        let capped = Until {
+            max_duration: Duration::from_secs(12),
+            ..until
+        };
+        let plan = mix_plan(
+            52.0,
+            Mix {
+                until: Some(capped),
+                ..mix
+            },
+            0,
+            vec![1],
+        );
+        let all = arrivals(&plan, capped.max_duration, 1, 9);
+        assert!(all.iter().all(|a| a.0 < 12.0));
+        assert!(all.iter().filter(|a| a.1 == 1).count() < 100);
+    }
+
+    #[test]
+    fn parts_of_a_count() {
+        assert_eq!(
+            (0..3).map(|i| part(10, 3, i)).collect::<Vec<_>>(),
+            vec![4, 3, 3]
+        );
+        assert_eq!(part(5, 0, 0), 5);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut counts = [0u32; 3];
+        for _ in 0..30_000 {
+            counts[pick(&[1.0, 0.0, 3.0], 4.0, &mut rng)] += 1;
+        }
+        assert_eq!(counts[1], 0);
+        assert!(
+            (counts[2] as f64 / 30_000.0 - 0.75).abs() < 0.02,
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -292,6 +834,7 @@ mod tests {
             slot: 1,
             weights: vec![1, 3],
             scale: 2.0,
+            mix: None,
         };
         assert_eq!(plan.rate_at(Duration::from_secs(15)), 150.0);
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::{Arrival, LoadModel, Stage, StageTarget};
+use crate::load::{Arrival, LoadModel, Mix, Stage, StageTarget};
 use crate::threshold::Threshold;
 use crate::units::{Count, HumanDuration, Rate};
 
@@ -293,6 +293,8 @@ pub struct ScenarioConfig {
     pub duration: Duration,
     /// The validated load model.
     pub load: LoadModel,
+    /// Rates per request, for kinds that fix them (`priority`: one process per class).
+    pub mix: Option<Mix>,
     /// Validated thresholds.
     pub thresholds: Vec<Threshold>,
 }
@@ -409,6 +411,15 @@ impl ScenarioConfig {
             field: Some(field),
             message,
         })
+    }
+
+    /// When the run ends at the latest: its duration, or for a mix under LoadGen's end rule
+    /// ([`crate::load::Until`]) the hard end that rule allows.
+    pub fn limit(&self) -> Duration {
+        self.mix
+            .as_ref()
+            .and_then(|m| m.until.as_ref())
+            .map_or(self.duration, |u| u.max_duration.max(self.duration))
     }
 
     /// The scenario as TOML text, as sent to workers.
@@ -595,6 +606,7 @@ impl ScenarioFile {
             return err("duration", "must be above 0".into());
         }
         crate::driver::validate(&self)?;
+        let mix = crate::driver::mix(&self, &load, duration)?;
         let mut thresholds = Vec::new();
         for (key, expr) in &self.thresholds {
             thresholds
@@ -606,6 +618,7 @@ impl ScenarioFile {
             target,
             duration,
             load,
+            mix,
             thresholds,
             file: self,
         })

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand_distr::{Distribution, Exp};
-use stampede_scenarios::{Arrival, Call, Driver, LoadModel, LoadPlan, Recorder, Session};
+pub use stampede_scenarios::load::next_gap;
+use stampede_scenarios::load::{Next, Schedule};
+use stampede_scenarios::{Call, Driver, LoadPlan, Recorder, Session};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -112,6 +113,12 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
         _ = tokio::time::sleep_until(spec.start) => {}
         _ = stop.cancelled() => return,
     }
+    // The run's start as a std instant (the engine may join a run `elapsed` into it).
+    let run_start = spec
+        .start
+        .into_std()
+        .checked_sub(spec.elapsed)
+        .unwrap_or_else(|| spec.start.into_std());
     let mut users: Vec<CancellationToken> = Vec::new();
     let mut tasks = JoinSet::new();
     let mut seed = spec.seed;
@@ -134,6 +141,7 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
                 spec.recorder.clone(),
                 token.clone(),
                 SmallRng::seed_from_u64(seed),
+                run_start,
             ));
             users.push(token);
         }
@@ -165,6 +173,7 @@ async fn user(
     recorder: Arc<Recorder>,
     stop: CancellationToken,
     mut rng: SmallRng,
+    run_start: std::time::Instant,
 ) {
     while !stop.is_cancelled() {
         let scheduled = std::time::Instant::now();
@@ -173,6 +182,8 @@ async fn user(
                 rng: &mut rng,
                 recorder: &recorder,
                 scheduled,
+                elapsed: scheduled.saturating_duration_since(run_start),
+                request: None,
             })
             .await;
     }
@@ -190,10 +201,11 @@ async fn open_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancellati
     let halt = Arc::new(AtomicBool::new(false));
     // Halts the lanes however this task ends (also when it is aborted).
     let _halt_on_drop = HaltOnDrop(halt.clone());
-    let peak = {
-        let plan = shared.plan.read().unwrap_or_else(|e| e.into_inner());
-        plan.model.peak() * plan.scale * plan.fraction()
-    };
+    let peak = shared
+        .plan
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .peak_rate();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let lanes = ((peak / LANE_RATE).ceil() as usize).clamp(1, cores);
     let start = spec.start.into_std();
@@ -281,8 +293,9 @@ fn run_lane(p: Pacing, shared: Arc<EngineShared>, halt: Arc<AtomicBool>, seed: u
     });
 }
 
-/// A lane's pacer: compute the next arrival from the plan's current rate, wait for it
-/// precisely, start it, until the end or `halt`.
+/// A lane's pacer: ask the lane's [`Schedule`] for the next arrival under the plan as it is
+/// now, wait for it precisely, start it; until the schedule ends or `halt`. The engine knows no
+/// load model: rates, request mixes, spikes and end rules are the schedule's data.
 async fn pace(
     p: &Pacing,
     shared: &Arc<EngineShared>,
@@ -292,85 +305,70 @@ async fn pace(
 ) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let pool: Arc<Mutex<Vec<Box<dyn Session>>>> = Arc::new(Mutex::new(Vec::new()));
-    let end = p.end;
     wait_until(p.start, halt).await;
-    let mut next = p.start;
+    // Times from here on are elapsed run time; `p.start` is `p.elapsed` into the run.
+    let end = p.elapsed + p.end.saturating_duration_since(p.start);
+    let instant = |at: Duration| p.start + at.saturating_sub(p.elapsed);
+    let mut schedule = Schedule::new(p.elapsed, p.lane, p.lanes);
     let mut picks = 0u64;
-    let mut first = true;
     while !halt.load(Ordering::Relaxed) {
-        let (rate, arrival, max_in_flight) = {
+        let (next, max_in_flight) = {
             let plan = shared.plan.read().unwrap_or_else(|e| e.into_inner());
-            let (arrival, max) = match &plan.model {
-                LoadModel::Open {
-                    arrival,
-                    max_in_flight,
-                    ..
-                }
-                | LoadModel::Stages {
-                    arrival,
-                    max_in_flight,
-                    ..
-                } => (*arrival, *max_in_flight),
-                LoadModel::Closed { .. } => (Arrival::Constant, u64::MAX),
-            };
             (
-                plan.rate_at(next.saturating_duration_since(p.start) + p.elapsed),
-                arrival,
-                max,
+                schedule.next(&plan, end, &mut rng),
+                plan.model.max_in_flight(),
             )
         };
         if p.lane == 0 {
-            shared.rate_bits.store(rate.to_bits(), Ordering::Relaxed);
+            shared
+                .rate_bits
+                .store(schedule.rate().to_bits(), Ordering::Relaxed);
         }
-        if rate <= 0.0 {
-            // Nothing to send now (a ramp from 0, or a share of 0): look again shortly.
-            next = (next + Duration::from_millis(10)).max(std::time::Instant::now());
-            if next >= end {
-                break;
+        match next {
+            Next::End => break,
+            Next::Idle { at } => {
+                // Nothing to send now (a ramp from 0, or a share of 0): look again shortly.
+                wait_until(instant(at), halt).await;
+                schedule.resume_at(p.elapsed + p.start.elapsed());
             }
-            wait_until(next, halt).await;
-            continue;
+            Next::Arrival { at, request } => {
+                let scheduled = instant(at);
+                wait_until(scheduled, halt).await;
+                if halt.load(Ordering::Relaxed) {
+                    break;
+                }
+                if shared.active.load(Ordering::Relaxed) >= max_in_flight {
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                picks = picks.wrapping_add(1);
+                dispatch(
+                    p,
+                    shared,
+                    &pool,
+                    tracker,
+                    Due {
+                        scheduled,
+                        elapsed: at,
+                        request,
+                        seed: seed ^ picks.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    },
+                );
+            }
         }
-        let gap = match arrival {
-            // Constant spacing over lanes: lane k takes arrivals k+1, k+1+lanes, ... of the
-            // worker's sequence.
-            Arrival::Constant if first => (p.lane + 1) as f64 / rate,
-            _ => next_gap(arrival, rate / p.lanes as f64, &mut rng),
-        };
-        first = false;
-        next += Duration::from_secs_f64(gap);
-        if next >= end {
-            break;
-        }
-        wait_until(next, halt).await;
-        if halt.load(Ordering::Relaxed) {
-            break;
-        }
-        if shared.active.load(Ordering::Relaxed) >= max_in_flight {
-            shared.dropped.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        picks = picks.wrapping_add(1);
-        dispatch(
-            p,
-            shared,
-            &pool,
-            tracker,
-            next,
-            seed ^ picks.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
     }
 }
 
-/// Seconds to the next arrival at `rate` (> 0) per second.
-pub fn next_gap(arrival: Arrival, rate: f64, rng: &mut SmallRng) -> f64 {
-    match arrival {
-        Arrival::Constant => 1.0 / rate,
-        Arrival::Poisson => match Exp::new(rate) {
-            Ok(exp) => exp.sample(rng),
-            Err(_) => 1.0 / rate,
-        },
-    }
+/// One arrival, as the pacer hands it to [`dispatch`].
+struct Due {
+    /// When it was due.
+    scheduled: std::time::Instant,
+    /// The same, from the start of the run.
+    elapsed: Duration,
+    /// The request the schedule picked, if it picks.
+    request: Option<usize>,
+    /// The seed of the call's random source.
+    seed: u64,
 }
 
 /// Start one arrival on the lane's runtime, with a session from the lane's pool (or a new one).
@@ -379,9 +377,14 @@ fn dispatch(
     shared: &Arc<EngineShared>,
     pool: &Arc<Mutex<Vec<Box<dyn Session>>>>,
     tracker: &tokio_util::task::TaskTracker,
-    scheduled: std::time::Instant,
-    seed: u64,
+    due: Due,
 ) {
+    let Due {
+        scheduled,
+        elapsed,
+        request,
+        seed,
+    } = due;
     let active = InFlight::enter(shared.clone());
     let session = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
     let mut session = session.unwrap_or_else(|| p.driver.session());
@@ -394,6 +397,8 @@ fn dispatch(
                 rng: &mut rng,
                 recorder: &recorder,
                 scheduled,
+                elapsed,
+                request,
             })
             .await;
         pool.lock().unwrap_or_else(|e| e.into_inner()).push(session);
@@ -440,6 +445,7 @@ async fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
 mod tests {
     use super::*;
     use stampede_scenarios::driver::{CallFuture, RequestInfo};
+    use stampede_scenarios::{Arrival, LoadModel};
     use std::sync::atomic::AtomicUsize;
 
     /// A driver whose calls take `delay` of tokio time and count themselves.
@@ -499,6 +505,7 @@ mod tests {
             slot,
             weights,
             scale: 1.0,
+            mix: None,
         }
     }
 
@@ -571,6 +578,89 @@ mod tests {
         engine.stop();
         done.await.unwrap();
         assert_eq!(engine.active(), 0);
+    }
+
+    /// A driver that records each call under the request the schedule picked.
+    struct Echo(Vec<RequestInfo>);
+    struct EchoSession;
+
+    impl Driver for Echo {
+        fn requests(&self) -> &[RequestInfo] {
+            &self.0
+        }
+        fn session(&self) -> Box<dyn Session> {
+            Box::new(EchoSession)
+        }
+    }
+
+    impl Session for EchoSession {
+        fn call<'a>(&'a mut self, call: Call<'a>) -> CallFuture<'a> {
+            Box::pin(async move {
+                let i = call.request.unwrap_or(99);
+                call.recorder.request(
+                    i,
+                    call.scheduled.elapsed(),
+                    call.elapsed.as_millis() as u64,
+                    None,
+                );
+            })
+        }
+    }
+
+    /// With a mix, the engine hands each call the request its schedule picked (and the time
+    /// into the run): rates per request are the plan's data, not driver code.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mix_picks_the_request_of_each_arrival() {
+        let info = |n: &str| RequestInfo {
+            kind: "X".into(),
+            name: n.into(),
+        };
+        let driver = Arc::new(Echo(vec![info("a"), info("b"), info("c")]));
+        let recorder = Arc::new(Recorder::new(
+            vec!["a".into(), "b".into(), "c".into()],
+            &[],
+            &[],
+            2,
+        ));
+        let mut p = plan(
+            LoadModel::Open {
+                rate: 400.0,
+                arrival: Arrival::Poisson,
+                max_in_flight: 1000,
+            },
+            0,
+            vec![1],
+        );
+        p.mix = Some(stampede_scenarios::load::Mix {
+            shares: vec![0.75, 0.0, 0.25],
+            spikes: vec![],
+            until: None,
+        });
+        let (_engine, done) = Engine::start(EngineSpec {
+            driver,
+            recorder: recorder.clone(),
+            plan: p,
+            start: Instant::now(),
+            elapsed: Duration::from_secs(5),
+            duration: Duration::from_secs(6),
+            seed: 8,
+        });
+        done.await.unwrap();
+        let iv = recorder.take();
+        let (a, b, c) = (
+            iv.names[0].requests,
+            iv.names[1].requests,
+            iv.names[2].requests,
+        );
+        // 1 s at 300/s and 100/s; none for the share of 0.
+        assert_eq!(b, 0);
+        assert!(a.abs_diff(300) < 70 && c.abs_diff(100) < 40, "{a} {c}");
+        // `elapsed` counts from the run's start, 5 s before this worker's.
+        assert!(
+            iv.names[0].bytes / a >= 5000,
+            "mean elapsed {}",
+            iv.names[0].bytes / a
+        );
     }
 
     #[test]

@@ -281,7 +281,7 @@ impl Session {
                     plan: run.plan.clone(),
                     start: Instant::now() + delay,
                     elapsed: Duration::from_millis(elapsed_ms),
-                    duration: run.config.duration,
+                    duration: run.config.limit(),
                     seed: self.id.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ run_id ^ at_unix_ns,
                 });
                 run.engine = Some(engine);
@@ -351,6 +351,7 @@ impl Session {
             slot: a.share.slot as usize,
             weights: a.share.weights,
             scale: a.scale,
+            mix: config.mix.clone(),
         };
         Ok(Run {
             id: a.run_id,

@@ -70,6 +70,11 @@ pub struct Call<'a> {
     pub recorder: &'a Recorder,
     /// When the request was due: latency counts from here, so a late send shows as latency.
     pub scheduled: Instant,
+    /// The same instant, as time from the start of the run.
+    pub elapsed: std::time::Duration,
+    /// The request this arrival is for, when the load plan fixes a rate per request (a
+    /// [`crate::load::Mix`]); `None`: the driver picks (by weight, in turn, ...).
+    pub request: Option<usize>,
 }
 
 /// One user's state in a driver.
@@ -117,6 +122,18 @@ pub fn record_streams(config: &ScenarioConfig) -> Vec<RecordStream> {
     // A driver with record streams adds its kind here; none of this build's has any yet.
     let _ = config;
     Vec::new()
+}
+
+/// The rates per request of a scenario whose kind fixes them (a [`crate::load::Mix`]), from
+/// its validated load and duration; `Err((field, message))`.
+pub(crate) fn mix(
+    file: &ScenarioFile,
+    load: &crate::load::LoadModel,
+    duration: std::time::Duration,
+) -> Result<Option<crate::load::Mix>, (String, String)> {
+    // A kind with a mix adds its line here; none of this build's has one yet.
+    let _ = (file, load, duration);
+    Ok(None)
 }
 
 /// Kind-specific checks of a scenario file; `Err((field, message))`.
