@@ -5,10 +5,15 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::io::Write;
+
 use clap::{Args, Parser, Subcommand};
+use stampede_master::tui::LogLines;
 use stampede_scenarios::Arrival;
 use stampede_scenarios::units::{Count, HumanDuration, Rate};
 use stampede_targets::llm::{Dist, Fault, OutputLen, StreamDelimiter};
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Distributed load testing for inference systems and web services.
 ///
@@ -86,6 +91,11 @@ pub struct ScenarioFlags {
     /// No interactive display: start when the workers are there, exit when the run ends.
     #[arg(long)]
     pub headless: bool,
+    /// Watch and steer the run in a terminal UI: workers, request names, charts, failures,
+    /// per-kind views. Keys: s start, x stop, +/- load ±10 %, Tab view, ? help, q quit (stops
+    /// the run and writes results first). Without a terminal, the run goes on headless.
+    #[arg(long, conflicts_with = "headless")]
+    pub tui: bool,
 }
 
 /// `stampede run`.
@@ -294,11 +304,14 @@ impl From<Exit> for std::process::ExitCode {
     }
 }
 
-/// Logs go to stderr; `run` is quiet by default (warnings), the long-lived verbs say more.
-pub fn init_tracing(opt: &Opt) {
-    let default = match opt.command {
-        Command::Run(_) | Command::Check(_) => "warn",
-        _ => "info",
+/// Logs go to stderr, or to `logs` while a terminal UI holds the screen; `run` is quiet by
+/// default (warnings), the long-lived verbs say more.
+pub fn init_tracing(opt: &Opt, logs: &LogLines) {
+    let (default, tui) = match &opt.command {
+        Command::Run(o) => ("warn", o.flags.tui),
+        Command::Master(o) => ("info", o.flags.tui),
+        Command::Check(_) => ("warn", false),
+        _ => ("info", false),
     };
     let filter = opt
         .log
@@ -307,7 +320,82 @@ pub fn init_tracing(opt: &Opt) {
         .unwrap_or_else(|| default.to_string());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(LogWriter(logs.clone()))
+        // Colour codes would show as garbage in the terminal UI's log view.
+        .with_ansi(!tui)
         .with_target(false)
         .try_init();
+}
+
+/// Where each log line goes: stderr, or the terminal UI's log while it holds the screen.
+struct LogWriter(LogLines);
+
+impl<'a> MakeWriter<'a> for LogWriter {
+    type Writer = LogSink;
+
+    fn make_writer(&'a self) -> LogSink {
+        self.sink(false)
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> LogSink {
+        // Levels order by verbosity: WARN and ERROR are the ones at or below WARN.
+        self.sink(*meta.level() <= Level::WARN)
+    }
+}
+
+impl LogWriter {
+    fn sink(&self, important: bool) -> LogSink {
+        if self.0.capturing() {
+            LogSink::Captured {
+                logs: self.0.clone(),
+                important,
+                line: Vec::new(),
+            }
+        } else {
+            LogSink::Stderr(std::io::stderr())
+        }
+    }
+}
+
+/// One log event's writer: the formatter writes the whole line, then drops it.
+enum LogSink {
+    Stderr(std::io::Stderr),
+    Captured {
+        logs: LogLines,
+        important: bool,
+        line: Vec<u8>,
+    },
+}
+
+impl Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            LogSink::Stderr(e) => e.write(buf),
+            LogSink::Captured { line, .. } => {
+                line.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            LogSink::Stderr(e) => e.flush(),
+            LogSink::Captured { .. } => Ok(()),
+        }
+    }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        if let LogSink::Captured {
+            logs,
+            important,
+            line,
+        } = self
+            && !line.is_empty()
+        {
+            logs.push(String::from_utf8_lossy(line).into_owned(), *important);
+        }
+    }
 }

@@ -8,7 +8,8 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let opt = cli::Opt::parse();
-    cli::init_tracing(&opt);
+    let logs = stampede_master::tui::LogLines::default();
+    cli::init_tracing(&opt, &logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -19,7 +20,7 @@ fn main() -> std::process::ExitCode {
             return cli::Exit::Error.into();
         }
     };
-    match runtime.block_on(cmd::run(opt)) {
+    match runtime.block_on(cmd::run(opt, logs)) {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("error: {e:#}");

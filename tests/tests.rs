@@ -22,3 +22,6 @@ mod distributed;
 mod llm;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;
+// `--tui` in tmux: workers listed, s/+/x/q steer the run, the terminal comes back (panics too);
+// without a terminal it goes on headless.
+mod tui;

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
 use crate::results;
-use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::snapshot::{FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{NameStats, RunSummary, WorkerSummary};
 
 /// Identifies a connected worker for the master's lifetime.
@@ -985,14 +985,25 @@ fn worker_requests(run: &Run, id: WorkerId) -> u64 {
     run.agg.workers().get(&id.0).map_or(0, |w| w.requests)
 }
 
-fn name_view(n: &NameStats, rps: f64, fps: f64) -> NameView {
+/// A name's figures of the last interval: rate, failure rate, p50 and p99 (ms).
+#[derive(Default)]
+struct Interval {
+    rps: f64,
+    fps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn name_view(n: &NameStats, now: Interval) -> NameView {
     NameView {
         kind: n.kind.clone(),
         name: n.name.clone(),
         requests: n.requests,
         failures: n.failures,
-        rps,
-        fps,
+        rps: now.rps,
+        fps: now.fps,
+        interval_p50_ms: now.p50_ms,
+        interval_p99_ms: now.p99_ms,
         p50_ms: n.latency_ms(0.5),
         p90_ms: n.latency_ms(0.9),
         p99_ms: n.latency_ms(0.99),
@@ -1034,20 +1045,33 @@ fn cumulative_buckets(h: &hdrhistogram::Histogram<u64>) -> Vec<u64> {
 
 fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
     let last = run.agg.history().last();
-    let rate_of = |name: &str| {
+    let interval = |name: &str| {
+        // Percentile columns: LOCUST_PERCENTILES[0] is the median, [7] the 99th.
         last.and_then(|row| row.entries.iter().find(|e| e.name == name))
-            .map_or((0.0, 0.0), |e| (e.rps, e.fps))
+            .map_or_else(Interval::default, |e| Interval {
+                rps: e.rps,
+                fps: e.fps,
+                p50_ms: e.percentiles_us[0] as f64 / 1000.0,
+                p99_ms: e.percentiles_us[7] as f64 / 1000.0,
+            })
     };
     let names = run
         .agg
         .names()
         .iter()
-        .map(|n| {
-            let (rps, fps) = rate_of(&n.name);
-            name_view(n, rps, fps)
+        .map(|n| name_view(n, interval(&n.name)))
+        .collect();
+    let mut failures: Vec<FailureView> = run
+        .agg
+        .failure_rows()
+        .into_iter()
+        .map(|f| FailureView {
+            name: f.name,
+            error: f.error,
+            occurrences: f.occurrences,
         })
         .collect();
-    let (rps, fps) = rate_of(crate::summary::AGGREGATED);
+    failures.sort_by_key(|f| std::cmp::Reverse(f.occurrences));
     let totals = run.agg.workers();
     let live = |id: &WorkerId| {
         workers.contains_key(id) && run.members.get(id).is_some_and(|m| !m.finished)
@@ -1055,6 +1079,8 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
     RunView {
         id: run.id,
         scenario: run.config.name.clone(),
+        kind: run.config.kind.clone(),
+        load: describe(&run.config.load, run.config.duration),
         state: state.to_string(),
         elapsed_s: run.started.map_or(0.0, |s| {
             Instant::now().saturating_duration_since(s).as_secs_f64()
@@ -1071,8 +1097,10 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
             .map(|(_, t)| t.target_rate)
             .sum(),
         scale: run.scale,
+        intervals: run.agg.history().len() as u64,
         names,
-        total: name_view(run.agg.total(), rps, fps),
+        total: name_view(run.agg.total(), interval(crate::summary::AGGREGATED)),
+        failures,
         events: run.events.clone(),
         stop_reason: run.stop_reason.clone(),
     }

@@ -18,6 +18,7 @@
 //! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
 //!   ai-on-gke seed's `/run` and `/stats/custom_metrics`, merged into the HTTP API.
 //! - [`metrics`]: Prometheus exposition from snapshots.
+//! - [`tui`]: the terminal UI (`--tui`): watch a run, start, stop and rescale it with keys.
 
 pub mod aggregate;
 pub mod api;
@@ -30,6 +31,7 @@ pub mod server;
 pub mod snapshot;
 pub mod sparse;
 pub mod summary;
+pub mod tui;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -173,6 +175,11 @@ impl Master {
         self.finished.recv().await
     }
 
+    /// A finished run already announced and not yet taken, without waiting.
+    pub fn try_next_finished(&mut self) -> Option<Arc<RunSummary>> {
+        self.finished.try_recv().ok()
+    }
+
     /// A handle to send commands from elsewhere.
     pub fn handle(&self) -> MasterHandle {
         MasterHandle {
@@ -181,10 +188,13 @@ impl Master {
     }
 
     /// Stop (finishing a run going on), close worker connections, wait for every task.
-    pub async fn shutdown(self) {
+    /// Returns the runs that finished and were not taken with [`Master::next_finished`]
+    /// (such as the one going on, finished by the shutdown).
+    pub async fn shutdown(mut self) -> Vec<Arc<RunSummary>> {
         self.stop.cancel();
         drop(self.events);
         let _ = tokio::time::timeout(Duration::from_secs(30), self.tasks.wait()).await;
+        std::iter::from_fn(|| self.finished.try_recv().ok()).collect()
     }
 }
 
@@ -195,6 +205,19 @@ pub struct MasterHandle {
 }
 
 impl MasterHandle {
+    /// Start a run of the master's own scenario on the connected workers; its id, or why not.
+    pub async fn start(&self) -> Result<u64, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.events
+            .send(Event::Command(Box::new(Command::Start {
+                scenario: None,
+                reply,
+            })))
+            .await
+            .map_err(|_| "master stopped".to_string())?;
+        rx.await.map_err(|_| "master stopped".to_string())?
+    }
+
     /// Ask to stop a run.
     pub async fn stop_run(&self, run_id: u64) -> Result<(), String> {
         let (reply, rx) = tokio::sync::oneshot::channel();

@@ -48,6 +48,10 @@ pub struct NameView {
     pub rps: f64,
     /// Failures per second, last interval.
     pub fps: f64,
+    /// Median latency of the last interval alone, ms (0 when it had no request).
+    pub interval_p50_ms: f64,
+    /// p99 of the last interval alone, ms (0 when it had no request).
+    pub interval_p99_ms: f64,
     /// Latency percentiles over the whole run so far, ms.
     pub p50_ms: f64,
     /// p90, ms.
@@ -121,6 +125,11 @@ pub struct RunView {
     pub id: u64,
     /// The scenario's name.
     pub scenario: String,
+    /// The scenario's kind (its request driver: `http`, `llm`, ...).
+    pub kind: String,
+    /// The load as the scenario states it, one line (`closed: 10 users for 30s`), before
+    /// [`RunView::scale`].
+    pub load: String,
     /// `assigning`, `running`, `stopping`, `finished`.
     pub state: String,
     /// Seconds since load started.
@@ -133,14 +142,30 @@ pub struct RunView {
     pub target_rate: f64,
     /// The scale the user set (1.0 = as written).
     pub scale: f64,
+    /// Intervals (seconds) aggregated so far: it moves when the per-interval figures do, so a
+    /// reader keeping a time series takes one point per value.
+    pub intervals: u64,
     /// Per request name.
     pub names: Vec<NameView>,
     /// All names together.
     pub total: NameView,
+    /// Failures by request name and kind, most frequent first.
+    pub failures: Vec<FailureView>,
     /// Noteworthy events (workers lost, shares moved).
     pub events: Vec<String>,
     /// Why it ended, once it has.
     pub stop_reason: Option<String>,
+}
+
+/// Failures of one kind for one request name, so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureView {
+    /// The request name.
+    pub name: String,
+    /// The failure kind (`HTTP 503`, `timeout`, ...).
+    pub error: String,
+    /// How many times.
+    pub occurrences: u64,
 }
 
 /// Everything published.

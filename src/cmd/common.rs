@@ -10,6 +10,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use stampede_master::snapshot::Snapshot;
 use stampede_master::summary::RunSummary;
+use stampede_master::tui::{LogLines, TuiConfig};
 use stampede_scenarios::{Overrides, ScenarioConfig, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
@@ -259,6 +260,72 @@ pub async fn follow(
     };
     progress.finish();
     result
+}
+
+/// Whether to show the terminal UI: asked for with `--tui` and possible here. When it is not
+/// possible, says so in one line (the run then goes on headless).
+pub fn use_tui(flags: &ScenarioFlags) -> bool {
+    if !flags.tui {
+        return false;
+    }
+    if stampede_master::tui::possible() {
+        return true;
+    }
+    eprintln!("--tui needs a terminal (stdin and stdout are not both a TTY): going on headless");
+    false
+}
+
+/// What the terminal UI shows besides the master's snapshots.
+pub struct TuiSettings {
+    /// Where workers join.
+    pub join_hint: String,
+    /// The master's scenario, one line.
+    pub scenario: Option<String>,
+    /// Where log lines go while the UI holds the screen.
+    pub logs: LogLines,
+}
+
+/// Show the terminal UI until the user quits; also collect the runs finished meanwhile, in
+/// order (the caller shuts the master down and prints them after the terminal is back).
+pub async fn watch_in_tui(
+    master: &mut stampede_master::Master,
+    interrupts: &Interrupts,
+    settings: TuiSettings,
+) -> (anyhow::Result<()>, Vec<Arc<RunSummary>>) {
+    let ui = stampede_master::tui::run(TuiConfig {
+        snapshots: master.snapshots.clone(),
+        master: master.handle(),
+        join_hint: settings.join_hint,
+        scenario: settings.scenario,
+        logs: settings.logs,
+        interrupted: interrupts.first.clone(),
+        // A test hook (tests/tui.rs): `!` panics, to check the terminal comes back.
+        panic_key: std::env::var_os("STAMPEDE_TEST_PANIC_KEY").is_some(),
+    });
+    tokio::pin!(ui);
+    let mut finished = Vec::new();
+    let result = loop {
+        tokio::select! {
+            r = &mut ui => break r,
+            Some(s) = master.next_finished() => finished.push(s),
+        }
+    };
+    (result, finished)
+}
+
+/// After the terminal UI: the table of each run it saw finish, and the last one's exit code
+/// (`None` when no run finished).
+pub fn conclude_all(summaries: &[Arc<RunSummary>], out: Option<&Path>) -> Option<Exit> {
+    summaries.iter().fold(None, |_, s| Some(conclude(s, out)))
+}
+
+/// One line for a scenario: its name and load.
+pub fn scenario_line(s: &ScenarioConfig) -> String {
+    format!(
+        "{} ({})",
+        s.name,
+        stampede_master::coordinator::describe(&s.load, s.duration)
+    )
 }
 
 /// Print the table and say how the run ended, as an exit code.

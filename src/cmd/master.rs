@@ -1,14 +1,18 @@
-//! `stampede master`: wait for workers, run the scenario (when they have joined, or when the
-//! API says so), serve the API, and in headless mode exit with the run's verdict.
+//! `stampede master`: wait for workers, run the scenario (when they have joined, when the
+//! API says so, or when `s` is pressed in the terminal UI), serve the API, and in headless
+//! mode exit with the run's verdict.
 
+use stampede_master::tui::LogLines;
 use stampede_master::{Master, MasterConfig};
 
-use super::common::{self, Followed};
+use super::common::{self, Followed, TuiSettings};
 use super::run::stop_grace;
 use crate::cli::{Exit, MasterOpt};
 
-pub async fn run(opt: MasterOpt) -> anyhow::Result<Exit> {
-    let headless = opt.flags.headless;
+pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
+    let tui = common::use_tui(&opt.flags);
+    // `--tui` without a terminal goes on headless.
+    let headless = opt.flags.headless || (opt.flags.tui && !tui);
     let scenario = match &opt.scenario {
         Some(path) => Some(common::load_scenario(path, &opt.flags)?),
         None if headless => {
@@ -39,6 +43,7 @@ pub async fn run(opt: MasterOpt) -> anyhow::Result<Exit> {
     let grace = scenario
         .as_ref()
         .map_or(std::time::Duration::from_secs(15), stop_grace);
+    let scenario_line = scenario.as_ref().map(common::scenario_line);
     let interrupts = common::interrupts();
     let mut master = Master::start(
         MasterConfig {
@@ -60,6 +65,20 @@ pub async fn run(opt: MasterOpt) -> anyhow::Result<Exit> {
     }
     if let Some(n) = expect {
         eprintln!("the run starts when {n} worker(s) have joined");
+    }
+    if tui {
+        let settings = TuiSettings {
+            join_hint: master.addr.to_string(),
+            scenario: scenario_line,
+            logs,
+        };
+        let (ui, mut finished) = common::watch_in_tui(&mut master, &interrupts, settings).await;
+        // A run still going on (q pressed twice) is finished by the shutdown.
+        finished.extend(master.shutdown().await);
+        ui?;
+        return Ok(
+            common::conclude_all(&finished, opt.flags.out.as_deref()).unwrap_or(Exit::Success)
+        );
     }
     let exit = loop {
         match common::follow(&mut master, &interrupts, || {}).await {

@@ -8,13 +8,15 @@ mod run;
 mod target;
 mod worker;
 
+use stampede_master::tui::LogLines;
+
 use crate::cli::{Command, Exit, Opt, TargetCommand};
 
-/// Run the chosen verb.
-pub async fn run(opt: Opt) -> anyhow::Result<Exit> {
+/// Run the chosen verb; `logs` receives log lines while a terminal UI holds the screen.
+pub async fn run(opt: Opt, logs: LogLines) -> anyhow::Result<Exit> {
     match opt.command {
-        Command::Run(o) => run::run(o).await,
-        Command::Master(o) => master::run(o).await,
+        Command::Run(o) => run::run(o, logs).await,
+        Command::Master(o) => master::run(o, logs).await,
         Command::Worker(o) => worker::run(o).await,
         Command::Target(TargetCommand::Http(o)) => target::http(o).await,
         Command::Target(TargetCommand::Llm(o)) => target::llm(o).await,

@@ -7,18 +7,20 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use stampede_master::tui::LogLines;
 use stampede_master::{Master, MasterConfig};
 use tokio::process::{Child, Command};
 
-use super::common::{self, Followed};
+use super::common::{self, Followed, TuiSettings};
 use crate::cli::{Exit, RunOpt};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-pub async fn run(opt: RunOpt) -> anyhow::Result<Exit> {
+pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
     if opt.workers == 0 {
         bail!("--workers must be at least 1");
     }
+    let tui = common::use_tui(&opt.flags);
     let scenario = common::load_scenario(&opt.scenario, &opt.flags)?;
     let (scenario, target) = common::start_builtin(scenario, LOOPBACK).await?;
     if let Some(t) = &target {
@@ -43,7 +45,27 @@ pub async fn run(opt: RunOpt) -> anyhow::Result<Exit> {
     if let Some(api) = master.api_addr {
         eprintln!("API on http://{api} (token {token})");
     }
-    let mut children = spawn_workers(opt.workers, master.addr, &token)?;
+    let mut children = spawn_workers(opt.workers, master.addr, &token, tui)?;
+    if tui {
+        let settings = TuiSettings {
+            join_hint: format!("{} ({} local worker processes)", master.addr, opt.workers),
+            scenario: Some(common::scenario_line(&scenario)),
+            logs,
+        };
+        let (ui, mut finished) = common::watch_in_tui(&mut master, &interrupts, settings).await;
+        finished.extend(master.shutdown().await);
+        reap(children).await;
+        ui?;
+        return Ok(
+            match common::conclude_all(&finished, opt.flags.out.as_deref()) {
+                Some(exit) => exit,
+                None => {
+                    eprintln!("no run finished");
+                    Exit::Incomplete
+                }
+            },
+        );
+    }
     eprintln!(
         "running `{}` against {} with {} local worker processes for {}",
         scenario.name,
@@ -111,36 +133,67 @@ fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {
     }
 }
 
-fn spawn_workers(n: usize, master: SocketAddr, token: &str) -> anyhow::Result<Vec<Child>> {
+/// Start `n` local worker processes. With `quiet_stderr` (the terminal UI holds the screen)
+/// their stderr lines come through this process's log instead of the terminal.
+fn spawn_workers(
+    n: usize,
+    master: SocketAddr,
+    token: &str,
+    quiet_stderr: bool,
+) -> anyhow::Result<Vec<Child>> {
     let exe = std::env::current_exe().context("finding the stampede binary to start workers")?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let per_worker = (cores / n).max(1);
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     (0..n)
         .map(|i| {
-            Command::new(&exe)
-                .args([
-                    "worker",
-                    "--master",
-                    &master.to_string(),
-                    "--name",
-                    &format!("local-{}", i + 1),
-                ])
-                .args([
-                    "--cores",
-                    &per_worker.to_string(),
-                    "--connect-timeout",
-                    "10s",
-                ])
-                .env("STAMPEDE_TOKEN", token)
-                .env("RUST_LOG", &log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("starting worker process {}", i + 1))
+            let mut cmd = Command::new(&exe);
+            if quiet_stderr {
+                // Colour codes would show as garbage in the terminal UI's log view.
+                cmd.env("NO_COLOR", "1");
+            }
+            cmd.args([
+                "worker",
+                "--master",
+                &master.to_string(),
+                "--name",
+                &format!("local-{}", i + 1),
+            ])
+            .args([
+                "--cores",
+                &per_worker.to_string(),
+                "--connect-timeout",
+                "10s",
+            ])
+            .env("STAMPEDE_TOKEN", token)
+            .env("RUST_LOG", &log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(if quiet_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .map(|mut child| {
+                if let Some(err) = child.stderr.take() {
+                    tokio::spawn(forward_lines(i + 1, err));
+                }
+                child
+            })
+            .with_context(|| format!("starting worker process {}", i + 1))
         })
         .collect()
+}
+
+/// A worker process's stderr, line by line, into this process's log.
+async fn forward_lines(worker: usize, err: tokio::process::ChildStderr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(err).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::warn!("worker process {worker}: {line}");
+    }
 }
 
 /// Wait until `n` workers joined; fail if a worker process dies first or it takes too long.
