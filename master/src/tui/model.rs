@@ -235,7 +235,7 @@ impl Model {
             if run.kind == "priority" || !super::view::priority_cells(run).is_empty() {
                 v.push(View::Priority);
             }
-            if run.kind == "download" || run.total.counters.contains_key("clients_done") {
+            if run.kind == "download" || run.total.metrics.contains_key("ttfb") {
                 v.push(View::Downloads);
             }
         }

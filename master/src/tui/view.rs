@@ -747,16 +747,25 @@ fn downloads(model: &Model, frame: &mut Frame, area: Rect) {
     };
     let t = &run.total;
     let [summary, chart] =
-        Layout::vertical([Constraint::Length(5), Constraint::Fill(1)]).areas(area);
+        Layout::vertical([Constraint::Length(6), Constraint::Fill(1)]).areas(area);
     let bps = model
         .rates
         .get(&t.name)
         .and_then(|r| r.get("bytes"))
         .copied()
         .unwrap_or(0.0);
-    let clients = match t.counters.get("clients_done") {
-        Some(c) => count(*c),
-        None => "-".into(),
+    // A `once` download scenario has each client fetch one file: downloads done are clients
+    // done. A driver counting `clients_done` itself (repeat mode) is shown as it says.
+    let clients_done = match t.counters.get("clients_done") {
+        Some(c) => format!("clients done {} · ", count(*c)),
+        None => String::new(),
+    };
+    // `client_throughput` is recorded in kB/s; metric views divide by 1000: MB/s.
+    let per_client = |pick: fn(&crate::snapshot::MetricView) -> f64| {
+        t.metrics
+            .get("client_throughput")
+            .filter(|m| m.count > 0)
+            .map_or_else(|| "-".to_string(), |m| format!("{:.1}", pick(m)))
     };
     let lines = vec![
         Line::from(vec![
@@ -764,13 +773,14 @@ fn downloads(model: &Model, frame: &mut Frame, area: Rect) {
                 format!("{}/s", bytes(bps)),
                 Style::new().bold().fg(Color::Green),
             ),
-            Span::raw(format!(
-                " · {} so far · clients done {clients} · downloads {} · failed {}",
-                bytes(t.bytes as f64),
-                count(t.requests),
-                count(t.failures)
-            )),
+            Span::raw(format!(" · {} so far", bytes(t.bytes as f64))),
         ]),
+        Line::from(format!(
+            "{clients_done}downloads done {} (failed {}) · clients downloading now {}",
+            count(t.requests),
+            count(t.failures),
+            run.users
+        )),
         Line::from(format!(
             "TTFB p50 {} p99 {} ms · whole download p50 {} p99 {} max {} ms",
             metric(t, "ttfb", |m| m.p50_ms),
@@ -779,7 +789,11 @@ fn downloads(model: &Model, frame: &mut Frame, area: Rect) {
             ms(t.p99_ms),
             ms(t.max_ms)
         )),
-        Line::from(format!("{} users (clients) now", run.users)),
+        Line::from(format!(
+            "per client: p50 {} MB/s, mean {} MB/s",
+            per_client(|m| m.p50_ms),
+            per_client(|m| m.mean_ms)
+        )),
     ];
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Downloads ")),
