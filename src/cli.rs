@@ -174,6 +174,28 @@ pub enum TargetCommand {
     ///
     /// Example: stampede target llm --ttft normal:300ms,30ms --tpot 25ms --batch-knee 16
     Llm(TargetLlmOpt),
+    /// A simulated model registry (seed 002): 500 models, Tiny-LLM's model.zip of exactly
+    /// 24,834,009 bytes generated on the fly, the other 499 with config.json and README.md.
+    ///
+    /// Paths: GET|HEAD /performance/{model_id}/{version}/{file} (model_id sanitized, e.g.
+    /// arnir0_Tiny-LLM; version main; file model.zip, config.json or README.md) with byte ranges
+    /// (206, 416); faults on request: ?truncate_at=N closes after N body bytes (a short body),
+    /// ?reset_at=N resets the connection after N bytes; GET /models lists the models with sizes
+    /// and Tiny-LLM's sha256; GET /__stampede/stats gives requests and bytes served.
+    ///
+    /// Example: stampede target registry --bind 127.0.0.1:8000 --bandwidth 40M
+    Registry(TargetRegistryOpt),
+}
+
+/// `stampede target registry`.
+#[derive(Debug, Args)]
+pub struct TargetRegistryOpt {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    pub bind: SocketAddr,
+    /// Body bytes per second for all connections together (`40M`, `500k`); unlimited if unset.
+    #[arg(long, value_name = "BYTES_PER_S")]
+    pub bandwidth: Option<Rate>,
 }
 
 /// `stampede target http`.

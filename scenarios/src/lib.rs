@@ -29,7 +29,7 @@ pub use recorder::{Failure, RecordStream, Recorder};
 pub use threshold::Threshold;
 
 /// Built-in targets a scenario may name as `builtin:<kind>`.
-pub const BUILTIN_TARGETS: &[&str] = &["http", "llm"];
+pub const BUILTIN_TARGETS: &[&str] = &["http", "llm", "registry"];
 
 /// The latency metric's name (same as the protocol's `metric::LATENCY`).
 pub const METRIC_LATENCY: &str = "latency";

@@ -14,6 +14,7 @@ use stampede_master::tui::{LogLines, TuiConfig};
 use stampede_scenarios::{Overrides, ScenarioConfig, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
+use stampede_targets::registry::{RegistryConfig, RegistryStats};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -55,6 +56,8 @@ pub enum BuiltinStats {
     Http(Arc<HttpTargetStats>),
     /// `builtin:llm`.
     Llm(Arc<LlmTargetStats>),
+    /// `builtin:registry`.
+    Registry(Arc<RegistryStats>),
 }
 
 impl BuiltinStats {
@@ -63,6 +66,7 @@ impl BuiltinStats {
         match self {
             BuiltinStats::Http(s) => s.requests(),
             BuiltinStats::Llm(s) => s.snapshot().requests,
+            BuiltinStats::Registry(s) => s.counts().requests,
         }
     }
 }
@@ -123,6 +127,17 @@ pub async fn start_builtin(
                 }
             });
             BuiltinStats::Llm(stats)
+        }
+        "registry" => {
+            let stats = Arc::new(RegistryStats::new());
+            let s = stats.clone();
+            tokio::spawn(async move {
+                let config = RegistryConfig::default();
+                if let Err(e) = stampede_targets::registry::serve(listener, config, s, t).await {
+                    tracing::error!("built-in target: {e:#}");
+                }
+            });
+            BuiltinStats::Registry(stats)
         }
         other => anyhow::bail!("built-in target `{other}` cannot be started by this build"),
     };

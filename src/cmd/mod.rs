@@ -20,6 +20,7 @@ pub async fn run(opt: Opt, logs: LogLines) -> anyhow::Result<Exit> {
         Command::Worker(o) => worker::run(o).await,
         Command::Target(TargetCommand::Http(o)) => target::http(o).await,
         Command::Target(TargetCommand::Llm(o)) => target::llm(o).await,
+        Command::Target(TargetCommand::Registry(o)) => target::registry(o).await,
         Command::Check(o) => check::run(o),
     }
 }

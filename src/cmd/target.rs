@@ -1,4 +1,4 @@
-//! `stampede target http` and `stampede target llm`: the built-in targets, until Ctrl-C.
+//! `stampede target http`, `llm` and `registry`: the built-in targets, until Ctrl-C.
 
 use std::sync::Arc;
 
@@ -7,7 +7,9 @@ use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Exit, TargetHttpOpt, TargetLlmOpt};
+use stampede_targets::registry::{RegistryConfig, RegistryStats};
+
+use crate::cli::{Exit, TargetHttpOpt, TargetLlmOpt, TargetRegistryOpt};
 
 pub async fn http(opt: TargetHttpOpt) -> anyhow::Result<Exit> {
     if !(0.0..=1.0).contains(&opt.error_rate) {
@@ -106,5 +108,44 @@ pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
         "served {} requests ({} failures), {} prompt and {} completion tokens",
         totals.requests, totals.failures, totals.prompt_tokens, totals.completion_tokens
     );
+    Ok(Exit::Success)
+}
+
+pub async fn registry(opt: TargetRegistryOpt) -> anyhow::Result<Exit> {
+    let bandwidth = opt.bandwidth.map(|r| r.0);
+    if let Some(b) = bandwidth
+        && !(b.is_finite() && b > 0.0)
+    {
+        anyhow::bail!("--bandwidth {b} must be above 0 bytes per second");
+    }
+    let listener = tokio::net::TcpListener::bind(opt.bind)
+        .await
+        .with_context(|| format!("binding {}", opt.bind))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "stampede target registry serving {} models on http://{addr} (Tiny-LLM: \
+         /performance/{}/{}/model.zip, {} bytes, sha256 {})",
+        stampede_targets::registry::MODELS,
+        stampede_targets::registry::sanitize(stampede_targets::registry::TINY_LLM),
+        stampede_targets::registry::VERSION,
+        stampede_targets::registry::TINY_LLM_BYTES,
+        stampede_targets::registry::TINY_LLM_SHA256,
+    );
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    let stats = Arc::new(RegistryStats::new());
+    stampede_targets::registry::serve(
+        listener,
+        RegistryConfig { bandwidth },
+        stats.clone(),
+        shutdown,
+    )
+    .await?;
+    let c = stats.counts();
+    eprintln!("served {} requests, {} body bytes", c.requests, c.bytes);
     Ok(Exit::Success)
 }

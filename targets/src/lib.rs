@@ -13,7 +13,10 @@
 //! - [`llm`]: a simulated LLM inference server speaking the HTTP APIs of vLLM (OpenAI and
 //!   `/generate`), TGI, Triton/TensorRT-LLM and SAX, with a continuous-batching timing model and
 //!   exact statistics of what it emitted.
+//! - [`registry`]: a simulated model registry (seed 002): 500 models, Tiny-LLM's 24.8 MB
+//!   `model.zip` generated on the fly, byte ranges, a bandwidth limit, faults on request.
 
 mod accept;
 pub mod http;
 pub mod llm;
+pub mod registry;

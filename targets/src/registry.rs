@@ -1,0 +1,755 @@
+//! A simulated model registry (seed 002): 500 models under `/performance/{model_id}/{version}/`,
+//! the seed's Tiny-LLM with a `model.zip` of exactly [`TINY_LLM_BYTES`] bytes, the other 499
+//! with a small `config.json` and `README.md` only.
+//!
+//! Bodies are generated on the fly from their offset ([`fill`]): nothing is stored, any range
+//! can be served, and every byte is the same on every machine (so a client can check
+//! [`TINY_LLM_SHA256`]). A small hand-written HTTP/1.1 server (keep-alive, `GET`/`HEAD`, single
+//! byte ranges, an optional bandwidth limit shared by all connections, faults on request) so
+//! that it can cut a connection exactly where a test asks. No TLS, no HTTP/2, no uploads.
+
+use std::fmt::Write as _;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The seed's model, as Hugging Face names it.
+pub const TINY_LLM: &str = "arnir0/Tiny-LLM";
+/// Size of Tiny-LLM's `model.zip`, bytes (the seed's 24.8 MB).
+pub const TINY_LLM_BYTES: u64 = 24_834_009;
+/// SHA-256 of Tiny-LLM's generated `model.zip`, lowercase hex (checked by a test).
+pub const TINY_LLM_SHA256: &str =
+    "da5dd22c6de3fb81ac3cfa0d7aeddc7248eea3c0d60388f42b7d95e84f72f63f";
+/// Models in the registry (Tiny-LLM and 499 others).
+pub const MODELS: usize = 500;
+/// The one version every model has.
+pub const VERSION: &str = "main";
+/// Path prefix of the download endpoint (`/performance/{model_id}/{version}/{file}`).
+pub const PREFIX: &str = "/performance/";
+
+/// Bytes generated and written per step (also the bandwidth limiter's unit).
+const BLOCK: usize = 64 * 1024;
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// Largest request body read and discarded (the registry takes no uploads).
+const MAX_DISCARD: u64 = 1024 * 1024;
+
+/// How the registry behaves.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// Body bytes per second for all connections together (`None`: as fast as possible), to
+    /// play a registry whose storage or network is the bottleneck.
+    pub bandwidth: Option<f64>,
+}
+
+/// What the registry served; atomics, read while it runs (tests compare them with what the
+/// load generator counted).
+#[derive(Debug, Default)]
+pub struct RegistryStats {
+    requests: AtomicU64,
+    bytes: AtomicU64,
+    not_found: AtomicU64,
+    partial: AtomicU64,
+    faults: AtomicU64,
+}
+
+/// The counters at one moment, as `GET /__stampede/stats` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RegistryCounts {
+    /// Requests answered (the `/__stampede/` ones excluded).
+    pub requests: u64,
+    /// Body bytes written to clients.
+    pub bytes: u64,
+    /// Requests answered 404.
+    pub not_found: u64,
+    /// Range requests answered 206.
+    pub partial: u64,
+    /// Connections cut on purpose (`truncate_at`, `reset_at`).
+    pub faults: u64,
+}
+
+impl RegistryStats {
+    /// Zeroed counters.
+    pub fn new() -> RegistryStats {
+        RegistryStats::default()
+    }
+
+    /// The counters now.
+    pub fn counts(&self) -> RegistryCounts {
+        RegistryCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            not_found: self.not_found.load(Ordering::Relaxed),
+            partial: self.partial.load(Ordering::Relaxed),
+            faults: self.faults.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Zero them.
+    pub fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.bytes,
+            &self.not_found,
+            &self.partial,
+            &self.faults,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The seed's sanitized form of a Hugging Face model id: `arnir0/Tiny-LLM` → `arnir0_Tiny-LLM`.
+pub fn sanitize(model_id: &str) -> String {
+    model_id.replace('/', "_")
+}
+
+/// The Hugging Face ids of the registry's models, Tiny-LLM first.
+pub fn model_ids() -> Vec<String> {
+    std::iter::once(TINY_LLM.to_string())
+        .chain((1..MODELS).map(|i| format!("stampede-sim/model-{i:03}")))
+        .collect()
+}
+
+/// One file of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum File {
+    /// Tiny-LLM's generated archive.
+    Zip,
+    /// Small text made from the model id.
+    Text(String, &'static str),
+}
+
+impl File {
+    fn len(&self) -> u64 {
+        match self {
+            File::Zip => TINY_LLM_BYTES,
+            File::Text(t, _) => t.len() as u64,
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        match self {
+            File::Zip => "application/zip",
+            File::Text(_, ct) => ct,
+        }
+    }
+
+    /// Copy the bytes at `offset..offset + out.len()` into `out`.
+    fn read(&self, offset: u64, out: &mut [u8]) {
+        match self {
+            File::Zip => fill(offset, out),
+            File::Text(t, _) => {
+                let start = offset as usize;
+                out.copy_from_slice(&t.as_bytes()[start..start + out.len()]);
+            }
+        }
+    }
+}
+
+/// The file at `/performance/{sanitized}/{version}/{name}`, if the registry has it.
+fn lookup(sanitized: &str, version: &str, name: &str) -> Option<File> {
+    if version != VERSION {
+        return None;
+    }
+    let id = if sanitized == sanitize(TINY_LLM) {
+        TINY_LLM.to_string()
+    } else {
+        let n: usize = sanitized
+            .strip_prefix("stampede-sim_model-")?
+            .parse()
+            .ok()?;
+        if !(1..MODELS).contains(&n) || sanitized != format!("stampede-sim_model-{n:03}") {
+            return None;
+        }
+        format!("stampede-sim/model-{n:03}")
+    };
+    match name {
+        "model.zip" if id == TINY_LLM => Some(File::Zip),
+        "config.json" => Some(File::Text(config_json(&id), "application/json")),
+        "README.md" => Some(File::Text(readme(&id), "text/markdown")),
+        _ => None,
+    }
+}
+
+fn config_json(id: &str) -> String {
+    let tiny = id == TINY_LLM;
+    format!(
+        "{{\n  \"_name_or_path\": \"{id}\",\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \
+         \"model_type\": \"llama\",\n  \"hidden_size\": {},\n  \"num_hidden_layers\": {},\n  \
+         \"vocab_size\": 32000\n}}\n",
+        if tiny { 192 } else { 256 },
+        if tiny { 1 } else { 2 }
+    )
+}
+
+fn readme(id: &str) -> String {
+    format!(
+        "# {id}\n\nA model of the simulated registry (`stampede target registry`). Files: \
+         config.json, README.md{}.\n",
+        if id == TINY_LLM { ", model.zip" } else { "" }
+    )
+}
+
+/// The content of Tiny-LLM's `model.zip` from byte `offset` on: word `i` (8 bytes, little
+/// endian) is SplitMix64 of `i`, so any range is generated without the bytes before it.
+pub fn fill(offset: u64, out: &mut [u8]) {
+    let mut pos = offset;
+    let mut at = 0;
+    while at < out.len() {
+        let word = splitmix64(pos / 8).to_le_bytes();
+        let skip = (pos % 8) as usize;
+        let take = (8 - skip).min(out.len() - at);
+        out[at..at + take].copy_from_slice(&word[skip..skip + take]);
+        at += take;
+        pos += take as u64;
+    }
+}
+
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x5EED);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Serve until `shutdown`; connections still open get a second to finish.
+///
+/// Routes: `GET|HEAD /performance/{model_id}/{version}/{file}` (`model_id` sanitized,
+/// `version` `main`, `file` one of `model.zip` (Tiny-LLM only), `config.json`, `README.md`),
+/// with `Range: bytes=a-b` (206, `Content-Range`; 416 when unsatisfiable) and the faults
+/// `?truncate_at=N` (close cleanly after N body bytes: a short body) and `?reset_at=N`
+/// (reset the connection after N body bytes); `GET /models` lists the models; `GET /health`;
+/// `GET /__stampede/stats` and `POST /__stampede/stats/reset` (not counted).
+pub async fn serve(
+    listener: TcpListener,
+    config: RegistryConfig,
+    stats: Arc<RegistryStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if let Some(b) = config.bandwidth {
+        anyhow::ensure!(
+            b.is_finite() && b > 0.0,
+            "bandwidth must be above 0 bytes/s, got {b}"
+        );
+    }
+    let shared = Arc::new(Shared {
+        limiter: config.bandwidth.map(Limiter::new),
+        stats,
+        catalog: catalog_json(),
+    });
+    crate::accept::serve(listener, "registry", &shutdown, |stream, force| {
+        let shared = shared.clone();
+        async move {
+            tokio::select! {
+                r = connection(stream, &shared) => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "registry connection ended with an error");
+                    }
+                }
+                () = force.cancelled() => {}
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+struct Shared {
+    limiter: Option<Limiter>,
+    stats: Arc<RegistryStats>,
+    catalog: String,
+}
+
+/// A bandwidth limit shared by every connection: each block reserves its transmission time on
+/// one virtual timeline, so connections share the rate in the order they ask (no bursts after
+/// idle time).
+struct Limiter {
+    rate: f64,
+    /// When the link is free again. A `std` mutex: held for a few arithmetic operations.
+    next: Mutex<Instant>,
+}
+
+impl Limiter {
+    fn new(rate: f64) -> Limiter {
+        Limiter {
+            rate,
+            next: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn take(&self, bytes: usize) {
+        let done = {
+            let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
+            let start = (*next).max(Instant::now());
+            *next = start + Duration::from_secs_f64(bytes as f64 / self.rate);
+            *next
+        };
+        tokio::time::sleep_until(done).await;
+    }
+}
+
+fn catalog_json() -> String {
+    let models: Vec<serde_json::Value> = model_ids()
+        .into_iter()
+        .map(|id| {
+            let s = sanitize(&id);
+            let mut files = Vec::new();
+            for name in ["model.zip", "config.json", "README.md"] {
+                if let Some(f) = lookup(&s, VERSION, name) {
+                    let mut entry = serde_json::json!({ "name": name, "size": f.len() });
+                    if f == File::Zip {
+                        entry["sha256"] = TINY_LLM_SHA256.into();
+                    }
+                    files.push(entry);
+                }
+            }
+            serde_json::json!({ "model_id": id, "id": s, "versions": [VERSION], "files": files })
+        })
+        .collect();
+    serde_json::json!({ "count": models.len(), "models": models }).to_string()
+}
+
+/// A parsed request head.
+struct Request {
+    method: String,
+    path: String,
+    query: String,
+    range: Option<String>,
+    keep_alive: bool,
+    body: u64,
+}
+
+/// Serve one connection's requests until the client leaves or asks to close.
+async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    let mut buf = vec![0u8; 4096];
+    let mut filled = 0;
+    let mut block = vec![0u8; BLOCK];
+    loop {
+        let (req, used) = loop {
+            match parse(&buf[..filled]) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => {}
+                Err(why) => {
+                    write_simple(&mut stream, 400, why, false).await?;
+                    return Ok(());
+                }
+            }
+            if filled == buf.len() {
+                if buf.len() >= MAX_HEAD {
+                    write_simple(&mut stream, 431, "request head too large", false).await?;
+                    return Ok(());
+                }
+                buf.resize(buf.len() * 2, 0);
+            }
+            let n = stream.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            filled += n;
+        };
+        buf.copy_within(used..filled, 0);
+        filled -= used;
+        // Discard a request body (the registry takes none).
+        let mut left = req.body;
+        if left > MAX_DISCARD {
+            write_simple(&mut stream, 413, "the registry takes no uploads", false).await?;
+            return Ok(());
+        }
+        while left > 0 {
+            if filled == 0 {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                filled = n;
+            }
+            let take = filled.min(left as usize);
+            buf.copy_within(take..filled, 0);
+            filled -= take;
+            left -= take as u64;
+        }
+        match respond(&mut stream, shared, &req, &mut block).await? {
+            Next::KeepGoing if req.keep_alive => {}
+            Next::KeepGoing | Next::Close => {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            Next::Reset => {
+                // SO_LINGER 0: closing sends RST instead of FIN.
+                let _ = socket_reset(stream);
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[allow(deprecated)]
+fn socket_reset(stream: TcpStream) -> io::Result<()> {
+    stream.set_linger(Some(Duration::ZERO))?;
+    drop(stream);
+    Ok(())
+}
+
+/// `Ok(Some((request, head length)))`, `Ok(None)` when the head is incomplete.
+fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("malformed request"),
+    };
+    let target = req.path.unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let mut keep_alive = req.version == Some(1);
+    let mut range = None;
+    let mut body = 0;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("range") {
+            range = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            body = value.parse().map_err(|_| "invalid content-length")?;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err("the registry takes no request bodies in chunks");
+        }
+    }
+    Ok(Some((
+        Request {
+            method: req.method.unwrap_or("GET").to_string(),
+            path: path.to_string(),
+            query: query.to_string(),
+            range,
+            keep_alive,
+            body,
+        },
+        used,
+    )))
+}
+
+/// What to do with the connection after a response.
+enum Next {
+    KeepGoing,
+    Close,
+    Reset,
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    req: &Request,
+    block: &mut [u8],
+) -> io::Result<Next> {
+    let stats = &shared.stats;
+    if let Some(endpoint) = req.path.strip_prefix("/__stampede/") {
+        return match (req.method.as_str(), endpoint) {
+            ("GET", "stats") => {
+                let body = serde_json::to_string(&stats.counts()).unwrap_or_default();
+                write_body(stream, 200, "application/json", &body, req.keep_alive).await
+            }
+            ("POST", "stats/reset") => {
+                stats.reset();
+                write_simple(stream, 204, "", req.keep_alive).await
+            }
+            _ => write_simple(stream, 404, "unknown /__stampede/ endpoint", req.keep_alive).await,
+        };
+    }
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let head_only = req.method == "HEAD";
+    if req.method != "GET" && !head_only {
+        return write_simple(stream, 405, "the registry answers GET and HEAD", false).await;
+    }
+    match req.path.as_str() {
+        "/health" => {
+            return write_body(
+                stream,
+                200,
+                "application/json",
+                "{\"status\":\"ok\"}",
+                req.keep_alive,
+            )
+            .await;
+        }
+        "/models" => {
+            return write_body(
+                stream,
+                200,
+                "application/json",
+                &shared.catalog,
+                req.keep_alive,
+            )
+            .await;
+        }
+        _ => {}
+    }
+    let file = req
+        .path
+        .strip_prefix(PREFIX)
+        .and_then(|rest| {
+            let mut parts = rest.split('/');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(m), Some(v), Some(f), None) => Some((m, v, f)),
+                _ => None,
+            }
+        })
+        .and_then(|(m, v, f)| lookup(m, v, f));
+    let Some(file) = file else {
+        stats.not_found.fetch_add(1, Ordering::Relaxed);
+        let body = "{\"detail\":\"Not Found\"}";
+        return write_body(stream, 404, "application/json", body, req.keep_alive).await;
+    };
+    let total = file.len();
+    let (status, start, end) = match req.range.as_deref().map(|r| byte_range(r, total)) {
+        None | Some(RangeAsk::Ignore) => (200, 0, total),
+        Some(RangeAsk::Satisfiable(a, b)) => (206, a, b + 1),
+        Some(RangeAsk::Unsatisfiable) => {
+            let head = format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\ncontent-range: bytes */{total}\r\n\
+                 content-length: 0\r\n{}\r\n",
+                connection_header(req.keep_alive)
+            );
+            stream.write_all(head.as_bytes()).await?;
+            return Ok(Next::KeepGoing);
+        }
+    };
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\naccept-ranges: bytes\r\n",
+        status,
+        if status == 206 {
+            "Partial Content"
+        } else {
+            "OK"
+        },
+        file.content_type(),
+        end - start
+    );
+    if status == 206 {
+        stats.partial.fetch_add(1, Ordering::Relaxed);
+        let _ = write!(head, "content-range: bytes {start}-{}/{total}\r\n", end - 1);
+    }
+    if file == File::Zip {
+        let _ = write!(head, "etag: \"{TINY_LLM_SHA256}\"\r\n");
+    }
+    head.push_str(connection_header(req.keep_alive));
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    if head_only {
+        return Ok(Next::KeepGoing);
+    }
+    let (truncate, reset) = (
+        query_u64(&req.query, "truncate_at"),
+        query_u64(&req.query, "reset_at"),
+    );
+    let cut = truncate.or(reset).map(|n| start + n.min(end - start));
+    let stop = cut.unwrap_or(end);
+    let mut at = start;
+    while at < stop {
+        let n = ((stop - at) as usize).min(block.len());
+        file.read(at, &mut block[..n]);
+        if let Some(l) = &shared.limiter {
+            l.take(n).await;
+        }
+        stream.write_all(&block[..n]).await?;
+        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        at += n as u64;
+    }
+    if cut.is_some() && stop < end {
+        stats.faults.fetch_add(1, Ordering::Relaxed);
+        stream.flush().await?;
+        return Ok(if reset.is_some() {
+            Next::Reset
+        } else {
+            Next::Close
+        });
+    }
+    Ok(Next::KeepGoing)
+}
+
+fn connection_header(keep_alive: bool) -> &'static str {
+    if keep_alive {
+        ""
+    } else {
+        "connection: close\r\n"
+    }
+}
+
+fn query_u64(query: &str, key: &str) -> Option<u64> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+/// What a `Range` header asks for, against a body of `total` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAsk {
+    /// Serve the whole body (no usable single byte range: RFC 9110 lets a server ignore it).
+    Ignore,
+    /// Bytes `a..=b`.
+    Satisfiable(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+fn byte_range(header: &str, total: u64) -> RangeAsk {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return RangeAsk::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeAsk::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return RangeAsk::Ignore;
+    };
+    let (a, b) = (a.trim(), b.trim());
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), _) if a >= total => RangeAsk::Unsatisfiable,
+        (Ok(a), Ok(b)) if b >= a => RangeAsk::Satisfiable(a, b.min(total - 1)),
+        (Ok(_), Ok(_)) => RangeAsk::Ignore,
+        (Ok(a), Err(_)) if b.is_empty() => RangeAsk::Satisfiable(a, total - 1),
+        (Err(_), Ok(n)) if a.is_empty() => {
+            if n == 0 || total == 0 {
+                RangeAsk::Unsatisfiable
+            } else {
+                RangeAsk::Satisfiable(total - n.min(total), total - 1)
+            }
+        }
+        _ => RangeAsk::Ignore,
+    }
+}
+
+async fn write_simple(
+    stream: &mut TcpStream,
+    status: u16,
+    message: &str,
+    keep_alive: bool,
+) -> io::Result<Next> {
+    write_body(stream, status, "text/plain", message, keep_alive).await
+}
+
+async fn write_body(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    keep_alive: bool,
+) -> io::Result<Next> {
+    let reason = match status {
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        _ => "",
+    };
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
+    if status != 204 {
+        let _ = write!(
+            out,
+            "content-type: {content_type}\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+    }
+    out.push_str(connection_header(keep_alive));
+    out.push_str("\r\n");
+    if status != 204 {
+        out.push_str(body);
+    }
+    stream.write_all(out.as_bytes()).await?;
+    Ok(if keep_alive {
+        Next::KeepGoing
+    } else {
+        Next::Close
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_files() {
+        let ids = model_ids();
+        assert_eq!(ids.len(), MODELS);
+        assert_eq!(sanitize(TINY_LLM), "arnir0_Tiny-LLM");
+        let unique: std::collections::BTreeSet<_> = ids.iter().map(|i| sanitize(i)).collect();
+        assert_eq!(unique.len(), MODELS);
+        for id in &ids {
+            let s = sanitize(id);
+            assert!(lookup(&s, "main", "config.json").is_some(), "{id}");
+            assert!(lookup(&s, "main", "README.md").is_some(), "{id}");
+            assert_eq!(lookup(&s, "main", "model.zip").is_some(), id == TINY_LLM);
+            assert!(lookup(&s, "v2", "config.json").is_none());
+        }
+        assert!(lookup("stampede-sim_model-500", "main", "README.md").is_none());
+        assert!(lookup("stampede-sim_model-1", "main", "README.md").is_none());
+        assert_eq!(
+            lookup("arnir0_Tiny-LLM", "main", "model.zip")
+                .unwrap()
+                .len(),
+            TINY_LLM_BYTES
+        );
+    }
+
+    #[test]
+    fn fill_is_the_same_from_any_offset() {
+        let mut whole = vec![0u8; 1000];
+        fill(0, &mut whole);
+        for start in [0usize, 1, 7, 8, 9, 333] {
+            let mut part = vec![0u8; 1000 - start];
+            fill(start as u64, &mut part);
+            assert_eq!(part, whole[start..], "from {start}");
+        }
+    }
+
+    /// The digest published as `TINY_LLM_SHA256` is the generated archive's.
+    #[test]
+    fn tiny_llm_digest() {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; BLOCK];
+        let mut at = 0;
+        while at < TINY_LLM_BYTES {
+            let n = ((TINY_LLM_BYTES - at) as usize).min(BLOCK);
+            File::Zip.read(at, &mut buf[..n]);
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, TINY_LLM_SHA256);
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), RangeAsk::Satisfiable(0, 9));
+        assert_eq!(byte_range("bytes=90-", 100), RangeAsk::Satisfiable(90, 99));
+        assert_eq!(
+            byte_range("bytes=90-1000", 100),
+            RangeAsk::Satisfiable(90, 99)
+        );
+        assert_eq!(byte_range("bytes=-10", 100), RangeAsk::Satisfiable(90, 99));
+        assert_eq!(byte_range("bytes=-1000", 100), RangeAsk::Satisfiable(0, 99));
+        assert_eq!(byte_range("bytes=100-", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(byte_range("bytes=-0", 100), RangeAsk::Unsatisfiable);
+        assert_eq!(byte_range("bytes=5-2", 100), RangeAsk::Ignore);
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), RangeAsk::Ignore);
+        assert_eq!(byte_range("items=0-1", 100), RangeAsk::Ignore);
+    }
+}
