@@ -153,6 +153,28 @@ pub struct WorkerOpt {
     /// How long to keep trying to reach the master.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub connect_timeout: HumanDuration,
+    /// Testing aid: pretend this machine's clock is off by this much (`500ms`, `-2s`), to see
+    /// the master's clock alignment at work.
+    #[arg(long, hide = true, value_name = "DURATION", allow_hyphen_values = true)]
+    pub clock_skew: Option<SignedDuration>,
+}
+
+/// A duration that may be negative (`-500ms`), in nanoseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedDuration(pub i64);
+
+impl std::str::FromStr for SignedDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (sign, rest) = match s.trim().strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (1, s.trim()),
+        };
+        let d = stampede_scenarios::units::parse_duration(rest)?;
+        i64::try_from(d.as_nanos())
+            .map(|n| SignedDuration(sign * n))
+            .map_err(|_| format!("`{s}` is too long"))
+    }
 }
 
 /// `stampede target ...`.

@@ -27,7 +27,7 @@ fn u64_at(v: &Value, pointer: &str) -> u64 {
         .unwrap_or_else(|| panic!("{pointer} is not an unsigned integer in {v:#}"))
 }
 
-fn validate_summary(summary: &Value) {
+pub(crate) fn validate_summary(summary: &Value) {
     let schema: Value = serde_json::from_str(SUMMARY_SCHEMA).expect("schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("schema compiles");
     let errors: Vec<String> = validator

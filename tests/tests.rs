@@ -15,6 +15,12 @@ mod util;
 mod api;
 // `stampede check` and invalid scenarios.
 mod check;
+// `download` scenarios against `stampede target registry`: a simultaneous start across two
+// workers (one with a skewed clock), bytes and checksums, the worker's memory, bad answers.
+mod downloads;
+// The seed's health API: the workload's 202/poll/complete cycle, 401, bad JSON, runs kept
+// across a master restart.
+mod health;
 // `stampede master` and `stampede worker` as separate processes: exact counts, a worker or the
 // master killed, a wrong token.
 mod distributed;

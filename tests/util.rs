@@ -27,6 +27,11 @@ pub fn stampede() -> Command {
         .env_remove("STAMPEDE_LOG")
         .env_remove("STAMPEDE_TOKEN")
         .env_remove("STAMPEDE_MASTER")
+        // An API-driven master keeps its runs in the data directory: never the user's.
+        .env(
+            "XDG_DATA_HOME",
+            std::env::temp_dir().join("stampede-e2e-data"),
+        )
         .stdin(Stdio::null());
     cmd
 }
@@ -335,6 +340,11 @@ impl Proc {
             .unwrap_or_else(|| self.fail(&format!("no stderr line containing {needle:?}")))
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
@@ -454,6 +464,47 @@ impl Target {
             requests: v["requests"].as_u64().expect("requests"),
             errors: v["errors"].as_u64().expect("errors"),
         }
+    }
+}
+
+/// `stampede target registry` on 127.0.0.1:0.
+pub struct Registry {
+    _proc: Proc,
+    /// Its base URL.
+    pub url: String,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+impl Registry {
+    /// A simulated model registry with these extra flags (`--bandwidth 40M`).
+    pub fn start_with(args: &[&str]) -> Registry {
+        let mut cmd = stampede();
+        cmd.args(["target", "registry", "--bind", "127.0.0.1:0"])
+            .args(args);
+        let proc = Proc::spawn("registry", cmd);
+        let line = proc.wait_stdout_line("stampede target registry serving", STARTUP);
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in {line:?}"))
+            .to_string();
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("registry printed an odd URL: {line:?}"));
+        Registry {
+            _proc: proc,
+            url,
+            addr,
+        }
+    }
+
+    /// `GET /__stampede/stats` as JSON.
+    pub fn stats(&self) -> Value {
+        let r = http::get(self.addr, "/__stampede/stats");
+        assert_eq!(r.status, 200, "registry stats: {r:?}");
+        r.json()
     }
 }
 

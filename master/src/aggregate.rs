@@ -163,6 +163,9 @@ pub struct WorkerTotals {
     pub finished: bool,
     /// Whether its connection was lost before that.
     pub lost: bool,
+    /// When its earliest and latest user sent their first request, Unix µs in the worker's
+    /// clock (see `metric::FIRST_SEND_MIN`).
+    pub first_sends_unix_us: Option<(u64, u64)>,
 }
 
 /// The merged figures of one run.
@@ -260,6 +263,20 @@ impl Aggregate {
         for (name, counter, v) in &r.counters {
             if name.is_empty() && counter == "dropped" {
                 self.dropped += v;
+                continue;
+            }
+            if name.is_empty()
+                && (counter == metric::FIRST_SEND_MIN || counter == metric::FIRST_SEND_MAX)
+            {
+                // Times, not deltas: the latest value stands.
+                let w = self.workers.entry(worker).or_default();
+                let (mut min, mut max) = w.first_sends_unix_us.unwrap_or((*v, *v));
+                if counter == metric::FIRST_SEND_MIN {
+                    min = *v;
+                } else {
+                    max = *v;
+                }
+                w.first_sends_unix_us = Some((min, max.max(min)));
                 continue;
             }
             let i = self.slot(name, "");

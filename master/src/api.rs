@@ -2,13 +2,15 @@
 //! list workers and start, watch and stop runs.
 //!
 //! Reads only the published snapshot and the archive of finished runs; changes go to the
-//! coordinator as commands. Requests that start or stop a run need the token
-//! (`Authorization: Bearer <token>`); reads do not. The Locust-compatible routes merged from
-//! [`crate::compat`] take no token, as Locust's do.
+//! coordinator as commands. Every request that starts, stops or changes a run needs the token
+//! (`Authorization: Bearer <token>`, or HTTP Basic with the token as password, which Locust's
+//! clients can send); reads do not. The Locust-compatible routes of [`crate::compat`] and the
+//! health API of [`crate::health`] are merged in.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,7 +23,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::coordinator::{Archive, Command, Event};
 use crate::metrics::Exporter;
-use crate::results;
 use crate::snapshot::Snapshot;
 
 /// What the handlers share.
@@ -42,6 +43,8 @@ pub struct ApiState {
     /// The master's `--out` directory, where `GET /run` (Locust compatibility) writes its
     /// result files.
     pub out: Option<PathBuf>,
+    /// The master's `--target`, for runs the API builds (the health workload).
+    pub target: Option<String>,
 }
 
 /// The API's routes.
@@ -53,26 +56,92 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/runs/{id}", get(run))
         .route("/api/runs/{id}/stop", post(stop))
         .with_state(state.clone())
-        .merge(crate::compat::router(state))
+        .merge(crate::compat::router(state.clone()))
+        .merge(crate::health::router(state))
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+/// A JSON error answer: `{"error": message}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if t.as_bytes() == state.token.as_bytes() => Ok(()),
-        Some(_) => Err(Box::new(error(StatusCode::UNAUTHORIZED, "wrong token"))),
-        None => Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs `Authorization: Bearer <token>`",
-        ))),
+/// The token a request presents: `Authorization: Bearer <token>`, or `Basic` credentials
+/// whose password is the token (any user name), as Locust's clients and browsers send.
+fn presented_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    if let Some(t) = value.strip_prefix("Bearer ") {
+        return Some(t.trim().to_string());
     }
+    let decoded = base64_decode(value.strip_prefix("Basic ")?.trim())?;
+    let text = String::from_utf8(decoded).ok()?;
+    text.split_once(':')
+        .map(|(_, password)| password.to_string())
+}
+
+/// Check the token of a request that starts, stops or changes a run: 401 without it or with
+/// another (with `WWW-Authenticate`, so a browser or Locust client can ask for it).
+pub(crate) fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let refuse = |m: &str| {
+        let mut r = error(StatusCode::UNAUTHORIZED, m);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer, Basic realm=\"stampede\""),
+        );
+        Err(Box::new(r))
+    };
+    match presented_token(headers) {
+        Some(t) if t.as_bytes() == state.token.as_bytes() => Ok(()),
+        Some(_) => refuse("wrong token"),
+        None => refuse(
+            "this endpoint needs the master's token: `Authorization: Bearer <token>` (or HTTP \
+             Basic auth with the token as password)",
+        ),
+    }
+}
+
+/// Parse a JSON request body: `Ok(None)` when empty, 400 naming the reason when it is not
+/// valid JSON or not the expected shape.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<T>, Box<Response>> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("invalid JSON body: {e}"),
+        ))
+    })
+}
+
+/// Standard base64 (with or without padding); `None` if it is not.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let digits: Vec<u8> = s
+        .trim_end_matches('=')
+        .bytes()
+        .map(value)
+        .collect::<Option<_>>()?;
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        if chunk.len() == 1 {
+            return None;
+        }
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
+        out.extend((0..chunk.len() - 1).map(|i| (n >> (16 - 8 * i)) as u8));
+    }
+    Some(out)
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
@@ -98,16 +167,20 @@ async fn workers(State(s): State<ApiState>) -> Response {
     Json(json!({ "workers": snap.workers })).into_response()
 }
 
+/// `GET /api/runs`: every finished run kept (also those of earlier lifetimes of this master,
+/// read back from its runs directory), oldest first, then the current one.
 async fn runs(State(s): State<ApiState>) -> Response {
     let snap = s.snapshots.borrow().clone();
     let mut list: Vec<serde_json::Value> = s
         .archive
         .ids()
         .into_iter()
-        .filter_map(|id| s.archive.get(id))
-        .map(|r| {
-            json!({ "run_id": r.run_id, "scenario": r.scenario, "status": "completed",
-                    "total_requests": r.total.requests, "passed": r.passed() })
+        .filter_map(|id| s.archive.document(id))
+        .map(|d| {
+            json!({ "run_id": d["run_id"], "scenario": d["scenario"], "kind": d["kind"],
+                    "status": d["status"], "started_at": d["started_at"],
+                    "completed_at": d["completed_at"],
+                    "total_requests": d["metrics"]["total_requests"], "passed": d["passed"] })
         })
         .collect();
     if let Some(run) = snap.run.as_ref().filter(|r| r.state != "finished") {
@@ -120,8 +193,8 @@ async fn runs(State(s): State<ApiState>) -> Response {
 }
 
 async fn run(State(s): State<ApiState>, Path(id): Path<u64>) -> Response {
-    if let Some(summary) = s.archive.get(id) {
-        return Json(results::summary_json(&summary)).into_response();
+    if let Some(doc) = s.archive.document(id) {
+        return Json(doc.as_ref().clone()).into_response();
     }
     let snap = s.snapshots.borrow().clone();
     match snap.run.as_ref().filter(|r| r.id == id) {
@@ -146,15 +219,14 @@ pub(crate) struct StartBody {
     pub(crate) target: Option<String>,
 }
 
-async fn start(
-    State(s): State<ApiState>,
-    headers: HeaderMap,
-    body: Option<Json<StartBody>>,
-) -> Response {
+async fn start(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&s, &headers) {
         return *r;
     }
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body: StartBody = match json_body(&body) {
+        Ok(b) => b.unwrap_or_default(),
+        Err(r) => return *r,
+    };
     let scenario = match scenario_for(&s, &body) {
         Ok(sc) => sc,
         Err(m) => return error(StatusCode::BAD_REQUEST, m),

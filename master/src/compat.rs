@@ -7,9 +7,11 @@
 //! changes runs through coordinator commands, and keeps no statistics of its own, so
 //! `GET /stats/reset` answers 501 (a run's figures cannot be reset; start a new run).
 //!
-//! Security: Locust's web API has no authentication and its clients send none, so these routes
-//! take no token, unlike `/api/runs`: whoever reaches `--api` can start and stop runs through
-//! them. Bind `--api` to a trusted interface (loopback or a private network).
+//! Security: the routes that start, stop or change a run (`/swarm`, `/stop`, `/run`) need the
+//! master's token like `/api/runs`: `Authorization: Bearer <token>`, or HTTP Basic auth with the
+//! token as the password, which Locust's clients and browsers send when the URL carries it
+//! (`http://locust:TOKEN@host:8089`). A client that sends nothing gets 401 with
+//! `WWW-Authenticate`. The statistics routes stay open, as reads are everywhere.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,7 +23,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -29,7 +31,7 @@ use stampede_scenarios::{LoadModel, ScenarioConfig};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::api::{ApiState, StartBody, scenario_for};
+use crate::api::{ApiState, StartBody, authorized, scenario_for};
 use crate::coordinator::Command;
 use crate::results::STATS_CSV_HEADER;
 use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
@@ -121,7 +123,10 @@ impl Compat {
 /// `run_time` (`20`, `20s`, `1h30m`). Starts a closed-model run of the master's scenario; while
 /// a run is going on, sets its user count live through the coordinator's scale instead
 /// (`spawn_rate`, `host` and `run_time` then apply to the next run only).
-async fn swarm(State(c): State<Compat>, body: Bytes) -> Response {
+async fn swarm(State(c): State<Compat>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&c.api, &headers) {
+        return *r;
+    }
     let form = Params::parse(&String::from_utf8_lossy(&body));
     let request = match SwarmRequest::from_form(&form) {
         Ok(r) => r,
@@ -188,7 +193,10 @@ async fn rescale(c: &Compat, run: &RunView, user_count: u64) -> Response {
 }
 
 /// `GET /stop`: stop the run going on. Like Locust, the answer is the same when none is.
-async fn stop(State(c): State<Compat>) -> Response {
+async fn stop(State(c): State<Compat>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&c.api, &headers) {
+        return *r;
+    }
     let snap = c.api.snapshots.borrow().clone();
     if let Some(run) = snap.run.as_ref().filter(|r| r.state != "finished") {
         let run_id = run.id;
@@ -207,7 +215,10 @@ async fn stop(State(c): State<Compat>) -> Response {
 /// in the seed, `rate` is the spawn rate (users started per second), not an arrival rate, and
 /// `duration` is in seconds (Locust's `1h30m` syntax works too). Each is optional: the master's
 /// scenario gives what is missing.
-async fn run(State(c): State<Compat>, RawQuery(query): RawQuery) -> Response {
+async fn run(State(c): State<Compat>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(r) = authorized(&c.api, &headers) {
+        return *r;
+    }
     let options = match run_options(&Params::parse(query.as_deref().unwrap_or(""))) {
         Ok(o) => o,
         Err(m) => return failure(StatusCode::BAD_REQUEST, m),

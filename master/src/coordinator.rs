@@ -55,6 +55,17 @@ pub enum Event {
     },
     /// A control message from a worker.
     Message(WorkerId, FromWorker),
+    /// A worker's answer to a clock probe, stamped when it arrived.
+    Clock {
+        /// The worker.
+        id: WorkerId,
+        /// The master's clock when the probe left (Unix ns).
+        master_ns: u64,
+        /// The worker's clock when it answered (Unix ns).
+        worker_ns: u64,
+        /// The master's clock when the answer arrived (Unix ns).
+        received_ns: u64,
+    },
     /// A decoded report from a worker.
     Report(WorkerId, Box<DecodedReport>),
     /// A worker's connection ended.
@@ -98,32 +109,94 @@ pub struct CoordinatorConfig {
     pub out: Option<PathBuf>,
     /// Files for record streams by name (others go to `<out>/<stream>.csv`).
     pub records: BTreeMap<String, PathBuf>,
+    /// Where every finished run is kept, in a directory named by its id.
+    pub runs_dir: Option<PathBuf>,
     /// How long to wait for final reports after the run's end.
     pub stop_grace: Duration,
 }
 
-/// Finished runs, readable by the API.
+/// Finished runs, readable by the API: those of this master's lifetime (with their exact
+/// histograms) and those read back from the runs directory at start-up (their `summary.json`).
 #[derive(Default)]
 pub struct Archive {
-    runs: Mutex<BTreeMap<u64, Arc<RunSummary>>>,
+    runs: Mutex<BTreeMap<u64, Archived>>,
+}
+
+/// One finished run.
+#[derive(Clone)]
+struct Archived {
+    /// In memory for runs of this master's lifetime; `None` for runs read from disk.
+    summary: Option<Arc<RunSummary>>,
+    /// The `summary.json` document.
+    document: Arc<serde_json::Value>,
 }
 
 impl Archive {
-    /// A finished run's summary.
-    pub fn get(&self, id: u64) -> Option<Arc<RunSummary>> {
-        self.lock().get(&id).cloned()
+    /// An archive holding the runs kept under `runs_dir` (`<run_id>/summary.json` each);
+    /// unreadable entries are skipped with a warning.
+    pub fn load(runs_dir: &std::path::Path) -> Archive {
+        let archive = Archive::default();
+        let Ok(entries) = std::fs::read_dir(runs_dir) else {
+            return archive;
+        };
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path().join("summary.json");
+            let doc = std::fs::read_to_string(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string())
+                });
+            match doc {
+                Ok(doc) if doc["run_id"].as_u64() == Some(id) => {
+                    archive.lock().insert(
+                        id,
+                        Archived {
+                            summary: None,
+                            document: Arc::new(doc),
+                        },
+                    );
+                }
+                Ok(_) => warn!("{}: not the summary of run {id}; skipped", path.display()),
+                Err(e) => warn!("{}: {e}; skipped", path.display()),
+            }
+        }
+        archive
     }
 
-    /// Ids of finished runs.
+    /// A finished run's summary, if it finished during this master's lifetime.
+    pub fn get(&self, id: u64) -> Option<Arc<RunSummary>> {
+        self.lock().get(&id).and_then(|r| r.summary.clone())
+    }
+
+    /// A finished run's `summary.json` document (also for runs read back from disk).
+    pub fn document(&self, id: u64) -> Option<Arc<serde_json::Value>> {
+        self.lock().get(&id).map(|r| r.document.clone())
+    }
+
+    /// Ids of finished runs, oldest first.
     pub fn ids(&self) -> Vec<u64> {
         self.lock().keys().copied().collect()
     }
 
     fn insert(&self, s: Arc<RunSummary>) {
-        self.lock().insert(s.run_id, s);
+        let document = Arc::new(results::summary_json(&s));
+        self.lock().insert(
+            s.run_id,
+            Archived {
+                summary: Some(s),
+                document,
+            },
+        );
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<RunSummary>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Archived>> {
         // A poisoned map only means a reader panicked; the map itself is intact.
         self.runs.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -171,6 +244,8 @@ struct Run {
     members: BTreeMap<WorkerId, Member>,
     /// Names and addresses of members, kept after they leave the fleet.
     info: BTreeMap<WorkerId, (String, String)>,
+    /// The clock offset (worker minus master, ns) each member's start time was corrected by.
+    offsets: BTreeMap<WorkerId, i64>,
     agg: Aggregate,
     /// The record streams' files, open from the start of load to the end of the run.
     records: Option<RecordFiles>,
@@ -198,7 +273,9 @@ impl Coordinator {
         finished: mpsc::UnboundedSender<Arc<RunSummary>>,
         archive: Arc<Archive>,
     ) -> Coordinator {
-        let first_run = unix_now_ns() / 1_000_000_000;
+        // Ids grow with time and never repeat one kept on disk.
+        let first_run =
+            (unix_now_ns() / 1_000_000_000).max(archive.ids().last().copied().unwrap_or(0));
         Coordinator {
             config,
             workers: BTreeMap::new(),
@@ -224,7 +301,7 @@ impl Coordinator {
                     Some(ev) => {
                         let routine = matches!(
                             ev,
-                            Event::Report(..) | Event::Message(_, FromWorker::Heartbeat | FromWorker::Pong { .. })
+                            Event::Report(..) | Event::Clock { .. } | Event::Message(_, FromWorker::Heartbeat | FromWorker::Pong { .. })
                         );
                         let had_run = self.run.is_some();
                         self.handle(ev);
@@ -266,6 +343,12 @@ impl Coordinator {
                 outbox,
             } => self.on_join(id, name, addr, cores, outbox),
             Event::Message(id, msg) => self.on_message(id, msg),
+            Event::Clock {
+                id,
+                master_ns,
+                worker_ns,
+                received_ns,
+            } => self.on_clock(id, master_ns, worker_ns, received_ns),
             Event::Report(id, r) => self.on_report(id, *r),
             Event::Lost(id, reason) => self.on_lost(id, reason),
             Event::Command(c) => self.on_command(*c),
@@ -316,16 +399,7 @@ impl Coordinator {
                 master_ns,
                 worker_ns,
                 ..
-            } => {
-                if let Some(w) = self.workers.get_mut(&id) {
-                    let now = unix_now_ns();
-                    let rtt = now.saturating_sub(master_ns);
-                    if rtt <= w.best_rtt_ns {
-                        w.best_rtt_ns = rtt;
-                        w.offset_ns = worker_ns as i64 - (master_ns + rtt / 2) as i64;
-                    }
-                }
-            }
+            } => self.on_clock(id, master_ns, worker_ns, unix_now_ns()),
             FromWorker::Ready { run_id } => self.on_ready(id, run_id),
             FromWorker::Rejected { run_id, reason } => {
                 let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
@@ -345,6 +419,20 @@ impl Coordinator {
         }
     }
 
+    /// A clock probe came back: keep the offset of the probe with the smallest round trip
+    /// (its error is at most half that round trip).
+    fn on_clock(&mut self, id: WorkerId, master_ns: u64, worker_ns: u64, received_ns: u64) {
+        let Some(w) = self.workers.get_mut(&id) else {
+            return;
+        };
+        w.last_seen = Instant::now();
+        let rtt = received_ns.saturating_sub(master_ns);
+        if rtt <= w.best_rtt_ns {
+            w.best_rtt_ns = rtt;
+            w.offset_ns = worker_ns as i64 - (master_ns + rtt / 2) as i64;
+        }
+    }
+
     fn on_ready(&mut self, id: WorkerId, run_id: u64) {
         let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
             return;
@@ -356,6 +444,13 @@ impl Coordinator {
         match run.phase {
             Phase::Assigning { .. } => self.maybe_go(),
             Phase::Running => {
+                if run.config.load.requests_per_user().is_some() {
+                    // Every user of a one-shot simultaneous start has started already.
+                    run.events.push(format!(
+                        "worker {id} joined after the simultaneous start and takes no share"
+                    ));
+                    return;
+                }
                 // A joiner: start it part-way through the plan, then move shares.
                 let now_ms = unix_now_ns() / 1_000_000;
                 let at_ms = now_ms + 100;
@@ -438,8 +533,12 @@ impl Coordinator {
                 if left == 0 {
                     run.stop_reason = Some("no workers left".into());
                     self.finish_run();
-                } else {
+                } else if run.config.load.requests_per_user().is_none() {
                     self.rebalance();
+                } else {
+                    // A one-shot start cannot be redone by others at the same instant: the
+                    // lost worker's users are missing from the run, as the events say.
+                    self.maybe_finish();
                 }
             }
             Phase::Stopping { .. } => self.maybe_finish(),
@@ -514,7 +613,7 @@ impl Coordinator {
                 }
                 if run.started.is_some_and(|s| now >= s + run.config.limit()) {
                     run.phase = Phase::Stopping {
-                        until: now + self.config.stop_grace,
+                        until: now + grace(self.config.stop_grace, &run.config),
                     };
                     run.stop_reason
                         .get_or_insert_with(|| "duration reached".into());
@@ -579,6 +678,14 @@ impl Coordinator {
             .iter()
             .map(|(id, w)| (*id, (w.name.clone(), w.addr.clone())))
             .collect();
+        // Fresh clock probes before the scenario: their answers arrive before the workers'
+        // Ready (one ordered stream), so the start time is set with an offset measured now.
+        for w in self.workers.values_mut() {
+            w.best_rtt_ns = u64::MAX;
+            for _ in 0..CLOCK_PROBES {
+                ping(w);
+            }
+        }
         info!(run = id, scenario = %config.name, workers = self.workers.len(), "starting run");
         self.run = Some(Run {
             id,
@@ -593,6 +700,7 @@ impl Coordinator {
             started: None,
             members,
             info,
+            offsets: BTreeMap::new(),
             agg: Aggregate::new(&catalog, unix_now_ns() / 1_000_000, None),
             records: None,
             events: Vec::new(),
@@ -667,8 +775,11 @@ impl Coordinator {
         }
     }
 
-    fn send_start(&self, id: WorkerId, run_id: u64, at_ms: u64, elapsed_ms: u64) {
+    fn send_start(&mut self, id: WorkerId, run_id: u64, at_ms: u64, elapsed_ms: u64) {
         if let Some(w) = self.workers.get(&id) {
+            if let Some(run) = self.run.as_mut() {
+                run.offsets.insert(id, w.offset_ns);
+            }
             let at_worker = (at_ms as i128 * 1_000_000 + i128::from(w.offset_ns)).max(0) as u64;
             let _ = w.outbox.send(ToWorker::Start {
                 run_id,
@@ -732,7 +843,7 @@ impl Coordinator {
                 }
                 if run.phase == Phase::Running {
                     run.phase = Phase::Stopping {
-                        until: Instant::now() + self.config.stop_grace,
+                        until: Instant::now() + grace(self.config.stop_grace, &run.config),
                     };
                 }
                 self.maybe_finish();
@@ -750,6 +861,13 @@ impl Coordinator {
             .values()
             .any(|m| m.started && !m.finished && m.lost_at_s.is_none());
         if !open {
+            if run.phase == Phase::Running && run.config.load.requests_per_user().is_some() {
+                // Every worker ended: each user has sent its requests.
+                if let Some(run) = self.run.as_mut() {
+                    run.stop_reason
+                        .get_or_insert_with(|| "every user's requests done".into());
+                }
+            }
             self.finish_run();
         }
     }
@@ -805,6 +923,23 @@ impl Coordinator {
                 Err(e) => warn!("writing results to {}: {e:#}", dir.display()),
             }
         }
+        if let Some(runs) = &self.config.runs_dir {
+            let dir = runs.join(run.id.to_string());
+            let kept = results::write(&dir, &summary).and_then(|_| {
+                // The hlog was streamed into `--out`; keep a copy with the run.
+                if let Some(out) = &self.config.out {
+                    let hlog = out.join("latency.hlog");
+                    if hlog.is_file() {
+                        std::fs::copy(&hlog, dir.join("latency.hlog"))?;
+                    }
+                }
+                Ok(())
+            });
+            match kept {
+                Ok(()) => info!(dir = %dir.display(), "run kept"),
+                Err(e) => warn!("keeping the run in {}: {e:#}", dir.display()),
+            }
+        }
         info!(run = run.id, requests = summary.total.requests, reason = %summary.stop_reason, "run finished");
         let summary = Arc::new(summary);
         self.last_view = Some(view(&run, &self.workers, "finished"));
@@ -843,6 +978,12 @@ impl Coordinator {
                     }
                     .to_string(),
                     lost_at_s,
+                    first_sends_ms: t.first_sends_unix_us.map(|(min, max)| {
+                        // Worker clock (µs) → master clock → ms after the run's start.
+                        let offset_us = run.offsets.get(id).copied().unwrap_or(0) as f64 / 1e3;
+                        let at = |us: u64| (us as f64 - offset_us) / 1e3 - started as f64;
+                        (at(min), at(max))
+                    }),
                 }
             })
             .collect();
@@ -850,6 +991,7 @@ impl Coordinator {
         RunSummary {
             run_id: run.id,
             scenario: run.config.name.clone(),
+            kind: run.config.kind.clone(),
             target: run.config.target.to_string(),
             load: describe(&run.config.load, run.config.duration),
             started_unix_ms: started,
@@ -933,6 +1075,10 @@ impl Coordinator {
             .send_replace(Arc::new(Snapshot { workers, run }));
     }
 }
+
+/// Clock probes sent to every worker when a run starts; the one with the smallest round trip
+/// sets the offset its start time is corrected by.
+const CLOCK_PROBES: usize = 5;
 
 fn ping(w: &mut Worker) {
     w.ping_seq += 1;
@@ -1106,6 +1252,12 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
     }
 }
 
+/// How long a run's end waits for the workers' final reports: the master's grace, or the
+/// scenario's request timeout and 5 s when in-flight requests may take longer.
+fn grace(stop_grace: Duration, config: &ScenarioConfig) -> Duration {
+    stop_grace.max(config.request_timeout() + Duration::from_secs(5))
+}
+
 /// One line describing a load model.
 pub fn describe(load: &LoadModel, duration: Duration) -> String {
     let d = stampede_scenarios::units::format_duration(duration);
@@ -1116,6 +1268,16 @@ pub fn describe(load: &LoadModel, duration: Duration) -> String {
         LoadModel::Closed { users, spawn_rate } => {
             format!("closed: {users} users, spawn {spawn_rate}/s, for {d}")
         }
+        LoadModel::Simultaneous { users, mode } => match mode {
+            stampede_scenarios::UserMode::Once => {
+                format!(
+                    "simultaneous: {users} users, one request each at the same instant (at most {d})"
+                )
+            }
+            stampede_scenarios::UserMode::Repeat => {
+                format!("simultaneous: {users} users from the same instant, repeating for {d}")
+            }
+        },
         LoadModel::Open { rate, arrival, .. } => {
             format!("open: {rate} req/s {arrival:?} arrivals for {d}").to_lowercase()
         }

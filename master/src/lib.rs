@@ -17,6 +17,8 @@
 //! - [`api`]: the HTTP API and `/metrics`.
 //! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
 //!   ai-on-gke seed's `/run` and `/stats/custom_metrics`, merged into the HTTP API.
+//! - [`health`]: the seed's health-dashboard API (`/health/components`, the performance
+//!   workload and its results).
 //! - [`metrics`]: Prometheus exposition from snapshots.
 //! - [`tui`]: the terminal UI (`--tui`): watch a run, start, stop and rescale it with keys.
 
@@ -24,6 +26,7 @@ pub mod aggregate;
 pub mod api;
 pub mod compat;
 pub mod coordinator;
+pub mod health;
 pub mod metrics;
 pub mod records;
 pub mod results;
@@ -60,11 +63,17 @@ pub struct MasterConfig {
     pub scenario: Option<ScenarioConfig>,
     /// Start the scenario as soon as this many workers have joined.
     pub auto_start_at: Option<usize>,
-    /// Where to write results.
+    /// Where to write the latest run's result files.
     pub out: Option<PathBuf>,
     /// Files for record streams (per-request CSVs) by stream name; a stream not named here
     /// goes to `<out>/<stream>.csv`.
     pub records: BTreeMap<String, PathBuf>,
+    /// Where to keep every finished run (`<runs_dir>/<run_id>/summary.json`, the CSVs, the
+    /// hlog); read back at start-up, so `GET /api/runs` lists runs of earlier lifetimes too.
+    pub runs_dir: Option<PathBuf>,
+    /// The system under test for runs the API builds (`POST /health/performance/workload`),
+    /// a base URL; the scenario's target when `None`.
+    pub target: Option<String>,
     /// Where to serve the HTTP API, if anywhere.
     pub api: Option<SocketAddr>,
     /// How long to wait for the workers' final reports after a run's end.
@@ -98,7 +107,10 @@ impl Master {
         let (events_tx, events_rx) = mpsc::channel(4096);
         let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::default()));
         let (fin_tx, fin_rx) = mpsc::unbounded_channel();
-        let archive = Arc::new(Archive::default());
+        let archive = Arc::new(match &config.runs_dir {
+            Some(dir) => Archive::load(dir),
+            None => Archive::default(),
+        });
         let token: Arc<str> = config.token.clone().into();
         let tasks = tokio_util::task::TaskTracker::new();
         // Shutdown order: the coordinator first (it stops a run going on and waits for the
@@ -119,6 +131,7 @@ impl Master {
                     scenario: config.scenario.clone(),
                     exporter: Arc::new(metrics::Exporter),
                     out: config.out.clone(),
+                    target: config.target.clone(),
                 });
                 let api_stop = connections_stop.clone();
                 tasks.spawn(async move {
@@ -139,6 +152,7 @@ impl Master {
                 auto_start_at: config.auto_start_at,
                 out: config.out,
                 records: config.records,
+                runs_dir: config.runs_dir,
                 stop_grace: config.stop_grace,
             },
             snap_tx,

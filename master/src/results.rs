@@ -85,19 +85,21 @@ pub fn summary_json(summary: &RunSummary) -> Value {
         "schema_version": SCHEMA_VERSION,
         "run_id": summary.run_id,
         "scenario": summary.scenario,
+        "kind": summary.kind,
         "target": summary.target,
         "load": summary.load,
         "started_at": rfc3339(summary.started_unix_ms),
         "completed_at": rfc3339(summary.ended_unix_ms),
         "duration_s": duration,
         "stop_reason": summary.stop_reason,
-        "status": "completed",
+        "status": summary.status(),
         "metrics": metrics_json(&summary.total, duration),
         "requests": requests,
         "total": request_json(&summary.total, duration, &summary.failures),
         "workers": summary.workers.iter().map(worker_json).collect::<Vec<_>>(),
         "failures": summary.failures.iter().map(failure_json).collect::<Vec<_>>(),
         "schedule_lag_ms": summary.schedule_lag.as_ref().map(lag_json),
+        "start_spread_ms": summary.start_spread_ms(),
         "thresholds": summary.thresholds.iter().map(threshold_json).collect::<Vec<_>>(),
         "passed": summary.passed(),
         "events": summary.events,
@@ -228,6 +230,7 @@ pub fn table(summary: &RunSummary) -> String {
     );
     out.push_str(&stats_table(summary, duration));
     out.push_str(&llm_section(&summary.total, duration));
+    out.push_str(&downloads_section(summary, duration));
     out.push_str(&failures_section(&summary.failures));
     out.push_str(&thresholds_section(&summary.thresholds));
     out.push_str(&events_section(&summary.events));
@@ -343,12 +346,43 @@ impl HlogWriter {
 // ---------------------------------------------------------------------------------------------
 // summary.json
 
-/// The seed document's `results` block, from the aggregate.
-fn metrics_json(total: &NameStats, duration: f64) -> Value {
+/// Bytes in the seed's MB (its 37.48 MB/s are 39,296,263.99 bytes/s ÷ 2^20).
+pub const MEGABYTE: f64 = 1_048_576.0;
+
+/// The seed document's `metrics` block, from the aggregate, with time to first byte and
+/// per-client throughput when the driver recorded them (`download`).
+pub fn metrics_json(total: &NameStats, duration: f64) -> Value {
+    let ttfb = total.metrics.get(TTFB).filter(|h| !h.is_empty()).map(|h| {
+        json!({
+            "mean": h.mean() / 1000.0,
+            "p50": quantile_ms(h, 0.50),
+            "p90": quantile_ms(h, 0.90),
+            "p99": quantile_ms(h, 0.99),
+            "min": min_ms(h),
+            "max": max_ms(h),
+            "count": h.len(),
+        })
+    });
+    // Recorded in kB/s (1000 bytes per second).
+    let per_client = total
+        .metrics
+        .get(CLIENT_THROUGHPUT)
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            json!({
+                "mean_bytes_per_second": h.mean() * 1000.0,
+                "median_bytes_per_second": (h.value_at_quantile(0.5) * 1000) as f64,
+                "min_bytes_per_second": (h.min() * 1000) as f64,
+                "max_bytes_per_second": (h.max() * 1000) as f64,
+                "count": h.len(),
+            })
+        });
+    let bytes_per_second = per_second(total.bytes, duration);
     json!({
         "throughput": {
             "requests_per_second": per_second(total.requests, duration),
-            "bytes_per_second": per_second(total.bytes, duration),
+            "bytes_per_second": bytes_per_second,
+            "megabytes_per_second": bytes_per_second / MEGABYTE,
         },
         "latency": {
             "mean_ms": total.mean_ms(),
@@ -360,7 +394,77 @@ fn metrics_json(total: &NameStats, duration: f64) -> Value {
         "error_rate": total.error_rate(),
         "total_requests": total.requests,
         "total_bytes": total.bytes,
+        "ttfb_ms": ttfb,
+        "per_client_throughput": per_client,
     })
+}
+
+/// The metric the `download` driver records time to first byte under (µs).
+pub const TTFB: &str = "ttfb";
+/// The metric the `download` driver records each download's throughput under (kB/s).
+pub const CLIENT_THROUGHPUT: &str = "client_throughput";
+
+/// The seed's figures under the stats table, for runs that recorded time to first byte
+/// (`download`): throughput, latency, errors, totals, TTFB, per-client throughput and how
+/// close together the clients started.
+fn downloads_section(summary: &RunSummary, duration: f64) -> String {
+    let m = metrics_json(&summary.total, duration);
+    if m["ttfb_ms"].is_null() {
+        return String::new();
+    }
+    let n = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let (t, l) = (&m["throughput"], &m["latency"]);
+    let mut out = format!(
+        "\nDownloads\n  throughput   {:.2} bytes/s · {:.2} MB/s · {:.2} requests/s\n",
+        n(&t["bytes_per_second"]),
+        n(&t["megabytes_per_second"]),
+        n(&t["requests_per_second"])
+    );
+    out.push_str(&format!(
+        "  latency      mean {:.2} ms · median {:.2} ms · p99 {:.2} ms · min {:.2} ms · max {:.2} ms\n",
+        n(&l["mean_ms"]),
+        n(&l["median_ms"]),
+        n(&l["p99_ms"]),
+        n(&l["min_ms"]),
+        n(&l["max_ms"])
+    ));
+    out.push_str(&format!(
+        "  errors       error rate {:.4} ({} of {} requests failed)\n  total        {} requests · {} bytes\n",
+        n(&m["error_rate"]),
+        summary.total.failures,
+        summary.total.requests,
+        m["total_requests"],
+        m["total_bytes"]
+    ));
+    let f = &m["ttfb_ms"];
+    out.push_str(&format!(
+        "  TTFB         p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms\n",
+        n(&f["p50"]),
+        n(&f["p90"]),
+        n(&f["p99"]),
+        n(&f["max"])
+    ));
+    let c = &m["per_client_throughput"];
+    if !c.is_null() {
+        out.push_str(&format!(
+            "  per client   min {:.2} MB/s · median {:.2} MB/s · mean {:.2} MB/s · max {:.2} MB/s\n",
+            n(&c["min_bytes_per_second"]) / MEGABYTE,
+            n(&c["median_bytes_per_second"]) / MEGABYTE,
+            n(&c["mean_bytes_per_second"]) / MEGABYTE,
+            n(&c["max_bytes_per_second"]) / MEGABYTE
+        ));
+    }
+    if let Some(spread) = summary.start_spread_ms() {
+        let workers = summary
+            .workers
+            .iter()
+            .filter(|w| w.first_sends_ms.is_some())
+            .count();
+        out.push_str(&format!(
+            "  start        first requests within {spread:.2} ms across {workers} worker(s)\n"
+        ));
+    }
+    out
 }
 
 /// One entry of `requests` (or `total`, whose failures are those of every name).
@@ -438,6 +542,8 @@ fn worker_json(w: &WorkerSummary) -> Value {
         "failures": w.failures,
         "state": w.state,
         "lost_at_s": w.lost_at_s,
+        "first_request_ms": w.first_sends_ms.map(|f| f.0),
+        "last_first_request_ms": w.first_sends_ms.map(|f| f.1),
     })
 }
 
@@ -860,6 +966,15 @@ fn rfc3339(unix_ms: u64) -> String {
     )
 }
 
+/// RFC 3339 UTC to the second, as the seed's API writes times: `2024-01-15T10:05:00Z`.
+pub fn rfc3339_seconds(unix_ms: u64) -> String {
+    let c = civil(unix_ms);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
 /// Java's `Date.toString()` in UTC, as `HistogramLogWriter` puts in StartTime:
 /// `Thu Jan 01 00:00:00 UTC 1970`.
 fn java_date(unix_ms: u64) -> String {
@@ -1005,6 +1120,7 @@ mod tests {
         RunSummary {
             run_id: 42,
             scenario: "shop".into(),
+            kind: "http".into(),
             target: "http://127.0.0.1:8080".into(),
             load: "closed: 50 users, spawn 10/s".into(),
             started_unix_ms: START_MS,
@@ -1051,6 +1167,7 @@ mod tests {
                     failures: 4,
                     state: "finished".into(),
                     lost_at_s: None,
+                    first_sends_ms: Some((0.25, 1.75)),
                 },
                 WorkerSummary {
                     id: 2,
@@ -1060,6 +1177,7 @@ mod tests {
                     failures: 3,
                     state: "lost".into(),
                     lost_at_s: Some(12.5),
+                    first_sends_ms: Some((-0.5, 0.75)),
                 },
             ],
             schedule_lag: Some(lag),
@@ -1165,6 +1283,16 @@ mod tests {
         assert_eq!(doc["thresholds"][1]["threshold"], "error_rate < 0.001");
         assert_eq!(doc["passed"], false);
 
+        assert_eq!(doc["kind"], "http");
+        assert_eq!(doc["workers"][1]["first_request_ms"], -0.5);
+        assert_eq!(doc["start_spread_ms"], 2.25, "from -0.5 ms to 1.75 ms");
+        assert_eq!(metrics["ttfb_ms"], Value::Null, "no download figures");
+        assert_eq!(metrics["per_client_throughput"], Value::Null);
+        assert_eq!(
+            metrics["throughput"]["megabytes_per_second"],
+            1200.0 * 512.0 / 60.0 / MEGABYTE
+        );
+
         let closed = RunSummary {
             schedule_lag: None,
             thresholds: vec![],
@@ -1174,6 +1302,61 @@ mod tests {
         assert!(validator.is_valid(&doc));
         assert_eq!(doc["schedule_lag_ms"], Value::Null);
         assert_eq!(doc["passed"], true);
+    }
+
+    /// A download run: the seed's figures (its own example numbers: 100 × 24,834,009 bytes in
+    /// 63.197 s is 37.48 MB/s), TTFB and per-client throughput in summary.json and the table.
+    #[test]
+    fn download_figures_follow_the_seed() {
+        let mut total = NameStats::new("", AGGREGATED);
+        total.requests = 100;
+        total.bytes = 2_483_400_900;
+        let (mut ttfb, mut tp) = (new_histogram(), new_histogram());
+        for i in 0..100u64 {
+            record_clamped(&mut total.latency, 12_706_160 + i * 500_000);
+            record_clamped(&mut ttfb, 2_000 + i * 10);
+            record_clamped(&mut tp, 390 + i);
+        }
+        total.metrics.insert(TTFB.into(), ttfb);
+        total.metrics.insert(CLIENT_THROUGHPUT.into(), tp);
+        let summary = RunSummary {
+            kind: "download".into(),
+            started_unix_ms: START_MS,
+            ended_unix_ms: START_MS + 63_197,
+            stats: vec![],
+            failures: vec![],
+            thresholds: vec![],
+            total,
+            ..fixture()
+        };
+        let doc = summary_json(&summary);
+        assert!(validator().is_valid(&doc), "{doc:#}");
+        let m = &doc["metrics"];
+        let mbps = m["throughput"]["megabytes_per_second"].as_f64().unwrap();
+        assert_eq!(format!("{mbps:.2}"), "37.48");
+        assert_eq!(m["total_bytes"], 2_483_400_900u64);
+        assert_eq!(m["ttfb_ms"]["count"], 100);
+        assert!((m["ttfb_ms"]["p50"].as_f64().unwrap() - 2.5).abs() < 0.01);
+        assert_eq!(
+            m["per_client_throughput"]["min_bytes_per_second"],
+            390_000.0
+        );
+        let table = table(&summary);
+        for needle in [
+            "Downloads",
+            "MB/s",
+            "bytes/s",
+            "requests/s",
+            "median",
+            "p99",
+            "TTFB",
+            "per client",
+            "2483400900 bytes",
+            "within 2.25 ms across 2 worker(s)",
+        ] {
+            assert!(table.contains(needle), "{needle} missing:\n{table}");
+        }
+        assert!(!super::table(&fixture()).contains("Downloads"));
     }
 
     #[test]

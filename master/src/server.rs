@@ -158,7 +158,22 @@ impl Handler {
             loop {
                 match read_frame::<_, FromWorker>(control).await {
                     Ok(m) => {
-                        if self.events.send(Event::Message(id, m)).await.is_err() {
+                        let event = match m {
+                            // Stamped here, on arrival, so the coordinator's queue does not
+                            // count as network delay in the clock estimate.
+                            FromWorker::Pong {
+                                master_ns,
+                                worker_ns,
+                                ..
+                            } => Event::Clock {
+                                id,
+                                master_ns,
+                                worker_ns,
+                                received_ns: stampede_protocol::unix_now_ns(),
+                            },
+                            m => Event::Message(id, m),
+                        };
+                        if self.events.send(event).await.is_err() {
                             return "master shutting down".to_string();
                         }
                     }

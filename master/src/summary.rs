@@ -107,6 +107,10 @@ pub struct WorkerSummary {
     pub state: String,
     /// Seconds into the run when it was lost.
     pub lost_at_s: Option<f64>,
+    /// When its earliest and its latest user sent their first request, ms after the run's
+    /// start instant, in the master's clock (the worker's report corrected by the measured
+    /// clock offset); `None` if none did.
+    pub first_sends_ms: Option<(f64, f64)>,
 }
 
 /// The verdict of one threshold.
@@ -127,6 +131,8 @@ pub struct RunSummary {
     pub run_id: u64,
     /// The scenario's name.
     pub scenario: String,
+    /// The scenario kind (`http`, `llm`, `download`, ...).
+    pub kind: String,
     /// The target (URL).
     pub target: String,
     /// A one-line description of the load model (`closed: 50 users, spawn 10/s`).
@@ -164,6 +170,28 @@ impl RunSummary {
     /// Whether every threshold held.
     pub fn passed(&self) -> bool {
         self.thresholds.iter().all(|t| t.passed)
+    }
+
+    /// `failed` when the run could not take place (every worker rejected the scenario or was
+    /// lost before reporting anything, no worker got ready), else `completed`: a run whose
+    /// requests all failed still measured something.
+    pub fn status(&self) -> &'static str {
+        let could_not_run = self.stop_reason.starts_with("every worker rejected")
+            || self.stop_reason == "no worker got ready"
+            || (self.total.requests == 0
+                && !self.workers.is_empty()
+                && self.workers.iter().all(|w| w.state == "lost"));
+        if could_not_run { "failed" } else { "completed" }
+    }
+
+    /// Spread of the first requests across every worker, ms: from the earliest user's first
+    /// request to the latest's, in the master's clock (`None` when no worker said).
+    pub fn start_spread_ms(&self) -> Option<f64> {
+        let sends = self.workers.iter().filter_map(|w| w.first_sends_ms);
+        let (min, max) = sends.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (a, b)| {
+            (lo.min(a), hi.max(b))
+        });
+        (min.is_finite() && max.is_finite()).then_some(max - min)
     }
 }
 

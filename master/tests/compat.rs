@@ -65,6 +65,8 @@ path = "/"
             auto_start_at: None,
             out: Some(out.path().to_path_buf()),
             records: Default::default(),
+            runs_dir: None,
+            target: None,
             api: Some("127.0.0.1:0".parse().unwrap()),
             stop_grace: Duration::from_secs(5),
         },
@@ -79,6 +81,7 @@ path = "/"
             name: format!("compat-{i}"),
             cores: 1,
             connect_timeout: Duration::from_secs(10),
+            clock_skew_ns: 0,
         };
         tokio::spawn(stampede_worker::run(config, stop.clone()));
     }
@@ -121,11 +124,11 @@ impl Bench {
     }
 
     async fn get(&self, path: &str) -> Reply {
-        request(self.api, "GET", path, "").await
+        request(self.api, "GET", path, "", Some(LOCUST_AUTH)).await
     }
 
     async fn post_form(&self, path: &str, form: &str) -> Reply {
-        request(self.api, "POST", path, form).await
+        request(self.api, "POST", path, form, Some(LOCUST_AUTH)).await
     }
 
     /// `GET path` answered from a snapshot that did not change while it was served, and that
@@ -161,11 +164,22 @@ impl Reply {
     }
 }
 
-/// One HTTP/1.1 request on its own connection, body form-encoded as Locust's clients send it.
-async fn request(addr: SocketAddr, method: &str, path: &str, form: &str) -> Reply {
+/// What a Locust client sends for `http://locust:t@host/`: HTTP Basic, the token as password.
+const LOCUST_AUTH: &str = "Basic bG9jdXN0OnQ=";
+
+/// One HTTP/1.1 request on its own connection, body form-encoded as Locust's clients send it,
+/// with an `Authorization` header if given.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    form: &str,
+    auth: Option<&str>,
+) -> Reply {
     let mut stream = TcpStream::connect(addr).await.unwrap();
+    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
         form.len()
     );
@@ -493,5 +507,42 @@ async fn bad_forms_are_400_naming_the_field() {
         "{reply:?}"
     );
     assert!(bench.master.snapshots.borrow().run.is_none());
+    bench.shutdown().await;
+}
+
+/// `/swarm`, `/stop` and `/run` start, stop or change runs: 401 without the token (or with
+/// another), with `WWW-Authenticate`; the statistics stay readable; Bearer works too.
+#[tokio::test]
+async fn control_routes_need_the_token() {
+    let bench = start_bench(1).await;
+    for (method, path, form) in [
+        ("POST", "/swarm", "user_count=2"),
+        ("GET", "/stop", ""),
+        ("GET", "/run?duration=2", ""),
+    ] {
+        for auth in [None, Some("Basic bG9jdXN0Om5vcGU="), Some("Bearer nope")] {
+            let reply = request(bench.api, method, path, form, auth).await;
+            assert_eq!(
+                reply.status, 401,
+                "{method} {path} with {auth:?}: {reply:?}"
+            );
+            assert!(reply.head.contains("www-authenticate"), "{reply:?}");
+        }
+    }
+    let snap = bench.master.snapshots.borrow().clone();
+    assert!(snap.run.is_none(), "a refused request started a run");
+    let stats = request(bench.api, "GET", "/stats/requests", "", None).await;
+    assert_eq!(stats.status, 200, "{stats:?}");
+    let started = request(
+        bench.api,
+        "POST",
+        "/swarm",
+        "user_count=1",
+        Some("Bearer t"),
+    )
+    .await;
+    assert_eq!(started.status, 200, "{started:?}");
+    let stopped = request(bench.api, "GET", "/stop", "", Some("Bearer t")).await;
+    assert_eq!(stopped.status, 200, "{stopped:?}");
     bench.shutdown().await;
 }

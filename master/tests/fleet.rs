@@ -39,6 +39,8 @@ async fn start_master_with(workers: usize, out: Option<std::path::PathBuf>) -> M
             auto_start_at: Some(workers),
             out,
             records: Default::default(),
+            runs_dir: None,
+            target: None,
             api: None,
             stop_grace: Duration::from_secs(5),
         },

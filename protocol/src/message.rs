@@ -24,6 +24,14 @@ pub mod metric {
     pub const FAILURES: &str = "failures";
     /// Counter: response body bytes received.
     pub const BYTES: &str = "bytes";
+    /// Run-wide (name `""`), *not a delta*: when this worker's earliest user sent its first
+    /// request, Unix µs in the worker's clock. Sent when it changes; the master keeps it per
+    /// worker and moves it to its own clock with the measured offset.
+    pub const FIRST_SEND_MIN: &str = "first_send_min_unix_us";
+    /// Run-wide, not a delta: when this worker's latest-starting user sent its first request,
+    /// Unix µs in the worker's clock (with [`FIRST_SEND_MIN`]: the spread of a simultaneous
+    /// start on this worker).
+    pub const FIRST_SEND_MAX: &str = "first_send_max_unix_us";
 }
 
 /// First frame from a worker on the control stream.

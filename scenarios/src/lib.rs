@@ -23,7 +23,7 @@ pub mod threshold;
 pub mod units;
 
 pub use driver::{Call, Driver, RequestInfo, Session};
-pub use load::{Arrival, LoadModel, LoadPlan, split};
+pub use load::{Arrival, LoadModel, LoadPlan, UserMode, split};
 pub use model::{Overrides, ScenarioConfig, ScenarioError, ScenarioFile, Target};
 pub use recorder::{Failure, RecordStream, Recorder};
 pub use threshold::Threshold;

@@ -41,6 +41,29 @@ impl std::str::FromStr for Arrival {
     }
 }
 
+/// What each user of a [`LoadModel::Simultaneous`] start does (`mode` in the scenario).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserMode {
+    /// One request at the start instant; the run ends when every user's request is done (or
+    /// at the duration).
+    #[default]
+    Once,
+    /// Back-to-back requests from the start instant until the duration.
+    Repeat,
+}
+
+impl std::str::FromStr for UserMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "once" => Ok(UserMode::Once),
+            "repeat" => Ok(UserMode::Repeat),
+            other => Err(format!("unknown mode `{other}` (once or repeat)")),
+        }
+    }
+}
+
 /// What the stages of a [`LoadModel::Stages`] set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StageTarget {
@@ -78,6 +101,14 @@ pub enum LoadModel {
         /// Requests in flight per worker before arrivals are dropped.
         max_in_flight: u64,
     },
+    /// `users` users that all send their first request at the same instant, across workers
+    /// (the master aligns the workers' clocks); each then stops (`Once`) or repeats (`Repeat`).
+    Simultaneous {
+        /// Users across all workers.
+        users: u64,
+        /// One request each, or requests back to back until the duration.
+        mode: UserMode,
+    },
     /// A target that changes over time.
     Stages {
         /// Users or rate.
@@ -113,6 +144,7 @@ impl LoadModel {
                 (spawned.floor() + 1.0).min(*users as f64)
             }
             LoadModel::Open { rate, .. } => *rate,
+            LoadModel::Simultaneous { users, .. } => *users as f64,
             LoadModel::Stages { stages, .. } => {
                 let mut from = 0.0;
                 let mut t = elapsed;
@@ -132,7 +164,9 @@ impl LoadModel {
     /// The highest target the model reaches (users or rate), before the scale.
     pub fn peak(&self) -> f64 {
         match self {
-            LoadModel::Closed { users, .. } => *users as f64,
+            LoadModel::Closed { users, .. } | LoadModel::Simultaneous { users, .. } => {
+                *users as f64
+            }
             LoadModel::Open { rate, .. } => *rate,
             LoadModel::Stages { stages, .. } => stages.iter().map(|s| s.target).fold(0.0, f64::max),
         }
@@ -142,7 +176,7 @@ impl LoadModel {
     pub fn arrival(&self) -> Arrival {
         match self {
             LoadModel::Open { arrival, .. } | LoadModel::Stages { arrival, .. } => *arrival,
-            LoadModel::Closed { .. } => Arrival::Constant,
+            LoadModel::Closed { .. } | LoadModel::Simultaneous { .. } => Arrival::Constant,
         }
     }
 
@@ -152,8 +186,25 @@ impl LoadModel {
             LoadModel::Open { max_in_flight, .. } | LoadModel::Stages { max_in_flight, .. } => {
                 *max_in_flight
             }
-            LoadModel::Closed { .. } => u64::MAX,
+            LoadModel::Closed { .. } | LoadModel::Simultaneous { .. } => u64::MAX,
         }
+    }
+
+    /// Requests each user sends before it stops (`None`: until the run ends).
+    pub fn requests_per_user(&self) -> Option<u64> {
+        match self {
+            LoadModel::Simultaneous {
+                mode: UserMode::Once,
+                ..
+            } => Some(1),
+            _ => None,
+        }
+    }
+
+    /// Whether every user's first request is due at the start instant itself (latency and
+    /// schedule lag then count from that instant).
+    pub fn starts_together(&self) -> bool {
+        matches!(self, LoadModel::Simultaneous { .. })
     }
 }
 
@@ -799,6 +850,35 @@ mod tests {
             (counts[2] as f64 / 30_000.0 - 0.75).abs() < 0.02,
             "{counts:?}"
         );
+    }
+
+    #[test]
+    fn simultaneous_users_start_at_once_and_split_exactly() {
+        let model = LoadModel::Simultaneous {
+            users: 100,
+            mode: UserMode::Once,
+        };
+        assert!(!model.is_open() && model.starts_together());
+        assert_eq!(model.requests_per_user(), Some(1));
+        assert_eq!(model.total_at(Duration::ZERO), 100.0);
+        let parts: Vec<u64> = (0..3)
+            .map(|slot| {
+                LoadPlan {
+                    model: model.clone(),
+                    slot,
+                    weights: vec![1, 1, 1],
+                    scale: 1.0,
+                    mix: None,
+                }
+                .users_at(Duration::ZERO)
+            })
+            .collect();
+        assert_eq!(parts, vec![34, 33, 33]);
+        let looping = LoadModel::Simultaneous {
+            users: 2,
+            mode: UserMode::Repeat,
+        };
+        assert_eq!(looping.requests_per_user(), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::load::{Arrival, LoadModel, Mix, Stage, StageTarget};
+use crate::load::{Arrival, LoadModel, Mix, Stage, StageTarget, UserMode};
 use crate::threshold::Threshold;
 use crate::units::{Count, HumanDuration, Rate};
 
@@ -67,6 +67,9 @@ pub struct ScenarioFile {
     /// Settings of the `llm` driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmFile>,
+    /// Settings of the `download` driver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download: Option<DownloadFile>,
     /// Latency objectives of one request (`llm`): a request meeting all of them counts
     /// towards goodput.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +106,16 @@ pub enum LoadFile {
         /// recorded as a `dropped: too many in flight` failure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_in_flight: Option<Count>,
+    },
+    /// Users (clients) that all send their first request at the same instant, on every worker;
+    /// then each stops (`mode = "once"`) or repeats until the duration (`mode = "repeat"`).
+    Simultaneous {
+        /// Users across all workers (default 100).
+        #[serde(default, alias = "clients", skip_serializing_if = "Option::is_none")]
+        users: Option<Count>,
+        /// `once` (default): one request each; `repeat`: back to back until the duration.
+        #[serde(default)]
+        mode: UserMode,
     },
     /// Users or rate changing over time, like k6's ramping executors: each stage goes linearly
     /// from the previous target (0 at the start) to its own over its duration.
@@ -142,6 +155,58 @@ pub struct HttpFile {
     /// Headers sent with every request (a request's own headers win).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+}
+
+/// `[download]`: what the `download` driver fetches, and how it checks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadFile {
+    /// The request's name in reports (default `GET <path>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Path appended to the target URL; `{model_id}` and `{version}` are replaced (default
+    /// `/performance/{model_id}/{version}/model.zip`, the seed's endpoint).
+    #[serde(default = "default::download_path")]
+    pub path: String,
+    /// The model, as Hugging Face names it (default `arnir0/Tiny-LLM`); sanitized into the
+    /// path as the seed does (`/` → `_`: `arnir0_Tiny-LLM`).
+    #[serde(default = "default::model_id")]
+    pub model_id: String,
+    /// The version in the path (default `main`).
+    #[serde(default = "default::version")]
+    pub version: String,
+    /// Expected SHA-256 of every body (hex); a body that differs is a `checksum mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Expected body length; a complete body of another length is a `size mismatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_bytes: Option<Count>,
+    /// Per-download timeout, from its scheduled start (default: the run's duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+    /// Bytes read from the socket at a time, per connection (default 64k): the only buffer a
+    /// download has, whatever the body's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffer: Option<Count>,
+    /// Headers sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for DownloadFile {
+    fn default() -> Self {
+        DownloadFile {
+            name: None,
+            path: default::download_path(),
+            model_id: default::model_id(),
+            version: default::version(),
+            sha256: None,
+            expected_bytes: None,
+            timeout: None,
+            buffer: None,
+            headers: BTreeMap::new(),
+        }
+    }
 }
 
 /// `[llm]`: what the `llm` driver sends and how it reads the answers.
@@ -255,6 +320,15 @@ mod default {
     pub fn yes() -> bool {
         true
     }
+    pub fn download_path() -> String {
+        "/performance/{model_id}/{version}/model.zip".into()
+    }
+    pub fn model_id() -> String {
+        "arnir0/Tiny-LLM".into()
+    }
+    pub fn version() -> String {
+        "main".into()
+    }
 }
 
 /// What the command line may override in a scenario (`--duration`, `--users`, ...).
@@ -316,6 +390,9 @@ impl fmt::Display for Target {
         }
     }
 }
+
+/// Users of a simultaneous start when the scenario gives none (the seed's 100 clients).
+pub const DEFAULT_SIMULTANEOUS_USERS: u64 = 100;
 
 /// The default run duration when a scenario gives none.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
@@ -401,6 +478,36 @@ impl ScenarioConfig {
         })
     }
 
+    /// Validate a scenario file built in code (the master's API builds one from a request).
+    pub fn from_file(file: ScenarioFile, origin: &str) -> Result<ScenarioConfig, ScenarioError> {
+        file.validate().map_err(|(field, message)| ScenarioError {
+            file: origin.to_string(),
+            line: None,
+            field: Some(field),
+            message,
+        })
+    }
+
+    /// How long one request may take at most, by the driver's settings: what a run's end waits
+    /// for in-flight requests.
+    pub fn request_timeout(&self) -> Duration {
+        match self.kind.as_str() {
+            "download" => crate::driver::download::timeout(self),
+            "llm" => self
+                .file
+                .llm
+                .as_ref()
+                .and_then(|l| l.timeout)
+                .map_or(crate::driver::llm::DEFAULT_TIMEOUT, |t| t.0),
+            _ => self
+                .file
+                .http
+                .as_ref()
+                .and_then(|h| h.timeout)
+                .map_or(crate::driver::http::DEFAULT_TIMEOUT, |t| t.0),
+        }
+    }
+
     /// Apply overrides to a loaded scenario and validate again.
     pub fn with_overrides(&self, overrides: &Overrides) -> Result<ScenarioConfig, ScenarioError> {
         let mut file = self.file.clone();
@@ -466,7 +573,9 @@ impl ScenarioFile {
                     max_in_flight,
                     ..
                 } => (*arrival, *max_in_flight),
-                LoadFile::Closed { .. } => (Arrival::default(), None),
+                LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => {
+                    (Arrival::default(), None)
+                }
             };
             self.load = LoadFile::Open {
                 rate: Rate(rate),
@@ -475,13 +584,20 @@ impl ScenarioFile {
             };
         }
         if let Some(users) = o.users {
-            let spawn_rate = match &self.load {
-                LoadFile::Closed { spawn_rate, .. } => *spawn_rate,
-                _ => None,
-            };
-            self.load = LoadFile::Closed {
-                users: Count(users),
-                spawn_rate,
+            self.load = match &self.load {
+                // A simultaneous start stays one: only its number of users changes.
+                LoadFile::Simultaneous { mode, .. } if o.rate.is_none() => LoadFile::Simultaneous {
+                    users: Some(Count(users)),
+                    mode: *mode,
+                },
+                LoadFile::Closed { spawn_rate, .. } => LoadFile::Closed {
+                    users: Count(users),
+                    spawn_rate: *spawn_rate,
+                },
+                _ => LoadFile::Closed {
+                    users: Count(users),
+                    spawn_rate: None,
+                },
             };
         }
         if let Some(sr) = o.spawn_rate
@@ -492,7 +608,7 @@ impl ScenarioFile {
         if let Some(a) = o.arrival {
             match &mut self.load {
                 LoadFile::Open { arrival, .. } | LoadFile::Stages { arrival, .. } => *arrival = a,
-                LoadFile::Closed { .. } => {}
+                LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => {}
             }
         }
     }
@@ -543,6 +659,13 @@ impl ScenarioFile {
                     users: users.0,
                     spawn_rate,
                 }
+            }
+            LoadFile::Simultaneous { users, mode } => {
+                let users = users.map_or(DEFAULT_SIMULTANEOUS_USERS, |u| u.0);
+                if users == 0 {
+                    return err("load.users", "must be at least 1".into());
+                }
+                LoadModel::Simultaneous { users, mode: *mode }
             }
             LoadFile::Open {
                 rate,

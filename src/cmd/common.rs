@@ -94,13 +94,20 @@ pub async fn start_builtin(
     let Target::Builtin(kind) = &config.target else {
         return Ok((config, None));
     };
+    let target = start_target(kind, ip).await?;
+    let config = config.retarget(&target.url)?;
+    Ok((config, Some(target)))
+}
+
+/// Start the built-in target `kind` (`http`, `llm`, `registry`) on `ip`, any port.
+pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<BuiltinTarget> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
         .await
         .with_context(|| format!("starting the built-in {kind} target"))?;
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let t = stop.clone();
-    let stats = match kind.as_str() {
+    let stats = match kind {
         "http" => {
             let stats = Arc::new(HttpTargetStats::default());
             let s = stats.clone();
@@ -131,19 +138,46 @@ pub async fn start_builtin(
         "registry" => {
             let stats = Arc::new(RegistryStats::new());
             let s = stats.clone();
-            tokio::spawn(async move {
-                let config = RegistryConfig::default();
-                if let Err(e) = stampede_targets::registry::serve(listener, config, s, t).await {
-                    tracing::error!("built-in target: {e:#}");
-                }
-            });
+            // Its own thread and runtime: serving gigabytes must not starve the master's
+            // protocol tasks (a worker that hears nothing for 4 s counts the master as lost).
+            let listener = listener.into_std()?;
+            std::thread::Builder::new()
+                .name("builtin-registry".into())
+                .spawn(move || {
+                    let served = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(anyhow::Error::from)
+                        .and_then(|rt| {
+                            rt.block_on(async move {
+                                let listener = tokio::net::TcpListener::from_std(listener)?;
+                                let config = RegistryConfig::default();
+                                stampede_targets::registry::serve(listener, config, s, t).await
+                            })
+                        });
+                    if let Err(e) = served {
+                        tracing::error!("built-in target: {e:#}");
+                    }
+                })
+                .context("starting the built-in registry's thread")?;
             BuiltinStats::Registry(stats)
         }
         other => anyhow::bail!("built-in target `{other}` cannot be started by this build"),
     };
     let url = format!("http://{addr}");
-    let config = config.retarget(&url)?;
-    Ok((config, Some(BuiltinTarget { url, stats, stop })))
+    Ok(BuiltinTarget { url, stats, stop })
+}
+
+/// Where an API-driven master keeps its runs when no `--out` is given:
+/// `$XDG_DATA_HOME/stampede` (or `~/.local/share/stampede`).
+pub fn default_data_dir() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/share"))
+        })?;
+    Some(base.join("stampede"))
 }
 
 /// A random token for a master whose workers are its own children.

@@ -29,8 +29,35 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
             }
             (Some(s), target)
         }
-        None => (None, None),
+        None => match opt
+            .flags
+            .target
+            .as_deref()
+            .and_then(|t| t.strip_prefix("builtin:"))
+        {
+            Some(kind) => {
+                let t = common::start_target(kind, opt.bind.ip()).await?;
+                eprintln!("built-in target listening on {}", t.url);
+                (None, Some(t))
+            }
+            None => (None, None),
+        },
     };
+    // What runs the API builds (the health workload) aim at.
+    let target = match (&scenario, &_target) {
+        (Some(s), _) => Some(s.target.to_string()),
+        (None, Some(t)) => Some(t.url.clone()),
+        (None, None) => opt.flags.target.clone(),
+    };
+    // Every run is kept; an API-driven master keeps them even without --out.
+    let runs_dir = match (&opt.flags.out, opt.api) {
+        (Some(out), _) => Some(out.join("runs")),
+        (None, Some(_)) => common::default_data_dir().map(|d| d.join("runs")),
+        (None, None) => None,
+    };
+    if let Some(dir) = &runs_dir {
+        eprintln!("runs kept in {}", dir.display());
+    }
     let token = match opt.token {
         Some(t) if !t.is_empty() => t,
         _ => {
@@ -53,6 +80,8 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
             auto_start_at: expect,
             out: opt.flags.out.clone(),
             records: Default::default(),
+            runs_dir,
+            target,
             api: opt.api,
             stop_grace: grace,
         },

@@ -36,6 +36,8 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
             auto_start_at: Some(opt.workers),
             out: opt.flags.out.clone(),
             records: Default::default(),
+            runs_dir: opt.flags.out.as_ref().map(|o| o.join("runs")),
+            target: Some(scenario.target.to_string()),
             api: opt.api,
             stop_grace: stop_grace(&scenario),
         },
@@ -114,13 +116,7 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
 
 /// How long the master waits for final reports: the driver's request timeout plus slack.
 pub fn stop_grace(scenario: &stampede_scenarios::ScenarioConfig) -> Duration {
-    let timeout = scenario
-        .file
-        .http
-        .as_ref()
-        .and_then(|h| h.timeout)
-        .map_or(stampede_scenarios::driver::http::DEFAULT_TIMEOUT, |t| t.0);
-    timeout + Duration::from_secs(5)
+    scenario.request_timeout() + Duration::from_secs(5)
 }
 
 fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {

@@ -18,6 +18,7 @@ pub async fn run(opt: WorkerOpt) -> anyhow::Result<Exit> {
         name,
         cores: cores.max(1),
         connect_timeout: opt.connect_timeout.0,
+        clock_skew_ns: opt.clock_skew.map_or(0, |s| s.0),
     };
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();

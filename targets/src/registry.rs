@@ -26,7 +26,7 @@ pub const TINY_LLM: &str = "arnir0/Tiny-LLM";
 pub const TINY_LLM_BYTES: u64 = 24_834_009;
 /// SHA-256 of Tiny-LLM's generated `model.zip`, lowercase hex (checked by a test).
 pub const TINY_LLM_SHA256: &str =
-    "da5dd22c6de3fb81ac3cfa0d7aeddc7248eea3c0d60388f42b7d95e84f72f63f";
+    "ce99ef9d875258f421c2f48a5134bb75cbc7ccb793f0762cea61938b29f36408";
 /// Models in the registry (Tiny-LLM and 499 others).
 pub const MODELS: usize = 500;
 /// The one version every model has.
@@ -58,6 +58,8 @@ pub struct RegistryStats {
     not_found: AtomicU64,
     partial: AtomicU64,
     faults: AtomicU64,
+    first_request_us: AtomicU64,
+    last_request_us: AtomicU64,
 }
 
 /// The counters at one moment, as `GET /__stampede/stats` shows them.
@@ -73,6 +75,11 @@ pub struct RegistryCounts {
     pub partial: u64,
     /// Connections cut on purpose (`truncate_at`, `reset_at`).
     pub faults: u64,
+    /// When the first request since start (or reset) arrived, Unix µs (0: none yet): with
+    /// `last_request_us`, how close together clients really asked, in the target's clock.
+    pub first_request_us: u64,
+    /// When the latest request arrived, Unix µs (0: none yet).
+    pub last_request_us: u64,
 }
 
 impl RegistryStats {
@@ -89,6 +96,8 @@ impl RegistryStats {
             not_found: self.not_found.load(Ordering::Relaxed),
             partial: self.partial.load(Ordering::Relaxed),
             faults: self.faults.load(Ordering::Relaxed),
+            first_request_us: self.first_request_us.load(Ordering::Relaxed),
+            last_request_us: self.last_request_us.load(Ordering::Relaxed),
         }
     }
 
@@ -100,6 +109,8 @@ impl RegistryStats {
             &self.not_found,
             &self.partial,
             &self.faults,
+            &self.first_request_us,
+            &self.last_request_us,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -198,19 +209,32 @@ fn readme(id: &str) -> String {
     )
 }
 
-/// The content of Tiny-LLM's `model.zip` from byte `offset` on: word `i` (8 bytes, little
-/// endian) is SplitMix64 of `i`, so any range is generated without the bytes before it.
+/// Period of the archive's content, bytes (a prime, so it lines up with no block size).
+pub const PERIOD: usize = 1_048_573;
+
+/// The content of Tiny-LLM's `model.zip` from byte `offset` on: byte `i` is byte `i % PERIOD`
+/// of a pseudo-random pattern (SplitMix64 words from a fixed seed, made once at start-up), so
+/// any range is produced by copying, without the bytes before it and without storing the file.
 pub fn fill(offset: u64, out: &mut [u8]) {
-    let mut pos = offset;
+    let table = pattern();
+    let mut pos = (offset % PERIOD as u64) as usize;
     let mut at = 0;
     while at < out.len() {
-        let word = splitmix64(pos / 8).to_le_bytes();
-        let skip = (pos % 8) as usize;
-        let take = (8 - skip).min(out.len() - at);
-        out[at..at + take].copy_from_slice(&word[skip..skip + take]);
+        let take = (PERIOD - pos).min(out.len() - at);
+        out[at..at + take].copy_from_slice(&table[pos..pos + take]);
         at += take;
-        pos += take as u64;
+        pos = 0;
     }
+}
+
+fn pattern() -> &'static [u8] {
+    static PATTERN: std::sync::OnceLock<Box<[u8]>> = std::sync::OnceLock::new();
+    PATTERN.get_or_init(|| {
+        (0..PERIOD.div_ceil(8) as u64)
+            .flat_map(|i| splitmix64(i).to_le_bytes())
+            .take(PERIOD)
+            .collect()
+    })
 }
 
 fn splitmix64(i: u64) -> u64 {
@@ -471,6 +495,14 @@ async fn respond(
         };
     }
     stats.requests.fetch_add(1, Ordering::Relaxed);
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    let _ =
+        stats
+            .first_request_us
+            .compare_exchange(0, now_us, Ordering::Relaxed, Ordering::Relaxed);
+    stats.last_request_us.fetch_max(now_us, Ordering::Relaxed);
     let head_only = req.method == "HEAD";
     if req.method != "GET" && !head_only {
         return write_simple(stream, 405, "the registry answers GET and HEAD", false).await;
@@ -568,6 +600,9 @@ async fn respond(
         stream.write_all(&block[..n]).await?;
         stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
         at += n as u64;
+        // Loopback rarely pushes back: let the other connections (and new requests) have
+        // their turn after every block, so clients are served side by side.
+        tokio::task::yield_now().await;
     }
     if cut.is_some() && stop < end {
         stats.faults.fetch_add(1, Ordering::Relaxed);
@@ -710,10 +745,11 @@ mod tests {
 
     #[test]
     fn fill_is_the_same_from_any_offset() {
-        let mut whole = vec![0u8; 1000];
+        let mut whole = vec![0u8; 3 * PERIOD];
         fill(0, &mut whole);
-        for start in [0usize, 1, 7, 8, 9, 333] {
-            let mut part = vec![0u8; 1000 - start];
+        assert_eq!(whole[..PERIOD], whole[PERIOD..2 * PERIOD]);
+        for start in [0usize, 1, 7, 8, 9, 333, PERIOD - 1, PERIOD + 5] {
+            let mut part = vec![0u8; 3 * PERIOD - start];
             fill(start as u64, &mut part);
             assert_eq!(part, whole[start..], "from {start}");
         }

@@ -34,6 +34,10 @@ pub struct EngineShared {
     pub dropped: AtomicU64,
     /// The current open-model rate of this worker, as f64 bits, for reports.
     pub rate_bits: AtomicU64,
+    /// When users sent their first request, ns after the engine's start instant: the earliest
+    /// and the latest (`u64::MAX` and 0 until a user has started). What a simultaneous start
+    /// really achieved on this worker.
+    pub first_sends: (AtomicU64, AtomicU64),
 }
 
 /// A running engine.
@@ -69,6 +73,7 @@ impl Engine {
             active: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             rate_bits: AtomicU64::new(0f64.to_bits()),
+            first_sends: (AtomicU64::new(u64::MAX), AtomicU64::new(0)),
         });
         let stop = CancellationToken::new();
         let task = if spec.plan.model.is_open() {
@@ -104,13 +109,28 @@ impl Engine {
     pub fn take_dropped(&self) -> u64 {
         self.shared.dropped.swap(0, Ordering::Relaxed)
     }
+
+    /// When the first and the last user sent their first request, ns after the start instant
+    /// (`None` before any has).
+    pub fn first_sends(&self) -> Option<(u64, u64)> {
+        let (min, max) = &self.shared.first_sends;
+        let min = min.load(Ordering::Relaxed);
+        (min != u64::MAX).then(|| (min, max.load(Ordering::Relaxed).max(min)))
+    }
 }
 
-/// Closed model: a supervisor keeps `users_at(elapsed)` user tasks running.
+/// Closed and simultaneous models: a supervisor keeps `users_at(elapsed)` user tasks running.
+/// Users of a simultaneous start are all due at the start instant; with `requests_per_user`
+/// the engine ends once every user has sent its requests.
 async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: CancellationToken) {
     let end = spec.start + spec.duration.saturating_sub(spec.elapsed);
+    let (together, per_user) = {
+        let plan = shared.plan.read().unwrap_or_else(|p| p.into_inner());
+        (plan.model.starts_together(), plan.model.requests_per_user())
+    };
+    let halt = AtomicBool::new(false);
     tokio::select! {
-        _ = tokio::time::sleep_until(spec.start) => {}
+        _ = wait_until(spec.start.into_std(), &halt) => {}
         _ = stop.cancelled() => return,
     }
     // The run's start as a std instant (the engine may join a run `elapsed` into it).
@@ -119,6 +139,7 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
         .into_std()
         .checked_sub(spec.elapsed)
         .unwrap_or_else(|| spec.start.into_std());
+    let start = spec.start.into_std();
     let mut users: Vec<CancellationToken> = Vec::new();
     let mut tasks = JoinSet::new();
     let mut seed = spec.seed;
@@ -136,13 +157,18 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
         while users.len() < want {
             let token = stop.child_token();
             seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            tasks.spawn(user(
-                spec.driver.session(),
-                spec.recorder.clone(),
-                token.clone(),
-                SmallRng::seed_from_u64(seed),
+            tasks.spawn(user(User {
+                session: spec.driver.session(),
+                recorder: spec.recorder.clone(),
+                stop: token.clone(),
+                rng: SmallRng::seed_from_u64(seed),
+                shared: shared.clone(),
+                start,
                 run_start,
-            ));
+                // Users started with the run are due at the start instant itself.
+                first_due: (together && spec.elapsed.is_zero()).then_some(start),
+                requests: per_user,
+            }));
             users.push(token);
         }
         while users.len() > want {
@@ -150,7 +176,13 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
                 t.cancel();
             }
         }
-        shared.active.store(users.len() as u64, Ordering::Relaxed);
+        shared
+            .active
+            .store(users.len().min(tasks.len()) as u64, Ordering::Relaxed);
+        if per_user.is_some() && tasks.is_empty() {
+            // Every user has sent its requests.
+            break;
+        }
         tokio::select! {
             _ = tick.tick() => {}
             _ = tokio::time::sleep_until(end) => break,
@@ -167,25 +199,53 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
     shared.active.store(0, Ordering::Relaxed);
 }
 
-/// One closed-model user: call, record, repeat until told to stop (between calls, never during).
-async fn user(
-    mut session: Box<dyn Session>,
+/// One closed-model user.
+struct User {
+    session: Box<dyn Session>,
     recorder: Arc<Recorder>,
     stop: CancellationToken,
-    mut rng: SmallRng,
+    rng: SmallRng,
+    shared: Arc<EngineShared>,
+    /// The engine's start instant (first sends are noted relative to it).
+    start: std::time::Instant,
+    /// The run's start (the engine may join a run part-way): `Call::elapsed` counts from it.
     run_start: std::time::Instant,
-) {
-    while !stop.is_cancelled() {
-        let scheduled = std::time::Instant::now();
-        session
+    /// When the first request was due, if not "now" (a simultaneous start); its schedule lag
+    /// is recorded.
+    first_due: Option<std::time::Instant>,
+    /// Requests to send before stopping (`None`: until told to stop).
+    requests: Option<u64>,
+}
+
+/// A user: call, record, repeat until told to stop (between calls, never during) or until its
+/// requests are sent.
+async fn user(mut u: User) {
+    let mut sent = 0u64;
+    while !u.stop.is_cancelled() && u.requests.is_none_or(|n| sent < n) {
+        let now = std::time::Instant::now();
+        let scheduled = match u.first_due.take() {
+            Some(due) => {
+                u.recorder.lag(now.saturating_duration_since(due));
+                due
+            }
+            None => now,
+        };
+        if sent == 0 {
+            let at = now.saturating_duration_since(u.start).as_nanos() as u64;
+            let (min, max) = &u.shared.first_sends;
+            min.fetch_min(at, Ordering::Relaxed);
+            max.fetch_max(at, Ordering::Relaxed);
+        }
+        u.session
             .call(Call {
-                rng: &mut rng,
-                recorder: &recorder,
+                rng: &mut u.rng,
+                recorder: &u.recorder,
                 scheduled,
-                elapsed: scheduled.saturating_duration_since(run_start),
+                elapsed: scheduled.saturating_duration_since(u.run_start),
                 request: None,
             })
             .await;
+        sent += 1;
     }
 }
 
@@ -661,6 +721,47 @@ mod tests {
             "mean elapsed {}",
             iv.names[0].bytes / a
         );
+    }
+
+    /// A simultaneous start: every user's one request is due at the start instant (latency
+    /// and lag count from it), the engine ends as soon as all are done, long before the
+    /// duration, and the first sends are noted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn simultaneous_users_send_once_and_end() {
+        let (driver, calls, sessions) = sleepy(Duration::from_millis(20));
+        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &[], 2));
+        let model = LoadModel::Simultaneous {
+            users: 30,
+            mode: stampede_scenarios::UserMode::Once,
+        };
+        let start = Instant::now() + Duration::from_millis(50);
+        let (engine, done) = Engine::start(EngineSpec {
+            driver,
+            recorder: recorder.clone(),
+            plan: plan(model, 1, vec![1, 2]),
+            start,
+            elapsed: Duration::ZERO,
+            duration: Duration::from_secs(60),
+            seed: 3,
+        });
+        tokio::time::timeout(Duration::from_secs(10), done)
+            .await
+            .expect("ends when every user is done, not at the duration")
+            .unwrap();
+        // Slot 1 of weights [1, 2]: 20 of the 30 users.
+        assert_eq!(calls.load(Ordering::Relaxed), 20);
+        assert_eq!(sessions.load(Ordering::Relaxed), 20);
+        assert!(Instant::now() >= start + Duration::from_millis(20));
+        let iv = recorder.take();
+        assert_eq!(iv.names[0].requests, 20);
+        assert_eq!(
+            iv.lag.map(|h| h.len()),
+            Some(20),
+            "one lag per first request"
+        );
+        let (first, last) = engine.first_sends().expect("first sends noted");
+        assert!(first <= last);
+        assert_eq!(engine.active(), 0);
     }
 
     #[test]

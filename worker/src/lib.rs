@@ -42,6 +42,9 @@ pub struct WorkerConfig {
     pub cores: u32,
     /// How long to keep trying to reach a master that is not up yet.
     pub connect_timeout: Duration,
+    /// Added to this worker's wall clock, ns (0 normally): plays a machine whose clock is off,
+    /// to check that the master's clock alignment still starts workers together.
+    pub clock_skew_ns: i64,
 }
 
 /// How often reports (or heartbeats, when idle) are sent.
@@ -97,6 +100,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let mut session = Session {
         id,
         cores: config.cores,
+        skew_ns: config.clock_skew_ns,
         send,
         inbox,
         reports,
@@ -179,11 +183,17 @@ struct Run {
     engine: Option<Engine>,
     seq: u64,
     interval_start_ms: u64,
+    /// The start instant, Unix ns in this worker's clock.
+    start_unix_ns: u64,
+    /// The first sends last reported (Unix µs).
+    first_sends_sent: Option<(u64, u64)>,
 }
 
 struct Session {
     id: u64,
     cores: u32,
+    /// Added to the wall clock (see [`WorkerConfig::clock_skew_ns`]).
+    skew_ns: i64,
     send: quinn::SendStream,
     /// Frames read from the control stream, in order; the reader ends after an error.
     inbox: mpsc::Receiver<Result<ToWorker, frame::FrameError>>,
@@ -192,6 +202,11 @@ struct Session {
 }
 
 impl Session {
+    /// This worker's wall clock, Unix ns.
+    fn now_ns(&self) -> u64 {
+        (unix_now_ns() as i64).saturating_add(self.skew_ns).max(0) as u64
+    }
+
     /// Serve the master; on any failure, stop the load at once before returning it.
     async fn serve(&mut self, shutdown: &CancellationToken) -> anyhow::Result<()> {
         let mut engine_done: Option<tokio::task::JoinHandle<()>> = None;
@@ -266,6 +281,7 @@ impl Session {
                 at_unix_ns,
                 elapsed_ms,
             } => {
+                let now_ns = self.now_ns();
                 let Some(run) = self
                     .run
                     .as_mut()
@@ -274,7 +290,7 @@ impl Session {
                     warn!(run = run_id, "start for a run not assigned here; ignored");
                     return Ok(());
                 };
-                let delay = Duration::from_nanos(at_unix_ns.saturating_sub(unix_now_ns()));
+                let delay = Duration::from_nanos(at_unix_ns.saturating_sub(now_ns));
                 let (engine, done) = Engine::start(EngineSpec {
                     driver: run.driver.clone(),
                     recorder: run.recorder.clone(),
@@ -285,7 +301,8 @@ impl Session {
                     seed: self.id.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ run_id ^ at_unix_ns,
                 });
                 run.engine = Some(engine);
-                run.interval_start_ms = unix_now_ns() / 1_000_000;
+                run.interval_start_ms = now_ns / 1_000_000;
+                run.start_unix_ns = at_unix_ns.max(now_ns);
                 *engine_done = Some(done);
                 info!(run = run_id, in_ms = delay.as_millis() as u64, "starting");
             }
@@ -323,7 +340,7 @@ impl Session {
                 let pong = FromWorker::Pong {
                     seq,
                     master_ns,
-                    worker_ns: unix_now_ns(),
+                    worker_ns: self.now_ns(),
                 };
                 write_frame(&mut self.send, &pong).await?;
             }
@@ -362,19 +379,33 @@ impl Session {
             engine: None,
             seq: 0,
             interval_start_ms: 0,
+            start_unix_ns: 0,
+            first_sends_sent: None,
         })
     }
 
     /// Send what was recorded since the last report.
     async fn send_report(&mut self, last: bool) -> anyhow::Result<()> {
+        let now_ms = self.now_ns() / 1_000_000;
         let Some(run) = self.run.as_mut() else {
             return Ok(());
         };
-        let now_ms = unix_now_ns() / 1_000_000;
         let (users, rate, dropped) = match &run.engine {
             Some(e) => (e.active(), e.rate(), e.take_dropped()),
             None => (0, 0.0, 0),
         };
+        let first_sends = run
+            .engine
+            .as_ref()
+            .and_then(Engine::first_sends)
+            .map(|(min, max)| {
+                let unix_us = |after_start_ns: u64| (run.start_unix_ns + after_start_ns) / 1000;
+                (unix_us(min), unix_us(max))
+            })
+            .filter(|f| run.first_sends_sent != Some(*f));
+        if first_sends.is_some() {
+            run.first_sends_sent = first_sends;
+        }
         let report: Report = report::encode(report::Meta {
             run_id: run.id,
             seq: run.seq,
@@ -383,6 +414,7 @@ impl Session {
             users,
             target_rate: rate,
             dropped,
+            first_sends_unix_us: first_sends,
             last,
             recorder: &run.recorder,
         });

@@ -37,6 +37,9 @@ pub struct Meta<'a> {
     pub target_rate: f64,
     /// Arrivals dropped during the interval.
     pub dropped: u64,
+    /// When this worker's first and last user sent their first request (Unix µs, worker
+    /// clock), if it changed since the last report.
+    pub first_sends_unix_us: Option<(u64, u64)>,
     /// Whether this is the final report of the run.
     pub last: bool,
     /// The recorder to take the interval from.
@@ -114,6 +117,15 @@ pub fn encode(m: Meta<'_>) -> Report {
             records.push(Rows {
                 stream: stream.clone(),
                 data: compress(chunk),
+            });
+        }
+    }
+    if let Some((min, max)) = m.first_sends_unix_us {
+        for (counter, value) in [(metric::FIRST_SEND_MIN, min), (metric::FIRST_SEND_MAX, max)] {
+            counters.push(Counter {
+                name: String::new(),
+                counter: counter.into(),
+                value,
             });
         }
     }
@@ -257,6 +269,7 @@ mod tests {
             users: 0,
             target_rate: 0.0,
             dropped: 0,
+            first_sends_unix_us: None,
             last: true,
             recorder: &rec,
         });

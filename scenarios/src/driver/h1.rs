@@ -94,6 +94,14 @@ impl H1Conn {
         Ok(H1Conn::new(stream))
     }
 
+    /// Connect to `host:port` with a read buffer of `buffer` bytes (at least 4 KiB): larger
+    /// buffers mean fewer reads for large bodies, still one fixed buffer per connection.
+    pub async fn connect_with_buffer(authority: &str, buffer: usize) -> io::Result<H1Conn> {
+        let mut c = H1Conn::connect(authority).await?;
+        c.buf.resize(buffer.max(BUF), 0);
+        Ok(c)
+    }
+
     /// Use a connected stream.
     pub fn new(stream: TcpStream) -> H1Conn {
         H1Conn {

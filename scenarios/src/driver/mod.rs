@@ -16,12 +16,13 @@ use crate::model::{ScenarioConfig, ScenarioFile};
 pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
 
+pub mod download;
 pub mod h1;
 pub mod http;
 pub mod llm;
 
 /// The scenario kinds (`kind = "..."`) this build knows.
-pub const KINDS: &[&str] = &["http", "llm"];
+pub const KINDS: &[&str] = &["http", "llm", "download"];
 
 /// A boxed future, as sessions return from [`Session::call`].
 pub type CallFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -103,6 +104,7 @@ pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
     match config.kind.as_str() {
         "http" => Ok(Arc::new(http::HttpDriver::new(config)?)),
         "llm" => Ok(Arc::new(llm::LlmDriver::new(config)?)),
+        "download" => Ok(Arc::new(download::DownloadDriver::new(config)?)),
         other => Err(DriverError::UnknownKind(other.to_string())),
     }
 }
@@ -112,6 +114,7 @@ pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
     match config.kind.as_str() {
         "http" => http::catalog(&config.file),
         "llm" => llm::catalog(&config.file),
+        "download" => download::catalog(&config.file),
         _ => Vec::new(),
     }
 }
@@ -141,6 +144,7 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
     match file.kind.as_str() {
         "http" => http::validate(file),
         "llm" => llm::validate(file),
+        "download" => download::validate(file),
         _ => Ok(()),
     }
 }

@@ -1,0 +1,334 @@
+//! The `download` driver: each call fetches one file (by default the seed's
+//! `/performance/{model_id}/{version}/model.zip`) and streams its body through one fixed
+//! buffer per connection into a sink that counts bytes and, when asked, hashes them (SHA-256):
+//! a body is never held, so 100 clients × 24.8 MB cost 100 buffers, not 2.5 GB.
+//!
+//! Records per download: latency (scheduled start → last byte), `ttfb` (→ response head, µs),
+//! `client_throughput` (bytes ÷ latency of a successful download, kB/s), bytes, and failures by
+//! kind: `HTTP 404`, `short body` (the connection closed before Content-Length bytes),
+//! `io: connection reset` (cut mid-body), `timeout`, `checksum mismatch`, `size mismatch`.
+//! Pacing is the engine's: a `simultaneous` load starts every client at one instant.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::h1::{Framing, H1Conn, H1Error};
+use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
+use crate::model::{DownloadFile, ScenarioConfig, ScenarioFile, Target};
+use crate::recorder::{Failure, Recorder, io_kind};
+
+/// Time to the response head, µs.
+pub const METRIC_TTFB: &str = "ttfb";
+/// Bytes per second of one successful download, in kB/s (1000 bytes per second).
+pub const METRIC_CLIENT_THROUGHPUT: &str = "client_throughput";
+/// Read buffer per connection unless the scenario says.
+pub const DEFAULT_BUFFER: usize = 64 * 1024;
+/// Largest read buffer accepted.
+pub const MAX_BUFFER: u64 = 16 * 1024 * 1024;
+
+const METRICS: &[&str] = &[METRIC_TTFB, METRIC_CLIENT_THROUGHPUT];
+
+struct Inner {
+    catalog: Vec<RequestInfo>,
+    wire: Bytes,
+    authority: String,
+    timeout: Duration,
+    buffer: usize,
+    sha256: Option<[u8; 32]>,
+    expected_bytes: Option<u64>,
+}
+
+/// The download driver of one run.
+pub struct DownloadDriver {
+    inner: Arc<Inner>,
+}
+
+/// The model id as the seed puts it in paths: `arnir0/Tiny-LLM` → `arnir0_Tiny-LLM`.
+pub fn sanitize_model_id(model_id: &str) -> String {
+    model_id.replace('/', "_")
+}
+
+/// The path with `{model_id}` (sanitized) and `{version}` filled in.
+pub fn resolve_path(d: &DownloadFile) -> String {
+    d.path
+        .replace("{model_id}", &sanitize_model_id(&d.model_id))
+        .replace("{version}", &d.version)
+}
+
+/// The per-download timeout of a download scenario: its own, else the run's duration.
+pub fn timeout(config: &ScenarioConfig) -> Duration {
+    config
+        .file
+        .download
+        .as_ref()
+        .and_then(|d| d.timeout)
+        .map_or(config.duration, |t| t.0)
+}
+
+impl DownloadDriver {
+    /// Prepare the request. The target must be a URL.
+    pub fn new(config: &ScenarioConfig) -> Result<DownloadDriver, DriverError> {
+        let base = match &config.target {
+            Target::Url(uri) => uri.clone(),
+            Target::Builtin(kind) => {
+                return Err(DriverError::UnresolvedTarget(format!("builtin:{kind}")));
+            }
+        };
+        let d = settings(&config.file);
+        let authority = base
+            .authority()
+            .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
+        let connect_to = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
+        let path = format!("{}{}", base.path().trim_end_matches('/'), resolve_path(&d));
+        let mut wire = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n");
+        for (k, v) in &d.headers {
+            wire.push_str(&format!("{k}: {v}\r\n"));
+        }
+        wire.push_str("\r\n");
+        let sha256 = match &d.sha256 {
+            Some(hex) => Some(parse_sha256(hex).map_err(DriverError::Invalid)?),
+            None => None,
+        };
+        Ok(DownloadDriver {
+            inner: Arc::new(Inner {
+                catalog: catalog(&config.file),
+                wire: Bytes::from(wire),
+                authority: connect_to,
+                timeout: timeout(config),
+                buffer: d.buffer.map_or(DEFAULT_BUFFER, |b| b.0 as usize),
+                sha256,
+                expected_bytes: d.expected_bytes.map(|b| b.0),
+            }),
+        })
+    }
+}
+
+impl Driver for DownloadDriver {
+    fn requests(&self) -> &[RequestInfo] {
+        &self.inner.catalog
+    }
+
+    fn metrics(&self) -> &[&'static str] {
+        METRICS
+    }
+
+    fn session(&self) -> Box<dyn Session> {
+        Box::new(DownloadSession {
+            inner: self.inner.clone(),
+            conn: None,
+        })
+    }
+}
+
+struct DownloadSession {
+    inner: Arc<Inner>,
+    conn: Option<H1Conn>,
+}
+
+/// How far a download got.
+struct Progress {
+    bytes: u64,
+    ttfb: Option<Duration>,
+}
+
+impl Session for DownloadSession {
+    fn call<'a>(&'a mut self, call: Call<'a>) -> CallFuture<'a> {
+        Box::pin(async move {
+            let mut progress = Progress {
+                bytes: 0,
+                ttfb: None,
+            };
+            let deadline = tokio::time::Instant::from_std(call.scheduled + self.inner.timeout);
+            let outcome = match tokio::time::timeout_at(
+                deadline,
+                self.download(call.scheduled, &mut progress),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Timeout),
+            };
+            let latency = call.scheduled.elapsed();
+            if matches!(&outcome, Err(f) if !f.is_status()) {
+                // After a timeout, a cut or a bad body the connection's state is unknown.
+                self.conn = None;
+            }
+            record(call.recorder, latency, &progress, outcome);
+        })
+    }
+}
+
+fn record(rec: &Recorder, latency: Duration, p: &Progress, outcome: Result<(), Failure>) {
+    if let Some(t) = p.ttfb {
+        rec.sample(0, 1, t.as_micros() as u64);
+    }
+    if outcome.is_ok() {
+        let secs = latency.as_secs_f64().max(1e-6);
+        rec.sample(0, 2, (p.bytes as f64 / secs / 1000.0).round() as u64);
+    }
+    rec.request(0, latency, p.bytes, outcome.err());
+}
+
+impl DownloadSession {
+    /// Fetch the file once, streaming the body through the connection's buffer.
+    async fn download(&mut self, scheduled: Instant, p: &mut Progress) -> Result<(), Failure> {
+        let inner = &self.inner;
+        if !self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+            let c = H1Conn::connect_with_buffer(&inner.authority, inner.buffer)
+                .await
+                .map_err(|e| Failure::Connect(io_kind(&e)))?;
+            self.conn = Some(c);
+        }
+        // The invariant: set just above unless a reusable one was there.
+        let conn = self.conn.as_mut().expect("connection present");
+        conn.send(&inner.wire).await.map_err(|e| e.failure())?;
+        let head = conn.read_head(false).await.map_err(|e| e.failure())?;
+        p.ttfb = Some(scheduled.elapsed());
+        let mut hasher = inner
+            .sha256
+            .filter(|_| head.status < 400)
+            .map(|_| Sha256::new());
+        let bytes = &mut p.bytes;
+        let read = conn
+            .read_body(&head, |d| {
+                *bytes += d.len() as u64;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(d);
+                }
+            })
+            .await;
+        match read {
+            Ok(_) => {}
+            Err(H1Error::Closed) if matches!(head.framing, Framing::Length(_)) => {
+                return Err(Failure::Other("short body".into()));
+            }
+            Err(e) => return Err(e.failure()),
+        }
+        if head.status >= 400 {
+            return Err(Failure::Status(head.status));
+        }
+        if let Some(want) = inner.expected_bytes
+            && want != p.bytes
+        {
+            return Err(Failure::Other("size mismatch".into()));
+        }
+        if let (Some(want), Some(h)) = (inner.sha256, hasher)
+            && h.finalize().as_slice() != want
+        {
+            return Err(Failure::Other("checksum mismatch".into()));
+        }
+        Ok(())
+    }
+}
+
+fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("download.sha256: `{hex}` is not 64 hex digits"));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("download.sha256: `{hex}` is not hex"))?;
+    }
+    Ok(out)
+}
+
+/// The `[download]` table, or its defaults.
+fn settings(file: &ScenarioFile) -> DownloadFile {
+    file.download.clone().unwrap_or_default()
+}
+
+/// The one request of a download scenario.
+pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
+    let d = settings(file);
+    vec![RequestInfo {
+        kind: "GET".into(),
+        name: d
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("GET {}", resolve_path(&d))),
+    }]
+}
+
+/// Checks a download scenario; `Err((field, message))`.
+pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
+    let d = settings(file);
+    let bad = |f: &str, m: String| Err((format!("download.{f}"), m));
+    if d.model_id.is_empty()
+        || !d
+            .model_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+    {
+        return bad(
+            "model_id",
+            format!(
+                "`{}` is not a model id (letters, digits, `.`, `_`, `-` and `/`, as `arnir0/Tiny-LLM`)",
+                d.model_id
+            ),
+        );
+    }
+    if d.version.is_empty()
+        || !d
+            .version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return bad("version", format!("`{}` is not a version name", d.version));
+    }
+    if !d.path.starts_with('/') {
+        return bad("path", format!("`{}` must start with /", d.path));
+    }
+    let resolved = resolve_path(&d);
+    if resolved.contains('{') || resolved.contains('}') {
+        return bad(
+            "path",
+            format!(
+                "`{}`: only {{model_id}} and {{version}} can be filled in",
+                d.path
+            ),
+        );
+    }
+    if resolved.parse::<http::Uri>().is_err() {
+        return bad("path", format!("`{resolved}` is not a valid path"));
+    }
+    if let Some(hex) = &d.sha256 {
+        parse_sha256(hex).map_err(|m| ("download.sha256".to_string(), m))?;
+    }
+    if let Some(b) = d.buffer
+        && !(4096..=MAX_BUFFER).contains(&b.0)
+    {
+        return bad(
+            "buffer",
+            format!("must be between 4k and {MAX_BUFFER} bytes"),
+        );
+    }
+    if d.timeout.is_some_and(|t| t.0.is_zero()) {
+        return bad("timeout", "must be above 0".into());
+    }
+    for (k, v) in &d.headers {
+        if http::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+            || http::header::HeaderValue::from_str(v).is_err()
+        {
+            return bad("headers", format!("`{k}: {v}` is not a valid header"));
+        }
+    }
+    if !file.requests.is_empty() {
+        return Err((
+            "requests".into(),
+            "a download scenario fetches [download].path; it takes no [[requests]]".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
