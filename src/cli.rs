@@ -106,8 +106,8 @@ pub struct RunOpt {
     /// Local worker processes to start.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub workers: usize,
-    /// Also serve the HTTP API and /metrics here (e.g. 127.0.0.1:8089).
-    #[arg(long, value_name = "ADDR")]
+    /// Also serve the HTTP API and /metrics here: `8089` (on 127.0.0.1) or `ADDR:PORT`.
+    #[arg(long, value_name = "ADDR", value_parser = api_addr)]
     pub api: Option<SocketAddr>,
     #[command(flatten)]
     pub flags: ScenarioFlags,
@@ -128,8 +128,9 @@ pub struct MasterOpt {
     /// The scenario file (TOML). Without it, runs are started with `POST /api/runs`.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
-    /// Serve the HTTP API and /metrics here (e.g. 127.0.0.1:8089).
-    #[arg(long, value_name = "ADDR")]
+    /// Serve the HTTP API and /metrics here: `8089` (on 127.0.0.1, the default interface) or
+    /// `ADDR:PORT` (`0.0.0.0:8089` to reach it from other machines).
+    #[arg(long, value_name = "ADDR", value_parser = api_addr)]
     pub api: Option<SocketAddr>,
     #[command(flatten)]
     pub flags: ScenarioFlags,
@@ -157,6 +158,16 @@ pub struct WorkerOpt {
     /// the master's clock alignment at work.
     #[arg(long, hide = true, value_name = "DURATION", allow_hyphen_values = true)]
     pub clock_skew: Option<SignedDuration>,
+}
+
+/// An API address: a bare port binds 127.0.0.1, so the API is local unless told otherwise.
+fn api_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.trim().parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is neither a port nor ADDR:PORT"))
 }
 
 /// A duration that may be negative (`-500ms`), in nanoseconds.
@@ -441,5 +452,21 @@ impl Drop for LogSink {
         {
             logs.push(String::from_utf8_lossy(line).into_owned(), *important);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_port_alone_binds_loopback() {
+        assert_eq!(api_addr("8089").unwrap(), "127.0.0.1:8089".parse().unwrap());
+        assert_eq!(
+            api_addr("0.0.0.0:8089").unwrap(),
+            "0.0.0.0:8089".parse().unwrap()
+        );
+        assert!(api_addr("localhost").is_err());
+        assert_eq!("-2s".parse::<SignedDuration>().unwrap().0, -2_000_000_000);
     }
 }
