@@ -55,6 +55,13 @@ pub enum Command {
     Target(TargetCommand),
     /// Validate a scenario file and describe it, without running it.
     Check(CheckOpt),
+    /// Device placement (seed 004): learn execution times from recorded runs, then say on
+    /// which node a model runs fastest.
+    ///
+    /// Example: stampede placement fit --data runs.csv --out model.json && stampede placement
+    /// serve --port 7001 --model model.json --prometheus http://prometheus:9090
+    #[command(subcommand)]
+    Placement(PlacementCommand),
 }
 
 /// Flags that override what the scenario file says.
@@ -332,6 +339,93 @@ pub struct CheckOpt {
     pub scenario: PathBuf,
 }
 
+/// `stampede placement ...`.
+#[derive(Debug, Subcommand)]
+pub enum PlacementCommand {
+    /// Learn execution time from recorded runs: gradient-boosted trees, checked by ten-fold
+    /// cross-validation (MAE, RMSE, R², feature importances printed), saved as a model file.
+    ///
+    /// Rows: CSV with the columns model, conv_layers, pool_layers, fc_layers, filter_details,
+    /// total_parameters, model_input_size, model_output_size, cpu_usage(percentage),
+    /// disk_usage(percentage), device_type, execution_time (seconds); any order, extra columns
+    /// ignored.
+    ///
+    /// Example: stampede placement fit --data runs.csv --data lab.csv --out model.json
+    Fit(PlacementFitOpt),
+    /// Answer `POST /api/profiling` (the seed's Profiler): the predicted execution time on a
+    /// given device and load, or, with Prometheus, the fastest node of the cluster.
+    ///
+    /// Example: stampede placement serve --port 7001 --model model.json --prometheus
+    /// http://10.0.0.5:9090
+    Serve(PlacementServeOpt),
+    /// Write runs made up from a known law (time grows with parameters and layers, is scaled
+    /// per device and slowed by CPU load): a data set to try `fit` and `serve` on.
+    ///
+    /// Example: stampede placement generate --rows 2000 --out runs.csv
+    Generate(PlacementGenerateOpt),
+}
+
+/// `stampede placement fit`.
+#[derive(Debug, Args)]
+pub struct PlacementFitOpt {
+    /// A CSV file of runs; repeat to learn from several.
+    #[arg(long, required = true, value_name = "CSV")]
+    pub data: Vec<PathBuf>,
+    /// Where to write the model file (JSON).
+    #[arg(long, default_value = "model.json", value_name = "FILE")]
+    pub out: PathBuf,
+    /// Folds of the cross-validation.
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub folds: usize,
+    /// Trees in the ensemble.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub trees: usize,
+    /// Depth of each tree.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub depth: usize,
+    /// Shrinkage of each tree's contribution.
+    #[arg(long, default_value_t = 0.1, value_name = "X")]
+    pub learning_rate: f32,
+    /// Seed of the folds and of the importance permutations.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub seed: u64,
+}
+
+/// `stampede placement serve`.
+#[derive(Debug, Args)]
+pub struct PlacementServeOpt {
+    /// Port to listen on (the seed's Profiler listens on 7001).
+    #[arg(long, default_value_t = 7001)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0", value_name = "IP")]
+    pub bind: std::net::IpAddr,
+    /// The model file from `stampede placement fit`; read again whenever it changes. Until it
+    /// exists, requests get 503 saying how to make it.
+    #[arg(long, default_value = "model.json", value_name = "FILE")]
+    pub model: PathBuf,
+    /// Prometheus for cluster-form requests: `http://host:port` (or the seed's `host:port`).
+    #[arg(long, env = "PROMETHEUS_IP", value_name = "URL")]
+    pub prometheus: Option<String>,
+}
+
+/// `stampede placement generate`.
+#[derive(Debug, Args)]
+pub struct PlacementGenerateOpt {
+    /// Rows to write.
+    #[arg(long, default_value = "2000", value_name = "N")]
+    pub rows: Count,
+    /// Distinct models (`model-1` ... `model-N`, the same for every seed).
+    #[arg(long, default_value = "30", value_name = "N")]
+    pub models: Count,
+    /// Seed of the rows (devices, loads, noise).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub seed: u64,
+    /// The CSV file to write (replaced); standard output without it.
+    #[arg(long, value_name = "CSV")]
+    pub out: Option<PathBuf>,
+}
+
 /// Exit codes (documented in `--help` and the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -366,6 +460,7 @@ pub fn init_tracing(opt: &Opt, logs: &LogLines) {
         Command::Run(o) => ("warn", o.flags.tui),
         Command::Master(o) => ("info", o.flags.tui),
         Command::Check(_) => ("warn", false),
+        Command::Placement(p) if !matches!(p, PlacementCommand::Serve(_)) => ("warn", false),
         _ => ("info", false),
     };
     let filter = opt

@@ -26,6 +26,9 @@ mod health;
 mod distributed;
 // `llm` scenarios against `stampede target llm`: token counts per backend, broken streams.
 mod llm;
+// `stampede placement`: fit on the law's runs, the seed's requests and shapes, bad input, the
+// cluster form against a real Prometheus.
+mod placement;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;
 // `--tui` in tmux: workers listed, s/+/x/q steer the run, the terminal comes back (panics too);

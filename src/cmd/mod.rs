@@ -4,13 +4,14 @@
 mod check;
 mod common;
 mod master;
+mod placement;
 mod run;
 mod target;
 mod worker;
 
 use stampede_master::tui::LogLines;
 
-use crate::cli::{Command, Exit, Opt, TargetCommand};
+use crate::cli::{Command, Exit, Opt, PlacementCommand, TargetCommand};
 
 /// Run the chosen verb; `logs` receives log lines while a terminal UI holds the screen.
 pub async fn run(opt: Opt, logs: LogLines) -> anyhow::Result<Exit> {
@@ -22,5 +23,8 @@ pub async fn run(opt: Opt, logs: LogLines) -> anyhow::Result<Exit> {
         Command::Target(TargetCommand::Llm(o)) => target::llm(o).await,
         Command::Target(TargetCommand::Registry(o)) => target::registry(o).await,
         Command::Check(o) => check::run(o),
+        Command::Placement(PlacementCommand::Fit(o)) => placement::fit(o).await,
+        Command::Placement(PlacementCommand::Serve(o)) => placement::serve(o).await,
+        Command::Placement(PlacementCommand::Generate(o)) => placement::generate(o),
     }
 }
