@@ -358,6 +358,13 @@ pub enum PlacementCommand {
     /// Example: stampede placement serve --port 7001 --model model.json --prometheus
     /// http://10.0.0.5:9090
     Serve(PlacementServeOpt),
+    /// Append one row per worker node of a finished run to a CSV file: the scenario's
+    /// `[placement]` model and device, the node's mean request time and its CPU and disk usage
+    /// during the run (from the run's summary.json).
+    ///
+    /// Example: stampede run s.toml --out results/ && stampede placement record --scenario
+    /// s.toml --results results/ --data runs.csv
+    Record(PlacementRecordOpt),
     /// Write runs made up from a known law (time grows with parameters and layers, is scaled
     /// per device and slowed by CPU load): a data set to try `fit` and `serve` on.
     ///
@@ -407,6 +414,20 @@ pub struct PlacementServeOpt {
     /// Prometheus for cluster-form requests: `http://host:port` (or the seed's `host:port`).
     #[arg(long, env = "PROMETHEUS_IP", value_name = "URL")]
     pub prometheus: Option<String>,
+}
+
+/// `stampede placement record`.
+#[derive(Debug, Args)]
+pub struct PlacementRecordOpt {
+    /// The scenario file of the run; its `[placement]` table names the model and the devices.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: PathBuf,
+    /// The run's results: the `--out` directory, or its summary.json.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    /// The CSV file to append the rows to (created with its header if new).
+    #[arg(long, value_name = "CSV")]
+    pub data: PathBuf,
 }
 
 /// `stampede placement generate`.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use stampede_placement::law;
 use stampede_placement::row::NodeState;
 
-use crate::util::{Proc, STARTUP, TestDir, http, stampede, wait_until};
+use crate::util::{Proc, STARTUP, Scenario, Target, TestDir, http, stampede, wait_until};
 
 /// The seed's standalone example, byte for byte as its curl sends it.
 const SEED_STANDALONE: &str = r#"{       "model" : "model",
@@ -803,5 +803,127 @@ fn prometheus_unreachable_or_without_nodes_is_a_502_naming_it() {
             .iter()
             .any(|p| p.ends_with("query=char_node_device_model")),
         "{paths:?}"
+    );
+}
+
+#[test]
+fn a_run_with_a_placement_table_records_a_row_per_worker_node() {
+    let target = Target::start_with(&["--delay", "20ms"]);
+    let dir = TestDir::new();
+    let scenario = format!(
+        "{}\n[placement]\nmodel = \"tiny-cnn\"\nconv_layers = 3\npool_layers = 2\nfc_layers = 1\n\
+         filter_details = 32\ntotal_parameters = \"10000000000000000000\"\nmodel_input_size = 784\n\
+         model_output_size = 10\ndevice_type = \"Raspberry Pi 4B\"\n\
+         devices = {{ \"local-1\" = \"Intel NUC\" }}\n",
+        Scenario::closed(&target.url, 4).duration("3s").toml()
+    );
+    dir.write("scenario.toml", &scenario);
+    let f = Proc::run(
+        &["run", "scenario.toml", "--workers", "2", "--out", "results"],
+        dir.path(),
+        Duration::from_secs(60),
+    );
+    f.assert_code(0);
+
+    // summary.json: each worker's mean time and its host's CPU and disk usage.
+    let summary = dir.read_json("results/summary.json");
+    let workers = summary["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{summary:#}");
+    let (mut weighted, mut requests) = (0.0, 0.0);
+    for w in workers {
+        let n = w["requests"].as_f64().unwrap();
+        weighted += n * w["mean_ms"].as_f64().unwrap();
+        requests += n;
+        let cpu = w["gauges"]["host_cpu_percent"].as_f64().unwrap();
+        assert!(cpu > 0.0 && cpu <= 100.0, "{w}");
+    }
+    let mean = summary["metrics"]["latency"]["mean_ms"].as_f64().unwrap();
+    assert!(
+        (weighted / requests - mean).abs() < 0.01 * mean,
+        "{} vs {mean}",
+        weighted / requests
+    );
+
+    let record = || {
+        let f = Proc::run(
+            &[
+                "placement",
+                "record",
+                "--scenario",
+                "scenario.toml",
+                "--results",
+                "results",
+                "--data",
+                "runs.csv",
+            ],
+            dir.path(),
+            STARTUP,
+        );
+        f.assert_code(0);
+        f
+    };
+    let f = record();
+    assert!(f.stdout.contains("appended 2 row(s)"), "{}", f.show());
+    let rows = stampede_placement::row::read_csv(&dir.join("runs.csv")).unwrap();
+    assert_eq!(rows.len(), 2);
+    // The disk usage of `/` as `stat -f` sees it (blocks, available).
+    let stat = std::process::Command::new("stat")
+        .args(["-f", "-c", "%b %a", "/"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&stat.stdout);
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let disk = 100.0 * (1.0 - v[1] / v[0]);
+    let mut devices: Vec<&str> = rows.iter().map(|r| r.node.device_type.as_str()).collect();
+    devices.sort();
+    assert_eq!(devices, ["Intel NUC", "Raspberry Pi 4B"]);
+    for (r, w) in rows.iter().zip(workers) {
+        assert_eq!(r.spec.model, "tiny-cnn");
+        assert_eq!(r.spec.total_parameters, 10_000_000_000_000_000_000);
+        // The target answers after 20 ms: the mean execution time says so.
+        assert!((0.020..0.2).contains(&r.execution_time), "{r:?}");
+        assert!(
+            (r.execution_time * 1000.0 - w["mean_ms"].as_f64().unwrap()).abs() < 1e-9,
+            "{r:?} {w}"
+        );
+        assert_eq!(
+            r.node.cpu_usage,
+            w["gauges"]["host_cpu_percent"].as_f64().unwrap()
+        );
+        assert!((r.node.disk_usage - disk).abs() < 1.0, "{r:?} vs df {disk}");
+    }
+    // Appending again keeps one header.
+    record();
+    assert_eq!(
+        stampede_placement::row::read_csv(&dir.join("runs.csv"))
+            .unwrap()
+            .len(),
+        4
+    );
+
+    // Without [placement], record says what to add.
+    dir.write("plain.toml", &Scenario::closed(&target.url, 1).toml());
+    let f = Proc::run(
+        &[
+            "placement",
+            "record",
+            "--scenario",
+            "plain.toml",
+            "--results",
+            "results",
+            "--data",
+            "runs.csv",
+        ],
+        dir.path(),
+        STARTUP,
+    );
+    f.assert_code(1);
+    assert!(
+        f.stderr.contains("has no [placement] table"),
+        "{}",
+        f.show()
     );
 }

@@ -37,6 +37,8 @@ pub struct DecodedReport {
     pub failures: Vec<(String, String, u64)>,
     /// (record stream, rows): CSV lines, decompressed, in the worker's order.
     pub rows: Vec<(String, Vec<u8>)>,
+    /// (name, value) readings of the worker (host CPU and disk usage).
+    pub gauges: Vec<(String, f64)>,
     /// Final report of the worker for this run.
     pub last: bool,
 }
@@ -115,6 +117,7 @@ impl DecodedReport {
                 .map(|f| (f.name, f.kind, f.count))
                 .collect(),
             rows,
+            gauges: r.gauges.into_iter().map(|g| (g.name, g.value)).collect(),
             last: r.last,
         })
     }
@@ -166,6 +169,23 @@ pub struct WorkerTotals {
     /// When its earliest and latest user sent their first request, Unix µs in the worker's
     /// clock (see `metric::FIRST_SEND_MIN`).
     pub first_sends_unix_us: Option<(u64, u64)>,
+    /// Latencies it reported (all names), for its mean.
+    pub latency_count: u64,
+    /// Their sum, µs (each value at the middle of its histogram bucket, as HDR means are).
+    pub latency_sum_us: f64,
+    /// Its latest gauge readings (host CPU and disk usage), by name.
+    pub gauges: BTreeMap<String, f64>,
+}
+
+impl WorkerTotals {
+    /// Mean latency of its requests, ms (0 when it reported none).
+    pub fn mean_ms(&self) -> f64 {
+        if self.latency_count == 0 {
+            0.0
+        } else {
+            self.latency_sum_us / self.latency_count as f64 / 1000.0
+        }
+    }
 }
 
 /// The merged figures of one run.
@@ -232,6 +252,9 @@ impl Aggregate {
         w.users = r.users;
         w.target_rate = r.target_rate;
         w.finished |= r.last;
+        for (name, value) in &r.gauges {
+            w.gauges.insert(name.clone(), *value);
+        }
         for (name, metric_name, h) in &r.series {
             if metric_name == metric::SCHEDULE_LAG {
                 h.add_to(self.lag.get_or_insert_with(new_histogram));
@@ -239,6 +262,9 @@ impl Aggregate {
             }
             let i = self.slot(name, "");
             if metric_name == metric::LATENCY {
+                let w = self.workers.entry(worker).or_default();
+                w.latency_count += h.len();
+                w.latency_sum_us += h.sum();
                 // Only the interval's histogram here: the run's own and the aggregate's grow
                 // once per tick, so a report costs one addition per name, not four.
                 self.interval[i]
@@ -510,6 +536,7 @@ mod tests {
             }],
             failures: vec![],
             records: vec![],
+            gauges: vec![],
             last,
         })
         .unwrap()
@@ -626,6 +653,7 @@ mod tests {
             counters: vec![],
             failures: vec![],
             records: vec![],
+            gauges: vec![],
             last: false,
         };
         let e = DecodedReport::decode(r.clone()).unwrap_err();

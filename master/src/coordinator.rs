@@ -984,6 +984,8 @@ impl Coordinator {
                         let at = |us: u64| (us as f64 - offset_us) / 1e3 - started as f64;
                         (at(min), at(max))
                     }),
+                    mean_ms: t.mean_ms(),
+                    gauges: t.gauges.clone(),
                 }
             })
             .collect();

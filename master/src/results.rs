@@ -544,6 +544,8 @@ fn worker_json(w: &WorkerSummary) -> Value {
         "lost_at_s": w.lost_at_s,
         "first_request_ms": w.first_sends_ms.map(|f| f.0),
         "last_first_request_ms": w.first_sends_ms.map(|f| f.1),
+        "mean_ms": w.mean_ms,
+        "gauges": w.gauges,
     })
 }
 
@@ -1168,6 +1170,8 @@ mod tests {
                     state: "finished".into(),
                     lost_at_s: None,
                     first_sends_ms: Some((0.25, 1.75)),
+                    mean_ms: 12.5,
+                    gauges: BTreeMap::from([("host_cpu_percent".into(), 41.5)]),
                 },
                 WorkerSummary {
                     id: 2,
@@ -1178,6 +1182,8 @@ mod tests {
                     state: "lost".into(),
                     lost_at_s: Some(12.5),
                     first_sends_ms: Some((-0.5, 0.75)),
+                    mean_ms: 0.0,
+                    gauges: BTreeMap::new(),
                 },
             ],
             schedule_lag: Some(lag),

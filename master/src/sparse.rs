@@ -107,6 +107,13 @@ impl Layout {
         })
     }
 
+    /// The width of the bucket of `index`: its values run from `value_at(index)` on.
+    fn width_at(&self, index: u64) -> u64 {
+        let bucket = ((index >> self.half_magnitude) as i64 - 1).max(0) as u32;
+        1u64.checked_shl(bucket + self.unit_magnitude)
+            .unwrap_or(u64::MAX)
+    }
+
     /// The lowest value counted at `index` (`index < len`).
     fn value_at(&self, index: u64) -> u64 {
         let bucket = (index >> self.half_magnitude) as i64 - 1;
@@ -254,6 +261,22 @@ impl Sparse {
     /// The number of values counted.
     pub fn len(&self) -> u64 {
         self.buckets.iter().map(|b| b.1).sum()
+    }
+
+    /// The sum of the values counted, each taken at the middle of its bucket (as
+    /// `Histogram::mean` does), so `sum() / len()` is the histogram's mean.
+    pub fn sum(&self) -> f64 {
+        self.buckets
+            .iter()
+            .map(|&(index, count)| {
+                let i = u64::from(index);
+                let middle = self
+                    .layout
+                    .value_at(i)
+                    .saturating_add(self.layout.width_at(i) >> 1);
+                middle as f64 * count as f64
+            })
+            .sum()
     }
 
     /// Whether nothing is counted.
@@ -430,6 +453,11 @@ mod tests {
             prop_assert_eq!(&via_sparse, &h);
             prop_assert_eq!(via_sparse.max(), h.max());
             prop_assert_eq!(via_sparse.min(), h.min());
+            // The sum is the histogram's: its mean is HDR's mean.
+            if !h.is_empty() {
+                let mean = sparse.sum() / sparse.len() as f64;
+                prop_assert!((mean - h.mean()).abs() <= 1e-9 * h.mean().max(1.0), "{} vs {}", mean, h.mean());
+            }
         }
 
         /// Garbage never panics: it is an error or some histogram.

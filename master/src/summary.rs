@@ -111,6 +111,11 @@ pub struct WorkerSummary {
     /// start instant, in the master's clock (the worker's report corrected by the measured
     /// clock offset); `None` if none did.
     pub first_sends_ms: Option<(f64, f64)>,
+    /// Mean latency of its requests, ms (0 if it reported none).
+    pub mean_ms: f64,
+    /// Its latest readings by name: `host_cpu_percent` (its host's CPU busy over the run) and
+    /// `host_disk_percent` (used share of its root filesystem), when it could read them.
+    pub gauges: BTreeMap<String, f64>,
 }
 
 /// The verdict of one threshold.

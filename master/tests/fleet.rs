@@ -172,6 +172,7 @@ fn big_report(run_id: u64, seq: u64, names: usize, per_name: u64, last: bool) ->
         counters,
         failures: vec![],
         records: vec![],
+        gauges: vec![],
         last,
     }
 }
@@ -272,6 +273,7 @@ async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
         }],
         failures: vec![],
         records: vec![],
+        gauges: vec![],
         last: false,
     };
     write_frame(&mut reports, &report).await.unwrap();

@@ -9,6 +9,7 @@
 //! - [`row`]: one recorded run as a row of the seed's columns; CSV reading and appending.
 //! - [`law`]: runs made up from a known law, for tests and demos.
 //! - [`model`]: the gradient-boosted trees, cross-validation, importances, the model file.
+//! - [`record`]: rows from a finished run's `summary.json` and the scenario's `\[placement\]`.
 //! - [`request`]: the body of `POST /api/profiling`, checked field by field, echoed exactly.
 //! - [`prometheus`]: node CPU, disk and device from a Prometheus server, joined per node.
 //! - [`server`]: the HTTP service answering `/api/profiling`.
@@ -16,6 +17,7 @@
 pub mod law;
 pub mod model;
 pub mod prometheus;
+pub mod record;
 pub mod request;
 pub mod row;
 pub mod server;

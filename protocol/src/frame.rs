@@ -112,6 +112,10 @@ mod tests {
                 stream: "requests".into(),
                 data: vec![0x78, 0x01, 9, 8, 7],
             }],
+            gauges: vec![Gauge {
+                name: metric::HOST_CPU.into(),
+                value: 37.5,
+            }],
             last: true,
         }
     }

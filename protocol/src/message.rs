@@ -32,6 +32,13 @@ pub mod metric {
     /// Unix µs in the worker's clock (with [`FIRST_SEND_MIN`]: the spread of a simultaneous
     /// start on this worker).
     pub const FIRST_SEND_MAX: &str = "first_send_max_unix_us";
+    /// Gauge: the worker host's CPU busy since the run started, percent of all its CPUs
+    /// (`/proc/stat`; idle is the `idle` column, so I/O wait counts as busy, as node exporter's
+    /// `mode="idle"` does).
+    pub const HOST_CPU: &str = "host_cpu_percent";
+    /// Gauge: used share of the worker host's root filesystem, percent (`1 - f_bavail /
+    /// f_blocks` of `statvfs("/")`, node exporter's `1 - avail / size`).
+    pub const HOST_DISK: &str = "host_disk_percent";
 }
 
 /// First frame from a worker on the control stream.
@@ -215,6 +222,9 @@ pub struct Report {
     /// Per-request records of the interval (CSV rows), one entry per record stream with rows.
     /// Each row is sent exactly once: the final report carries whatever is left.
     pub records: Vec<Rows>,
+    /// Readings of the worker at the end of the interval (not deltas: the latest wins), e.g.
+    /// [`metric::HOST_CPU`]; the master keeps them per worker.
+    pub gauges: Vec<Gauge>,
     /// This is the worker's final report for the run.
     pub last: bool,
 }
@@ -255,6 +265,15 @@ pub struct Counter {
     pub counter: String,
     /// How much it grew during the interval.
     pub value: u64,
+}
+
+/// A reading of the worker, such as its host's CPU usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gauge {
+    /// What is read (see [`metric`]).
+    pub name: String,
+    /// Its value.
+    pub value: f64,
 }
 
 /// How many requests of one name failed one way during the interval.

@@ -80,6 +80,51 @@ pub struct ScenarioFile {
     /// Pass/fail criteria on the final figures, e.g. `p99_ms = "< 250"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub thresholds: BTreeMap<String, String>,
+    /// What `stampede placement record` needs to make rows of this scenario's runs: the model
+    /// the target serves and each node's device. Runs ignore it, and it is not sent to workers
+    /// (counts past 2^63 have no TOML integer form).
+    #[serde(default, skip_serializing)]
+    pub placement: Option<PlacementFile>,
+}
+
+/// `[placement]`: the model a run measures (the seed's characteristics) and the device type of
+/// each worker node, for `stampede placement record`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementFile {
+    /// The model's name.
+    pub model: String,
+    /// Convolution layers.
+    pub conv_layers: Count,
+    /// Pooling layers.
+    pub pool_layers: Count,
+    /// Fully connected layers.
+    pub fc_layers: Count,
+    /// The seed's `filter_details`.
+    pub filter_details: Count,
+    /// Trainable parameters (`25.6M`, or a string for counts past 2^63).
+    pub total_parameters: Count,
+    /// Input size, elements.
+    pub model_input_size: Count,
+    /// Output size, elements.
+    pub model_output_size: Count,
+    /// The device type of every node not named in `devices`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<String>,
+    /// Device type by worker name (`stampede worker --name`), e.g. `{ "rpi-1" = "Raspberry Pi
+    /// 4B" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices: BTreeMap<String, String>,
+}
+
+impl PlacementFile {
+    /// The device type of the worker called `worker`, if the table gives one.
+    pub fn device_of(&self, worker: &str) -> Option<&str> {
+        self.devices
+            .get(worker)
+            .or(self.device_type.as_ref())
+            .map(String::as_str)
+    }
 }
 
 /// `[load]`: which model and its numbers.
@@ -730,6 +775,25 @@ impl ScenarioFile {
         }
         crate::driver::validate(&self)?;
         let mix = crate::driver::mix(&self, &load, duration)?;
+        if let Some(p) = &self.placement {
+            if p.model.trim().is_empty() {
+                return err("placement.model", "must not be empty".into());
+            }
+            if p.device_type.is_none() && p.devices.is_empty() {
+                return err(
+                    "placement",
+                    "needs `device_type` (every node's device) or `devices` (by worker name)"
+                        .into(),
+                );
+            }
+            let empty = |d: &String| d.trim().is_empty();
+            if p.device_type.as_ref().is_some_and(empty) || p.devices.values().any(empty) {
+                return err(
+                    "placement.devices",
+                    "a device type must not be empty".into(),
+                );
+            }
+        }
         let mut thresholds = Vec::new();
         for (key, expr) in &self.thresholds {
             thresholds
@@ -915,6 +979,33 @@ error_rate = "< 0.01"
 
     fn parse(text: &str) -> Result<ScenarioConfig, ScenarioError> {
         ScenarioConfig::parse(text, "t.toml", &Overrides::default())
+    }
+
+    #[test]
+    fn placement_table_is_read_checked_and_not_sent_to_workers() {
+        let text = format!(
+            "{GOOD}\n[placement]\nmodel = \"resnet50\"\nconv_layers = 53\npool_layers = 2\nfc_layers = 1\n\
+             filter_details = 64\ntotal_parameters = \"10000000000000000000\"\nmodel_input_size = \"150k\"\n\
+             model_output_size = 1000\ndevice_type = \"Raspberry Pi 4B\"\ndevices = {{ \"nuc-1\" = \"Intel NUC\" }}\n"
+        );
+        let c = parse(&text).unwrap();
+        let p = c.file.placement.as_ref().unwrap();
+        assert_eq!(p.total_parameters, Count(10_000_000_000_000_000_000));
+        assert_eq!(p.model_input_size, Count(150_000));
+        assert_eq!(p.device_of("nuc-1"), Some("Intel NUC"));
+        assert_eq!(p.device_of("local-1"), Some("Raspberry Pi 4B"));
+        assert!(!c.to_toml().contains("placement"), "{}", c.to_toml());
+        let e = parse(&text.replace(
+            "device_type = \"Raspberry Pi 4B\"\ndevices = { \"nuc-1\" = \"Intel NUC\" }\n",
+            "",
+        ))
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("placement"));
+        assert!(e.message.contains("needs `device_type`"), "{e}");
+        let e = parse(&text.replace("fc_layers = 1", "fc_layer = 1")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `fc_layer`"), "{e}");
+        let e = parse(&text.replace("pool_layers = 2", "pool_layers = -2")).unwrap_err();
+        assert!(e.to_string().contains("must not be negative"), "{e}");
     }
 
     #[test]

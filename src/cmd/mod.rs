@@ -25,6 +25,7 @@ pub async fn run(opt: Opt, logs: LogLines) -> anyhow::Result<Exit> {
         Command::Check(o) => check::run(o),
         Command::Placement(PlacementCommand::Fit(o)) => placement::fit(o).await,
         Command::Placement(PlacementCommand::Serve(o)) => placement::serve(o).await,
+        Command::Placement(PlacementCommand::Record(o)) => placement::record(o),
         Command::Placement(PlacementCommand::Generate(o)) => placement::generate(o),
     }
 }

@@ -1,4 +1,4 @@
-//! `stampede placement {fit, serve, generate}`: device placement (seed 004) on the command
+//! `stampede placement {fit, serve, record, generate}`: device placement (seed 004) on the command
 //! line. The work is in the `stampede-placement` crate; this reads flags, prints, and maps
 //! errors.
 
@@ -9,10 +9,12 @@ use anyhow::Context;
 use stampede_placement::model::{Fitted, Params, PlacementModel};
 use stampede_placement::prometheus::Prometheus;
 use stampede_placement::server::{self, ServerConfig};
-use stampede_placement::{law, row};
+use stampede_placement::{law, record, row};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Exit, PlacementFitOpt, PlacementGenerateOpt, PlacementServeOpt};
+use crate::cli::{
+    Exit, PlacementFitOpt, PlacementGenerateOpt, PlacementRecordOpt, PlacementServeOpt,
+};
 
 pub async fn fit(opt: PlacementFitOpt) -> anyhow::Result<Exit> {
     if opt.folds < 2 {
@@ -124,6 +126,41 @@ pub async fn serve(opt: PlacementServeOpt) -> anyhow::Result<Exit> {
     )
     .await
     .context("serving /api/profiling")?;
+    Ok(Exit::Success)
+}
+
+pub fn record(opt: PlacementRecordOpt) -> anyhow::Result<Exit> {
+    let scenario = stampede_scenarios::ScenarioConfig::load(&opt.scenario)?;
+    let placement = scenario.file.placement.as_ref().with_context(|| {
+        format!(
+            "{} has no [placement] table: add one naming the model (model, conv_layers, \
+             pool_layers, fc_layers, filter_details, total_parameters, model_input_size, \
+             model_output_size) and the nodes' device (device_type, or devices by worker name)",
+            opt.scenario.display()
+        )
+    })?;
+    let (file, summary) = record::read_summary(&opt.results)?;
+    let recorded = record::rows_from_run(placement, &summary)?;
+    let rows: Vec<row::Row> = recorded.rows.iter().map(|(_, r)| r.clone()).collect();
+    row::append_csv(&opt.data, &rows)?;
+    println!(
+        "appended {} row(s) from {} to {}:",
+        rows.len(),
+        file.display(),
+        opt.data.display()
+    );
+    for (worker, r) in &recorded.rows {
+        println!(
+            "  {worker}: {} on {}, CPU {:.1} %, disk {:.1} %, mean {:.6} s",
+            r.spec.model, r.node.device_type, r.node.cpu_usage, r.node.disk_usage, r.execution_time
+        );
+    }
+    for s in &recorded.skipped {
+        eprintln!("skipped {}: {}", s.worker, s.reason);
+    }
+    for n in &recorded.notes {
+        eprintln!("note: {n}");
+    }
     Ok(Exit::Success)
 }
 

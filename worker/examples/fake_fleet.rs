@@ -108,6 +108,7 @@ fn report(pool: &Pool, rng: &mut SmallRng, run_id: u64, seq: u64, last: bool) ->
         counters,
         failures: Vec::new(),
         records: Vec::new(),
+        gauges: Vec::new(),
         last,
     }
 }

@@ -7,9 +7,11 @@
 //!
 //! # Layout
 //! - [`engine`]: the load engine (closed users, open arrivals) for one run.
+//! - [`host`]: the host's CPU and disk usage, sent as report gauges.
 //! - [`report`]: turns the recorder's intervals into protocol reports.
 
 pub mod engine;
+pub mod host;
 pub mod report;
 
 use std::net::SocketAddr;
@@ -187,6 +189,8 @@ struct Run {
     start_unix_ns: u64,
     /// The first sends last reported (Unix µs).
     first_sends_sent: Option<(u64, u64)>,
+    /// The host's CPU counters when the run started here, for its CPU usage over the run.
+    cpu_at_start: Option<host::CpuTimes>,
 }
 
 struct Session {
@@ -303,6 +307,7 @@ impl Session {
                 run.engine = Some(engine);
                 run.interval_start_ms = now_ns / 1_000_000;
                 run.start_unix_ns = at_unix_ns.max(now_ns);
+                run.cpu_at_start = host::CpuTimes::now();
                 *engine_done = Some(done);
                 info!(run = run_id, in_ms = delay.as_millis() as u64, "starting");
             }
@@ -381,6 +386,7 @@ impl Session {
             interval_start_ms: 0,
             start_unix_ns: 0,
             first_sends_sent: None,
+            cpu_at_start: None,
         })
     }
 
@@ -417,6 +423,7 @@ impl Session {
             first_sends_unix_us: first_sends,
             last,
             recorder: &run.recorder,
+            gauges: host::gauges(run.cpu_at_start.as_ref()),
         });
         run.interval_start_ms = now_ms;
         for mut part in report::spill(report, report::ROWS_PER_REPORT) {

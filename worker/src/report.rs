@@ -10,7 +10,7 @@ use std::io::Write;
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
-use stampede_protocol::{Counter, FailureCount, Report, Rows, Series, metric};
+use stampede_protocol::{Counter, FailureCount, Gauge, Report, Rows, Series, metric};
 use stampede_scenarios::Recorder;
 
 /// Raw bytes of rows compressed into one [`Rows`] entry at most (whole lines only), so a burst
@@ -44,6 +44,8 @@ pub struct Meta<'a> {
     pub last: bool,
     /// The recorder to take the interval from.
     pub recorder: &'a Recorder,
+    /// Readings of the worker (its host's CPU and disk usage).
+    pub gauges: Vec<Gauge>,
 }
 
 /// Take the recorder's interval and encode it.
@@ -147,6 +149,7 @@ pub fn encode(m: Meta<'_>) -> Report {
         counters,
         failures,
         records,
+        gauges: m.gauges,
         last: m.last,
     }
 }
