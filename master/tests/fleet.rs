@@ -333,6 +333,7 @@ fn report_with_rows(run_id: u64, worker: u32, seq: u64, n: u64, last: bool) -> R
             stream: "requests".into(),
             data: z.finish().unwrap(),
         }],
+        gauges: vec![],
         last,
     }
 }

@@ -275,6 +275,7 @@ mod tests {
             first_sends_unix_us: None,
             last: true,
             recorder: &rec,
+            gauges: vec![],
         });
         assert!(report.records.len() > 1, "several 1 MiB chunks");
         let parts = spill(report.clone(), 200_000);
