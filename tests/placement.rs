@@ -13,7 +13,9 @@ use serde_json::Value;
 use stampede_placement::law;
 use stampede_placement::row::NodeState;
 
-use crate::util::{Proc, STARTUP, Scenario, Target, TestDir, http, stampede, wait_until};
+use crate::util::{
+    Proc, PrometheusServer, STARTUP, Scenario, Target, TestDir, http, stampede, wait_until,
+};
 
 /// The seed's standalone example, byte for byte as its curl sends it.
 const SEED_STANDALONE: &str = r#"{       "model" : "model",
@@ -520,61 +522,6 @@ impl FakeNode {
             scrapes,
             http,
         }
-    }
-}
-
-/// A Prometheus server (Debian's `prometheus`) scraping `targets` every second, from a
-/// config and a data directory in a temporary directory; killed when dropped.
-struct PrometheusServer {
-    _proc: Proc,
-    addr: SocketAddr,
-    _dir: TestDir,
-}
-
-impl PrometheusServer {
-    fn start(targets: &[SocketAddr]) -> Option<PrometheusServer> {
-        if std::process::Command::new("prometheus")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!("skipping: `prometheus` is not installed (apt-get install prometheus)");
-            return None;
-        }
-        let dir = TestDir::new();
-        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = dir.write(
-            "prometheus.yml",
-            &format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: nodes\n    static_configs:\n      - targets: [{}]\n",
-                list.join(", ")
-            ),
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut cmd = std::process::Command::new("prometheus");
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(std::process::Stdio::null());
-        let proc = Proc::spawn("prometheus", cmd);
-        wait_until(Duration::from_secs(30), "prometheus ready", || {
-            http::request(addr, "GET", "/-/ready", &[], None)
-                .ok()
-                .filter(|r| r.status == 200)
-        });
-        Some(PrometheusServer {
-            _proc: proc,
-            addr,
-            _dir: dir,
-        })
     }
 }
 

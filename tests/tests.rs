@@ -26,6 +26,9 @@ mod health;
 mod distributed;
 // `llm` scenarios against `stampede target llm`: token counts per backend, broken streams.
 mod llm;
+// `/metrics` under promtool before, during, across a worker loss and between runs; a real
+// Prometheus scraping the master: a rate and a histogram_quantile p99 against summary.json.
+mod metrics;
 // `stampede placement`: fit on the law's runs, the seed's requests and shapes, bad input, the
 // cluster form against a real Prometheus.
 mod placement;

@@ -6,7 +6,7 @@
 //! Everything listens on `127.0.0.1:0` and reports the port it got; no test uses a fixed port.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -758,4 +758,90 @@ pub mod http {
         }
         out
     }
+}
+
+/// A Prometheus server (Debian's `prometheus`) scraping `targets` every second, from a
+/// config and a data directory in a temporary directory; killed when dropped.
+pub struct PrometheusServer {
+    /// Its HTTP address (the query API at `/api/v1/query`).
+    _proc: Proc,
+    pub addr: SocketAddr,
+    _dir: TestDir,
+}
+
+impl PrometheusServer {
+    /// Start it, or `None` (saying why) when `prometheus` is not installed.
+    pub fn start(targets: &[SocketAddr]) -> Option<PrometheusServer> {
+        if std::process::Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            eprintln!("skipping: `prometheus` is not installed (apt-get install prometheus)");
+            return None;
+        }
+        let dir = TestDir::new();
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = dir.write(
+            "prometheus.yml",
+            &format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: nodes\n    static_configs:\n      - targets: [{}]\n",
+                list.join(", ")
+            ),
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let mut cmd = std::process::Command::new("prometheus");
+        cmd.arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(std::process::Stdio::null());
+        let proc = Proc::spawn("prometheus", cmd);
+        wait_until(Duration::from_secs(30), "prometheus ready", || {
+            http::request(addr, "GET", "/-/ready", &[], None)
+                .ok()
+                .filter(|r| r.status == 200)
+        });
+        Some(PrometheusServer {
+            _proc: proc,
+            addr,
+            _dir: dir,
+        })
+    }
+
+    /// An instant query's result vector (`data.result`), panicking on an error answer.
+    pub fn query(&self, expr: &str) -> Vec<Value> {
+        let path = format!("/api/v1/query?query={}", url_encode(expr));
+        let r = http::get(self.addr, &path);
+        assert_eq!(r.status, 200, "{expr}: {r:?}");
+        let v = r.json();
+        assert_eq!(v["status"], "success", "{expr}: {v}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The single value of an instant query, if it has one sample.
+    pub fn value(&self, expr: &str) -> Option<f64> {
+        let result = self.query(expr);
+        let first = result.first()?;
+        first["value"][1].as_str()?.parse().ok()
+    }
+}
+
+/// Percent-encode a query parameter.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -625,7 +625,11 @@ impl Table {
             elapsed_s: duration,
             workers: workers(snap, None),
             counters: summary.total.counters.clone(),
-            ttft: summary.total.metrics.get(TTFT).map(MetricView::of),
+            ttft: summary
+                .total
+                .metrics
+                .get(TTFT)
+                .map(|h| MetricView::of(TTFT, h)),
         }
     }
 

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
 use crate::results;
-use crate::snapshot::{FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{NameStats, RunSummary, WorkerSummary};
 
 /// Identifies a connected worker for the master's lifetime.
@@ -1041,6 +1041,7 @@ impl Coordinator {
                     rps: w.last_rps,
                     last_seen_s: w.last_seen.elapsed().as_secs_f64(),
                     clock_offset_ms: w.offset_ns as f64 / 1e6,
+                    gauges: worker_gauges(self.run.as_ref(), *id),
                 }
             })
             .collect();
@@ -1058,6 +1059,7 @@ impl Coordinator {
                         rps: 0.0,
                         last_seen_s: 0.0,
                         clock_offset_ms: 0.0,
+                        gauges: worker_gauges(Some(run), *id),
                     });
                 }
             }
@@ -1129,6 +1131,12 @@ fn share_of(
     share.map_or(0.0, |s| s.fraction())
 }
 
+fn worker_gauges(run: Option<&Run>, id: WorkerId) -> BTreeMap<String, f64> {
+    run.and_then(|run| run.agg.workers().get(&id.0))
+        .map(|w| w.gauges.clone())
+        .unwrap_or_default()
+}
+
 fn worker_requests(run: &Run, id: WorkerId) -> u64 {
     run.agg.workers().get(&id.0).map_or(0, |w| w.requests)
 }
@@ -1162,33 +1170,10 @@ fn name_view(n: &NameStats, now: Interval) -> NameView {
         metrics: n
             .metrics
             .iter()
-            .map(|(k, h)| (k.clone(), MetricView::of(h)))
+            .map(|(k, h)| (k.clone(), MetricView::of(k, h)))
             .collect(),
-        buckets: cumulative_buckets(&n.latency),
-        latency_sum_s: n.latency.mean() * n.latency.len() as f64 / 1e6,
+        latency: Buckets::of(&n.latency, &crate::metrics::DURATION_BUCKETS, 1e-6),
     }
-}
-
-/// Cumulative counts at each bound of [`crate::metrics::DURATION_BUCKETS`], in one pass over
-/// the histogram's recorded values (a value counts in a bucket when its bucket's lowest
-/// equivalent value is within the bound).
-fn cumulative_buckets(h: &hdrhistogram::Histogram<u64>) -> Vec<u64> {
-    let bounds = &crate::metrics::DURATION_BUCKETS;
-    let mut out = vec![0u64; bounds.len()];
-    let mut below = 0u64;
-    let mut i = 0;
-    for v in h.iter_recorded() {
-        let value_s = h.lowest_equivalent(v.value_iterated_to()) as f64 / 1e6;
-        while i < bounds.len() && value_s > bounds[i] {
-            out[i] = below;
-            i += 1;
-        }
-        below += v.count_at_value();
-    }
-    for slot in out.iter_mut().skip(i) {
-        *slot = below;
-    }
-    out
 }
 
 fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
@@ -1251,6 +1236,9 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
         failures,
         events: run.events.clone(),
         stop_reason: run.stop_reason.clone(),
+        schedule_lag: run.agg.lag().map_or_else(Buckets::default, |h| {
+            Buckets::of(h, &crate::metrics::DURATION_BUCKETS, 1e-6)
+        }),
     }
 }
 
@@ -1300,35 +1288,5 @@ pub fn describe(load: &LoadModel, duration: Duration) -> String {
                 .collect();
             format!("stages ({unit}): {}", steps.join(", "))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_are_cumulative_and_complete() {
-        let mut h = stampede_scenarios::recorder::new_histogram();
-        for us in [50, 900, 1000, 4_000, 2_000_000, 100_000_000] {
-            h.record(us).unwrap();
-        }
-        let b = cumulative_buckets(&h);
-        let at = |le: f64| {
-            b[crate::metrics::DURATION_BUCKETS
-                .iter()
-                .position(|&x| x == le)
-                .unwrap()]
-        };
-        assert_eq!(at(0.0001), 1);
-        assert_eq!(at(0.001), 3);
-        assert_eq!(at(0.004), 4);
-        assert_eq!(at(2.0), 5);
-        assert_eq!(at(60.0), 5, "100 s is above the last bound: only in +Inf");
-        assert!(b.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(
-            cumulative_buckets(&stampede_scenarios::recorder::new_histogram()),
-            vec![0; b.len()]
-        );
     }
 }

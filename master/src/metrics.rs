@@ -1,24 +1,149 @@
 //! `/metrics`: the master's merged figures in Prometheus text format, built from the latest
-//! snapshot at each scrape (so scraping never touches aggregation).
+//! snapshot at each scrape (so scraping never touches aggregation and never blocks a run).
 //!
-//! Latency is exported as a real histogram whose buckets come from the exact HDR histograms;
-//! labels stay bounded (scenario and request name, never URLs). Uses the `prometheus` crate's
-//! data model and text encoder; it keeps no state between scrapes.
+//! Latency and the drivers' times are exported as real histograms whose buckets come from the
+//! exact HDR histograms. Labels stay bounded: scenario, request name, failure kind (at most
+//! [`MAX_FAILURE_KINDS`] per name), worker name, tier and SLO class; never URLs or ids. Uses the
+//! `prometheus` crate's data model and text encoder; it keeps no state between scrapes. The
+//! README's "Prometheus metrics" table lists every family rendered here.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 use prometheus::{Encoder, TextEncoder};
 
-use crate::snapshot::{NameView, Snapshot};
+use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
 
-/// Upper bounds of the request duration histogram's buckets, seconds: fine enough around
-/// common latencies for `histogram_quantile` to give a usable p99.
-pub const DURATION_BUCKETS: [f64; 33] = [
-    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
-    0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5,
-    10.0, 15.0, 30.0, 60.0,
+/// Upper bounds of every time histogram's buckets, seconds: ten per decade from 100 µs to
+/// 10 s (neighbours at most 4/3 apart), then up to 2 minutes, so a `histogram_quantile` p99
+/// lands within one bucket of the exact one.
+pub const DURATION_BUCKETS: [f64; 56] = [
+    0.0001, 0.000125, 0.00015, 0.0002, 0.00025, 0.0003, 0.0004, 0.0005, 0.0006, 0.00075, //
+    0.001, 0.00125, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.006, 0.0075, //
+    0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075, //
+    0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, //
+    1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.5, //
+    10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
 ];
+
+/// Upper bounds of throughput histograms, bytes per second: 1-2-5 steps from 1 kB/s to
+/// 10 GB/s.
+pub const THROUGHPUT_BUCKETS: [f64; 22] = [
+    1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 2e7, 5e7, 1e8, 2e8, 5e8, 1e9,
+    2e9, 5e9, 1e10,
+];
+
+/// Failure kinds exported per request name; further kinds are summed under `kind="other"`, so
+/// a driver with many distinct messages cannot blow up the series count.
+pub const MAX_FAILURE_KINDS: usize = 20;
+
+/// How a driver metric's recorded values convert to the exported unit.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit {
+    /// The histogram's bucket bounds, in the exported unit.
+    pub bounds: &'static [f64],
+    /// Recorded value × scale = exported value.
+    pub scale: f64,
+}
+
+/// The unit of a driver metric by name: `client_throughput` is kB/s (exported as bytes/s),
+/// every other one is a time in µs (exported as seconds).
+pub fn unit_of(metric: &str) -> Unit {
+    match metric {
+        "client_throughput" => Unit {
+            bounds: &THROUGHPUT_BUCKETS,
+            scale: 1000.0,
+        },
+        _ => Unit {
+            bounds: &DURATION_BUCKETS,
+            scale: 1e-6,
+        },
+    }
+}
+
+/// Driver histograms exported under their own names: (driver metric, family, help).
+pub const KIND_HISTOGRAMS: [(&str, &str, &str); 5] = [
+    (
+        "ttft",
+        "stampede_llm_time_to_first_token_seconds",
+        "LLM: time from the scheduled send to the first token.",
+    ),
+    (
+        "tpot",
+        "stampede_llm_time_per_output_token_seconds",
+        "LLM: time per output token after the first, per request.",
+    ),
+    (
+        "itl",
+        "stampede_llm_inter_token_latency_seconds",
+        "LLM: time between consecutive streamed chunks.",
+    ),
+    (
+        "ttfb",
+        "stampede_download_time_to_first_byte_seconds",
+        "Downloads: time to the response head.",
+    ),
+    (
+        "client_throughput",
+        "stampede_download_client_throughput_bytes_per_second",
+        "Downloads: bytes per second of each successful download.",
+    ),
+];
+
+/// Driver counters exported under their own names: (driver counter, family, help).
+pub const KIND_COUNTERS: [(&str, &str, &str); 3] = [
+    (
+        "input_tokens",
+        "stampede_llm_input_tokens_total",
+        "LLM: prompt tokens sent.",
+    ),
+    (
+        "output_tokens",
+        "stampede_llm_output_tokens_total",
+        "LLM: output tokens received.",
+    ),
+    (
+        "good",
+        "stampede_llm_good_requests_total",
+        "LLM: requests that met every latency objective of the scenario (goodput).",
+    ),
+];
+
+/// SLO classes of priority traffic, as they appear in request names (`tier1_urgent`).
+pub const SLO_CLASSES: [&str; 3] = ["urgent", "normal", "relaxed"];
+
+/// Every family this exporter can render, for documentation and for checking that dashboards
+/// name only real metrics. Histograms are listed by their base name.
+pub fn family_names() -> Vec<&'static str> {
+    let mut names = vec![
+        "stampede_workers",
+        "stampede_worker_share",
+        "stampede_worker_requests_total",
+        "stampede_worker_last_seen_seconds",
+        "stampede_worker_clock_offset_seconds",
+        "stampede_worker_host_cpu_ratio",
+        "stampede_worker_host_disk_ratio",
+        "stampede_run_info",
+        "stampede_run_id",
+        "stampede_run_elapsed_seconds",
+        "stampede_run_planned_seconds",
+        "stampede_users",
+        "stampede_target_rate",
+        "stampede_requests_total",
+        "stampede_request_failures_total",
+        "stampede_bytes_total",
+        "stampede_request_duration_seconds",
+        "stampede_schedule_lag_seconds",
+        "stampede_driver_counter_total",
+        "stampede_slo_met_total",
+        "stampede_slo_missed_total",
+    ];
+    names.extend(KIND_HISTOGRAMS.iter().map(|k| k.1));
+    names.extend(KIND_COUNTERS.iter().map(|k| k.1));
+    names
+}
 
 /// Renders snapshots as Prometheus text.
 #[derive(Debug, Default)]
@@ -27,72 +152,340 @@ pub struct Exporter;
 impl Exporter {
     /// The exposition text for `snap`.
     pub fn render(&self, snap: &Snapshot) -> Result<String, prometheus::Error> {
-        let mut families = Vec::new();
-        let mut workers = family(
-            "stampede_workers",
-            "Workers known to the master, by state.",
-            MetricType::GAUGE,
-        );
-        for state in ["ready", "assigned", "running", "lost"] {
-            workers
-                .mut_metric()
-                .push(gauge(&[("state", state)], snap.count(state) as f64));
-        }
-        families.push(workers);
-        if let Some(run) = &snap.run {
-            let scenario = run.scenario.as_str();
-            let mut users = family(
-                "stampede_users",
-                "Users (closed model) or requests in flight (open model).",
-                MetricType::GAUGE,
-            );
-            users
-                .mut_metric()
-                .push(gauge(&[("scenario", scenario)], run.users as f64));
-            let mut rate = family(
-                "stampede_target_rate",
-                "Open-model arrival rate being produced, requests per second.",
-                MetricType::GAUGE,
-            );
-            rate.mut_metric()
-                .push(gauge(&[("scenario", scenario)], run.target_rate));
-            let mut requests = family(
-                "stampede_requests_total",
-                "Requests completed, successes and failures.",
-                MetricType::COUNTER,
-            );
-            let mut failures = family(
-                "stampede_request_failures_total",
-                "Requests that failed.",
-                MetricType::COUNTER,
-            );
-            let mut bytes = family(
-                "stampede_bytes_total",
-                "Response bytes received.",
-                MetricType::COUNTER,
-            );
-            let mut duration = family(
-                "stampede_request_duration_seconds",
-                "Request latency (from the scheduled send time in the open model).",
-                MetricType::HISTOGRAM,
-            );
-            for n in &run.names {
-                let labels = [("scenario", scenario), ("name", n.name.as_str())];
-                requests
-                    .mut_metric()
-                    .push(counter(&labels, n.requests as f64));
-                failures
-                    .mut_metric()
-                    .push(counter(&labels, n.failures as f64));
-                bytes.mut_metric().push(counter(&labels, n.bytes as f64));
-                duration.mut_metric().push(histogram(&labels, n));
-            }
-            families.extend([users, rate, requests, failures, bytes, duration]);
-        }
+        let families: Vec<MetricFamily> = families(snap)
+            .into_iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect();
         let mut out = Vec::new();
         TextEncoder::new().encode(&families, &mut out)?;
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
+}
+
+/// Every family for `snap`, some possibly without samples (the encoder refuses those, so
+/// [`Exporter::render`] drops them).
+fn families(snap: &Snapshot) -> Vec<MetricFamily> {
+    let mut out = fleet(snap);
+    if let Some(run) = &snap.run {
+        out.extend(run_families(run));
+    }
+    out
+}
+
+fn fleet(snap: &Snapshot) -> Vec<MetricFamily> {
+    let mut workers = family(
+        "stampede_workers",
+        "Workers known to the master, by state (lost: lost during the current run).",
+        MetricType::GAUGE,
+    );
+    for state in ["ready", "assigned", "running", "lost"] {
+        workers
+            .mut_metric()
+            .push(gauge(&[("state", state)], snap.count(state) as f64));
+    }
+    let mut share = family(
+        "stampede_worker_share",
+        "A worker's fraction of the current run's load, 0 to 1.",
+        MetricType::GAUGE,
+    );
+    let mut requests = family(
+        "stampede_worker_requests_total",
+        "Requests a worker reported in the current run.",
+        MetricType::COUNTER,
+    );
+    let mut seen = family(
+        "stampede_worker_last_seen_seconds",
+        "Seconds since the master last heard from a worker.",
+        MetricType::GAUGE,
+    );
+    let mut offset = family(
+        "stampede_worker_clock_offset_seconds",
+        "A worker's clock minus the master's, measured with pings.",
+        MetricType::GAUGE,
+    );
+    let mut cpu = family(
+        "stampede_worker_host_cpu_ratio",
+        "CPU busy on a worker's host since the run started, 0 to 1 of all its CPUs.",
+        MetricType::GAUGE,
+    );
+    let mut disk = family(
+        "stampede_worker_host_disk_ratio",
+        "Used share of a worker host's root filesystem, 0 to 1.",
+        MetricType::GAUGE,
+    );
+    for (label, w) in worker_labels(&snap.workers) {
+        let labels = [("worker", label.as_str())];
+        share.mut_metric().push(gauge(&labels, w.share));
+        requests
+            .mut_metric()
+            .push(counter(&labels, w.requests as f64));
+        seen.mut_metric().push(gauge(&labels, w.last_seen_s));
+        offset
+            .mut_metric()
+            .push(gauge(&labels, w.clock_offset_ms / 1000.0));
+        if let Some(v) = w.gauges.get("host_cpu_percent") {
+            cpu.mut_metric().push(gauge(&labels, v / 100.0));
+        }
+        if let Some(v) = w.gauges.get("host_disk_percent") {
+            disk.mut_metric().push(gauge(&labels, v / 100.0));
+        }
+    }
+    vec![workers, share, requests, seen, offset, cpu, disk]
+}
+
+/// Each worker's `worker` label: its name, or `name#id` where two share a name (a worker that
+/// reconnected, two hosts named alike), so no two series collide.
+fn worker_labels(workers: &[WorkerView]) -> Vec<(String, &WorkerView)> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for w in workers {
+        *count.entry(w.name.as_str()).or_insert(0) += 1;
+    }
+    let mut used = BTreeSet::new();
+    workers
+        .iter()
+        .filter_map(|w| {
+            let label = if count[w.name.as_str()] > 1 {
+                format!("{}#{}", w.name, w.id)
+            } else {
+                w.name.clone()
+            };
+            // The same id twice (a lost entry beside its live one) is shown once.
+            used.insert(label.clone()).then_some((label, w))
+        })
+        .collect()
+}
+
+fn run_families(run: &RunView) -> Vec<MetricFamily> {
+    let scenario = run.scenario.as_str();
+    let sc = [("scenario", scenario)];
+    let mut info = family(
+        "stampede_run_info",
+        "The current or last run: 1, with its scenario, kind and state as labels.",
+        MetricType::GAUGE,
+    );
+    info.mut_metric().push(gauge(
+        &[
+            ("scenario", scenario),
+            ("kind", run.kind.as_str()),
+            ("state", run.state.as_str()),
+        ],
+        1.0,
+    ));
+    let mut id = family(
+        "stampede_run_id",
+        "The current or last run's id (changes when a new run starts).",
+        MetricType::GAUGE,
+    );
+    id.mut_metric().push(gauge(&sc, run.id as f64));
+    let mut elapsed = family(
+        "stampede_run_elapsed_seconds",
+        "Seconds since the run's load started.",
+        MetricType::GAUGE,
+    );
+    elapsed.mut_metric().push(gauge(&sc, run.elapsed_s));
+    let mut planned = family(
+        "stampede_run_planned_seconds",
+        "The run's planned length, seconds.",
+        MetricType::GAUGE,
+    );
+    planned.mut_metric().push(gauge(&sc, run.duration_s));
+    let mut users = family(
+        "stampede_users",
+        "Users (closed model) or requests in flight (open model), all workers.",
+        MetricType::GAUGE,
+    );
+    users.mut_metric().push(gauge(&sc, run.users as f64));
+    let mut rate = family(
+        "stampede_target_rate",
+        "Open-model arrival rate being produced, requests per second, all workers.",
+        MetricType::GAUGE,
+    );
+    rate.mut_metric().push(gauge(&sc, run.target_rate));
+    let mut requests = family(
+        "stampede_requests_total",
+        "Requests completed, successes and failures, in the current or last run.",
+        MetricType::COUNTER,
+    );
+    let mut bytes = family(
+        "stampede_bytes_total",
+        "Response body bytes received.",
+        MetricType::COUNTER,
+    );
+    let mut duration = family(
+        "stampede_request_duration_seconds",
+        "Request latency (from the scheduled send time in the open model).",
+        MetricType::HISTOGRAM,
+    );
+    let mut lag = family(
+        "stampede_schedule_lag_seconds",
+        "How late requests were sent after their scheduled time (open model).",
+        MetricType::HISTOGRAM,
+    );
+    lag.mut_metric()
+        .push(histogram(&sc, &run.schedule_lag, &DURATION_BUCKETS));
+    let mut kind_hist: Vec<MetricFamily> = KIND_HISTOGRAMS
+        .iter()
+        .map(|(_, name, help)| family(name, help, MetricType::HISTOGRAM))
+        .collect();
+    let mut kind_count: Vec<MetricFamily> = KIND_COUNTERS
+        .iter()
+        .map(|(_, name, help)| family(name, help, MetricType::COUNTER))
+        .collect();
+    let mut driver = family(
+        "stampede_driver_counter_total",
+        "Every counter a scenario's driver records, by its own name (`counter` label).",
+        MetricType::COUNTER,
+    );
+    for n in &run.names {
+        let labels = [("scenario", scenario), ("name", n.name.as_str())];
+        requests
+            .mut_metric()
+            .push(counter(&labels, n.requests as f64));
+        bytes.mut_metric().push(counter(&labels, n.bytes as f64));
+        duration
+            .mut_metric()
+            .push(histogram(&labels, &n.latency, &DURATION_BUCKETS));
+        for ((metric, _, _), f) in KIND_HISTOGRAMS.iter().zip(&mut kind_hist) {
+            if let Some(m) = n.metrics.get(*metric) {
+                f.mut_metric()
+                    .push(histogram(&labels, &m.buckets, unit_of(metric).bounds));
+            }
+        }
+        for ((name, _, _), f) in KIND_COUNTERS.iter().zip(&mut kind_count) {
+            if let Some(v) = n.counters.get(*name) {
+                f.mut_metric().push(counter(&labels, *v as f64));
+            }
+        }
+        for (c, v) in &n.counters {
+            driver.mut_metric().push(counter(
+                &[
+                    ("scenario", scenario),
+                    ("name", n.name.as_str()),
+                    ("counter", c.as_str()),
+                ],
+                *v as f64,
+            ));
+        }
+    }
+    let mut out = vec![
+        info,
+        id,
+        elapsed,
+        planned,
+        users,
+        rate,
+        requests,
+        failures(run),
+        bytes,
+        duration,
+        lag,
+        driver,
+    ];
+    out.extend(kind_hist);
+    out.extend(kind_count);
+    out.extend(slo(run));
+    out
+}
+
+/// `stampede_request_failures_total{scenario, name, kind}`: per name its kinds, the most
+/// frequent [`MAX_FAILURE_KINDS`] by name and the rest as `other`.
+fn failures(run: &RunView) -> MetricFamily {
+    let mut f = family(
+        "stampede_request_failures_total",
+        "Requests that failed, by failure kind (`HTTP 503`, `timeout`, `connect: ...`).",
+        MetricType::COUNTER,
+    );
+    let mut by_name: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+    for r in &run.failures {
+        by_name
+            .entry(r.name.as_str())
+            .or_default()
+            .push((r.error.as_str(), r.occurrences));
+    }
+    for (name, mut kinds) in by_name {
+        kinds.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut other = 0;
+        let mut rows: BTreeMap<&str, u64> = BTreeMap::new();
+        for (i, (kind, n)) in kinds.into_iter().enumerate() {
+            if i < MAX_FAILURE_KINDS && kind != "other" {
+                *rows.entry(kind).or_insert(0) += n;
+            } else {
+                other += n;
+            }
+        }
+        if other > 0 {
+            rows.insert("other", other);
+        }
+        for (kind, n) in rows {
+            f.mut_metric().push(counter(
+                &[
+                    ("scenario", run.scenario.as_str()),
+                    ("name", name),
+                    ("kind", kind),
+                ],
+                n as f64,
+            ));
+        }
+    }
+    f
+}
+
+/// SLO met and missed per tier and SLO class, from request names naming both (`tier2_normal`,
+/// `Tier2-normal-resnet`) that carry an `slo_met` counter; several names of one cell are
+/// summed. Missed is the `slo_missed` counter if the driver has one, else requests − met.
+fn slo(run: &RunView) -> Vec<MetricFamily> {
+    let mut cells: BTreeMap<(String, &str), (u64, u64)> = BTreeMap::new();
+    for n in &run.names {
+        let Some((tier, class)) = tier_and_class(&n.name) else {
+            continue;
+        };
+        let Some(met) = n.counters.get("slo_met").copied() else {
+            continue;
+        };
+        let missed = n
+            .counters
+            .get("slo_missed")
+            .copied()
+            .unwrap_or_else(|| n.requests.saturating_sub(met));
+        let cell = cells.entry((tier, class)).or_insert((0, 0));
+        cell.0 += met;
+        cell.1 += missed;
+    }
+    let mut met = family(
+        "stampede_slo_met_total",
+        "Priority traffic: requests that met their SLO, by tier and SLO class.",
+        MetricType::COUNTER,
+    );
+    let mut missed = family(
+        "stampede_slo_missed_total",
+        "Priority traffic: requests that missed their SLO (failures included).",
+        MetricType::COUNTER,
+    );
+    for ((tier, class), (m, x)) in &cells {
+        let labels = [
+            ("scenario", run.scenario.as_str()),
+            ("tier", tier.as_str()),
+            ("slo_class", *class),
+        ];
+        met.mut_metric().push(counter(&labels, *m as f64));
+        missed.mut_metric().push(counter(&labels, *x as f64));
+    }
+    vec![met, missed]
+}
+
+/// `tier<digits>` and an SLO class in a request name, case-insensitively.
+fn tier_and_class(name: &str) -> Option<(String, &'static str)> {
+    let lower = name.to_ascii_lowercase();
+    let at = lower.find("tier")? + 4;
+    let digits: String = lower[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    if digits.is_empty() {
+        return None;
+    }
+    let class = SLO_CLASSES.iter().find(|c| lower.contains(*c))?;
+    Some((digits, class))
 }
 
 fn family(name: &str, help: &str, kind: MetricType) -> MetricFamily {
@@ -120,7 +513,7 @@ fn labelled(labels: &[(&str, &str)]) -> Metric {
 fn gauge(labels: &[(&str, &str)], v: f64) -> Metric {
     let mut m = labelled(labels);
     let mut g = Gauge::default();
-    g.set_value(v);
+    g.set_value(if v.is_finite() { v } else { 0.0 });
     m.set_gauge(g);
     m
 }
@@ -133,23 +526,198 @@ fn counter(labels: &[(&str, &str)], v: f64) -> Metric {
     m
 }
 
-fn histogram(labels: &[(&str, &str)], n: &NameView) -> Metric {
+/// A histogram sample; bounds without a count (an empty histogram) count 0, and the `+Inf`
+/// bucket (the count) is never below the last bound's.
+fn histogram(labels: &[(&str, &str)], b: &Buckets, bounds: &[f64]) -> Metric {
     let mut m = labelled(labels);
     let mut h = Histogram::default();
-    h.set_sample_count(n.requests);
-    h.set_sample_sum(n.latency_sum_s);
+    let last = b.cumulative.last().copied().unwrap_or(0);
+    h.set_sample_count(b.count.max(last));
+    h.set_sample_sum(if b.sum.is_finite() { b.sum } else { 0.0 });
     h.set_bucket(
-        DURATION_BUCKETS
+        bounds
             .iter()
-            .zip(n.buckets.iter().chain(std::iter::repeat(&0)))
+            .zip(b.cumulative.iter().chain(std::iter::repeat(&0)))
             .map(|(le, count)| {
-                let mut b = Bucket::default();
-                b.set_upper_bound(*le);
-                b.set_cumulative_count(*count);
-                b
+                let mut bucket = Bucket::default();
+                bucket.set_upper_bound(*le);
+                bucket.set_cumulative_count(*count);
+                bucket
             })
             .collect(),
     );
     m.set_histogram(h);
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::testdata;
+
+    #[test]
+    fn buckets_are_cumulative_and_complete() {
+        let mut h = stampede_scenarios::recorder::new_histogram();
+        for us in [50, 900, 1000, 4_000, 2_000_000, 200_000_000] {
+            h.record(us).unwrap();
+        }
+        let b = Buckets::of(&h, &DURATION_BUCKETS, 1e-6);
+        let at = |le: f64| b.cumulative[DURATION_BUCKETS.iter().position(|&x| x == le).unwrap()];
+        assert_eq!(at(0.0001), 1);
+        assert_eq!(at(0.001), 3);
+        assert_eq!(at(0.004), 4);
+        assert_eq!(at(2.0), 5);
+        assert_eq!(at(120.0), 5, "200 s is above the last bound: only in +Inf");
+        assert_eq!(b.count, 6);
+        assert!(b.cumulative.windows(2).all(|w| w[0] <= w[1]));
+        let empty = Buckets::of(
+            &stampede_scenarios::recorder::new_histogram(),
+            &DURATION_BUCKETS,
+            1e-6,
+        );
+        assert_eq!(empty.cumulative, vec![0; DURATION_BUCKETS.len()]);
+        assert_eq!(empty.sum, 0.0);
+    }
+
+    #[test]
+    fn bounds_are_increasing_and_fine() {
+        for w in DURATION_BUCKETS.windows(2) {
+            assert!(w[0] < w[1], "{w:?}");
+            if w[1] <= 10.0 {
+                assert!(w[1] / w[0] <= 4.0 / 3.0 + 1e-9, "{w:?} too far apart");
+            }
+        }
+        assert!(THROUGHPUT_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// The families present in `text`, checked for the basic shape: every sample line's
+    /// family has a `# TYPE`, no series twice.
+    fn parse(text: &str) -> BTreeSet<String> {
+        let mut types = BTreeMap::new();
+        let mut series = BTreeSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let mut it = rest.split(' ');
+                types.insert(
+                    it.next().unwrap().to_string(),
+                    it.next().unwrap().to_string(),
+                );
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (key, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            assert!(series.insert(key.to_string()), "series twice: {key}");
+            let name = key.split('{').next().unwrap();
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    name.strip_suffix(s)
+                        .filter(|b| types.get(*b).is_some_and(|t| t == "histogram"))
+                })
+                .unwrap_or(name);
+            assert!(types.contains_key(base), "no TYPE for {name}");
+        }
+        types.into_keys().collect()
+    }
+
+    #[test]
+    fn every_fixture_renders_and_names_only_documented_families() {
+        let known: BTreeSet<String> = family_names().iter().map(|s| s.to_string()).collect();
+        let mut seen = BTreeSet::new();
+        for snap in [
+            Snapshot::default(),
+            testdata::waiting(),
+            testdata::running(),
+            testdata::finished(),
+            testdata::llm(),
+            testdata::priority(),
+            testdata::download(),
+        ] {
+            let text = Exporter.render(&snap).unwrap();
+            let families = parse(&text);
+            for f in &families {
+                assert!(known.contains(f), "{f} is not in family_names()");
+            }
+            seen.extend(families);
+        }
+        for f in [
+            "stampede_slo_met_total",
+            "stampede_llm_time_to_first_token_seconds",
+        ] {
+            assert!(seen.contains(f), "{f} never rendered");
+        }
+    }
+
+    #[test]
+    fn before_any_worker_only_the_fleet_is_exported() {
+        let text = Exporter.render(&Snapshot::default()).unwrap();
+        assert!(
+            text.contains("stampede_workers{state=\"ready\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("stampede_requests_total"), "{text}");
+    }
+
+    #[test]
+    fn priority_cells_sum_per_tier_and_class() {
+        let snap = testdata::priority();
+        let text = Exporter.render(&snap).unwrap();
+        // tier 2 normal: 500 requests, (2-1)*10*2 = 20 missed.
+        assert!(
+            text.contains(
+                "stampede_slo_met_total{scenario=\"checkout\",tier=\"2\",slo_class=\"normal\"} 480"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "stampede_slo_missed_total{scenario=\"checkout\",tier=\"2\",slo_class=\"normal\"} 20"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            tier_and_class("Tier12-Relaxed_x"),
+            Some(("12".into(), "relaxed"))
+        );
+        assert_eq!(tier_and_class("tier_urgent"), None);
+    }
+
+    #[test]
+    fn failure_kinds_are_capped_per_name() {
+        let mut snap = testdata::running();
+        let run = snap.run.as_mut().unwrap();
+        run.failures = (0..50)
+            .map(|i| crate::snapshot::FailureView {
+                name: "login".into(),
+                error: format!("kind {i}"),
+                occurrences: 100 - i,
+            })
+            .collect();
+        let text = Exporter.render(&snap).unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("stampede_request_failures_total{"))
+            .collect();
+        assert_eq!(lines.len(), MAX_FAILURE_KINDS + 1, "{lines:#?}");
+        let other: u64 = (20..50).map(|i| 100 - i).sum();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with(&format!("kind=\"other\"}} {other}"))),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn workers_with_the_same_name_stay_distinct() {
+        let mut snap = testdata::running();
+        snap.workers[1].name = "w-one".into();
+        let text = Exporter.render(&snap).unwrap();
+        parse(&text);
+        assert!(text.contains("worker=\"w-one#1\""), "{text}");
+        assert!(text.contains("worker=\"w-one#2\""), "{text}");
+    }
 }

@@ -30,6 +30,10 @@ pub struct WorkerView {
     pub last_seen_s: f64,
     /// Its clock minus the master's, ms (measured with pings).
     pub clock_offset_ms: f64,
+    /// Its host's latest readings in the current run (`host_cpu_percent`,
+    /// `host_disk_percent`), when it sent any.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub gauges: BTreeMap<String, f64>,
 }
 
 /// Live figures of one request name (or the aggregate).
@@ -68,12 +72,53 @@ pub struct NameView {
     pub counters: BTreeMap<String, u64>,
     /// Extra metrics the driver records (`ttft`, `tpot`, `itl`, ...), over the run so far.
     pub metrics: BTreeMap<String, MetricView>,
-    /// Cumulative request counts at each bound of [`crate::metrics::DURATION_BUCKETS`].
+    /// The whole run's latencies at the bounds of [`crate::metrics::DURATION_BUCKETS`], for
+    /// the Prometheus histogram.
     #[serde(skip)]
-    pub buckets: Vec<u64>,
-    /// Sum of all latencies, seconds (for the Prometheus histogram's `_sum`).
-    #[serde(skip)]
-    pub latency_sum_s: f64,
+    pub latency: Buckets,
+}
+
+/// A histogram as Prometheus wants it: cumulative counts at fixed upper bounds, the count and
+/// the sum, in the exported unit. Computed when a snapshot is made, so a scrape only formats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets {
+    /// Values at or below each bound, in the bounds' order.
+    pub cumulative: Vec<u64>,
+    /// Every value (the `+Inf` bucket).
+    pub count: u64,
+    /// Their sum, in the exported unit.
+    pub sum: f64,
+}
+
+impl Buckets {
+    /// `h`'s values times `scale` (µs × 1e-6 → seconds), counted at `bounds`, in one pass over
+    /// its recorded values. A value counts in a bucket when the lowest value of its HDR bucket
+    /// is within the bound.
+    pub fn of(h: &hdrhistogram::Histogram<u64>, bounds: &[f64], scale: f64) -> Buckets {
+        let mut cumulative = vec![0u64; bounds.len()];
+        let mut below = 0u64;
+        let mut i = 0;
+        for v in h.iter_recorded() {
+            let value = h.lowest_equivalent(v.value_iterated_to()) as f64 * scale;
+            while i < bounds.len() && value > bounds[i] {
+                cumulative[i] = below;
+                i += 1;
+            }
+            below += v.count_at_value();
+        }
+        for slot in cumulative.iter_mut().skip(i) {
+            *slot = below;
+        }
+        Buckets {
+            cumulative,
+            count: h.len(),
+            sum: if h.is_empty() {
+                0.0
+            } else {
+                h.mean() * h.len() as f64 * scale
+            },
+        }
+    }
 }
 
 /// A driver's extra histogram metric (times in ms).
@@ -91,12 +136,17 @@ pub struct MetricView {
     pub mean_ms: f64,
     /// Largest, ms.
     pub max_ms: f64,
+    /// The values at the bounds [`crate::metrics::unit_of`] gives for the metric's name.
+    #[serde(skip)]
+    pub buckets: Buckets,
 }
 
 impl MetricView {
-    /// The view of a histogram of µs.
-    pub fn of(h: &hdrhistogram::Histogram<u64>) -> MetricView {
+    /// The view of metric `name`, a histogram of µs (or of the unit its driver states).
+    pub fn of(name: &str, h: &hdrhistogram::Histogram<u64>) -> MetricView {
         let ms = |us: u64| us as f64 / 1000.0;
+        let unit = crate::metrics::unit_of(name);
+        let buckets = Buckets::of(h, unit.bounds, unit.scale);
         if h.is_empty() {
             return MetricView {
                 count: 0,
@@ -105,6 +155,7 @@ impl MetricView {
                 p99_ms: 0.0,
                 mean_ms: 0.0,
                 max_ms: 0.0,
+                buckets,
             };
         }
         MetricView {
@@ -114,6 +165,7 @@ impl MetricView {
             p99_ms: ms(h.value_at_quantile(0.99)),
             mean_ms: h.mean() / 1000.0,
             max_ms: ms(h.max()),
+            buckets,
         }
     }
 }
@@ -155,6 +207,9 @@ pub struct RunView {
     pub events: Vec<String>,
     /// Why it ended, once it has.
     pub stop_reason: Option<String>,
+    /// Schedule lag (open model) at the bounds of [`crate::metrics::DURATION_BUCKETS`].
+    #[serde(skip)]
+    pub schedule_lag: Buckets,
 }
 
 /// Failures of one kind for one request name, so far.

@@ -14,7 +14,7 @@
 pub mod model;
 pub mod terminal;
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 pub mod view;
 
 use std::io::IsTerminal;

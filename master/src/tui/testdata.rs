@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::snapshot::{FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
 
 fn worker(id: u64, name: &str, state: &str, share: f64, rps: f64, requests: u64) -> WorkerView {
     WorkerView {
@@ -17,6 +17,7 @@ fn worker(id: u64, name: &str, state: &str, share: f64, rps: f64, requests: u64)
         rps,
         last_seen_s: 0.4,
         clock_offset_ms: 0.0,
+        gauges: BTreeMap::new(),
     }
 }
 
@@ -39,8 +40,7 @@ pub fn name(name: &str, requests: u64, failures: u64, rps: f64, p50: f64) -> Nam
         bytes: requests * 1024,
         counters: BTreeMap::new(),
         metrics: BTreeMap::new(),
-        buckets: Vec::new(),
-        latency_sum_s: 0.0,
+        latency: Buckets::default(),
     }
 }
 
@@ -83,6 +83,7 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
         failures: Vec::new(),
         events: Vec::new(),
         stop_reason: None,
+        schedule_lag: Buckets::default(),
     }
 }
 
@@ -153,6 +154,7 @@ fn metric(p50: f64) -> MetricView {
         p99_ms: p50 * 2.0,
         mean_ms: p50 * 1.1,
         max_ms: p50 * 3.0,
+        buckets: Buckets::default(),
     }
 }
 
