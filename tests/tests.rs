@@ -10,6 +10,8 @@ mod macros;
 // a raw HTTP/1.1 client.
 mod util;
 
+// `dashboards/`: every panel query parses under promtool and names exported metrics only.
+mod dashboards;
 // API: `/api/workers`, starting a run with `POST /api/runs`, /metrics, and a master that
 // shrugs off garbage on its ports.
 mod api;

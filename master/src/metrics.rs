@@ -145,6 +145,17 @@ pub fn family_names() -> Vec<&'static str> {
     names
 }
 
+/// The histogram families among [`family_names`] (their series end in `_bucket`, `_sum` and
+/// `_count`).
+pub fn histogram_names() -> Vec<&'static str> {
+    let mut names = vec![
+        "stampede_request_duration_seconds",
+        "stampede_schedule_lag_seconds",
+    ];
+    names.extend(KIND_HISTOGRAMS.iter().map(|k| k.1));
+    names
+}
+
 /// Renders snapshots as Prometheus text.
 #[derive(Debug, Default)]
 pub struct Exporter;
