@@ -62,6 +62,14 @@ pub enum Command {
     /// serve --port 7001 --model model.json --prometheus http://prometheus:9090
     #[command(subcommand)]
     Placement(PlacementCommand),
+    /// Capacity profiles (seed 000): the highest request rate each worker type sustains per
+    /// request type within a TPOT SLO, from benchmark CSVs or Stampede's own sweeps, computed
+    /// here or served as the seed's gRPC service.
+    ///
+    /// Example: stampede profile sweep llm.toml --rates 2,4,8,16 --out sweep/ && stampede
+    /// profile serve --port 8080 --results sweep/
+    #[command(subcommand)]
+    Profile(crate::cmd::profile::ProfileCommand),
 }
 
 /// Flags that override what the scenario file says.
@@ -482,6 +490,7 @@ pub fn init_tracing(opt: &Opt, logs: &LogLines) {
         Command::Master(o) => ("info", o.flags.tui),
         Command::Check(_) => ("warn", false),
         Command::Placement(p) if !matches!(p, PlacementCommand::Serve(_)) => ("warn", false),
+        Command::Profile(p) if !p.is_serve() => ("warn", false),
         _ => ("info", false),
     };
     let filter = opt

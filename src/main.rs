@@ -7,7 +7,7 @@ mod cmd;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let opt = cli::Opt::parse();
+    let opt = cli::Opt::parse_from(cmd::profile::go_style_flags(std::env::args_os().collect()));
     let logs = stampede_master::tui::LogLines::default();
     cli::init_tracing(&opt, &logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

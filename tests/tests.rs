@@ -34,6 +34,9 @@ mod metrics;
 // `stampede placement`: fit on the law's runs, the seed's requests and shapes, bad input, the
 // cluster form against a real Prometheus.
 mod placement;
+// `stampede profile`: the seed's grpcurl session through a reflection-driven client, health
+// and graceful shutdown, CSV files and URLs, bad input.
+mod profiles;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;
 // `--tui` in tmux: workers listed, s/+/x/q steer the run, the terminal comes back (panics too);

@@ -6,5 +6,37 @@ pub mod scheduler {
     tonic::include_proto!("scheduler");
 }
 
+/// `proto/common.proto`: the worker and request types of the Performance Profile Generator
+/// (seed 000).
+pub mod common {
+    tonic::include_proto!("common");
+}
+
+/// `proto/profiler_service.proto`: the Performance Profile Generator service (seed 000).
+pub mod profiler_service {
+    tonic::include_proto!("profiler_service");
+}
+
+/// `proto/profiler_service_seed_alias.proto`: the same service under the full name the seed's
+/// README calls it by. Nested like its proto package, so the generated code finds
+/// [`profiler_service`]'s messages at `super::super::...`.
+pub mod experimental {
+    /// Package path segment.
+    pub mod users {
+        /// Package path segment.
+        pub mod benjaminbraun {
+            /// Package path segment.
+            pub mod gateway_autoscaling {
+                /// The seed README's service name for the Performance Profile Generator.
+                pub mod performance_profiler {
+                    tonic::include_proto!(
+                        "experimental.users.benjaminbraun.gateway_autoscaling.performance_profiler"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Every compiled proto file, encoded as a `FileDescriptorSet` (for gRPC server reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -5,6 +5,7 @@ mod check;
 mod common;
 mod master;
 mod placement;
+pub mod profile;
 mod run;
 mod target;
 mod worker;
@@ -27,5 +28,6 @@ pub async fn run(opt: Opt, logs: LogLines) -> anyhow::Result<Exit> {
         Command::Placement(PlacementCommand::Serve(o)) => placement::serve(o).await,
         Command::Placement(PlacementCommand::Record(o)) => placement::record(o),
         Command::Placement(PlacementCommand::Generate(o)) => placement::generate(o),
+        Command::Profile(c) => profile::run(c).await,
     }
 }

@@ -1,0 +1,18 @@
+//! Capacity profiles (seed 000): the highest request rate each worker type sustains for each
+//! request type within its TPOT latency SLO, computed from benchmark data (the seed's CSV
+//! schema, which Stampede's sweeps write) and served as the seed's gRPC service.
+//!
+//! # Layout
+//! - [`profile`]: the algorithm: per worker type × request type, interpolate the rate at the SLO.
+//! - [`data`]: loaded benchmark data (mock or rows) and the points one pair gets from it.
+//! - [`source`]: where data comes from (mock, CSV file, http URL, sweep results) and loading it.
+//! - [`bench_csv`]: reading the seed's benchmark CSV schema and writing sweep rows in it.
+//! - [`json`]: workload files in, grpcurl-style profile JSON out.
+//! - [`server`]: the gRPC service with health and reflection, and its graceful shutdown.
+
+pub mod bench_csv;
+pub mod data;
+pub mod json;
+pub mod profile;
+pub mod server;
+pub mod source;

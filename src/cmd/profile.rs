@@ -1,0 +1,314 @@
+//! `stampede profile {generate, serve, sweep}`: capacity profiles (seed 000) on the command
+//! line. The algorithm, the data sources and the gRPC service are in `stampede-profiles`;
+//! this reads flags (the seed's spellings too), prints, and maps errors to one line.
+
+use std::ffi::OsString;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use stampede_profiles::source::Source;
+use stampede_profiles::{json, profile};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Exit;
+
+/// `stampede profile ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// Print the profile of a workload as JSON, exactly as grpcurl prints the served one;
+    /// on stderr, TTFT and E2E at each chosen rate (when the data has them) and why a pair
+    /// found no data.
+    ///
+    /// The workload file is the body of the seed's grpcurl request
+    /// (`{"workload_definition": {"worker_types": [...], "request_types": [...]}}`) or the
+    /// workload alone.
+    ///
+    /// Example: stampede profile generate --csv sweep/benchmarks.csv --workload workload.json
+    Generate(GenerateOpt),
+    /// Serve the seed's Performance Profile Generator over gRPC (plaintext HTTP/2): the
+    /// service `profiler_service.PerformanceProfileGenerator` (also under the name the seed's
+    /// README calls), `grpc.health.v1.Health` and server reflection. The seed's flags work as
+    /// written (`--use_mock_data`, `--csv_file_path=PATH`, `-port 8080`); kebab-case too.
+    ///
+    /// Stops on SIGINT or SIGTERM: health turns NOT_SERVING first, then calls going on finish.
+    ///
+    /// Example: stampede profile serve --port 8080 --use_mock_data
+    Serve(ServeOpt),
+}
+
+impl ProfileCommand {
+    /// Whether this is the long-lived server (which logs at info by default).
+    pub fn is_serve(&self) -> bool {
+        matches!(self, ProfileCommand::Serve(_))
+    }
+}
+
+/// The benchmark data: one of these.
+#[derive(Debug, Clone, Args)]
+pub struct SourceFlags {
+    /// Use the seed's mock data (worker_mock_01 × request_mock_01/02/03).
+    #[arg(
+        long = "use_mock_data",
+        visible_alias = "use-mock-data",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
+    )]
+    pub use_mock_data: Option<bool>,
+    /// A benchmark CSV in the seed's schema: a file, or an `http://` URL (read again for every
+    /// profile). Needs the columns accelerator_type, input_range, output_range,
+    /// metrics_request_rate, metrics_p90_per_output_token_latency_mean.
+    #[arg(
+        long = "csv_file_path",
+        visible_aliases = ["csv-file-path", "csv", "csv_url", "csv-url"],
+        value_name = "PATH|URL"
+    )]
+    pub csv_file_path: Option<String>,
+    /// A folder of `stampede profile sweep` results: every benchmarks.csv in it and in its
+    /// subfolders.
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// The seed's GCS source: not available in this build (see --csv_file_path).
+    #[arg(long = "gcs_csv_bucket", alias = "gcs-csv-bucket", hide = true)]
+    pub gcs_csv_bucket: Option<String>,
+    /// The seed's GCS source: not available in this build (see --csv_file_path).
+    #[arg(long = "gcs_csv_object", alias = "gcs-csv-object", hide = true)]
+    pub gcs_csv_object: Option<String>,
+    /// The seed's Spanner source: not available in this build.
+    #[arg(long = "spanner_db", alias = "spanner-db", hide = true)]
+    pub spanner_db: Option<String>,
+}
+
+impl SourceFlags {
+    /// The chosen source; the seed's order when several are given (mock, then CSV), with a
+    /// note saying which one is used.
+    fn source(&self) -> anyhow::Result<Source> {
+        let mut chosen = Vec::new();
+        if self.use_mock_data == Some(true) {
+            chosen.push(("--use_mock_data", Source::Mock));
+        }
+        if let Some(csv) = self.csv_file_path.as_deref().filter(|c| !c.is_empty()) {
+            chosen.push(("--csv_file_path", Source::csv(csv)));
+        }
+        if let Some(dir) = &self.results {
+            chosen.push(("--results", Source::Results(dir.clone())));
+        }
+        if chosen.is_empty() {
+            if self.gcs_csv_bucket.is_some() || self.gcs_csv_object.is_some() {
+                anyhow::bail!(
+                    "GCS is not reachable from this build: copy the object and use \
+                     --csv_file_path PATH (or serve it over http and pass its URL)"
+                );
+            }
+            if self.spanner_db.is_some() {
+                anyhow::bail!(
+                    "Spanner is not reachable from this build: export the benchmark rows to a \
+                     CSV and use --csv_file_path PATH"
+                );
+            }
+            anyhow::bail!(
+                "a data source must be specified: use --use_mock_data, --csv_file_path PATH|URL, \
+                 or --results DIR"
+            );
+        }
+        if chosen.len() > 1 {
+            let names: Vec<&str> = chosen.iter().map(|(n, _)| *n).collect();
+            eprintln!(
+                "note: several data sources given ({}); using {}",
+                names.join(", "),
+                names[0]
+            );
+        }
+        Ok(chosen.swap_remove(0).1)
+    }
+}
+
+/// `stampede profile generate`.
+#[derive(Debug, Args)]
+pub struct GenerateOpt {
+    #[command(flatten)]
+    pub source: SourceFlags,
+    /// The workload: JSON as in the seed's grpcurl request.
+    #[arg(long, value_name = "FILE")]
+    pub workload: PathBuf,
+}
+
+/// `stampede profile serve`.
+#[derive(Debug, Args)]
+pub struct ServeOpt {
+    /// The port to listen on (the seed's default).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The address to listen on: all interfaces, IPv6 and IPv4, like the seed.
+    #[arg(long, default_value_t = IpAddr::V6(Ipv6Addr::UNSPECIFIED), value_name = "IP")]
+    pub bind: IpAddr,
+    #[command(flatten)]
+    pub source: SourceFlags,
+}
+
+/// Run a `profile` verb.
+pub async fn run(command: ProfileCommand) -> anyhow::Result<Exit> {
+    match command {
+        ProfileCommand::Generate(o) => generate(o).await,
+        ProfileCommand::Serve(o) => serve(o).await,
+    }
+}
+
+async fn generate(opt: GenerateOpt) -> anyhow::Result<Exit> {
+    let source = opt.source.source()?;
+    let workload = json::read_workload(&opt.workload)?;
+    profile::validate(&workload).with_context(|| format!("{}", opt.workload.display()))?;
+    let loaded = source.load().await?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let profile = profile::generate(&workload, &loaded.data)?;
+    println!("{}", json::profile_json(&profile));
+    let known = loaded.data.known();
+    for e in &profile.entries {
+        let c = &e.choice;
+        if e.points.is_empty() {
+            if let Some(k) = &known {
+                eprintln!("{}", k.explain(&e.worker, &e.request));
+            }
+            continue;
+        }
+        let mut at = Vec::new();
+        if let Some(t) = c.ttft_ms {
+            at.push(format!("p90 TTFT {t:.1} ms"));
+        }
+        if let Some(t) = c.e2e_ms {
+            at.push(format!("p90 E2E {t:.1} ms"));
+        }
+        eprintln!(
+            "{} × {}: {} rps ({}) from {} point(s){}",
+            e.worker.id,
+            e.request.id,
+            c.max_rps,
+            c.status.as_str_name(),
+            e.points.len(),
+            if at.is_empty() {
+                String::new()
+            } else {
+                format!("; at that rate {}", at.join(", "))
+            }
+        );
+    }
+    Ok(Exit::Success)
+}
+
+async fn serve(opt: ServeOpt) -> anyhow::Result<Exit> {
+    let source = opt.source.source()?;
+    println!("{}", source.describe());
+    // Read the data once now, so a missing file or column stops the start with one line.
+    let loaded = source.load().await?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let addr = SocketAddr::new(opt.bind, opt.port);
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        // No IPv6 here: all IPv4 interfaces instead.
+        Err(_) if opt.bind == IpAddr::V6(Ipv6Addr::UNSPECIFIED) => {
+            tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], opt.port)))
+                .await
+                .with_context(|| format!("failed to listen on port {}", opt.port))?
+        }
+        Err(e) => return Err(e).with_context(|| format!("failed to listen on {addr}")),
+    };
+    println!("Server listening at {}", listener.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let name = termination().await;
+        println!("Received signal {name}, shutting down gracefully...");
+        on_signal.cancel();
+    });
+    stampede_profiles::server::serve(listener, source, shutdown).await?;
+    println!("gRPC server stopped.");
+    Ok(Exit::Success)
+}
+
+/// Wait for SIGINT or SIGTERM; the signal's name.
+async fn termination() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "interrupt",
+                _ = term.recv() => "terminated",
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+                "interrupt"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupt"
+    }
+}
+
+/// Go's flag package also takes one dash (`-port=8080`, `-use_mock_data`): for `profile
+/// serve`, rewrite those to two, so the seed's command lines work unchanged.
+pub fn go_style_flags(args: Vec<OsString>) -> Vec<OsString> {
+    let is_serve =
+        args.get(1).is_some_and(|a| a == "profile") && args.get(2).is_some_and(|a| a == "serve");
+    if !is_serve {
+        return args;
+    }
+    args.into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let Some(s) = a.to_str() else { return a };
+            let single = s.len() > 2
+                && s.starts_with('-')
+                && !s.starts_with("--")
+                && s.as_bytes()[1].is_ascii_alphabetic();
+            if i > 2 && single {
+                OsString::from(format!("-{s}"))
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_style_single_dash_flags_become_long_ones() {
+        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+        assert_eq!(
+            go_style_flags(args(&[
+                "s",
+                "profile",
+                "serve",
+                "-port=8080",
+                "-use_mock_data",
+                "-h"
+            ])),
+            args(&[
+                "s",
+                "profile",
+                "serve",
+                "--port=8080",
+                "--use_mock_data",
+                "-h"
+            ])
+        );
+        let other = args(&["s", "run", "-x"]);
+        assert_eq!(go_style_flags(other.clone()), other);
+    }
+}
