@@ -169,6 +169,11 @@ pub struct WorkerOpt {
     /// How long to keep trying to reach the master.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     pub connect_timeout: HumanDuration,
+    /// Serve this worker's own figures as Prometheus metrics at `http://ADDR/metrics` (the
+    /// master's families, for this worker's share only). A bare port binds 127.0.0.1
+    /// (`9101`); `0.0.0.0:9101` for every interface.
+    #[arg(long, value_name = "ADDR", value_parser = api_addr)]
+    pub metrics: Option<SocketAddr>,
     /// Testing aid: pretend this machine's clock is off by this much (`500ms`, `-2s`), to see
     /// the master's clock alignment at work.
     #[arg(long, hide = true, value_name = "DURATION", allow_hyphen_values = true)]

@@ -245,3 +245,69 @@ fn prometheus_scraping_the_master_answers_rate_and_p99_within_a_bucket() {
         p99_s * 1000.0
     );
 }
+
+#[test]
+fn a_worker_serves_its_own_figures_with_metrics() {
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 10)
+        .duration("3s")
+        .write_to(&dir);
+    let out = dir.join("out");
+    let master = MasterProc::start(&[
+        "--token",
+        "s",
+        "--expect-workers",
+        "2",
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut cmd = WorkerProc::command(master.quic);
+    cmd.args(["--token", "s", "--name", "own", "--metrics", "127.0.0.1:0"]);
+    let own = WorkerProc::spawn("own", cmd);
+    const AT: &str = "metrics on http://";
+    let line = own.proc.wait_stderr_line(AT, Duration::from_secs(10));
+    let addr: SocketAddr = line[line.find(AT).unwrap() + AT.len()..]
+        .trim()
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap_or_else(|e| panic!("odd line {line:?}: {e}"));
+    let before = scrape_checked(addr, "of a worker before any run");
+    assert_eq!(
+        sample(&before, "stampede_workers{state=\"ready\"}"),
+        Some(1.0)
+    );
+    let _other = WorkerProc::start(master.quic, "s", "other");
+
+    wait_until(Duration::from_secs(30), "summary.json", || {
+        out.join("summary.json").exists().then_some(())
+    });
+    let summary = dir.read_json("out/summary.json");
+    let mine = summary["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "own")
+        .and_then(|w| w["requests"].as_u64())
+        .unwrap_or_else(|| panic!("no worker `own`: {summary:#}"));
+    let total = summary["metrics"]["total_requests"].as_u64().unwrap();
+    assert!(mine > 0 && mine < total, "own {mine} of {total}");
+    let text = wait_until(
+        Duration::from_secs(10),
+        "the worker's final figures",
+        || {
+            let text = scrape_checked(addr, "of a worker after its run");
+            (sample(
+                &text,
+                "stampede_requests_total{scenario=\"e2e\",name=\"index\"}",
+            ) == Some(mine as f64))
+            .then_some(text)
+        },
+    );
+    assert!(
+        text.contains("stampede_request_duration_seconds_count{scenario=\"e2e\",name=\"index\"}"),
+        "{text}"
+    );
+}

@@ -1176,8 +1176,10 @@ fn name_view(n: &NameStats, now: Interval) -> NameView {
     }
 }
 
-fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
-    let last = run.agg.history().last();
+/// The live figures of `agg`: per name, all names together, and failures by name and kind
+/// (most frequent first), with the rates and percentiles of its last interval.
+pub(crate) fn figures(agg: &Aggregate) -> (Vec<NameView>, NameView, Vec<FailureView>) {
+    let last = agg.history().last();
     let interval = |name: &str| {
         // Percentile columns: LOCUST_PERCENTILES[0] is the median, [7] the 99th.
         last.and_then(|row| row.entries.iter().find(|e| e.name == name))
@@ -1188,14 +1190,12 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
                 p99_ms: e.percentiles_us[7] as f64 / 1000.0,
             })
     };
-    let names = run
-        .agg
+    let names = agg
         .names()
         .iter()
         .map(|n| name_view(n, interval(&n.name)))
         .collect();
-    let mut failures: Vec<FailureView> = run
-        .agg
+    let mut failures: Vec<FailureView> = agg
         .failure_rows()
         .into_iter()
         .map(|f| FailureView {
@@ -1205,6 +1205,12 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
         })
         .collect();
     failures.sort_by_key(|f| std::cmp::Reverse(f.occurrences));
+    let total = name_view(agg.total(), interval(crate::summary::AGGREGATED));
+    (names, total, failures)
+}
+
+fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
+    let (names, total, failures) = figures(&run.agg);
     let totals = run.agg.workers();
     let live = |id: &WorkerId| {
         workers.contains_key(id) && run.members.get(id).is_some_and(|m| !m.finished)
@@ -1232,7 +1238,7 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
         scale: run.scale,
         intervals: run.agg.history().len() as u64,
         names,
-        total: name_view(run.agg.total(), interval(crate::summary::AGGREGATED)),
+        total,
         failures,
         events: run.events.clone(),
         stop_reason: run.stop_reason.clone(),

@@ -20,6 +20,7 @@
 //! - [`health`]: the seed's health-dashboard API (`/health/components`, the performance
 //!   workload and its results).
 //! - [`metrics`]: Prometheus exposition from snapshots.
+//! - [`own`]: a worker's own figures from its reports, for `stampede worker --metrics`.
 //! - [`tui`]: the terminal UI (`--tui`): watch a run, start, stop and rescale it with keys.
 
 pub mod aggregate;
@@ -28,6 +29,7 @@ pub mod compat;
 pub mod coordinator;
 pub mod health;
 pub mod metrics;
+pub mod own;
 pub mod records;
 pub mod results;
 pub mod server;

@@ -82,6 +82,7 @@ path = "/"
             cores: 1,
             connect_timeout: Duration::from_secs(10),
             clock_skew_ns: 0,
+            tap: None,
         };
         tokio::spawn(stampede_worker::run(config, stop.clone()));
     }

@@ -1,6 +1,8 @@
 //! `stampede worker`: join a master and serve it until it goes away or Ctrl-C.
 
-use stampede_worker::WorkerConfig;
+use stampede_master::own::OwnReport;
+use stampede_worker::{Tapped, WorkerConfig};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Exit, WorkerOpt};
@@ -12,6 +14,11 @@ pub async fn run(opt: WorkerOpt) -> anyhow::Result<Exit> {
     let name = opt
         .name
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let shutdown = CancellationToken::new();
+    let tap = match opt.metrics {
+        Some(addr) => Some(serve_metrics(addr, &name, shutdown.clone()).await?),
+        None => None,
+    };
     let config = WorkerConfig {
         master: opt.master,
         token: opt.token,
@@ -19,15 +26,43 @@ pub async fn run(opt: WorkerOpt) -> anyhow::Result<Exit> {
         cores: cores.max(1),
         connect_timeout: opt.connect_timeout.0,
         clock_skew_ns: opt.clock_skew.map_or(0, |s| s.0),
+        tap,
     };
-    let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
         on_signal.cancel();
     });
-    stampede_worker::run(config, shutdown).await?;
+    let result = stampede_worker::run(config, shutdown.clone()).await;
+    shutdown.cancel();
+    result?;
     Ok(Exit::Success)
+}
+
+/// Start `--metrics`: the worker's reports go through a channel to the master crate's
+/// own-figures server.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    name: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<mpsc::UnboundedSender<Tapped>> {
+    let (tap, mut tapped) = mpsc::unbounded_channel::<Tapped>();
+    let (own_tx, own_rx) = mpsc::unbounded_channel();
+    let bound = stampede_master::own::serve(addr, name, own_rx, stop).await?;
+    eprintln!("metrics on http://{bound}/metrics");
+    tokio::spawn(async move {
+        while let Some(t) = tapped.recv().await {
+            let own = OwnReport {
+                scenario: t.scenario,
+                kind: t.kind,
+                report: t.report,
+            };
+            if own_tx.send(own).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(tap)
 }
 
 fn hostname() -> String {

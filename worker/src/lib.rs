@@ -47,6 +47,21 @@ pub struct WorkerConfig {
     /// Added to this worker's wall clock, ns (0 normally): plays a machine whose clock is off,
     /// to check that the master's clock alignment still starts workers together.
     pub clock_skew_ns: i64,
+    /// Where a copy of every report sent goes, if anywhere (`stampede worker --metrics`
+    /// serves the worker's own figures from them). Never blocks: an unbounded channel whose
+    /// receiver going away is ignored.
+    pub tap: Option<mpsc::UnboundedSender<Tapped>>,
+}
+
+/// A report as sent to the master, with the run's scenario name and kind.
+#[derive(Debug, Clone)]
+pub struct Tapped {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The scenario's kind (`http`, `llm`, ...).
+    pub kind: String,
+    /// The report, before it is split to fit frames.
+    pub report: Report,
 }
 
 /// How often reports (or heartbeats, when idle) are sent.
@@ -107,6 +122,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         inbox,
         reports,
         run: None,
+        tap: config.tap.clone(),
     };
     let result = match session.serve(&shutdown).await {
         // The master closing the connection on purpose (run over, master stopping) is the
@@ -203,6 +219,8 @@ struct Session {
     inbox: mpsc::Receiver<Result<ToWorker, frame::FrameError>>,
     reports: quinn::SendStream,
     run: Option<Run>,
+    /// See [`WorkerConfig::tap`].
+    tap: Option<mpsc::UnboundedSender<Tapped>>,
 }
 
 impl Session {
@@ -426,6 +444,13 @@ impl Session {
             gauges: host::gauges(run.cpu_at_start.as_ref()),
         });
         run.interval_start_ms = now_ms;
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(Tapped {
+                scenario: run.config.name.clone(),
+                kind: run.config.kind.clone(),
+                report: report.clone(),
+            });
+        }
         for mut part in report::spill(report, report::ROWS_PER_REPORT) {
             part.seq = run.seq;
             run.seq += 1;
