@@ -581,3 +581,179 @@ fn serve_file_once(body: String) -> String {
     });
     format!("http://127.0.0.1:{port}/bench.csv")
 }
+
+/// The sweep's LLM scenario: prompts and load are replaced per step.
+const SWEEP_SCENARIO: &str = r#"name = "sweep"
+target = "http://127.0.0.1:1"
+kind = "llm"
+duration = "2s"
+[load]
+model = "open"
+rate = 1
+[llm]
+backend = "openai"
+model = "stampede-sim"
+stream = true
+[llm.prompts]
+source = "synthetic"
+input = { dist = "fixed", tokens = 2 }
+output = { dist = "fixed", tokens = 8 }
+"#;
+
+#[test]
+fn a_sweep_finds_the_targets_knee_and_generate_and_serve_read_its_csv() {
+    // 4 requests generating at once before every token slows down; an answer of 11 tokens
+    // takes 20 ms + 10 × 10 ms unhindered, so the knee is at 4 / 0.12 s = 33.3 req/s.
+    let target = crate::util::LlmTarget::start_with(&[
+        "--ttft",
+        "20ms",
+        "--tpot",
+        "10ms",
+        "--batch-knee",
+        "4",
+        "--batch-slope",
+        "1",
+    ]);
+    let knee = 4.0 / 0.120;
+    let dir = TestDir::new();
+    dir.write("llm.toml", SWEEP_SCENARIO);
+    let done = Proc::run(
+        &[
+            "profile",
+            "sweep",
+            "llm.toml",
+            "--target",
+            &target.url,
+            "--search",
+            "--min-rate",
+            "10",
+            "--max-rate",
+            "60",
+            "--precision",
+            "0.04",
+            "--max-steps",
+            "8",
+            "--request-types",
+            "2-3:8-15",
+            "--arrival",
+            "constant",
+            "--step-duration",
+            "2s",
+            "--accelerator-type",
+            "SIM_L4",
+            "--slo-ms",
+            "25",
+            "--out",
+            "out",
+        ],
+        dir.path(),
+        Duration::from_secs(180),
+    );
+    done.assert_code(0);
+    let line = done
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("In:2-3 Out:8-15 within 25 ms per output token: "))
+        .unwrap_or_else(|| panic!("no profile line\n{}", done.show()));
+    let found: f32 = line
+        .split_whitespace()
+        .nth(8)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rate in {line:?}"));
+    assert!(line.contains("req/s (OK)"), "{line}");
+    let off = (f64::from(found) - knee).abs() / knee;
+    assert!(
+        off < 0.10,
+        "knee found at {found} req/s, the target's is {knee:.1} ({:.1} % off)\n{}",
+        off * 100.0,
+        done.show()
+    );
+    // One row per step, in the seed's schema, each step's results kept.
+    let csv = dir.read("out/benchmarks.csv");
+    let header = csv.lines().next().unwrap();
+    for col in [
+        "input_power_of_2",
+        "input_range",
+        "output_power_of_2",
+        "output_range",
+        "bucket_description",
+        "metrics_request_rate",
+        "metrics_avg_input_len_mean",
+        "metrics_avg_output_len_mean",
+        "metrics_p90_per_output_token_latency_mean",
+        "metrics_output_tokens_per_min_mean",
+        "metrics_num_prompts_attempted_mean",
+        "metrics_num_prompts_succeeded_mean",
+        "accelerator_type",
+    ] {
+        assert!(header.split(',').any(|c| c == col), "{col} not in {header}");
+    }
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(rows.len() >= 4 && rows.len() <= 8, "{csv}");
+    assert!(
+        rows.iter()
+            .all(|r| r.contains(",In:2-3 Out:8-15,") && r.contains(",SIM_L4,")),
+        "{csv}"
+    );
+    let steps = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            p.join("summary.json").exists().then_some(p)
+        })
+        .count();
+    assert_eq!(steps, rows.len());
+    assert!(
+        dir.read("out/plots/SIM_L4__In_2-3_Out_8-15.svg")
+            .contains("SLO 25 ms")
+    );
+
+    // `generate` on the CSV and the served profile from --results agree with the sweep.
+    let body = json!({"workload_definition": {
+        "worker_types": [{"id": "sim", "accelerator_type": "SIM_L4"}],
+        "request_types": [{"id": "small", "input_size_bucket": "2-3", "output_size_bucket": "8-15", "latency_slo_tpot_ms": 25.0}]
+    }}).to_string();
+    dir.write("w.json", &body);
+    let generated = Proc::run(
+        &[
+            "profile",
+            "generate",
+            "--csv",
+            "out/benchmarks.csv",
+            "--workload",
+            "w.json",
+        ],
+        dir.path(),
+        Duration::from_secs(30),
+    );
+    generated.assert_code(0);
+    let out: Value = serde_json::from_str(&generated.stdout).unwrap();
+    assert_eq!(
+        f32_text(&out["performanceProfile"]["entries"][0]["maxThroughputRps"]),
+        format!("{found}")
+    );
+    assert!(
+        generated.stderr.contains("p90 TTFT"),
+        "{}",
+        generated.show()
+    );
+    let results = dir.join("out");
+    let (_server, port) = start_profile_server(&["--results", results.to_str().unwrap()]);
+    runtime().block_on(async {
+        let mut c = Reflecting::connect(port).await;
+        let a = c.call(SERVICE, "GenerateProfile", &body).await.unwrap();
+        let e = &a["performanceProfile"]["entries"][0];
+        assert_eq!(e["status"], "OK");
+        assert_eq!(f32_text(&e["maxThroughputRps"]), format!("{found}"));
+    });
+
+    // Not an LLM scenario: one line.
+    let http = crate::util::workspace_root().join("scenarios/examples/http.toml");
+    let bad = Proc::run(
+        &["profile", "sweep", http.to_str().unwrap(), "--rates", "1"],
+        dir.path(),
+        Duration::from_secs(30),
+    );
+    bad.assert_code(1);
+    assert_one_line_error(&bad.stderr, "a profile sweep needs kind = \"llm\"");
+}

@@ -9,10 +9,14 @@
 //! - [`bench_csv`]: reading the seed's benchmark CSV schema and writing sweep rows in it.
 //! - [`json`]: workload files in, grpcurl-style profile JSON out.
 //! - [`server`]: the gRPC service with health and reflection, and its graceful shutdown.
+//! - [`sweep`]: token buckets, a sweep step's figures as a benchmark row, the knee search.
+//! - [`plot`]: an SVG of latency against rate per entry, with the SLO and the chosen rate.
 
 pub mod bench_csv;
 pub mod data;
 pub mod json;
+pub mod plot;
 pub mod profile;
 pub mod server;
 pub mod source;
+pub mod sweep;

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use stampede_profiles::source::Source;
-use stampede_profiles::{json, profile};
+use stampede_profiles::{json, plot, profile};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Exit;
+
+mod sweep;
 
 /// `stampede profile ...`.
 #[derive(Debug, Subcommand)]
@@ -36,6 +38,18 @@ pub enum ProfileCommand {
     ///
     /// Example: stampede profile serve --port 8080 --use_mock_data
     Serve(ServeOpt),
+    /// Measure an LLM scenario at several rates per request type and append one row per
+    /// (accelerator type, input bucket, output bucket, rate) to a CSV in the seed's schema
+    /// (the data `generate` and `serve` read, and the seed's own service too).
+    ///
+    /// Each step runs the scenario (master and local worker processes, as `stampede run`)
+    /// at one rate, open model, with prompts of the request type's lengths (the middle of
+    /// each bucket, `ignore_eos` so every answer has that length). Each step's results are
+    /// kept in `--out/step-NN-in-A-B-out-C-D-rate-R/`, the rows in `--out/benchmarks.csv`.
+    ///
+    /// Example: stampede profile sweep llm.toml --rates 2,4,8,16,32 --request-types
+    /// 2-3:32-63,512-1023:128-255 --accelerator-type NVIDIA_L4 --out sweep/
+    Sweep(sweep::SweepOpt),
 }
 
 impl ProfileCommand {
@@ -134,6 +148,9 @@ pub struct GenerateOpt {
     /// The workload: JSON as in the seed's grpcurl request.
     #[arg(long, value_name = "FILE")]
     pub workload: PathBuf,
+    /// Also write one SVG per entry here: latency against rate, the SLO line, the chosen rate.
+    #[arg(long, value_name = "DIR")]
+    pub plot: Option<PathBuf>,
 }
 
 /// `stampede profile serve`.
@@ -154,6 +171,7 @@ pub async fn run(command: ProfileCommand) -> anyhow::Result<Exit> {
     match command {
         ProfileCommand::Generate(o) => generate(o).await,
         ProfileCommand::Serve(o) => serve(o).await,
+        ProfileCommand::Sweep(o) => sweep::run(o).await,
     }
 }
 
@@ -167,6 +185,9 @@ async fn generate(opt: GenerateOpt) -> anyhow::Result<Exit> {
     }
     let profile = profile::generate(&workload, &loaded.data)?;
     println!("{}", json::profile_json(&profile));
+    if let Some(dir) = &opt.plot {
+        write_plots(dir, &profile)?;
+    }
     let known = loaded.data.known();
     for e in &profile.entries {
         let c = &e.choice;
@@ -198,6 +219,18 @@ async fn generate(opt: GenerateOpt) -> anyhow::Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// One SVG per entry with points into `dir`; says where on stderr.
+pub fn write_plots(dir: &std::path::Path, profile: &profile::Profile) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for e in profile.entries.iter().filter(|e| !e.points.is_empty()) {
+        let path = dir.join(plot::file_name(e));
+        std::fs::write(&path, plot::svg(e))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("plot: {}", path.display());
+    }
+    Ok(())
 }
 
 async fn serve(opt: ServeOpt) -> anyhow::Result<Exit> {
