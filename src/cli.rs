@@ -87,9 +87,27 @@ pub struct ScenarioFlags {
     /// Open model at this many requests per second across all workers (`500`, `10k`, `600/m`).
     #[arg(long, value_name = "R")]
     pub rate: Option<Rate>,
-    /// Spacing of open-model arrivals: `poisson` (default) or `constant`.
+    /// Spacing of open-model arrivals: `poisson` (default), `constant` or `gamma`.
     #[arg(long, value_name = "KIND")]
     pub arrival: Option<Arrival>,
+    /// Gamma arrivals of this shape (open and rate-stages models): below 1 bursty (gaps vary
+    /// 1/√B times their mean: 0.25 gives twice Poisson's spread), 1 Poisson, above 1 more
+    /// regular. One sequence is shared by all workers, so the merged arrivals are exactly it.
+    #[arg(long, value_name = "B")]
+    pub burstiness: Option<f64>,
+    /// A sweep over open-model rates (`2,4,8`): one full run per rate, one after another,
+    /// each reported on its own (`--out DIR` gets `step-NN-rate-V/`, `sweep.json`, `sweep.csv`),
+    /// then a table of all steps. Replaces the scenario's `[sweep]`.
+    #[arg(
+        long,
+        value_name = "R,R,...",
+        value_delimiter = ',',
+        conflicts_with = "sweep_users"
+    )]
+    pub sweep_rates: Option<Vec<Rate>>,
+    /// A sweep over closed-model users (`1,8,32`), like `--sweep-rates`.
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
+    pub sweep_users: Option<Vec<Count>>,
     /// Base URL of the system under test, replacing the scenario's target.
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
@@ -100,6 +118,12 @@ pub struct ScenarioFlags {
     /// LLM scenarios: the model name sent to the server.
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
+    /// LLM scenarios: one CSV row per request (scheduled_unix_ms, name, success, failure,
+    /// ttft_ms, tpot_ms, itl_mean_ms, e2e_ms, input_tokens, output_tokens, token_count_method,
+    /// slo_met), sent by the workers to the master, written to PATH or, without PATH, to
+    /// `<out>/requests.csv` (each sweep step's own folder in a sweep).
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub requests_csv: Option<Option<PathBuf>>,
     /// Write summary.json, stats.csv, stats_history.csv, failures.csv and latency.hlog here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,

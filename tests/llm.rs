@@ -18,7 +18,11 @@ fn u64_at(v: &Value, pointer: &str) -> u64 {
 
 /// Run the example scenario against `target` with this backend; returns summary.json.
 fn run(target: &LlmTarget, backend: &str, extra: &[&str]) -> Value {
-    let dir = TestDir::new();
+    run_in(&TestDir::new(), target, backend, extra)
+}
+
+/// [`run`] with its results in `dir/out`.
+fn run_in(dir: &TestDir, target: &LlmTarget, backend: &str, extra: &[&str]) -> Value {
     let out = dir.join("out");
     let mut args = vec![
         "run",
@@ -141,4 +145,107 @@ fn broken_streams_are_failures_with_their_kind() {
     }
     // Successful answers still count their tokens.
     assert!(u64_at(&summary, "/llm/output_tokens") > 0);
+}
+
+/// `--sweep-rates` against `stampede target llm`: each step is a run of its own with its own
+/// summary, `sweep.json`/`sweep.csv` list the steps with their LLM figures, the table is
+/// printed, and the steps' requests add up to what the server saw.
+#[test]
+fn sweep_runs_each_rate_as_its_own_step() {
+    let target = LlmTarget::start_with(&["--ttft", "10ms", "--tpot", "1ms"]);
+    let dir = TestDir::new();
+    let out = dir.join("out");
+    let done = Proc::run(
+        &[
+            "run",
+            "scenarios/examples/llm-prompts.toml",
+            "--target",
+            &target.url,
+            "--sweep-rates",
+            "4,8",
+            "--duration",
+            "2s",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        workspace_root(),
+        RUN_LIMIT * 2,
+    );
+    done.assert_code(0);
+    assert!(
+        done.stdout
+            .contains("Sweep of `llm-prompts` by rate (2 of 2 steps)"),
+        "{}",
+        done.show()
+    );
+    let mut requests = 0;
+    for (step, rate) in [("step-01-rate-4", 4.0), ("step-02-rate-8", 8.0)] {
+        let summary = dir.read_json(&format!("out/{step}/summary.json"));
+        let load = summary["load"].as_str().unwrap_or("");
+        assert!(
+            load.starts_with(&format!("open: {rate} req/s")),
+            "{step}: {load}"
+        );
+        assert!(summary["llm"].is_object(), "{step}: no llm block");
+        requests += u64_at(&summary, "/total/requests");
+    }
+    assert_eq!(requests, u64_at(&target.stats(), "/requests"));
+    let sweep = dir.read_json("out/sweep.json");
+    assert_eq!(sweep["axis"], "rate");
+    let steps = sweep["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1]["value"].as_f64(), Some(8.0));
+    assert!(steps[1]["output_tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert!(steps[1]["ttft_p50_ms"].as_f64().unwrap() >= 10.0);
+    let csv = dir.read("out/sweep.csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("step,axis,value,requests"));
+    assert!(lines[2].starts_with("2,rate,8,"), "{csv}");
+    assert!(lines[2].ends_with(",step-02-rate-8"), "{csv}");
+}
+
+/// `--requests-csv`: the workers' rows reach the master's file, one per request the summary
+/// counts (failures included), with the columns filled as measured.
+#[test]
+fn requests_csv_has_a_row_per_request() {
+    let target = LlmTarget::start_with(&["--ttft", "10ms", "--tpot", "1ms", "--error-rate", "0.1"]);
+    let dir = TestDir::new();
+    let rows_path = dir.join("rows.csv");
+    for (extra, file) in [
+        (vec!["--requests-csv"], "out/requests.csv"),
+        (
+            vec!["--requests-csv", rows_path.to_str().unwrap()],
+            "rows.csv",
+        ),
+    ] {
+        let summary = run_in(&dir, &target, "openai", &extra);
+        let requests = u64_at(&summary, "/total/requests");
+        let failures = u64_at(&summary, "/total/failures");
+        assert!(
+            requests > 0 && failures > 0,
+            "{requests} requests, {failures} failures"
+        );
+        let text = dir.read(file);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some(
+                "scheduled_unix_ms,name,success,failure,ttft_ms,tpot_ms,itl_mean_ms,e2e_ms,\
+                 input_tokens,output_tokens,token_count_method,slo_met"
+            )
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(rows.len() as u64, requests, "one row per request");
+        let failed = rows.iter().filter(|r| r[2] == "false").count() as u64;
+        assert_eq!(failed, failures);
+        let ok = rows.iter().find(|r| r[2] == "true").unwrap();
+        assert_eq!(ok[1], "/v1/completions");
+        assert!(ok[4].parse::<f64>().unwrap() >= 10.0, "ttft {ok:?}");
+        assert_eq!(ok[10], "usage");
+        let output: u64 = rows.iter().filter_map(|r| r[9].parse::<u64>().ok()).sum();
+        assert_eq!(output, u64_at(&summary, "/llm/output_tokens"));
+        let bad = rows.iter().find(|r| r[2] == "false").unwrap();
+        assert!(bad[3].contains("500"), "{bad:?}");
+    }
 }

@@ -147,6 +147,70 @@ fn open_model_rate() {
     assert_eq!(target.stats().requests, total, "target count vs summary");
 }
 
+/// Gamma arrivals across 2 worker processes: the run's rate is achieved, and the workers take
+/// alternate arrivals of the one shared sequence (equal weights), so their counts differ by
+/// at most one.
+#[test]
+fn gamma_arrivals_split_across_two_workers() {
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 1).write_to(&dir);
+    let done = Proc::run(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--rate",
+            "400",
+            "--burstiness",
+            "0.25",
+            "--duration",
+            "3s",
+            "--out",
+            "out",
+        ],
+        dir.path(),
+        RUN_LIMIT,
+    );
+    done.assert_code(0);
+    let summary = dir.read_json("out/summary.json");
+    let load = summary["load"].as_str().unwrap_or("");
+    assert!(load.contains("gamma") && load.contains("0.25"), "{load}");
+    let total = u64_at(&summary, "/metrics/total_requests");
+    // Shape 0.25: counts vary 2× as much as Poisson's (σ ≈ 70 here); ±25 % is over 4σ.
+    assert!(
+        (900..=1500).contains(&total),
+        "400 req/s for 3 s gave {total} requests (want 1200 ± 25%)"
+    );
+    assert_eq!(target.stats().requests, total, "target count vs summary");
+    let workers: Vec<u64> = summary["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| u64_at(w, "/requests"))
+        .collect();
+    assert_eq!(workers.len(), 2);
+    assert!(
+        workers[0].abs_diff(workers[1]) <= 1,
+        "alternate arrivals of one sequence: {workers:?}"
+    );
+    // --burstiness needs an open load.
+    let bad = Proc::run(
+        &["check", scenario.to_str().unwrap()],
+        dir.path(),
+        RUN_LIMIT,
+    );
+    bad.assert_code(0);
+    let bad = Proc::run(
+        &["run", scenario.to_str().unwrap(), "--burstiness", "0.5"],
+        dir.path(),
+        RUN_LIMIT,
+    );
+    bad.assert_code(1);
+    assert!(bad.stderr.contains("--burstiness"), "{}", bad.show());
+}
+
 #[test]
 fn unreachable_target_is_recorded_as_failures() {
     let dir = TestDir::new();

@@ -216,6 +216,8 @@ pub(crate) struct StartBody {
     pub(crate) spawn_rate: Option<f64>,
     pub(crate) rate: Option<f64>,
     pub(crate) arrival: Option<String>,
+    /// Gamma arrivals of this shape (open models).
+    pub(crate) burstiness: Option<f64>,
     pub(crate) target: Option<String>,
 }
 
@@ -235,6 +237,7 @@ async fn start(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Re
     if s.events
         .send(Event::Command(Box::new(Command::Start {
             scenario: scenario.map(Box::new),
+            out: None,
             reply,
         })))
         .await
@@ -271,6 +274,7 @@ pub(crate) fn scenario_for(s: &ApiState, b: &StartBody) -> Result<Option<Scenari
         spawn_rate: b.spawn_rate,
         rate: b.rate,
         arrival,
+        burstiness: b.burstiness,
         target: b.target.clone(),
         ..Overrides::default()
     };
@@ -285,9 +289,14 @@ pub(crate) fn scenario_for(s: &ApiState, b: &StartBody) -> Result<Option<Scenari
     if matches!(base.target, stampede_scenarios::Target::Builtin(_)) && overrides.target.is_none() {
         return Err("the scenario's target is built in; give a `target` URL".into());
     }
-    base.with_overrides(&overrides)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let config = base.with_overrides(&overrides).map_err(|e| e.to_string())?;
+    if b.burstiness.is_some() && !config.load.is_open() {
+        return Err(
+            "`burstiness` shapes open-model arrivals; this run's load is closed (give `rate` too)"
+                .into(),
+        );
+    }
+    Ok(Some(config))
 }
 
 async fn stop(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<u64>) -> Response {

@@ -424,6 +424,7 @@ async fn start(c: &Compat, o: StartOptions) -> Result<Started, (StatusCode, Stri
     let boxed = Box::new(scenario.clone());
     let run_id = command(c, |reply| Command::Start {
         scenario: Some(boxed),
+        out: None,
         reply,
     })
     .await?;
@@ -747,12 +748,13 @@ struct Row {
     requests: u64,
     failures: u64,
     mean_ms: f64,
-    /// Unknown live (the snapshot holds no minimum).
+    /// The smallest latency (`None` never happens today; kept optional as Locust prints an
+    /// empty cell for an unknown figure).
     min_ms: Option<f64>,
     max_ms: f64,
     median_ms: f64,
     p90_ms: f64,
-    /// Unknown live.
+    /// p95 (live: from the snapshot's run-so-far histogram, like the others).
     p95_ms: Option<f64>,
     p99_ms: f64,
     current_rps: f64,
@@ -792,6 +794,7 @@ impl Row {
         let percentiles_ms = LOCUST_PERCENTILES.map(|q| match q {
             0.5 => Some(n.p50_ms),
             0.9 => Some(n.p90_ms),
+            0.95 => Some(n.p95_ms),
             0.99 => Some(n.p99_ms),
             1.0 => Some(n.max_ms),
             _ => None,
@@ -802,11 +805,11 @@ impl Row {
             requests: n.requests,
             failures: n.failures,
             mean_ms: n.mean_ms,
-            min_ms: (n.requests == 0).then_some(0.0),
+            min_ms: Some(n.min_ms),
             max_ms: n.max_ms,
             median_ms: n.p50_ms,
             p90_ms: n.p90_ms,
-            p95_ms: (n.requests == 0).then_some(0.0),
+            p95_ms: Some(n.p95_ms),
             p99_ms: n.p99_ms,
             current_rps: n.rps,
             current_fps: n.fps,

@@ -78,8 +78,10 @@ pub enum Event {
 pub enum Command {
     /// Start a run of this scenario (or the master's own when `None`).
     Start {
-        /// The scenario.
+        /// The scenario (`None`: the master's own).
         scenario: Option<Box<ScenarioConfig>>,
+        /// Where this run's results go instead of the master's `--out` (sweep steps).
+        out: Option<std::path::PathBuf>,
         /// The run's id, or why it cannot start.
         reply: oneshot::Sender<Result<u64, String>>,
     },
@@ -251,6 +253,10 @@ struct Run {
     records: Option<RecordFiles>,
     events: Vec<String>,
     stop_reason: Option<String>,
+    /// The seed every worker gets: arrivals shared across workers are drawn from it.
+    run_seed: u64,
+    /// Where the run's results go (the master's `--out`, or the run's own).
+    out: Option<PathBuf>,
 }
 
 /// The coordinator actor.
@@ -547,8 +553,12 @@ impl Coordinator {
 
     fn on_command(&mut self, c: Command) {
         match c {
-            Command::Start { scenario, reply } => {
-                let started = self.start_run(scenario.map(|s| *s));
+            Command::Start {
+                scenario,
+                out,
+                reply,
+            } => {
+                let started = self.start_run(scenario.map(|s| *s), out);
                 // Publish before answering, so a client that asks about the run next finds it.
                 self.publish();
                 let _ = reply.send(started);
@@ -648,14 +658,18 @@ impl Coordinator {
         };
         if self.run.is_none() && self.workers.len() >= n && self.config.scenario.is_some() {
             self.config.auto_start_at = None;
-            if let Err(e) = self.start_run(None) {
+            if let Err(e) = self.start_run(None, None) {
                 warn!("cannot start the run: {e}");
             }
         }
     }
 
     /// Start a run on every connected worker.
-    fn start_run(&mut self, scenario: Option<ScenarioConfig>) -> Result<u64, String> {
+    fn start_run(
+        &mut self,
+        scenario: Option<ScenarioConfig>,
+        out: Option<PathBuf>,
+    ) -> Result<u64, String> {
         if let Some(run) = &self.run {
             return Err(format!("run {} is still going on", run.id));
         }
@@ -705,6 +719,8 @@ impl Coordinator {
             records: None,
             events: Vec::new(),
             stop_reason: None,
+            run_seed: rand::random(),
+            out: out.or_else(|| self.config.out.clone()),
         });
         let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         for wid in ids {
@@ -729,6 +745,7 @@ impl Coordinator {
                 scenario: run.toml.clone(),
                 share: share.unwrap_or_else(Share::whole),
                 scale: run.scale,
+                run_seed: run.run_seed,
             }));
         }
     }
@@ -749,7 +766,7 @@ impl Coordinator {
         run.started_ms = at_ms;
         run.started = Some(Instant::now() + Duration::from_millis(250));
         run.phase = Phase::Running;
-        let hlog = self.config.out.as_ref().and_then(|dir| {
+        let hlog = run.out.as_ref().and_then(|dir| {
             let _ = std::fs::create_dir_all(dir);
             results::HlogWriter::create(&dir.join("latency.hlog"), at_ms)
                 .map_err(|e| warn!("cannot write latency.hlog: {e:#}"))
@@ -758,7 +775,7 @@ impl Coordinator {
         run.agg = Aggregate::new(&run.catalog, at_ms, hlog);
         run.records = Some(RecordFiles::create(
             &driver::record_streams(&run.config),
-            self.config.out.as_deref(),
+            run.out.as_deref(),
             &self.config.records,
         ));
         let ids: Vec<WorkerId> = run.members.keys().copied().collect();
@@ -917,7 +934,7 @@ impl Coordinator {
             }
         }
         let summary = self.summarize(&run, now_ms);
-        if let Some(dir) = &self.config.out {
+        if let Some(dir) = &run.out {
             match results::write(dir, &summary) {
                 Ok(paths) => info!(files = paths.len(), dir = %dir.display(), "results written"),
                 Err(e) => warn!("writing results to {}: {e:#}", dir.display()),
@@ -927,7 +944,7 @@ impl Coordinator {
             let dir = runs.join(run.id.to_string());
             let kept = results::write(&dir, &summary).and_then(|_| {
                 // The hlog was streamed into `--out`; keep a copy with the run.
-                if let Some(out) = &self.config.out {
+                if let Some(out) = &run.out {
                     let hlog = out.join("latency.hlog");
                     if hlog.is_file() {
                         std::fs::copy(&hlog, dir.join("latency.hlog"))?;
@@ -1160,8 +1177,14 @@ fn name_view(n: &NameStats, now: Interval) -> NameView {
         fps: now.fps,
         interval_p50_ms: now.p50_ms,
         interval_p99_ms: now.p99_ms,
+        min_ms: if n.latency.is_empty() {
+            0.0
+        } else {
+            n.latency.min() as f64 / 1000.0
+        },
         p50_ms: n.latency_ms(0.5),
         p90_ms: n.latency_ms(0.9),
+        p95_ms: n.latency_ms(0.95),
         p99_ms: n.latency_ms(0.99),
         max_ms: n.latency_ms(1.0),
         mean_ms: n.mean_ms(),
@@ -1274,6 +1297,12 @@ pub fn describe(load: &LoadModel, duration: Duration) -> String {
                 format!("simultaneous: {users} users from the same instant, repeating for {d}")
             }
         },
+        LoadModel::Open {
+            rate,
+            arrival: stampede_scenarios::Arrival::Gamma,
+            burstiness,
+            ..
+        } => format!("open: {rate} req/s gamma arrivals (burstiness {burstiness}) for {d}"),
         LoadModel::Open { rate, arrival, .. } => {
             format!("open: {rate} req/s {arrival:?} arrivals for {d}").to_lowercase()
         }

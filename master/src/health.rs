@@ -78,6 +78,7 @@ async fn workload(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) ->
         .events
         .send(Event::Command(Box::new(Command::Start {
             scenario: Some(Box::new(scenario)),
+            out: None,
             reply,
         })))
         .await;

@@ -223,10 +223,22 @@ pub struct MasterHandle {
 impl MasterHandle {
     /// Start a run of the master's own scenario on the connected workers; its id, or why not.
     pub async fn start(&self) -> Result<u64, String> {
+        self.start_run(None, None).await
+    }
+
+    /// Start a run on the connected workers: of `scenario` (`None`: the master's own), with its
+    /// results in `out` (`None`: the master's `--out`). Its id, or why not (a run is going on,
+    /// no workers). The summary comes from [`Master::next_finished`] like any run's.
+    pub async fn start_run(
+        &self,
+        scenario: Option<ScenarioConfig>,
+        out: Option<PathBuf>,
+    ) -> Result<u64, String> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.events
             .send(Event::Command(Box::new(Command::Start {
-                scenario: None,
+                scenario: scenario.map(Box::new),
+                out,
                 reply,
             })))
             .await

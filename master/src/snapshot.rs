@@ -56,10 +56,14 @@ pub struct NameView {
     pub interval_p50_ms: f64,
     /// p99 of the last interval alone, ms (0 when it had no request).
     pub interval_p99_ms: f64,
+    /// Smallest latency so far, ms (0 before any request).
+    pub min_ms: f64,
     /// Latency percentiles over the whole run so far, ms.
     pub p50_ms: f64,
     /// p90, ms.
     pub p90_ms: f64,
+    /// p95, ms.
+    pub p95_ms: f64,
     /// p99, ms.
     pub p99_ms: f64,
     /// Largest, ms.

@@ -318,6 +318,14 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
         assert_close(&row["ninetieth_response_time"], name.p90_ms);
         assert_close(&row["ninety_ninth_response_time"], name.p99_ms);
         assert_close(&row["max_response_time"], name.max_ms);
+        // Live min and p95 come from the snapshot too (not left empty).
+        assert_close(&row["min_response_time"], name.min_ms);
+        assert_close(&row["response_time_percentile_0.95"], name.p95_ms);
+        assert!(name.requests == 0 || name.min_ms > 0.0, "{row:#}");
+        assert!(
+            name.p95_ms >= name.p90_ms && name.p95_ms <= name.p99_ms,
+            "{row:#}"
+        );
         assert_close(&row["current_rps"], name.rps);
         assert_close(&row["current_fail_per_sec"], name.fps);
     }

@@ -139,6 +139,7 @@ mod tests {
                     weights: vec![2, 2],
                 },
                 scale: 1.1,
+                run_seed: 9,
             }),
             ToWorker::Start {
                 run_id: 1,

@@ -24,8 +24,9 @@ pub use message::*;
 /// The protocol version spoken by this build. A master refuses a worker speaking another one.
 ///
 /// History: 1, the first; 2 added [`Report::records`] (per-request CSV
-/// rows); 3 added [`Report::gauges`] (worker readings such as its host's CPU usage).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// rows); 3 added [`Report::gauges`] (worker readings such as its host's CPU usage); 4 added
+/// [`Assign::run_seed`] (one arrival sequence shared by all workers).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The ALPN token of the Stampede protocol on QUIC.
 pub const ALPN: &[u8] = b"stampede/1";

@@ -121,6 +121,9 @@ pub struct Assign {
     pub share: Share,
     /// A factor on every users or rate target of the load model (1.0 = as written).
     pub scale: f64,
+    /// The run's seed, the same for every worker: arrivals that must form one process across
+    /// workers (gamma) are drawn from it by all, each taking its part.
+    pub run_seed: u64,
 }
 
 /// Messages from the master on the control stream.

@@ -24,7 +24,9 @@ pub mod units;
 
 pub use driver::{Call, Driver, RequestInfo, Session};
 pub use load::{Arrival, LoadModel, LoadPlan, UserMode, split};
-pub use model::{Overrides, PlacementFile, ScenarioConfig, ScenarioError, ScenarioFile, Target};
+pub use model::{
+    Overrides, PlacementFile, ScenarioConfig, ScenarioError, ScenarioFile, Sweep, SweepFile, Target,
+};
 pub use recorder::{Failure, RecordStream, Recorder};
 pub use threshold::Threshold;
 

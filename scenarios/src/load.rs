@@ -12,8 +12,9 @@
 use std::time::Duration;
 
 use rand::Rng;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand_distr::{Distribution, Exp};
+use rand_distr::{Distribution, Exp, Gamma};
 use serde::{Deserialize, Serialize};
 
 /// Requests in flight per worker before arrivals are dropped, unless the scenario says.
@@ -28,6 +29,12 @@ pub enum Arrival {
     Poisson,
     /// Equal gaps of 1/rate.
     Constant,
+    /// Gamma-distributed gaps of mean 1/rate and shape `burstiness` (the load model's): below
+    /// 1 arrivals come in bursts (coefficient of variation 1/√burstiness), 1 is Poisson, above
+    /// 1 they are more regular. All workers draw one shared sequence from the run's seed and
+    /// each takes its part of it, so the merged arrivals are one gamma process (a sum of
+    /// independent gamma processes is not one).
+    Gamma,
 }
 
 impl std::str::FromStr for Arrival {
@@ -36,7 +43,10 @@ impl std::str::FromStr for Arrival {
         match s {
             "poisson" => Ok(Arrival::Poisson),
             "constant" => Ok(Arrival::Constant),
-            other => Err(format!("unknown arrival `{other}` (poisson or constant)")),
+            "gamma" => Ok(Arrival::Gamma),
+            other => Err(format!(
+                "unknown arrival `{other}` (poisson, constant or gamma)"
+            )),
         }
     }
 }
@@ -98,6 +108,8 @@ pub enum LoadModel {
         rate: f64,
         /// Spacing of arrivals.
         arrival: Arrival,
+        /// The shape of gamma gaps ([`Arrival::Gamma`]); 1 otherwise.
+        burstiness: f64,
         /// Requests in flight per worker before arrivals are dropped.
         max_in_flight: u64,
     },
@@ -117,6 +129,8 @@ pub enum LoadModel {
         stages: Vec<Stage>,
         /// Spacing of arrivals for rate stages.
         arrival: Arrival,
+        /// The shape of gamma gaps ([`Arrival::Gamma`]); 1 otherwise.
+        burstiness: f64,
         /// Requests in flight per worker for rate stages.
         max_in_flight: u64,
     },
@@ -177,6 +191,16 @@ impl LoadModel {
         match self {
             LoadModel::Open { arrival, .. } | LoadModel::Stages { arrival, .. } => *arrival,
             LoadModel::Closed { .. } | LoadModel::Simultaneous { .. } => Arrival::Constant,
+        }
+    }
+
+    /// The shape of gamma gaps (1 unless the arrivals are [`Arrival::Gamma`]).
+    pub fn burstiness(&self) -> f64 {
+        match self {
+            LoadModel::Open { burstiness, .. } | LoadModel::Stages { burstiness, .. } => {
+                *burstiness
+            }
+            LoadModel::Closed { .. } | LoadModel::Simultaneous { .. } => 1.0,
         }
     }
 
@@ -391,6 +415,56 @@ pub struct Schedule {
     rates: Vec<f64>,
     /// The worker's total rate at the latest arrival, per second.
     rate: f64,
+    /// The run's seed, the same on every worker: the source of the shared gamma sequence.
+    run_seed: u64,
+    /// Where this lane is in the shared gamma sequence (gamma arrivals only).
+    shared: Option<SharedSequence>,
+}
+
+/// The run's one gamma sequence as one lane follows it: every lane of every worker draws the
+/// same gaps from the run's seed, in the same order, and keeps the arrivals that are its own.
+/// Arrival `i` of the whole belongs to the worker whose block of `weights` holds `i mod Σw`
+/// (so each worker gets exactly its weight's share), and a worker's `j`-th arrival to lane
+/// `j mod lanes`. The merged arrivals of all workers are therefore exactly the sequence.
+#[derive(Debug, Clone)]
+struct SharedSequence {
+    rng: SmallRng,
+    /// Seconds from the start of the run to the latest arrival of the whole sequence.
+    at: f64,
+    /// Arrivals of the whole sequence so far.
+    index: u64,
+    /// Of those, the ones that went to this worker.
+    mine: u64,
+}
+
+impl SharedSequence {
+    fn new(run_seed: u64) -> SharedSequence {
+        SharedSequence {
+            rng: SmallRng::seed_from_u64(run_seed),
+            at: 0.0,
+            index: 0,
+            mine: 0,
+        }
+    }
+}
+
+/// The worker (slot) that arrival `index` of the shared sequence belongs to under `weights`
+/// (all-zero weights: equal parts).
+pub fn owner_of(index: u64, weights: &[u32]) -> usize {
+    let all_zero = weights.iter().all(|&w| w == 0);
+    let w = |x: u32| if all_zero { 1 } else { u64::from(x) };
+    let total: u64 = weights.iter().map(|&x| w(x)).sum();
+    if total == 0 {
+        return 0;
+    }
+    let mut p = index % total;
+    for (slot, &x) in weights.iter().enumerate() {
+        if p < w(x) {
+            return slot;
+        }
+        p -= w(x);
+    }
+    weights.len().saturating_sub(1)
 }
 
 impl Schedule {
@@ -405,7 +479,15 @@ impl Schedule {
             done: Vec::new(),
             rates: Vec::new(),
             rate: 0.0,
+            run_seed: 0,
+            shared: None,
         }
+    }
+
+    /// The run's seed (the same on every worker), from which gamma arrivals are drawn.
+    pub fn with_run_seed(mut self, run_seed: u64) -> Schedule {
+        self.run_seed = run_seed;
+        self
     }
 
     /// The worker's total arrival rate when the latest arrival was drawn, per second.
@@ -425,6 +507,9 @@ impl Schedule {
 
     /// The next arrival before `end` (from the start of the run) under `plan`.
     pub fn next(&mut self, plan: &LoadPlan, end: Duration, rng: &mut SmallRng) -> Next {
+        if plan.model.arrival() == Arrival::Gamma && plan.mix.is_none() {
+            return self.next_shared(plan, end);
+        }
         loop {
             if self.next >= end {
                 return Next::End;
@@ -462,6 +547,9 @@ impl Schedule {
                 // Constant spacing over lanes: lane k takes arrivals k+1, k+1+lanes, ... of the
                 // worker's sequence.
                 Arrival::Constant if self.first => (self.lane + 1) as f64 / total,
+                Arrival::Gamma => {
+                    gamma_gap(plan.model.burstiness(), total / self.lanes as f64, rng)
+                }
                 _ => next_gap(arrival, total / self.lanes as f64, rng),
             };
             let candidate = at + Duration::from_secs_f64(gap);
@@ -499,7 +587,52 @@ impl Schedule {
     }
 }
 
-/// Seconds to the next arrival at `rate` (> 0) per second.
+impl Schedule {
+    /// Gamma arrivals: walk the run's shared sequence (see [`SharedSequence`]) to this lane's
+    /// next arrival at or after where the lane starts. The sequence's time and rate are those
+    /// of the whole run (the model's target × scale), so every lane walks it identically;
+    /// idle stretches (a rate of 0) advance it by [`IDLE_STEP`], never by the clock.
+    fn next_shared(&mut self, plan: &LoadPlan, end: Duration) -> Next {
+        let seq = self
+            .shared
+            .get_or_insert_with(|| SharedSequence::new(self.run_seed));
+        let shape = plan.model.burstiness();
+        let end_s = end.as_secs_f64();
+        let lanes = self.lanes as u64;
+        loop {
+            if seq.at >= end_s {
+                return Next::End;
+            }
+            let now = Duration::from_secs_f64(seq.at);
+            let whole = (plan.model.total_at(now) * plan.scale).max(0.0);
+            self.rate = whole * plan.fraction();
+            if whole <= 0.0 || !whole.is_finite() {
+                seq.at += IDLE_STEP.as_secs_f64();
+                continue;
+            }
+            seq.at += gamma_gap(shape, whole, &mut seq.rng);
+            let index = seq.index;
+            seq.index += 1;
+            if seq.at >= end_s {
+                return Next::End;
+            }
+            if owner_of(index, &plan.weights) != plan.slot {
+                continue;
+            }
+            let local = seq.mine;
+            seq.mine += 1;
+            let at = Duration::from_secs_f64(seq.at);
+            if local % lanes != self.lane as u64 || at < self.next {
+                continue;
+            }
+            self.first = false;
+            return Next::Arrival { at, request: None };
+        }
+    }
+}
+
+/// Seconds to the next arrival at `rate` (> 0) per second. Gamma gaps need a shape: see
+/// [`gamma_gap`] (here they are drawn with shape 1, which is Poisson).
 pub fn next_gap(arrival: Arrival, rate: f64, rng: &mut SmallRng) -> f64 {
     match arrival {
         Arrival::Constant => 1.0 / rate,
@@ -507,6 +640,16 @@ pub fn next_gap(arrival: Arrival, rate: f64, rng: &mut SmallRng) -> f64 {
             Ok(exp) => exp.sample(rng),
             Err(_) => 1.0 / rate,
         },
+        Arrival::Gamma => gamma_gap(1.0, rate, rng),
+    }
+}
+
+/// Seconds to the next arrival of a gamma process with shape `burstiness` (> 0) at `rate` (> 0)
+/// per second: the gap has mean 1/rate and coefficient of variation 1/√burstiness.
+pub fn gamma_gap(burstiness: f64, rate: f64, rng: &mut SmallRng) -> f64 {
+    match Gamma::new(burstiness, 1.0 / (burstiness * rate)) {
+        Ok(g) => g.sample(rng),
+        Err(_) => 1.0 / rate,
     }
 }
 
@@ -630,6 +773,7 @@ mod tests {
             model: LoadModel::Open {
                 rate,
                 arrival: Arrival::Poisson,
+                burstiness: 1.0,
                 max_in_flight: 1000,
             },
             slot,
@@ -881,6 +1025,224 @@ mod tests {
         assert_eq!(looping.requests_per_user(), None);
     }
 
+    fn gamma_plan(rate: f64, burstiness: f64, slot: usize, weights: Vec<u32>) -> LoadPlan {
+        LoadPlan {
+            model: LoadModel::Open {
+                rate,
+                arrival: Arrival::Gamma,
+                burstiness,
+                max_in_flight: 1000,
+            },
+            slot,
+            weights,
+            scale: 1.0,
+            mix: None,
+        }
+    }
+
+    /// Every arrival time (seconds) of one worker's `lanes` lanes before `end`, sorted.
+    fn gamma_times(plan: &LoadPlan, end: Duration, lanes: usize, run_seed: u64) -> Vec<f64> {
+        let mut out = Vec::new();
+        for lane in 0..lanes {
+            // Each lane has its own private source; gamma arrivals must not depend on it.
+            let mut rng = SmallRng::seed_from_u64(1000 + lane as u64);
+            let mut sched = Schedule::new(Duration::ZERO, lane, lanes).with_run_seed(run_seed);
+            loop {
+                match sched.next(plan, end, &mut rng) {
+                    Next::Arrival { at, request } => {
+                        assert_eq!(request, None);
+                        out.push(at.as_secs_f64());
+                    }
+                    Next::Idle { at } => sched.resume_at(at),
+                    Next::End => break,
+                }
+            }
+        }
+        out.sort_by(|a, b| a.total_cmp(b));
+        out
+    }
+
+    /// ln Γ(x) for x > 0 (Lanczos, g = 7, 9 terms; ~1e-15 relative).
+    fn ln_gamma(x: f64) -> f64 {
+        const C: [f64; 9] = [
+            0.999_999_999_999_809_9,
+            676.520_368_121_885_1,
+            -1_259.139_216_722_402_8,
+            771.323_428_777_653_1,
+            -176.615_029_162_140_6,
+            12.507_343_278_686_905,
+            -0.138_571_095_265_720_12,
+            9.984_369_578_019_572e-6,
+            1.505_632_735_149_311_6e-7,
+        ];
+        if x < 0.5 {
+            let pi = std::f64::consts::PI;
+            return (pi / (pi * x).sin()).ln() - ln_gamma(1.0 - x);
+        }
+        let x = x - 1.0;
+        let mut a = C[0];
+        let t = x + 7.5;
+        for (i, &c) in C.iter().enumerate().skip(1) {
+            a += c / (x + i as f64);
+        }
+        0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+    }
+
+    /// The regularized lower incomplete gamma function P(a, x): the gamma law's CDF (series
+    /// below a + 1, Lentz's continued fraction above).
+    fn gamma_p(a: f64, x: f64) -> f64 {
+        if x <= 0.0 {
+            return 0.0;
+        }
+        let front = (a * x.ln() - x - ln_gamma(a)).exp();
+        if x < a + 1.0 {
+            let (mut term, mut sum, mut n) = (1.0 / a, 1.0 / a, a);
+            for _ in 0..10_000 {
+                n += 1.0;
+                term *= x / n;
+                sum += term;
+                if term.abs() < sum.abs() * 1e-15 {
+                    break;
+                }
+            }
+            sum * front
+        } else {
+            let tiny = 1e-300;
+            let mut b = x + 1.0 - a;
+            let mut c = 1.0 / tiny;
+            let mut d = 1.0 / b;
+            let mut h = d;
+            for i in 1..10_000 {
+                let an = -(i as f64) * (i as f64 - a);
+                b += 2.0;
+                d = an * d + b;
+                if d.abs() < tiny {
+                    d = tiny;
+                }
+                c = b + an / c;
+                if c.abs() < tiny {
+                    c = tiny;
+                }
+                d = 1.0 / d;
+                let delta = d * c;
+                h *= delta;
+                if (delta - 1.0).abs() < 1e-15 {
+                    break;
+                }
+            }
+            1.0 - front * h
+        }
+    }
+
+    #[test]
+    fn gamma_cdf_matches_known_values() {
+        // Shape 1 is the exponential law; shape 2 is 1 − e^−x (1 + x).
+        for x in [0.1, 1.0, 3.0] {
+            assert!((gamma_p(1.0, x) - (1.0 - (-x).exp())).abs() < 1e-12);
+            assert!((gamma_p(2.0, x) - (1.0 - (-x).exp() * (1.0 + x))).abs() < 1e-12);
+        }
+        assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
+        assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+    }
+
+    /// Gamma gaps have mean 1/rate, coefficient of variation 1/√burstiness, and pass a KS test
+    /// against the gamma law (α = 0.01), for bursty, Poisson and regular shapes.
+    #[test]
+    fn gamma_gaps_follow_the_gamma_law() {
+        let rate = 50.0;
+        for (shape, seed) in [(0.25, 21), (1.0, 22), (4.0, 23)] {
+            let plan = gamma_plan(rate, shape, 0, vec![1]);
+            let times = gamma_times(&plan, Duration::from_secs(400), 1, seed);
+            let mut gaps: Vec<f64> = std::iter::once(times[0])
+                .chain(times.windows(2).map(|w| w[1] - w[0]))
+                .collect();
+            let n = gaps.len() as f64;
+            let mean = gaps.iter().sum::<f64>() / n;
+            let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / (n - 1.0);
+            let cv = var.sqrt() / mean;
+            assert!(
+                (mean * rate - 1.0).abs() < 0.05,
+                "shape {shape}: mean gap {mean}"
+            );
+            let want = 1.0 / shape.sqrt();
+            assert!(
+                (cv - want).abs() < 0.08 * want,
+                "shape {shape}: CV {cv}, expected {want}"
+            );
+            gaps.sort_by(|a, b| a.total_cmp(b));
+            let d = gaps
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| {
+                    let cdf = gamma_p(shape, x * shape * rate);
+                    (cdf - i as f64 / n).max((i + 1) as f64 / n - cdf)
+                })
+                .fold(0.0, f64::max);
+            assert!(d < 1.63 / n.sqrt(), "shape {shape}: KS statistic {d}");
+        }
+        // Bursty arrivals are not Poisson: the exponential law is rejected for shape 0.25.
+        let plan = gamma_plan(rate, 0.25, 0, vec![1]);
+        let times = gamma_times(&plan, Duration::from_secs(400), 1, 21);
+        let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        let n = gaps.len() as f64;
+        assert!(ks_exponential(gaps, rate) > 1.63 / n.sqrt());
+    }
+
+    /// Workers of unequal weights, with different numbers of lanes, each take their part of
+    /// one shared sequence: together they reproduce it exactly, each worker gets exactly its
+    /// weight's share, and the same seed gives the same sequence (another gives another).
+    #[test]
+    fn split_gamma_reproduces_the_one_sequence() {
+        let end = Duration::from_secs(60);
+        let whole = gamma_times(&gamma_plan(40.0, 0.5, 0, vec![1]), end, 1, 77);
+        assert!(whole.len() > 2000);
+        let weights = vec![2, 1, 1];
+        let mut merged = Vec::new();
+        let mut parts = Vec::new();
+        for (slot, lanes) in [(0, 1), (1, 2), (2, 3)] {
+            let part = gamma_times(
+                &gamma_plan(40.0, 0.5, slot, weights.clone()),
+                end,
+                lanes,
+                77,
+            );
+            parts.push(part.len());
+            merged.extend(part);
+        }
+        merged.sort_by(|a, b| a.total_cmp(b));
+        assert_eq!(merged, whole);
+        let n = whole.len();
+        assert_eq!(parts.iter().sum::<usize>(), n);
+        assert!(parts[0].abs_diff(n / 2) <= 2, "{parts:?} of {n}");
+        assert!(parts[1].abs_diff(n / 4) <= 2, "{parts:?} of {n}");
+        let again = gamma_times(&gamma_plan(40.0, 0.5, 0, vec![1]), end, 1, 77);
+        assert_eq!(again, whole);
+        let other = gamma_times(&gamma_plan(40.0, 0.5, 0, vec![1]), end, 1, 78);
+        assert_ne!(other, whole);
+        assert_eq!(
+            (0..8).map(|i| owner_of(i, &weights)).collect::<Vec<_>>(),
+            vec![0, 0, 1, 2, 0, 0, 1, 2]
+        );
+        assert_eq!(owner_of(3, &[0, 0]), 1);
+    }
+
+    /// A lane that starts mid-run (a worker joining late) takes only arrivals from there on,
+    /// and they are the sequence's own.
+    #[test]
+    fn gamma_lane_joining_late_keeps_the_sequence() {
+        let plan = gamma_plan(20.0, 2.0, 0, vec![1]);
+        let end = Duration::from_secs(20);
+        let whole = gamma_times(&plan, end, 1, 5);
+        let mut rng = SmallRng::seed_from_u64(0);
+        let mut sched = Schedule::new(Duration::from_secs(10), 0, 1).with_run_seed(5);
+        let mut late = Vec::new();
+        while let Next::Arrival { at, .. } = sched.next(&plan, end, &mut rng) {
+            late.push(at.as_secs_f64());
+        }
+        let tail: Vec<f64> = whole.into_iter().filter(|&t| t >= 10.0).collect();
+        assert_eq!(late, tail);
+    }
+
     #[test]
     fn stages_ramp_and_hold() {
         let model = LoadModel::Stages {
@@ -900,6 +1262,7 @@ mod tests {
                 },
             ],
             arrival: Arrival::Poisson,
+            burstiness: 1.0,
             max_in_flight: 10,
         };
         assert!(model.is_open());

@@ -77,6 +77,9 @@ pub struct ScenarioFile {
     /// The requests, picked at random by weight.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requests: Vec<RequestFile>,
+    /// A sweep: the scenario once per rate or users value, each step a run of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepFile>,
     /// Pass/fail criteria on the final figures, e.g. `p99_ms = "< 250"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub thresholds: BTreeMap<String, String>,
@@ -127,6 +130,87 @@ impl PlacementFile {
     }
 }
 
+/// `[sweep]`: run the scenario once per value, one after another, each step reported on its
+/// own (give `rates` or `users`, not both).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepFile {
+    /// Open-model rates, requests per second across all workers (each step `--rate v`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<Rate>,
+    /// Closed-model users across all workers (each step `--users v`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<Count>,
+}
+
+/// A validated sweep: the values its steps run at, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sweep {
+    /// One open-model step per rate (requests per second).
+    Rates(Vec<f64>),
+    /// One closed-model step per number of users.
+    Users(Vec<u64>),
+}
+
+impl Sweep {
+    /// What the steps vary: `rate` or `users`.
+    pub fn axis(&self) -> &'static str {
+        match self {
+            Sweep::Rates(_) => "rate",
+            Sweep::Users(_) => "users",
+        }
+    }
+
+    /// The steps' values, in order.
+    pub fn values(&self) -> Vec<f64> {
+        match self {
+            Sweep::Rates(r) => r.clone(),
+            Sweep::Users(u) => u.iter().map(|&u| u as f64).collect(),
+        }
+    }
+
+    /// The overrides that make step `value` of this sweep out of its scenario.
+    pub fn overrides(&self, value: f64) -> Overrides {
+        match self {
+            Sweep::Rates(_) => Overrides {
+                rate: Some(value),
+                ..Overrides::default()
+            },
+            Sweep::Users(_) => Overrides {
+                users: Some(value.round() as u64),
+                ..Overrides::default()
+            },
+        }
+    }
+
+    fn of(file: &SweepFile) -> Result<Sweep, (String, String)> {
+        match (file.rates.is_empty(), file.users.is_empty()) {
+            (false, false) => Err(("sweep".into(), "give `rates` or `users`, not both".into())),
+            (true, true) => Err((
+                "sweep".into(),
+                "needs `rates = [...]` or `users = [...]`".into(),
+            )),
+            (false, true) => {
+                for (i, r) in file.rates.iter().enumerate() {
+                    if !(r.0 > 0.0 && r.0.is_finite()) {
+                        return Err((
+                            format!("sweep.rates[{i}]"),
+                            "must be above 0 requests per second".into(),
+                        ));
+                    }
+                }
+                Ok(Sweep::Rates(file.rates.iter().map(|r| r.0).collect()))
+            }
+            (true, false) => {
+                if let Some(i) = file.users.iter().position(|u| u.0 == 0) {
+                    return Err((format!("sweep.users[{i}]"), "must be at least 1".into()));
+                }
+                Ok(Sweep::Users(file.users.iter().map(|u| u.0).collect()))
+            }
+        }
+    }
+}
+
 /// `[load]`: which model and its numbers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "model", rename_all = "lowercase")]
@@ -144,9 +228,13 @@ pub enum LoadFile {
     Open {
         /// Requests per second across all workers.
         rate: Rate,
-        /// `poisson` (default) or `constant` spacing.
+        /// `poisson` (default), `constant` or `gamma` spacing.
         #[serde(default)]
         arrival: Arrival,
+        /// The shape of gamma gaps: below 1 bursty, 1 Poisson, above 1 regular. Giving it
+        /// makes the arrivals `gamma`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        burstiness: Option<f64>,
         /// Most requests in flight at once per worker (default 10k); beyond it an arrival is
         /// recorded as a `dropped: too many in flight` failure.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,9 +253,12 @@ pub enum LoadFile {
     /// Users or rate changing over time, like k6's ramping executors: each stage goes linearly
     /// from the previous target (0 at the start) to its own over its duration.
     Stages {
-        /// `poisson` (default) or `constant` spacing, for rate stages.
+        /// `poisson` (default), `constant` or `gamma` spacing, for rate stages.
         #[serde(default)]
         arrival: Arrival,
+        /// The shape of gamma gaps, for rate stages (see `open`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        burstiness: Option<f64>,
         /// Most requests in flight per worker, for rate stages.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_in_flight: Option<Count>,
@@ -308,6 +399,10 @@ pub struct LlmFile {
     /// scenario to its workers (so workers need no prompt file).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved: Vec<ResolvedPrompt>,
+    /// Send one CSV row per request to the master (the `requests` record stream, written to
+    /// `requests.csv`); set by `--requests-csv`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requests_csv: bool,
 }
 
 /// One prompt as the master sends it to workers.
@@ -389,6 +484,12 @@ pub struct Overrides {
     pub rate: Option<f64>,
     /// `--arrival`.
     pub arrival: Option<Arrival>,
+    /// `--burstiness`: gamma arrivals of this shape (open and rate-stages models).
+    pub burstiness: Option<f64>,
+    /// `--sweep-rates` / `--sweep-users`: replaces the scenario's `[sweep]`.
+    pub sweep: Option<SweepFile>,
+    /// `--requests-csv`: one row per request (`llm`).
+    pub requests_csv: bool,
     /// `--target`.
     pub target: Option<String>,
     /// `--backend` (`llm`).
@@ -416,6 +517,8 @@ pub struct ScenarioConfig {
     pub mix: Option<Mix>,
     /// Validated thresholds.
     pub thresholds: Vec<Threshold>,
+    /// The sweep, when the scenario (or the command line) asks for one.
+    pub sweep: Option<Sweep>,
 }
 
 /// Where requests go.
@@ -565,6 +668,15 @@ impl ScenarioConfig {
         })
     }
 
+    /// Step `value` of this scenario's sweep (`sweep`, or the scenario's own): the scenario at
+    /// that rate or users, without the sweep. Errors name the field.
+    pub fn sweep_step(&self, sweep: &Sweep, value: f64) -> Result<ScenarioConfig, ScenarioError> {
+        let mut step = self.with_overrides(&sweep.overrides(value))?;
+        step.file.sweep = None;
+        step.sweep = None;
+        Ok(step)
+    }
+
     /// When the run ends at the latest: its duration, or for a mix under LoadGen's end rule
     /// ([`crate::load::Until`]) the hard end that rule allows.
     pub fn limit(&self) -> Duration {
@@ -598,6 +710,9 @@ impl ScenarioFile {
         if let Some(t) = &o.target {
             self.target = t.clone();
         }
+        if let Some(sweep) = &o.sweep {
+            self.sweep = Some(sweep.clone());
+        }
         if let Some(llm) = &mut self.llm {
             if let Some(b) = &o.backend {
                 llm.backend = b.clone();
@@ -605,26 +720,32 @@ impl ScenarioFile {
             if let Some(m) = &o.model {
                 llm.model = m.clone();
             }
+            if o.requests_csv {
+                llm.requests_csv = true;
+            }
         }
         if let Some(rate) = o.rate {
-            let (arrival, max_in_flight) = match &self.load {
+            let (arrival, burstiness, max_in_flight) = match &self.load {
                 LoadFile::Open {
                     arrival,
+                    burstiness,
                     max_in_flight,
                     ..
                 }
                 | LoadFile::Stages {
                     arrival,
+                    burstiness,
                     max_in_flight,
                     ..
-                } => (*arrival, *max_in_flight),
+                } => (*arrival, *burstiness, *max_in_flight),
                 LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => {
-                    (Arrival::default(), None)
+                    (Arrival::default(), None, None)
                 }
             };
             self.load = LoadFile::Open {
                 rate: Rate(rate),
                 arrival,
+                burstiness,
                 max_in_flight,
             };
         }
@@ -652,7 +773,40 @@ impl ScenarioFile {
         }
         if let Some(a) = o.arrival {
             match &mut self.load {
-                LoadFile::Open { arrival, .. } | LoadFile::Stages { arrival, .. } => *arrival = a,
+                LoadFile::Open {
+                    arrival,
+                    burstiness,
+                    ..
+                }
+                | LoadFile::Stages {
+                    arrival,
+                    burstiness,
+                    ..
+                } => {
+                    *arrival = a;
+                    // `--arrival poisson|constant` replaces the file's gamma arrivals.
+                    if a != Arrival::Gamma {
+                        *burstiness = None;
+                    }
+                }
+                LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => {}
+            }
+        }
+        if let Some(b) = o.burstiness {
+            match &mut self.load {
+                LoadFile::Open {
+                    arrival,
+                    burstiness,
+                    ..
+                }
+                | LoadFile::Stages {
+                    arrival,
+                    burstiness,
+                    ..
+                } => {
+                    *arrival = Arrival::Gamma;
+                    *burstiness = Some(b);
+                }
                 LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => {}
             }
         }
@@ -715,22 +869,27 @@ impl ScenarioFile {
             LoadFile::Open {
                 rate,
                 arrival,
+                burstiness,
                 max_in_flight,
             } => {
                 if rate.0 <= 0.0 {
                     return err("load.rate", "must be above 0 requests per second".into());
                 }
+                let (arrival, burstiness) = validate_arrival(*arrival, *burstiness)?;
                 LoadModel::Open {
                     rate: rate.0,
-                    arrival: *arrival,
+                    arrival,
+                    burstiness,
                     max_in_flight: validate_in_flight(*max_in_flight)?,
                 }
             }
             LoadFile::Stages {
                 arrival,
+                burstiness,
                 max_in_flight,
                 stages,
             } => {
+                let (arrival, burstiness) = validate_arrival(*arrival, *burstiness)?;
                 if stages.is_empty() {
                     return err("load.stages", "needs at least one stage".into());
                 }
@@ -760,7 +919,8 @@ impl ScenarioFile {
                         StageTarget::Rate
                     },
                     stages: out,
-                    arrival: *arrival,
+                    arrival,
+                    burstiness,
                     max_in_flight: validate_in_flight(*max_in_flight)?,
                 }
             }
@@ -799,6 +959,7 @@ impl ScenarioFile {
             thresholds
                 .push(Threshold::parse(key, expr).map_err(|m| (format!("thresholds.{key}"), m))?);
         }
+        let sweep = self.sweep.as_ref().map(Sweep::of).transpose()?;
         Ok(ScenarioConfig {
             name: self.name.clone(),
             kind: self.kind.clone(),
@@ -807,8 +968,29 @@ impl ScenarioFile {
             load,
             mix,
             thresholds,
+            sweep,
             file: self,
         })
+    }
+}
+
+/// The arrivals and their gamma shape: `burstiness` makes them gamma (it must be a positive
+/// number, and makes no sense with `constant`); gamma without it has shape 1 (Poisson).
+fn validate_arrival(
+    arrival: Arrival,
+    burstiness: Option<f64>,
+) -> Result<(Arrival, f64), (String, String)> {
+    match (arrival, burstiness) {
+        (_, Some(b)) if !(b.is_finite() && b > 0.0) => Err((
+            "load.burstiness".into(),
+            format!("must be a number above 0 (1 is Poisson, below 1 bursty), not {b}"),
+        )),
+        (Arrival::Constant, Some(_)) => Err((
+            "load.burstiness".into(),
+            "applies to gamma arrivals; `arrival = \"constant\"` has none".into(),
+        )),
+        (_, Some(b)) => Ok((Arrival::Gamma, b)),
+        (a, None) => Ok((a, 1.0)),
     }
 }
 
@@ -1086,6 +1268,61 @@ error_rate = "< 0.01"
     }
 
     #[test]
+    fn sweeps_step_by_rate_or_users() {
+        let text = format!("{GOOD}\n[sweep]\nrates = [2, \"4\", \"600/m\"]\n");
+        let c = parse(&text).unwrap();
+        let sweep = c.sweep.clone().unwrap();
+        assert_eq!(sweep, Sweep::Rates(vec![2.0, 4.0, 10.0]));
+        assert_eq!(sweep.axis(), "rate");
+        let step = c.sweep_step(&sweep, 4.0).unwrap();
+        assert!(step.load.is_open() && step.load.total_at(Duration::ZERO) == 4.0);
+        assert!(step.sweep.is_none() && !step.to_toml().contains("sweep"));
+        let users = c
+            .with_overrides(&Overrides {
+                sweep: Some(SweepFile {
+                    users: vec![Count(1), Count(3)],
+                    ..SweepFile::default()
+                }),
+                ..Default::default()
+            })
+            .unwrap();
+        let sweep = users.sweep.clone().unwrap();
+        assert_eq!(sweep.values(), vec![1.0, 3.0]);
+        let step = users.sweep_step(&sweep, 3.0).unwrap();
+        assert_eq!(step.load.peak(), 3.0);
+        let e = parse(&format!("{GOOD}\n[sweep]\nrates = [1]\nusers = [2]\n")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("sweep"), "{e}");
+        let e = parse(&format!("{GOOD}\n[sweep]\nrates = [1, 0]\n")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("sweep.rates[1]"), "{e}");
+        let e = parse(&format!("{GOOD}\n[sweep]\n")).unwrap_err();
+        assert!(e.message.contains("needs"), "{e}");
+    }
+
+    #[test]
+    fn burstiness_makes_gamma_arrivals() {
+        let open = GOOD.replace(
+            "model = \"closed\"\nusers = 20\nspawn_rate = 5",
+            "model = \"open\"\nrate = 50\nburstiness = 0.5",
+        );
+        assert_ne!(open, GOOD, "the fixture changed");
+        let c = parse(&open).unwrap();
+        assert_eq!(
+            (c.load.arrival(), c.load.burstiness()),
+            (Arrival::Gamma, 0.5)
+        );
+        let gamma = parse(&open.replace("burstiness = 0.5", "arrival = \"gamma\"")).unwrap();
+        assert_eq!(
+            (gamma.load.arrival(), gamma.load.burstiness()),
+            (Arrival::Gamma, 1.0)
+        );
+        let e = parse(&open.replace("0.5", "0")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("load.burstiness"), "{e}");
+        let e =
+            parse(&open.replace("burstiness", "arrival = \"constant\"\nburstiness")).unwrap_err();
+        assert!(e.message.contains("gamma"), "{e}");
+    }
+
+    #[test]
     fn overrides_switch_models() {
         let base = parse(GOOD).unwrap();
         let open = base
@@ -1100,8 +1337,28 @@ error_rate = "< 0.01"
             LoadModel::Open {
                 rate: 100.0,
                 arrival: Arrival::Constant,
+                burstiness: 1.0,
                 max_in_flight: 10_000
             }
+        );
+        let bursty = open
+            .with_overrides(&Overrides {
+                burstiness: Some(0.25),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(bursty.load.arrival(), Arrival::Gamma);
+        assert_eq!(bursty.load.burstiness(), 0.25);
+        // Back to Poisson: the shape goes with the gamma arrivals.
+        let poisson = bursty
+            .with_overrides(&Overrides {
+                arrival: Some(Arrival::Poisson),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            (poisson.load.arrival(), poisson.load.burstiness()),
+            (Arrival::Poisson, 1.0)
         );
         let closed = open
             .with_overrides(&Overrides {

@@ -2,7 +2,7 @@
 //! starting a built-in target, the progress display, and the end of a run (table, exit code).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use stampede_master::snapshot::Snapshot;
 use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
-use stampede_scenarios::{Overrides, ScenarioConfig, Target};
+use stampede_scenarios::{Overrides, ScenarioConfig, SweepFile, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use stampede_targets::registry::{RegistryConfig, RegistryStats};
@@ -29,10 +29,37 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
         spawn_rate: flags.spawn_rate.map(|r| r.0),
         rate: flags.rate.map(|r| r.0),
         arrival: flags.arrival,
+        burstiness: flags.burstiness,
+        sweep: match (&flags.sweep_rates, &flags.sweep_users) {
+            (Some(rates), _) => Some(SweepFile {
+                rates: rates.clone(),
+                ..SweepFile::default()
+            }),
+            (None, Some(users)) => Some(SweepFile {
+                users: users.clone(),
+                ..SweepFile::default()
+            }),
+            (None, None) => None,
+        },
         target: flags.target.clone(),
         backend: flags.backend.clone(),
         model: flags.model.clone(),
+        requests_csv: flags.requests_csv.is_some(),
     };
+    if overrides.requests_csv {
+        if base.kind != "llm" {
+            anyhow::bail!(
+                "--requests-csv applies to llm scenarios; {} is a `{}` scenario",
+                path.display(),
+                base.kind
+            );
+        }
+        if matches!(flags.requests_csv, Some(None)) && flags.out.is_none() {
+            anyhow::bail!(
+                "--requests-csv without a PATH writes to <out>/requests.csv: give --out DIR or a PATH"
+            );
+        }
+    }
     if (overrides.backend.is_some() || overrides.model.is_some()) && base.kind != "llm" {
         anyhow::bail!(
             "--backend and --model apply to llm scenarios; {} is a `{}` scenario",
@@ -45,12 +72,30 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
     } else {
         base.with_overrides(&overrides)?
     };
+    if overrides.burstiness.is_some() && !config.load.is_open() {
+        anyhow::bail!(
+            "--burstiness shapes open-model arrivals; {} runs a closed load (give --rate too)",
+            path.display()
+        );
+    }
     // Prompts travel inside the scenario, so workers on other hosts need no prompt file.
     config.resolve_prompts()?;
     Ok(config)
 }
 
 /// The counters of a built-in target.
+/// Where record streams go instead of `<out>/<stream>.csv`: `--requests-csv PATH`.
+pub fn record_paths(flags: &ScenarioFlags) -> std::collections::BTreeMap<String, PathBuf> {
+    let mut paths = std::collections::BTreeMap::new();
+    if let Some(Some(path)) = &flags.requests_csv {
+        paths.insert(
+            stampede_scenarios::driver::llm::REQUESTS_STREAM.to_string(),
+            path.clone(),
+        );
+    }
+    paths
+}
+
 pub enum BuiltinStats {
     /// `builtin:http`.
     Http(Arc<HttpTargetStats>),

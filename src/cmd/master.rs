@@ -67,6 +67,12 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         }
     };
     let expect = opt.expect_workers.or(headless.then_some(1));
+    let sweep = scenario.as_ref().and_then(|s| s.sweep.clone());
+    if sweep.is_some() && (tui || !(headless || opt.expect_workers.is_some())) {
+        anyhow::bail!(
+            "a sweep runs its steps one after another by itself: give --headless or --expect-workers N (not --tui)"
+        );
+    }
     let grace = scenario
         .as_ref()
         .map_or(std::time::Duration::from_secs(15), stop_grace);
@@ -76,10 +82,11 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         MasterConfig {
             bind: opt.bind,
             token,
-            scenario,
-            auto_start_at: expect,
+            scenario: scenario.clone(),
+            // A sweep starts its steps itself.
+            auto_start_at: if sweep.is_some() { None } else { expect },
             out: opt.flags.out.clone(),
-            records: Default::default(),
+            records: common::record_paths(&opt.flags),
             runs_dir,
             target,
             api: opt.api,
@@ -91,6 +98,23 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
     eprintln!("master listening for workers on {} (QUIC)", master.addr);
     if let Some(api) = master.api_addr {
         eprintln!("API on http://{api}");
+    }
+    if let (Some(sweep), Some(base), Some(n)) = (&sweep, &scenario, expect) {
+        let swept = match super::sweep::wait_for_workers(&master, n, &interrupts).await {
+            Ok(()) => {
+                super::sweep::run_sweep(
+                    &mut master,
+                    base,
+                    sweep,
+                    opt.flags.out.as_deref(),
+                    &interrupts,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        master.shutdown().await;
+        return swept;
     }
     if let Some(n) = expect {
         eprintln!("the run starts when {n} worker(s) have joined");

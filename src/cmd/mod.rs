@@ -7,6 +7,7 @@ mod master;
 mod placement;
 pub mod profile;
 mod run;
+pub(crate) mod sweep;
 mod target;
 mod worker;
 

@@ -22,6 +22,9 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
     }
     let tui = common::use_tui(&opt.flags);
     let scenario = common::load_scenario(&opt.scenario, &opt.flags)?;
+    if tui && scenario.sweep.is_some() {
+        bail!("a sweep runs headless: drop --tui (each step's table is printed as it ends)");
+    }
     let (scenario, target) = common::start_builtin(scenario, LOOPBACK).await?;
     if let Some(t) = &target {
         eprintln!("built-in target listening on {}", t.url);
@@ -33,9 +36,10 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
             bind: SocketAddr::new(LOOPBACK, 0),
             token: token.clone(),
             scenario: Some(scenario.clone()),
-            auto_start_at: Some(opt.workers),
+            // A sweep starts its steps itself.
+            auto_start_at: scenario.sweep.is_none().then_some(opt.workers),
             out: opt.flags.out.clone(),
-            records: Default::default(),
+            records: common::record_paths(&opt.flags),
             runs_dir: opt.flags.out.as_ref().map(|o| o.join("runs")),
             target: Some(scenario.target.to_string()),
             api: opt.api,
@@ -76,6 +80,19 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
         stampede_scenarios::units::format_duration(scenario.duration)
     );
     let joined = wait_for_workers(&mut master, &mut children, opt.workers).await;
+    if let (Ok(()), Some(sweep)) = (&joined, &scenario.sweep) {
+        let swept = super::sweep::run_sweep(
+            &mut master,
+            &scenario,
+            sweep,
+            opt.flags.out.as_deref(),
+            &interrupts,
+        )
+        .await;
+        master.shutdown().await;
+        reap(children).await;
+        return swept;
+    }
     let outcome = match joined {
         Ok(()) => {
             let snaps = master.snapshots.clone();

@@ -62,6 +62,8 @@ pub struct EngineSpec {
     pub duration: Duration,
     /// A seed for this worker's random choices (arrival gaps, request picks).
     pub seed: u64,
+    /// The run's seed, the same on every worker (the shared gamma arrival sequence).
+    pub run_seed: u64,
 }
 
 impl Engine {
@@ -280,6 +282,7 @@ async fn open_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancellati
             end,
             lane,
             lanes,
+            run_seed: spec.run_seed,
         };
         let (lane_shared, lane_halt) = (shared.clone(), halt.clone());
         let seed = spec.seed ^ (lane as u64).wrapping_mul(0xA24B_AED4_963E_E407);
@@ -333,6 +336,8 @@ struct Pacing {
     /// This lane's index, and how many lanes share the rate.
     lane: usize,
     lanes: usize,
+    /// The run's seed (shared gamma arrivals).
+    run_seed: u64,
 }
 
 /// One lane's thread: its runtime runs the pacer and the requests it starts, until the pacer
@@ -369,7 +374,7 @@ async fn pace(
     // Times from here on are elapsed run time; `p.start` is `p.elapsed` into the run.
     let end = p.elapsed + p.end.saturating_duration_since(p.start);
     let instant = |at: Duration| p.start + at.saturating_sub(p.elapsed);
-    let mut schedule = Schedule::new(p.elapsed, p.lane, p.lanes);
+    let mut schedule = Schedule::new(p.elapsed, p.lane, p.lanes).with_run_seed(p.run_seed);
     let mut picks = 0u64;
     while !halt.load(Ordering::Relaxed) {
         let (next, max_in_flight) = {
@@ -590,6 +595,7 @@ mod tests {
             elapsed: Duration::ZERO,
             duration: Duration::from_secs(5),
             seed: 1,
+            run_seed: 1,
         });
         tokio::time::sleep(Duration::from_millis(1010)).await;
         // floor(5/s × 1 s) + 1 = 6 users after one second.
@@ -629,6 +635,7 @@ mod tests {
             elapsed: Duration::ZERO,
             duration: Duration::from_secs(2),
             seed: 2,
+            run_seed: 2,
         });
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(engine.active(), 6);
@@ -686,6 +693,7 @@ mod tests {
             LoadModel::Open {
                 rate: 400.0,
                 arrival: Arrival::Poisson,
+                burstiness: 1.0,
                 max_in_flight: 1000,
             },
             0,
@@ -704,6 +712,7 @@ mod tests {
             elapsed: Duration::from_secs(5),
             duration: Duration::from_secs(6),
             seed: 8,
+            run_seed: 8,
         });
         done.await.unwrap();
         let iv = recorder.take();
@@ -743,6 +752,7 @@ mod tests {
             elapsed: Duration::ZERO,
             duration: Duration::from_secs(60),
             seed: 3,
+            run_seed: 3,
         });
         tokio::time::timeout(Duration::from_secs(10), done)
             .await
@@ -806,6 +816,7 @@ mod tests {
         let model = LoadModel::Open {
             rate,
             arrival: Arrival::Constant,
+            burstiness: 1.0,
             max_in_flight: u64::MAX,
         };
         let (engine, done) = Engine::start(EngineSpec {
@@ -816,6 +827,7 @@ mod tests {
             elapsed: Duration::ZERO,
             duration: Duration::from_millis(500),
             seed: 7,
+            run_seed: 7,
         });
         done.await.unwrap();
         let n = calls.load(Ordering::Relaxed) as f64;
@@ -845,6 +857,7 @@ mod tests {
         let model = LoadModel::Open {
             rate: 2000.0,
             arrival: Arrival::Constant,
+            burstiness: 1.0,
             max_in_flight: 10_000,
         };
         let (_engine, done) = Engine::start(EngineSpec {
@@ -855,6 +868,7 @@ mod tests {
             elapsed: Duration::ZERO,
             duration: Duration::from_secs(1),
             seed: 5,
+            run_seed: 5,
         });
         done.await.unwrap();
         let n = calls.load(Ordering::Relaxed);
@@ -868,6 +882,7 @@ mod tests {
         let model = LoadModel::Open {
             rate: 100.0,
             arrival: Arrival::Constant,
+            burstiness: 1.0,
             max_in_flight: 5,
         };
         let (engine, done) = Engine::start(EngineSpec {
@@ -878,6 +893,7 @@ mod tests {
             elapsed: Duration::ZERO,
             duration: Duration::from_millis(300),
             seed: 6,
+            run_seed: 6,
         });
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(engine.active(), 5);

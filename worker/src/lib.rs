@@ -207,6 +207,8 @@ struct Run {
     first_sends_sent: Option<(u64, u64)>,
     /// The host's CPU counters when the run started here, for its CPU usage over the run.
     cpu_at_start: Option<host::CpuTimes>,
+    /// The run's seed from the master, the same on every worker.
+    run_seed: u64,
 }
 
 struct Session {
@@ -321,6 +323,7 @@ impl Session {
                     elapsed: Duration::from_millis(elapsed_ms),
                     duration: run.config.limit(),
                     seed: self.id.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ run_id ^ at_unix_ns,
+                    run_seed: run.run_seed,
                 });
                 run.engine = Some(engine);
                 run.interval_start_ms = now_ns / 1_000_000;
@@ -405,6 +408,7 @@ impl Session {
             start_unix_ns: 0,
             first_sends_sent: None,
             cpu_at_start: None,
+            run_seed: a.run_seed,
         })
     }
 

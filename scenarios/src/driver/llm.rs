@@ -26,7 +26,7 @@ use crate::llm::{
     TokenCountMethod, TokenCounter,
 };
 use crate::model::{LlmFile, ScenarioConfig, ScenarioFile, Target};
-use crate::recorder::{Failure, io_kind};
+use crate::recorder::{Failure, RecordStream, io_kind};
 
 /// Request timeout when the scenario gives none: long answers take minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -52,6 +52,24 @@ pub const COUNTERS: &[&str] = &[
 const INPUT: usize = 0;
 const OUTPUT: usize = 1;
 const GOOD: usize = 2;
+
+/// The record stream of `--requests-csv`: one row per request.
+pub const REQUESTS_STREAM: &str = "requests";
+/// Its columns. Times in ms (3 decimals), empty when not measured (no TTFT without streaming,
+/// none of the figures for a failure); `failure` is the failure's kind, empty for a success.
+pub const REQUESTS_HEADER: &str = "scheduled_unix_ms,name,success,failure,ttft_ms,tpot_ms,\
+itl_mean_ms,e2e_ms,input_tokens,output_tokens,token_count_method,slo_met";
+
+/// The record streams of an llm scenario: `requests` when it asks for per-request rows.
+pub(crate) fn record_streams(file: &ScenarioFile) -> Vec<RecordStream> {
+    match &file.llm {
+        Some(llm) if llm.requests_csv => vec![RecordStream {
+            name: REQUESTS_STREAM.into(),
+            header: REQUESTS_HEADER.into(),
+        }],
+        _ => Vec::new(),
+    }
+}
 
 fn counted_by(method: TokenCountMethod) -> usize {
     match method {
@@ -108,11 +126,15 @@ struct Inner {
     slo: Slo,
     authority: String,
     timeout: Duration,
+    /// Whether each request writes a row to the `requests` stream.
+    rows: bool,
 }
 
 /// The LLM driver of one run.
 pub struct LlmDriver {
     inner: Arc<Inner>,
+    /// `requests` when the scenario asks for per-request rows, else none.
+    streams: Vec<RecordStream>,
 }
 
 impl LlmDriver {
@@ -179,7 +201,9 @@ impl LlmDriver {
                 slo: config.file.slo.unwrap_or_default(),
                 authority: connect_to,
                 timeout: llm.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
+                rows: llm.requests_csv,
             }),
+            streams: record_streams(&config.file),
         })
     }
 }
@@ -215,6 +239,10 @@ impl Driver for LlmDriver {
 
     fn counters(&self) -> &[&'static str] {
         COUNTERS
+    }
+
+    fn record_streams(&self) -> &[RecordStream] {
+        &self.streams
     }
 
     fn session(&self) -> Box<dyn Session> {
@@ -270,8 +298,29 @@ impl Session for LlmSession {
                     rec.count(0, INPUT, u64::from(summary.input_tokens.unwrap_or(0)));
                     rec.count(0, OUTPUT, u64::from(summary.output.tokens));
                     rec.count(0, counted_by(summary.output.method), 1);
-                    if inner.slo.is_met(t) {
+                    let met = inner.slo.is_met(t);
+                    if met {
                         rec.count(0, GOOD, 1);
+                    }
+                    if inner.rows {
+                        let itls = self.tally.itls();
+                        let row = RequestRow {
+                            scheduled_unix_ms: unix_ms_of(call.scheduled, end),
+                            name: &inner.catalog[0].name,
+                            failure: None,
+                            ttft: t.ttft,
+                            tpot: t.tpot,
+                            itl_mean: (!itls.is_empty())
+                                .then(|| itls.iter().sum::<Duration>() / itls.len() as u32),
+                            e2e: Some(end - call.scheduled),
+                            tokens: Some((
+                                summary.input_tokens.unwrap_or(0),
+                                summary.output.tokens,
+                                summary.output.method.name(),
+                            )),
+                            slo_met: met,
+                        };
+                        rec.row(0, |buf| row.write(buf));
                     }
                 }
                 Err((bytes, failure)) => {
@@ -280,11 +329,91 @@ impl Session for LlmSession {
                         // state is unknown.
                         self.conn = None;
                     }
+                    if inner.rows {
+                        let kind = failure.to_string();
+                        let row = RequestRow {
+                            scheduled_unix_ms: unix_ms_of(call.scheduled, end),
+                            name: &inner.catalog[0].name,
+                            failure: Some(&kind),
+                            ttft: None,
+                            tpot: None,
+                            itl_mean: None,
+                            e2e: Some(end - call.scheduled),
+                            tokens: None,
+                            slo_met: false,
+                        };
+                        rec.row(0, |buf| row.write(buf));
+                    }
                     rec.request(0, end - call.scheduled, bytes, Some(failure));
                 }
             }
         })
     }
+}
+
+/// One row of the `requests` stream (see [`REQUESTS_HEADER`]).
+struct RequestRow<'a> {
+    scheduled_unix_ms: u64,
+    name: &'a str,
+    /// The failure's kind; `None` for a success.
+    failure: Option<&'a str>,
+    ttft: Option<Duration>,
+    tpot: Option<Duration>,
+    itl_mean: Option<Duration>,
+    e2e: Option<Duration>,
+    /// Input tokens, output tokens and the rule that counted them (successes only).
+    tokens: Option<(u32, u32, &'static str)>,
+    slo_met: bool,
+}
+
+impl RequestRow<'_> {
+    /// Append the row, with its line end, as CSV.
+    fn write(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let ms = |d: Option<Duration>| {
+            d.map_or(String::new(), |d| format!("{:.3}", d.as_secs_f64() * 1e3))
+        };
+        let (input, output, method) = match self.tokens {
+            Some((i, o, m)) => (i.to_string(), o.to_string(), m),
+            None => (String::new(), String::new(), ""),
+        };
+        // Writing to a Vec cannot fail.
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.scheduled_unix_ms,
+            csv_field(self.name),
+            self.failure.is_none(),
+            csv_field(self.failure.unwrap_or("")),
+            ms(self.ttft),
+            ms(self.tpot),
+            ms(self.itl_mean),
+            ms(self.e2e),
+            input,
+            output,
+            method,
+            self.slo_met,
+        );
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line end.
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+/// The wall-clock time (Unix ms) of `scheduled`, given that `now` is the present instant.
+fn unix_ms_of(scheduled: Instant, now: Instant) -> u64 {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let back =
+        now.saturating_duration_since(scheduled) + Instant::now().saturating_duration_since(now);
+    wall.saturating_sub(back).as_millis() as u64
 }
 
 fn micros(d: Duration) -> u64 {
@@ -461,6 +590,56 @@ mod tests {
         for m in TokenCountMethod::ALL {
             assert_eq!(COUNTERS[counted_by(m)], format!("counted_by_{}", m.name()));
         }
+    }
+
+    #[test]
+    fn request_rows_are_csv() {
+        let mut out = Vec::new();
+        RequestRow {
+            scheduled_unix_ms: 1_700_000_000_123,
+            name: "/v1/completions",
+            failure: None,
+            ttft: Some(Duration::from_micros(200_500)),
+            tpot: Some(Duration::from_millis(20)),
+            itl_mean: Some(Duration::from_millis(20)),
+            e2e: Some(Duration::from_millis(1180)),
+            tokens: Some((12, 50, "usage")),
+            slo_met: true,
+        }
+        .write(&mut out);
+        RequestRow {
+            scheduled_unix_ms: 1,
+            name: "/generate",
+            failure: Some("malformed answer: x, \"y\""),
+            ttft: None,
+            tpot: None,
+            itl_mean: None,
+            e2e: Some(Duration::from_millis(5)),
+            tokens: None,
+            slo_met: false,
+        }
+        .write(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "1700000000123,/v1/completions,true,,200.500,20.000,20.000,1180.000,12,50,usage,true"
+        );
+        assert_eq!(
+            lines[1],
+            "1,/generate,false,\"malformed answer: x, \"\"y\"\"\",,,,5.000,,,,false"
+        );
+        assert_eq!(
+            REQUESTS_HEADER.split(',').count(),
+            lines[0].split(',').count()
+        );
+        let now = Instant::now();
+        let ms = unix_ms_of(now - Duration::from_secs(2), now);
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(wall - ms >= 2000 && wall - ms < 3000, "{}", wall - ms);
     }
 
     #[test]

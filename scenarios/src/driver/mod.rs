@@ -122,9 +122,10 @@ pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
 /// The record streams a scenario's driver writes, without building a driver (for the master,
 /// which writes each stream's header and appends the rows workers send).
 pub fn record_streams(config: &ScenarioConfig) -> Vec<RecordStream> {
-    // A driver with record streams adds its kind here; none of this build's has any yet.
-    let _ = config;
-    Vec::new()
+    match config.kind.as_str() {
+        "llm" => llm::record_streams(&config.file),
+        _ => Vec::new(),
+    }
 }
 
 /// The rates per request of a scenario whose kind fixes them (a [`crate::load::Mix`]), from
