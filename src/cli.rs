@@ -112,7 +112,7 @@ pub struct ScenarioFlags {
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,
     /// LLM scenarios: the server's API (`openai`, `openai-chat`, `vllm`, `tgi`, `triton`,
-    /// `sax`).
+    /// `sax`, `jetstream`).
     #[arg(long, value_name = "NAME")]
     pub backend: Option<String>,
     /// LLM scenarios: the model name sent to the server.
@@ -304,6 +304,10 @@ pub struct TargetLlmOpt {
     /// Address to listen on (vLLM's and Triton's usual port).
     #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
     pub bind: SocketAddr,
+    /// Also serve JetStream's gRPC `jetstream_proto.Orchestrator` (Decode, streamed; HealthCheck)
+    /// here (JetStream's usual port is 9000; port 0 picks one), for the `jetstream` backend.
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_bind: Option<SocketAddr>,
     /// Served model name, reported in answers and by /v1/models; /v1 requests naming another
     /// model get 404 like vLLM.
     #[arg(long, default_value = "stampede-sim", value_name = "NAME")]

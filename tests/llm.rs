@@ -24,11 +24,19 @@ fn run(target: &LlmTarget, backend: &str, extra: &[&str]) -> Value {
 /// [`run`] with its results in `dir/out`.
 fn run_in(dir: &TestDir, target: &LlmTarget, backend: &str, extra: &[&str]) -> Value {
     let out = dir.join("out");
+    // JetStream speaks gRPC on the target's second port.
+    let url = match backend {
+        "jetstream" => target
+            .grpc_url
+            .as_deref()
+            .expect("started with --grpc-bind"),
+        _ => &target.url,
+    };
     let mut args = vec![
         "run",
         "scenarios/examples/llm-prompts.toml",
         "--target",
-        &target.url,
+        url,
         "--backend",
         backend,
         "--duration",
@@ -53,8 +61,25 @@ fn run_in(dir: &TestDir, target: &LlmTarget, backend: &str, extra: &[&str]) -> V
 /// what the server counted, across 2 workers.
 #[test]
 fn token_counts_equal_the_servers_for_every_backend() {
-    let target = LlmTarget::start_with(&["--ttft", "20ms", "--tpot", "2ms", "--seed", "3"]);
-    for backend in ["openai", "openai-chat", "vllm", "tgi", "triton", "sax"] {
+    let target = LlmTarget::start_with(&[
+        "--ttft",
+        "20ms",
+        "--tpot",
+        "2ms",
+        "--seed",
+        "3",
+        "--grpc-bind",
+        "127.0.0.1:0",
+    ]);
+    for backend in [
+        "openai",
+        "openai-chat",
+        "vllm",
+        "tgi",
+        "triton",
+        "sax",
+        "jetstream",
+    ] {
         target.reset();
         let summary = run(&target, backend, &[]);
         let stats = target.stats();

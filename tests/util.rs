@@ -513,6 +513,8 @@ pub struct LlmTarget {
     _proc: Proc,
     /// Its base URL.
     pub url: String,
+    /// JetStream's gRPC URL, when started with `--grpc-bind`.
+    pub grpc_url: Option<String>,
     /// Its address.
     pub addr: SocketAddr,
 }
@@ -534,10 +536,19 @@ impl LlmTarget {
             .strip_prefix("http://")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("target printed an odd URL: {line:?}"));
+        // With --grpc-bind, JetStream's gRPC port comes next.
+        let grpc_url = args.contains(&"--grpc-bind").then(|| {
+            let line = proc.wait_stdout_line("serving JetStream gRPC on", STARTUP);
+            line.split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .unwrap_or_else(|| panic!("no URL in {line:?}"))
+                .to_string()
+        });
         LlmTarget {
             _proc: proc,
             url,
             addr,
+            grpc_url,
         }
     }
 

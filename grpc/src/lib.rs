@@ -38,5 +38,11 @@ pub mod experimental {
     }
 }
 
+/// `proto/jetstream.proto`: JetStream's `Orchestrator` (the `jetstream` LLM backend and the
+/// built-in LLM target's gRPC side), with JetStream's own package, names and field numbers.
+pub mod jetstream {
+    tonic::include_proto!("jetstream_proto");
+}
+
 /// Every compiled proto file, encoded as a `FileDescriptorSet` (for gRPC server reflection).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

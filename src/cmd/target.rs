@@ -95,6 +95,19 @@ pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
         "stampede target llm serving `{}` on http://{addr} (ttft {}, tpot {})",
         config.model, config.ttft, config.tpot
     );
+    let grpc = match opt.grpc_bind {
+        Some(bind) => {
+            let l = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("binding --grpc-bind {bind}"))?;
+            println!(
+                "stampede target llm serving JetStream gRPC on http://{}",
+                l.local_addr()?
+            );
+            Some(l)
+        }
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -102,7 +115,7 @@ pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
         on_signal.cancel();
     });
     let stats = Arc::new(LlmTargetStats::new());
-    stampede_targets::llm::serve(listener, config, stats.clone(), shutdown).await?;
+    stampede_targets::llm::serve_with_grpc(listener, grpc, config, stats.clone(), shutdown).await?;
     let totals = stats.snapshot();
     eprintln!(
         "served {} requests ({} failures), {} prompt and {} completion tokens",

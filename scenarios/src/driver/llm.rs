@@ -21,9 +21,11 @@ use bytes::Bytes;
 
 use super::h1::{H1Conn, H1Error};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
+use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
+
 use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
-    TokenCountMethod, TokenCounter,
+    StreamEvent, TokenCountMethod, TokenCounter,
 };
 use crate::model::{LlmFile, ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, RecordStream, io_kind};
@@ -253,6 +255,7 @@ impl Driver for LlmDriver {
             tally: ResponseTally::new(),
             wire: Vec::new(),
             answer: Vec::new(),
+            grpc: None,
         })
     }
 }
@@ -265,6 +268,8 @@ struct LlmSession {
     tally: ResponseTally,
     wire: Vec<u8>,
     answer: Vec<u8>,
+    /// The JetStream backend's gRPC client (its own HTTP/2 connection), made at first use.
+    grpc: Option<OrchestratorClient<tonic::transport::Channel>>,
 }
 
 impl Session for LlmSession {
@@ -272,13 +277,17 @@ impl Session for LlmSession {
         Box::pin(async move {
             let inner = self.inner.clone();
             let prompt = inner.prompts.pick(call.rng);
-            let outcome =
-                match tokio::time::timeout(inner.timeout, self.exchange(prompt, call.scheduled))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err((0, Failure::Timeout)),
-                };
+            let exchange = async {
+                if inner.backend == Backend::JetStream {
+                    self.exchange_jetstream(prompt, call.scheduled).await
+                } else {
+                    self.exchange(prompt, call.scheduled).await
+                }
+            };
+            let outcome = match tokio::time::timeout(inner.timeout, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err((0, Failure::Timeout)),
+            };
             let end = Instant::now();
             let rec = call.recorder;
             match outcome {
@@ -328,6 +337,7 @@ impl Session for LlmSession {
                         // After a timeout, a broken stream or an I/O failure the connection's
                         // state is unknown.
                         self.conn = None;
+                        self.grpc = None;
                     }
                     if inner.rows {
                         let kind = failure.to_string();
@@ -520,6 +530,86 @@ impl LlmSession {
     }
 }
 
+impl LlmSession {
+    /// JetStream: `Orchestrator/Decode` over gRPC. Each streamed `DecodeResponse` is a chunk of
+    /// `token_ids.len()` tokens of sample 0, timed where it arrives; `Ok(bytes)` (the messages'
+    /// encoded size) or the failure (a gRPC status is `gRPC <code>`).
+    async fn exchange_jetstream(
+        &mut self,
+        prompt: &Prompt,
+        scheduled: Instant,
+    ) -> Result<u64, (u64, Failure)> {
+        use prost::Message;
+        use stampede_grpc::jetstream::decode_response::Content;
+        let inner = &*self.inner;
+        if self.grpc.is_none() {
+            let endpoint =
+                tonic::transport::Endpoint::from_shared(format!("http://{}", inner.authority))
+                    .map_err(|_| (0, Failure::Connect("bad address")))?;
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| (0, Failure::Connect(transport_kind(&e))))?;
+            self.grpc = Some(OrchestratorClient::new(channel));
+        }
+        // The invariant: set just above unless it was there.
+        let client = self.grpc.as_mut().expect("client present");
+        let request =
+            crate::llm::backend::jetstream_request(&prompt.text, prompt.max_output_tokens);
+        self.tally.start(scheduled);
+        let mut stream = client
+            .decode(request)
+            .await
+            .map_err(|s| (0, grpc_failure(&s)))?
+            .into_inner();
+        let mut bytes = 0u64;
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    let now = Instant::now();
+                    bytes += message.encoded_len() as u64;
+                    let Some(Content::StreamContent(content)) = message.content else {
+                        // InitialContent: nothing generated yet.
+                        continue;
+                    };
+                    if let Some(sample) = content.samples.into_iter().next() {
+                        let count = sample.token_ids.len() as u32;
+                        if count > 0 || !sample.text.is_empty() {
+                            self.tally.on_event(
+                                now,
+                                StreamEvent::Token {
+                                    text: sample.text.into(),
+                                    count,
+                                },
+                            );
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(status) => return Err((bytes, grpc_failure(&status))),
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// A gRPC status as a failure kind: `gRPC Internal`, `gRPC Aborted`, ...
+fn grpc_failure(status: &tonic::Status) -> Failure {
+    Failure::Other(format!("gRPC {:?}", status.code()))
+}
+
+/// A short kind for a failed gRPC connect: the I/O error's, if there is one underneath.
+fn transport_kind(e: &tonic::transport::Error) -> &'static str {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io_kind(io);
+        }
+        source = err.source();
+    }
+    "failed"
+}
+
 fn body_failure(e: H1Error) -> Failure {
     match e {
         H1Error::Closed => Failure::Io("connection closed mid-answer"),
@@ -536,8 +626,12 @@ pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
         Ok(b) => b.path(&llm.model, llm.stream && b.supports_streaming()),
         Err(_) => llm.backend.clone(),
     };
+    let kind = match llm.backend.parse::<Backend>() {
+        Ok(Backend::JetStream) => "gRPC",
+        _ => "POST",
+    };
     vec![RequestInfo {
-        kind: "POST".into(),
+        kind: kind.into(),
         name,
     }]
 }

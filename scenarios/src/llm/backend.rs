@@ -68,6 +68,14 @@ pub enum Backend {
     /// No streaming.
     #[serde(rename = "sax")]
     Sax,
+    /// JetStream's gRPC `jetstream_proto.Orchestrator/Decode` (google/JetStream
+    /// `jetstream/core/proto/jetstream.proto`), server streaming: the request is
+    /// `{max_tokens, text_content: {text}, num_samples: 1}`; each `DecodeResponse` carries
+    /// `stream_content.samples[0]` with the new `text` and `token_ids` (one, or several with
+    /// speculative decoding), so each message is a chunk of `token_ids.len()` tokens. Always
+    /// streamed; the driver speaks gRPC (HTTP/2) to it, not HTTP/1.1 JSON.
+    #[serde(rename = "jetstream")]
+    JetStream,
 }
 
 /// How a streamed answer is cut into events.
@@ -217,20 +225,37 @@ impl ResponseError {
     }
 }
 
+/// JetStream's `DecodeRequest` for one prompt: the text (the server tokenizes it), the output
+/// budget, one sample.
+pub fn jetstream_request(prompt: &str, max_tokens: u32) -> stampede_grpc::jetstream::DecodeRequest {
+    use stampede_grpc::jetstream::decode_request::{Content, TextContent};
+    stampede_grpc::jetstream::DecodeRequest {
+        max_tokens: i32::try_from(max_tokens).unwrap_or(i32::MAX),
+        content: Some(Content::TextContent(TextContent {
+            text: prompt.to_string(),
+        })),
+        metadata_optional: None,
+        num_samples: 1,
+    }
+}
+
 /// The error for an unknown backend name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown LLM backend `{0}` (expected one of: openai, openai-chat, vllm, tgi, triton, sax)")]
+#[error(
+    "unknown LLM backend `{0}` (expected one of: openai, openai-chat, vllm, tgi, triton, sax, jetstream)"
+)]
 pub struct UnknownBackend(pub String);
 
 impl Backend {
     /// Every backend, in the order of the names.
-    pub const ALL: [Backend; 6] = [
+    pub const ALL: [Backend; 7] = [
         Backend::OpenAi,
         Backend::OpenAiChat,
         Backend::Vllm,
         Backend::Tgi,
         Backend::Triton,
         Backend::Sax,
+        Backend::JetStream,
     ];
 
     /// The name used in scenario files.
@@ -242,6 +267,7 @@ impl Backend {
             Backend::Tgi => "tgi",
             Backend::Triton => "triton",
             Backend::Sax => "sax",
+            Backend::JetStream => "jetstream",
         }
     }
 
@@ -263,6 +289,7 @@ impl Backend {
     /// `/generate` to every server, with Triton's model prefix in its host setting.
     pub fn path(self, model: &str, stream: bool) -> String {
         match self {
+            Backend::JetStream => "/jetstream_proto.Orchestrator/Decode".into(),
             Backend::OpenAi => "/v1/completions".into(),
             Backend::OpenAiChat => "/v1/chat/completions".into(),
             Backend::Vllm | Backend::Sax => "/generate".into(),
@@ -284,6 +311,9 @@ impl Backend {
     pub fn request_body(self, req: &LlmRequest<'_>) -> Vec<u8> {
         let r = req;
         let body = match self {
+            Backend::JetStream => {
+                return prost::Message::encode_to_vec(&jetstream_request(r.prompt, r.max_tokens));
+            }
             Backend::OpenAi => serde_json::to_vec(&OpenAiBody {
                 model: r.model,
                 prompt: Some(r.prompt),
@@ -388,6 +418,9 @@ impl Backend {
             });
         }
         match self {
+            Backend::JetStream => Err(ResponseError::Malformed(
+                "JetStream answers are gRPC streams, not JSON".into(),
+            )),
             Backend::OpenAi | Backend::OpenAiChat | Backend::Sax => {
                 let r: OaChunk<'_> = json(text)?;
                 let choice = r.choices.0.unwrap_or_default();
@@ -440,7 +473,8 @@ impl Backend {
     /// A parser for the events of one streamed answer, or `None` if this backend does not
     /// stream.
     pub fn event_parser(self, prompt: &str) -> Option<EventParser> {
-        self.supports_streaming().then_some(EventParser {
+        // JetStream's messages are protobuf, read by the driver's gRPC exchange.
+        (self.supports_streaming() && self != Backend::JetStream).then_some(EventParser {
             backend: self,
             seen: prompt.len(),
             prompt_len: prompt.len(),
@@ -465,6 +499,7 @@ impl FromStr for Backend {
             "tgi" => Ok(Backend::Tgi),
             "triton" | "tensorrt_llm_triton" => Ok(Backend::Triton),
             "sax" => Ok(Backend::Sax),
+            "jetstream" => Ok(Backend::JetStream),
             other => Err(UnknownBackend(other.to_string())),
         }
     }
@@ -549,6 +584,9 @@ impl EventParser {
         }
         let mut out = Events::default();
         match self.backend {
+            Backend::JetStream => {
+                return Err(ResponseError::UnknownEvent("JetStream over SSE".into()));
+            }
             Backend::OpenAi | Backend::OpenAiChat | Backend::Sax => {
                 if trimmed == "[DONE]" {
                     return Ok(Events::one(StreamEvent::Done));

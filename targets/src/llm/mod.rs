@@ -22,6 +22,7 @@
 //! | `POST /v2/models/{m}[/versions/{v}]/generate` | Triton | `text_input` (string or `[string]`), `max_tokens` (required), `exclude_input_in_output`, each top-level or under `parameters` | `{"context_logits":0.0,"cum_log_probs":0.0,"generation_logits":0.0,"model_name":m,"model_version":v,"output_log_probs":[…],"sequence_end":false,"sequence_id":0,"sequence_start":false,"text_output":…}` |
 //! | `POST /v2/models/{m}[/versions/{v}]/generate_stream` | Triton | same | `data: {same object, text_output = this token}\n\n` per token |
 //! | `GET /health`, `/v2/health/ready`, `/v2/health/live` | all | | `200`, empty body |
+//! | gRPC `jetstream_proto.Orchestrator/Decode` (second port, [`serve_with_grpc`]) | JetStream | `text_content.text` or `token_content.token_ids`, `max_tokens` | a stream of `DecodeResponse`, one per token: `stream_content.samples[0]` = `{text, token_ids: [id]}` |
 //! | `GET /__stampede/stats` | Stampede | | [`LlmStatsSnapshot`] as JSON |
 //! | `POST /__stampede/stats/reset` (or `/__stampede/reset`) | Stampede | | `204`, zeroes the totals |
 //!
@@ -75,6 +76,7 @@
 
 pub mod dist;
 mod engine;
+mod jetstream;
 mod openai;
 mod sax;
 mod server;
@@ -298,8 +300,24 @@ pub async fn serve(
     stats: Arc<LlmTargetStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_with_grpc(listener, None, config, stats, shutdown).await
+}
+
+/// [`serve`], plus JetStream's gRPC `Orchestrator` (`Decode`, `HealthCheck`) on `grpc` when
+/// given: a second port (gRPC is HTTP/2), the same engine, batch slots and statistics.
+pub async fn serve_with_grpc(
+    listener: TcpListener,
+    grpc: Option<TcpListener>,
+    config: LlmTargetConfig,
+    stats: Arc<LlmTargetStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let shared = Arc::new(server::Shared::from_config(config, stats)?);
+    let grpc = grpc.map(|l| tokio::spawn(jetstream::serve(l, shared.clone(), shutdown.clone())));
     server::run(listener, shared, shutdown).await;
+    if let Some(task) = grpc {
+        task.await??;
+    }
     Ok(())
 }
 

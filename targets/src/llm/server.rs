@@ -327,7 +327,11 @@ impl ApiJob {
 
 /// Choose whether this answer carries a fault. Non-streamed answers have no events, so
 /// `unknown_event` does not apply to them.
-fn pick_fault(config: &LlmTargetConfig, rng: &mut SmallRng, stream: bool) -> Option<Fault> {
+pub(crate) fn pick_fault(
+    config: &LlmTargetConfig,
+    rng: &mut SmallRng,
+    stream: bool,
+) -> Option<Fault> {
     if config.fault_rate == 0.0 || !rng.random_bool(config.fault_rate) {
         return None;
     }

@@ -58,7 +58,7 @@ fn names_round_trip() {
     );
     let alias: Backend = serde_json::from_str("\"tensorrt_llm_triton\"").unwrap();
     assert_eq!(alias, Backend::Triton);
-    let err = "jetstream".parse::<Backend>().unwrap_err();
+    let err = "pathways".parse::<Backend>().unwrap_err();
     assert!(err.to_string().contains("openai-chat"), "{err}");
 }
 
@@ -511,4 +511,32 @@ fn sax_answers_in_both_shapes() {
     assert_eq!(Backend::Sax.parse_response(oa, "p").unwrap().text, " c");
     assert!(Backend::Sax.parse_response(b"[]", "p").is_err());
     assert!(Backend::Sax.parse_response(b"[[1]]", "p").is_err());
+}
+
+/// JetStream's wire form, byte by byte with its proto's field numbers (max_tokens = 4,
+/// text_content = 5 holding text = 1, num_samples = 8; stream_content = 3 holding
+/// samples = 1 of text = 1 and packed token_ids = 2), so our proto stays JetStream's.
+#[test]
+fn jetstream_messages_use_jetstreams_field_numbers() {
+    use prost::Message;
+    assert_eq!(
+        Backend::JetStream.path("", true),
+        "/jetstream_proto.Orchestrator/Decode"
+    );
+    assert_eq!("jetstream".parse(), Ok(Backend::JetStream));
+    assert!(Backend::JetStream.event_parser("").is_none());
+    let body = Backend::JetStream.request_body(&LlmRequest::new("hi", "m", 5));
+    assert_eq!(
+        body,
+        [0x20, 5, 0x2a, 4, 0x0a, 2, b'h', b'i', 0x40, 1],
+        "{body:02x?}"
+    );
+    let wire = [0x1a, 9, 0x0a, 7, 0x0a, 2, b'h', b'i', 0x12, 1, 7];
+    let answer = stampede_grpc::jetstream::DecodeResponse::decode(&wire[..]).unwrap();
+    let Some(stampede_grpc::jetstream::decode_response::Content::StreamContent(c)) = answer.content
+    else {
+        panic!("not stream content: {answer:?}");
+    };
+    assert_eq!(c.samples[0].text, "hi");
+    assert_eq!(c.samples[0].token_ids, [7]);
 }

@@ -1,0 +1,151 @@
+//! JetStream's gRPC front, `jetstream_proto.Orchestrator`, on the simulated engine: `Decode`
+//! streams one `DecodeResponse` per output token (`stream_content.samples[0]` with the token's
+//! text and its one id), `HealthCheck` says live.
+//!
+//! Served on its own port (gRPC needs HTTP/2; the HTTP APIs are HTTP/1.1) by [`serve`], which
+//! shares the HTTP side's engine: the same batch slots, slowdown, seeds and truth statistics.
+//! Prompt tokens are the words of `text_content` or the length of `token_content`. Injected
+//! errors are `INTERNAL`; the `close_mid_stream` fault ends the stream with `ABORTED` at its
+//! middle token; `malformed_json` and `unknown_event` have no gRPC form and send nothing extra.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::Stream;
+use prost::Message;
+use stampede_grpc::jetstream::decode_request::Content;
+use stampede_grpc::jetstream::decode_response::stream_content::Sample;
+use stampede_grpc::jetstream::decode_response::{self, StreamContent};
+use stampede_grpc::jetstream::orchestrator_server::{Orchestrator, OrchestratorServer};
+use stampede_grpc::jetstream::{
+    DecodeRequest, DecodeResponse, HealthCheckRequest, HealthCheckResponse,
+};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use super::engine::{Encoder, End, Finish, Job, Token, count_words};
+use super::server::{Shared, pick_fault};
+
+/// Serve `Orchestrator` on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tonic::transport::Server::builder()
+        .add_service(OrchestratorServer::new(JetStream { shared }))
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await?;
+    Ok(())
+}
+
+/// The service: the shared engine and config.
+struct JetStream {
+    shared: Arc<Shared>,
+}
+
+type DecodeStream = Pin<Box<dyn Stream<Item = Result<DecodeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Orchestrator for JetStream {
+    type DecodeStream = DecodeStream;
+
+    async fn decode(
+        &self,
+        request: Request<DecodeRequest>,
+    ) -> Result<Response<DecodeStream>, Status> {
+        let body_read = Instant::now();
+        let shared = &self.shared;
+        let stats = shared.engine.stats.clone();
+        stats.request();
+        let request = request.into_inner();
+        let prompt_tokens = match &request.content {
+            Some(Content::TextContent(t)) => count_words(&t.text),
+            Some(Content::TokenContent(t)) => t.token_ids.len() as u64,
+            None => {
+                stats.bad_request();
+                return Err(Status::invalid_argument(
+                    "DecodeRequest needs text_content or token_content",
+                ));
+            }
+        };
+        let max_tokens = match u32::try_from(request.max_tokens) {
+            Ok(n) if n > 0 => n,
+            _ => {
+                stats.bad_request();
+                return Err(Status::invalid_argument(format!(
+                    "max_tokens must be positive, got {}",
+                    request.max_tokens
+                )));
+            }
+        };
+        let context = u64::from(shared.config.max_model_len);
+        if prompt_tokens + u64::from(max_tokens) > context {
+            stats.bad_request();
+            return Err(Status::invalid_argument(format!(
+                "prompt ({prompt_tokens} tokens) plus max_tokens {max_tokens} exceeds {context}"
+            )));
+        }
+        let mut rng = shared.engine.next_rng();
+        let config = &shared.config;
+        if config.error_rate > 0.0 && rand::Rng::random_bool(&mut rng, config.error_rate) {
+            stats.injected_error();
+            return Err(Status::internal("injected error"));
+        }
+        let fault = pick_fault(config, &mut rng, true);
+        let job = Job {
+            prompt_tokens,
+            max_tokens,
+            min_tokens: 0,
+            ignore_eos: false,
+            stream: true,
+            encoder: Box::new(JetStreamEncoder),
+        };
+        let mut generation = shared.engine.start(job, rng, body_read, fault);
+        let stream = futures_util::stream::poll_fn(move |cx| {
+            generation.poll_step(cx).map(|step| {
+                step.map(|frame| match frame {
+                    Ok(bytes) => DecodeResponse::decode(bytes.as_slice())
+                        .map_err(|e| Status::internal(format!("encoding a token: {e}"))),
+                    Err(cut) => Err(Status::aborted(cut.to_string())),
+                })
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn health_check(
+        &self,
+        _request: Request<HealthCheckRequest>,
+    ) -> Result<Response<HealthCheckResponse>, Status> {
+        Ok(Response::new(HealthCheckResponse { is_live: true }))
+    }
+}
+
+/// One `DecodeResponse` per token, encoded as the engine's frame (decoded again by the stream:
+/// the engine speaks bytes, tonic messages).
+struct JetStreamEncoder;
+
+impl Encoder for JetStreamEncoder {
+    fn token(&mut self, out: &mut Vec<u8>, token: &Token, _finish: Option<Finish>) {
+        let message = DecodeResponse {
+            content: Some(decode_response::Content::StreamContent(StreamContent {
+                samples: vec![Sample {
+                    text: token.text.to_string(),
+                    // Ids are drawn below the 32,000-word vocabulary: they fit an int32.
+                    token_ids: vec![token.id as i32],
+                }],
+            })),
+        };
+        message.encode_raw(out);
+    }
+
+    fn end(&mut self, _out: &mut Vec<u8>, _end: &End) {}
+
+    fn malformed(&mut self, _out: &mut Vec<u8>) {}
+
+    fn unknown_event(&mut self, _out: &mut Vec<u8>) {}
+}
