@@ -598,6 +598,9 @@ stream = true
 source = "synthetic"
 input = { dist = "fixed", tokens = 2 }
 output = { dist = "fixed", tokens = 8 }
+[worker_type]
+accelerator_type = "SIM_L4"
+model_server_type = "stampede-target-llm"
 "#;
 
 #[test]
@@ -639,8 +642,6 @@ fn a_sweep_finds_the_targets_knee_and_generate_and_serve_read_its_csv() {
             "constant",
             "--step-duration",
             "2s",
-            "--accelerator-type",
-            "SIM_L4",
             "--slo-ms",
             "25",
             "--out",
@@ -691,8 +692,8 @@ fn a_sweep_finds_the_targets_knee_and_generate_and_serve_read_its_csv() {
     let rows: Vec<&str> = csv.lines().skip(1).collect();
     assert!(rows.len() >= 4 && rows.len() <= 8, "{csv}");
     assert!(
-        rows.iter()
-            .all(|r| r.contains(",In:2-3 Out:8-15,") && r.contains(",SIM_L4,")),
+        rows.iter().all(|r| r.contains(",In:2-3 Out:8-15,")
+            && r.contains(",SIM_L4,1,stampede-sim,stampede-target-llm,")),
         "{csv}"
     );
     let steps = std::fs::read_dir(dir.join("out"))

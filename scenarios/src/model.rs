@@ -88,6 +88,30 @@ pub struct ScenarioFile {
     /// (counts past 2^63 have no TOML integer form).
     #[serde(default, skip_serializing)]
     pub placement: Option<PlacementFile>,
+    /// The worker type an `llm` scenario measures (seed 000's `WorkerType`), written in every
+    /// row of `stampede profile sweep`. Runs ignore it, and it is not sent to workers.
+    #[serde(default, skip_serializing)]
+    pub worker_type: Option<WorkerTypeFile>,
+}
+
+/// `[worker_type]`: the model server a capacity-profile sweep measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerTypeFile {
+    /// The accelerator (`NVIDIA_L4`): what profiles match worker types on.
+    pub accelerator_type: String,
+    /// Accelerators per replica (default 1).
+    #[serde(default = "default::accelerator_count")]
+    pub accelerator_count: u32,
+    /// The model's name (default: `[llm] model`).
+    #[serde(default)]
+    pub model_name: Option<String>,
+    /// The model server (`vLLM`, `TGI`, ...).
+    #[serde(default)]
+    pub model_server_type: String,
+    /// The model server's image.
+    #[serde(default)]
+    pub model_server_image: String,
 }
 
 /// `[placement]`: the model a run measures (the seed's characteristics) and the device type of
@@ -444,6 +468,9 @@ pub struct RequestFile {
 mod default {
     pub fn kind() -> String {
         "http".into()
+    }
+    pub fn accelerator_count() -> u32 {
+        1
     }
     pub fn method() -> String {
         "GET".into()
@@ -935,6 +962,11 @@ impl ScenarioFile {
         }
         crate::driver::validate(&self)?;
         let mix = crate::driver::mix(&self, &load, duration)?;
+        if let Some(w) = &self.worker_type
+            && w.accelerator_type.trim().is_empty()
+        {
+            return err("worker_type.accelerator_type", "must not be empty".into());
+        }
         if let Some(p) = &self.placement {
             if p.model.trim().is_empty() {
                 return err("placement.model", "must not be empty".into());
@@ -1161,6 +1193,25 @@ error_rate = "< 0.01"
 
     fn parse(text: &str) -> Result<ScenarioConfig, ScenarioError> {
         ScenarioConfig::parse(text, "t.toml", &Overrides::default())
+    }
+
+    #[test]
+    fn worker_type_table_is_read_checked_and_not_sent_to_workers() {
+        let text = format!(
+            "{GOOD}\n[worker_type]\naccelerator_type = \"NVIDIA_L4\"\nmodel_server_type = \"vLLM\"\n"
+        );
+        let c = ScenarioConfig::parse(&text, "s.toml", &Overrides::default()).unwrap();
+        let w = c.file.worker_type.as_ref().unwrap();
+        assert_eq!(
+            (w.accelerator_type.as_str(), w.accelerator_count),
+            ("NVIDIA_L4", 1)
+        );
+        assert!(!c.to_toml().contains("worker_type"), "{}", c.to_toml());
+        let text = format!("{GOOD}\n[worker_type]\naccelerator_type = \" \"\n");
+        let e = ScenarioConfig::parse(&text, "s.toml", &Overrides::default()).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("worker_type.accelerator_type"));
+        let text = format!("{GOOD}\n[worker_type]\naccelerator = \"x\"\n");
+        assert!(ScenarioConfig::parse(&text, "s.toml", &Overrides::default()).is_err());
     }
 
     #[test]

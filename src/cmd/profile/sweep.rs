@@ -33,8 +33,8 @@ const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// `stampede profile sweep`.
 #[derive(Debug, Args)]
 pub struct SweepOpt {
-    /// The LLM scenario (`kind = "llm"`): its target, backend, model and `[llm]` settings are
-    /// used; its load and prompts are replaced per step.
+    /// The LLM scenario (`kind = "llm"`): its target, backend, model, `[llm]` settings and
+    /// `[worker_type]` are used; its load and prompts are replaced per step.
     pub scenario: PathBuf,
     /// Rates to measure, requests per second (`2,4,8,16,32,64`).
     #[arg(
@@ -93,21 +93,22 @@ pub struct SweepOpt {
     /// The CSV to append the rows to (default: OUT/benchmarks.csv; created with its header).
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
-    /// The worker type's accelerator: the rows' `accelerator_type`, what a profile matches on.
-    #[arg(long, default_value = "unknown", value_name = "NAME")]
-    pub accelerator_type: String,
-    /// Accelerators per model server replica.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub accelerator_count: u32,
-    /// The model's name in the rows (default: the scenario's `[llm] model`).
+    /// The worker type's accelerator: the rows' `accelerator_type`, what a profile matches on
+    /// (default: the scenario's `[worker_type] accelerator_type`, else `unknown`).
+    #[arg(long, value_name = "NAME")]
+    pub accelerator_type: Option<String>,
+    /// Accelerators per model server replica (default: `[worker_type]`'s, else 1).
+    #[arg(long, value_name = "N")]
+    pub accelerator_count: Option<u32>,
+    /// The model's name in the rows (default: `[worker_type]`'s, else `[llm] model`).
     #[arg(long, value_name = "NAME")]
     pub model_name: Option<String>,
-    /// The model server's kind (`vLLM`, `TGI`, ...).
-    #[arg(long, default_value = "", value_name = "NAME")]
-    pub model_server_type: String,
-    /// The model server's image.
-    #[arg(long, default_value = "", value_name = "IMAGE")]
-    pub model_server_image: String,
+    /// The model server's kind, `vLLM`, `TGI`, ... (default: `[worker_type]`'s).
+    #[arg(long, value_name = "NAME")]
+    pub model_server_type: Option<String>,
+    /// The model server's image (default: `[worker_type]`'s).
+    #[arg(long, value_name = "IMAGE")]
+    pub model_server_image: Option<String>,
 }
 
 /// One measured step.
@@ -162,19 +163,13 @@ pub async fn run(opt: SweepOpt) -> anyhow::Result<Exit> {
         .csv
         .clone()
         .unwrap_or_else(|| opt.out.join(stampede_profiles::source::RESULTS_CSV));
-    let model = base
-        .file
-        .llm
-        .as_ref()
-        .map(|l| l.model.clone())
-        .unwrap_or_default();
-    let worker = WorkerFields {
-        accelerator_type: opt.accelerator_type.clone(),
-        accelerator_count: opt.accelerator_count,
-        model_name: opt.model_name.clone().unwrap_or(model),
-        model_server_type: opt.model_server_type.clone(),
-        model_server_image: opt.model_server_image.clone(),
-    };
+    let worker = worker_fields(&base, &opt);
+    if worker.accelerator_type == "unknown" {
+        eprintln!(
+            "note: no accelerator type (--accelerator-type or [worker_type] accelerator_type in \
+             the scenario): rows say `unknown`"
+        );
+    }
     let planned = if opt.search {
         opt.max_steps * opt.request_types.len()
     } else {
@@ -439,6 +434,43 @@ impl Sweep {
         }
         super::write_plots(&self.opt.out.join("plots"), &profile)?;
         Ok(Exit::Success)
+    }
+}
+
+/// The worker type of the rows: flags, else the scenario's `[worker_type]`, else defaults.
+fn worker_fields(base: &ScenarioConfig, opt: &SweepOpt) -> WorkerFields {
+    let table = base.file.worker_type.as_ref();
+    let model = base
+        .file
+        .llm
+        .as_ref()
+        .map(|l| l.model.clone())
+        .unwrap_or_default();
+    WorkerFields {
+        accelerator_type: opt
+            .accelerator_type
+            .clone()
+            .or_else(|| table.map(|t| t.accelerator_type.clone()))
+            .unwrap_or_else(|| "unknown".to_string()),
+        accelerator_count: opt
+            .accelerator_count
+            .or_else(|| table.map(|t| t.accelerator_count))
+            .unwrap_or(1),
+        model_name: opt
+            .model_name
+            .clone()
+            .or_else(|| table.and_then(|t| t.model_name.clone()))
+            .unwrap_or(model),
+        model_server_type: opt
+            .model_server_type
+            .clone()
+            .or_else(|| table.map(|t| t.model_server_type.clone()))
+            .unwrap_or_default(),
+        model_server_image: opt
+            .model_server_image
+            .clone()
+            .or_else(|| table.map(|t| t.model_server_image.clone()))
+            .unwrap_or_default(),
     }
 }
 
