@@ -25,8 +25,8 @@ pub mod units;
 pub use driver::{Call, Driver, RequestInfo, Session};
 pub use load::{Arrival, LoadModel, LoadPlan, UserMode, split};
 pub use model::{
-    Overrides, PlacementFile, ScenarioConfig, ScenarioError, ScenarioFile, Sweep, SweepFile, Target,
-    WorkerTypeFile,
+    Overrides, PlacementFile, ScenarioConfig, ScenarioError, ScenarioFile, Sweep, SweepFile,
+    Target, WorkerTypeFile,
 };
 pub use recorder::{Failure, RecordStream, Recorder};
 pub use threshold::Threshold;

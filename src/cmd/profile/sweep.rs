@@ -261,6 +261,8 @@ impl Sweep {
     /// The scenario of one step: the request type's lengths, this rate, open model.
     fn scenario(&self, shape: Shape, rate: f64) -> anyhow::Result<ScenarioConfig> {
         let mut file = self.base.file.clone();
+        // A step is one rate: the scenario's own `[sweep]`, if any, is this command's job here.
+        file.sweep = None;
         let duration = self.opt.step_duration.map_or(self.base.duration, |d| d.0);
         let Some(llm) = file.llm.as_mut() else {
             bail!(
