@@ -31,6 +31,9 @@ mod llm;
 // `/metrics` under promtool before, during, across a worker loss and between runs; a real
 // Prometheus scraping the master: a rate and a histogram_quantile p99 against summary.json.
 mod metrics;
+// docker-compose.yml on the Docker engine: scale to 3 workers, kill one container mid-run, the
+// headless profile (skips without an engine).
+mod docker;
 // `stampede placement`: fit on the law's runs, the seed's requests and shapes, bad input, the
 // cluster form against a real Prometheus.
 mod placement;
