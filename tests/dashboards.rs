@@ -213,3 +213,14 @@ fn provisioning_and_scrape_config_match_the_dashboards() {
         Err(_) => eprintln!("skipping `promtool check config`: promtool is not installed"),
     }
 }
+
+#[test]
+fn the_readme_lists_every_exported_metric() {
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    for name in stampede_master::metrics::family_names() {
+        assert!(
+            readme.contains(&format!("| `{name}` |")),
+            "README's metrics table has no row for `{name}`"
+        );
+    }
+}

@@ -226,10 +226,21 @@ fn compose_scales_workers_and_a_killed_worker_container_is_reported() {
         "the master's results are not in the mounted folder"
     );
 
-    // The one-shot headless profile: a whole run, its files in the mounted folder.
-    ok(project
-        .command()
-        .args(["--profile", "headless", "run", "--rm", "headless"]));
+    // The one-shot headless profile: a whole run, its files in the mounted folder. Its exit
+    // code is the run's verdict: 0, or 3 when the example's p99 threshold is breached on a
+    // busy machine (a timing, not a failure of the profile).
+    let headless =
+        output(
+            project
+                .command()
+                .args(["--profile", "headless", "run", "--rm", "headless"]),
+        );
+    assert!(
+        matches!(headless.status.code(), Some(0 | 3)),
+        "the headless run failed:\n{}{}",
+        String::from_utf8_lossy(&headless.stdout),
+        String::from_utf8_lossy(&headless.stderr)
+    );
     let headless = results.read_json("headless/summary.json");
     assert!(
         headless["metrics"]["total_requests"].as_u64() > Some(0),
