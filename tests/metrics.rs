@@ -173,6 +173,15 @@ fn live_metrics_pass_promtool_before_during_a_loss_and_between_runs() {
     );
 }
 
+/// `summary.json` once it is there and whole (it may be seen while being written).
+fn written_summary(path: &std::path::Path) -> serde_json::Value {
+    wait_until(Duration::from_secs(30), "a complete summary.json", || {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+    })
+}
+
 /// The bucket of `DURATION_BUCKETS` a value in seconds falls in (index of its upper bound).
 fn bucket_of(v: f64) -> usize {
     stampede_master::metrics::DURATION_BUCKETS
@@ -209,10 +218,7 @@ fn prometheus_scraping_the_master_answers_rate_and_p99_within_a_bucket() {
     let _w1 = WorkerProc::start(master.quic, "s", "p1");
     let _w2 = WorkerProc::start(master.quic, "s", "p2");
 
-    wait_until(Duration::from_secs(30), "summary.json", || {
-        out.join("summary.json").exists().then_some(())
-    });
-    let summary = dir.read_json("out/summary.json");
+    let summary = written_summary(&out.join("summary.json"));
     let total = summary["metrics"]["total_requests"].as_u64().unwrap();
     let p99_ms = summary["metrics"]["latency"]["p99_ms"]
         .as_f64()
@@ -281,10 +287,7 @@ fn a_worker_serves_its_own_figures_with_metrics() {
     );
     let _other = WorkerProc::start(master.quic, "s", "other");
 
-    wait_until(Duration::from_secs(30), "summary.json", || {
-        out.join("summary.json").exists().then_some(())
-    });
-    let summary = dir.read_json("out/summary.json");
+    let summary = written_summary(&out.join("summary.json"));
     let mine = summary["workers"]
         .as_array()
         .unwrap()
