@@ -55,6 +55,17 @@ pub enum Command {
     Target(TargetCommand),
     /// Validate a scenario file and describe it, without running it.
     Check(CheckOpt),
+    /// Seed 001's load generator, flag for flag: 9 classes (tier 1..3 × urgent 100 ms, normal
+    /// 500 ms, relaxed 2000 ms), one Poisson process per class at total-qps × the workload's
+    /// share, gRPC `SchedulerService.Infer` with a random `[1,3,224,224]` tensor, per-request CSV,
+    /// per-class table and LoadGen-style `tier{T}_{slo}/mlperf_log_summary.txt` (VALID/INVALID).
+    ///
+    /// Runs on local worker processes (--workers, default 2), or as a master that a fleet of
+    /// `stampede worker`s joins (--listen with --expect-workers).
+    ///
+    /// Example: stampede loadgen --scheduler-url localhost:50051 --total-qps 70 --workload
+    /// urgent_heavy --duration-ms 60000 --metrics-csv results/urgent_heavy_70qps.csv
+    Loadgen(LoadgenOpt),
     /// Device placement (seed 004): learn execution times from recorded runs, then say on
     /// which node a model runs fastest.
     ///
@@ -262,6 +273,14 @@ pub enum TargetCommand {
     ///
     /// Example: stampede target registry --bind 127.0.0.1:8000 --bandwidth 40M
     Registry(TargetRegistryOpt),
+    /// A simulated GPU inference scheduler (seed 001) serving the seed's scheduler.proto over
+    /// gRPC: requests queue by tier (1 first), then deadline; --gpus run at once, each for its
+    /// model's service time; a request whose deadline_ns has passed when a GPU takes it is
+    /// answered success=false. Prints what it received when stopped (Ctrl-C).
+    ///
+    /// Example: stampede target scheduler --bind 127.0.0.1:50051 --gpus 2 --model resnet50=8ms
+    /// --model vit=20ms
+    Scheduler(TargetSchedulerOpt),
 }
 
 /// `stampede target registry`.
@@ -371,6 +390,85 @@ pub struct TargetLlmOpt {
     /// CPU per stream, so for tens of streams, not hundreds.
     #[arg(long)]
     pub precise_timing: bool,
+}
+
+/// `stampede loadgen`.
+#[derive(Debug, Args)]
+pub struct LoadgenOpt {
+    /// The scheduler's gRPC endpoint, `HOST:PORT` (or `http://HOST:PORT`), or
+    /// `builtin:scheduler` to start the simulated one here.
+    #[arg(long, default_value = "localhost:50051", value_name = "URL")]
+    pub scheduler_url: String,
+    /// Total requests per second across all classes and workers.
+    #[arg(long, default_value_t = 30.0, value_name = "QPS")]
+    pub total_qps: f64,
+    /// Test duration, ms: LoadGen's min_duration (each class goes on until it also has
+    /// --min-query-count queries).
+    #[arg(long, default_value_t = 60_000, value_name = "MS")]
+    pub duration_ms: u64,
+    /// `balanced`, `urgent_heavy`, `batch_heavy`, or a workload of --scenario's
+    /// `[priority.workloads]`.
+    #[arg(long, default_value = "balanced", value_name = "NAME")]
+    pub workload: String,
+    /// LoadGen's min_query_count, per class.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub min_query_count: u64,
+    /// Where the per-class folders `tier{T}_{slo}/` (LoadGen summaries) and the run's
+    /// summary.json and CSVs go.
+    #[arg(long, default_value = "./loadgen_logs", value_name = "DIR")]
+    pub output_dir: PathBuf,
+    /// The per-request CSV: timestamp_issued, sample_id, tier, slo, model, latency_ns,
+    /// latency_ms, slo_met.
+    #[arg(long, default_value = "./metrics.csv", value_name = "FILE")]
+    pub metrics_csv: PathBuf,
+    /// Local worker processes to start (ignored with --listen).
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub workers: usize,
+    /// Be a master for a fleet instead: listen for `stampede worker`s here (QUIC, UDP), and
+    /// start when --expect-workers have joined.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// With --listen: workers to wait for.
+    #[arg(long, default_value_t = 1, value_name = "N", requires = "listen")]
+    pub expect_workers: usize,
+    /// With --listen: the token workers present (default: a random one, printed).
+    #[arg(
+        long,
+        env = "STAMPEDE_TOKEN",
+        hide_env_values = true,
+        requires = "listen"
+    )]
+    pub token: Option<String>,
+    /// A priority scenario file to start from (its custom workloads, model mix, spikes,
+    /// timeout); the flags above replace its target, rate, duration, workload and count.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+}
+
+/// `stampede target scheduler`.
+#[derive(Debug, Args)]
+pub struct TargetSchedulerOpt {
+    /// Address to listen on (the seed's scheduler port).
+    #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
+    pub bind: SocketAddr,
+    /// Requests run at once (simulated GPUs).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub gpus: usize,
+    /// Service time of a model, `NAME=DURATION`; repeat for each model (default resnet50=5ms
+    /// and vit=12ms). Requests for other models are refused with INVALID_ARGUMENT.
+    #[arg(long = "model", value_name = "NAME=DURATION", value_parser = model_time)]
+    pub models: Vec<(String, HumanDuration)>,
+}
+
+/// `NAME=DURATION`.
+fn model_time(s: &str) -> Result<(String, HumanDuration), String> {
+    let (name, time) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=DURATION (e.g. resnet50=5ms)"))?;
+    if name.trim().is_empty() {
+        return Err(format!("`{s}`: the model name is empty"));
+    }
+    Ok((name.trim().to_string(), time.trim().parse()?))
 }
 
 /// `stampede check`.
@@ -521,7 +619,7 @@ pub fn init_tracing(opt: &Opt, logs: &LogLines) {
     let (default, tui) = match &opt.command {
         Command::Run(o) => ("warn", o.flags.tui),
         Command::Master(o) => ("info", o.flags.tui),
-        Command::Check(_) => ("warn", false),
+        Command::Check(_) | Command::Loadgen(_) => ("warn", false),
         Command::Placement(p) if !matches!(p, PlacementCommand::Serve(_)) => ("warn", false),
         Command::Profile(p) if !p.is_serve() => ("warn", false),
         _ => ("info", false),

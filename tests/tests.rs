@@ -37,6 +37,9 @@ mod docker;
 // `stampede placement`: fit on the law's runs, the seed's requests and shapes, bad input, the
 // cluster form against a real Prometheus.
 mod placement;
+// `priority` traffic (seed 001): `stampede loadgen` against `stampede target scheduler` over
+// gRPC, the CSV, LoadGen summaries, bad flags, a scheduler down or slow.
+mod priority;
 // `stampede profile`: the seed's grpcurl session through a reflection-driven client, health
 // and graceful shutdown, CSV files and URLs, bad input.
 mod profiles;

@@ -21,6 +21,7 @@
 //!   workload and its results).
 //! - [`metrics`]: Prometheus exposition from snapshots.
 //! - [`own`]: a worker's own figures from its reports, for `stampede worker --metrics`.
+//! - [`priority`]: per-class tables and LoadGen-style summaries of `priority` runs (seed 001).
 //! - [`tui`]: the terminal UI (`--tui`): watch a run, start, stop and rescale it with keys.
 
 pub mod aggregate;
@@ -30,6 +31,7 @@ pub mod coordinator;
 pub mod health;
 pub mod metrics;
 pub mod own;
+pub mod priority;
 pub mod records;
 pub mod results;
 pub mod server;

@@ -8,7 +8,8 @@
 //! - [`model`]: the scenario file (TOML) and the validated [`ScenarioConfig`], with errors
 //!   naming file, line and field.
 //! - [`load`]: load models (closed, open, stages), one worker's [`LoadPlan`], and [`split`].
-//! - [`driver`]: the [`Driver`] and [`Session`] traits and the drivers (`http`).
+//! - [`driver`]: the [`Driver`] and [`Session`] traits and the drivers (`http`, `llm`,
+//!   `download`, `priority`).
 //! - [`llm`]: LLM protocol parts for the `llm` driver: SSE, backends, prompts, tokens, timings.
 //! - [`recorder`]: per-name HDR histograms, counters and failures, taken once per interval.
 //! - [`threshold`]: k6-style pass/fail criteria.
@@ -32,7 +33,7 @@ pub use recorder::{Failure, RecordStream, Recorder};
 pub use threshold::Threshold;
 
 /// Built-in targets a scenario may name as `builtin:<kind>`.
-pub const BUILTIN_TARGETS: &[&str] = &["http", "llm", "registry"];
+pub const BUILTIN_TARGETS: &[&str] = &["http", "llm", "registry", "scheduler"];
 
 /// The latency metric's name (same as the protocol's `metric::LATENCY`).
 pub const METRIC_LATENCY: &str = "latency";

@@ -70,6 +70,9 @@ pub struct ScenarioFile {
     /// Settings of the `download` driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadFile>,
+    /// Settings of the `priority` driver (seed 001's 9-class traffic over gRPC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<crate::driver::priority::PriorityFile>,
     /// Latency objectives of one request (`llm`): a request meeting all of them counts
     /// towards goodput.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -668,6 +671,7 @@ impl ScenarioConfig {
     pub fn request_timeout(&self) -> Duration {
         match self.kind.as_str() {
             "download" => crate::driver::download::timeout(self),
+            "priority" => crate::driver::priority::timeout(self),
             "llm" => self
                 .file
                 .llm

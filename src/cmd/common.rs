@@ -15,6 +15,7 @@ use stampede_scenarios::{Overrides, ScenarioConfig, SweepFile, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use stampede_targets::registry::{RegistryConfig, RegistryStats};
+use stampede_targets::scheduler::{SchedulerConfig, SchedulerStats};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -103,6 +104,8 @@ pub enum BuiltinStats {
     Llm(Arc<LlmTargetStats>),
     /// `builtin:registry`.
     Registry(Arc<RegistryStats>),
+    /// `builtin:scheduler`.
+    Scheduler(Arc<SchedulerStats>),
 }
 
 impl BuiltinStats {
@@ -112,6 +115,7 @@ impl BuiltinStats {
             BuiltinStats::Http(s) => s.requests(),
             BuiltinStats::Llm(s) => s.snapshot().requests,
             BuiltinStats::Registry(s) => s.counts().requests,
+            BuiltinStats::Scheduler(s) => s.counts().received,
         }
     }
 }
@@ -144,7 +148,7 @@ pub async fn start_builtin(
     Ok((config, Some(target)))
 }
 
-/// Start the built-in target `kind` (`http`, `llm`, `registry`) on `ip`, any port.
+/// Start the built-in target `kind` (`http`, `llm`, `registry`, `scheduler`) on `ip`, any port.
 pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<BuiltinTarget> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
         .await
@@ -206,6 +210,33 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
                 })
                 .context("starting the built-in registry's thread")?;
             BuiltinStats::Registry(stats)
+        }
+        "scheduler" => {
+            let stats = Arc::new(SchedulerStats::default());
+            let s = stats.clone();
+            // Its own thread and runtime, like the registry: decoding 600 KB tensors at
+            // hundreds per second must not starve the master's protocol tasks.
+            let listener = listener.into_std()?;
+            std::thread::Builder::new()
+                .name("builtin-scheduler".into())
+                .spawn(move || {
+                    let served = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(anyhow::Error::from)
+                        .and_then(|rt| {
+                            rt.block_on(async move {
+                                let listener = tokio::net::TcpListener::from_std(listener)?;
+                                let config = SchedulerConfig::default();
+                                stampede_targets::scheduler::serve(listener, config, s, t).await
+                            })
+                        });
+                    if let Err(e) = served {
+                        tracing::error!("built-in target: {e:#}");
+                    }
+                })
+                .context("starting the built-in scheduler's thread")?;
+            BuiltinStats::Scheduler(stats)
         }
         other => anyhow::bail!("built-in target `{other}` cannot be started by this build"),
     };
@@ -443,6 +474,34 @@ pub fn conclude(summary: &RunSummary, out: Option<&Path>) -> Exit {
         return Exit::ThresholdBreached;
     }
     Exit::Success
+}
+
+/// For a `priority` run: the seed's per-class table on stdout and, with `loadgen_dir`, each
+/// class's LoadGen-style summary in `loadgen_dir/tier{T}_{slo}/`.
+pub fn priority_report(
+    summary: &RunSummary,
+    scenario: &ScenarioConfig,
+    loadgen_dir: Option<&Path>,
+) {
+    use stampede_master::priority::{ClassReport, table, write_loadgen_logs};
+    let reports = ClassReport::of(summary, scenario);
+    if reports.is_empty() {
+        return;
+    }
+    println!("{}", table(&reports));
+    if let Some(dir) = loadgen_dir {
+        match write_loadgen_logs(dir, &reports) {
+            Ok(files) => eprintln!(
+                "LoadGen summaries: {} class folder(s) in {}",
+                files.len(),
+                dir.display()
+            ),
+            Err(e) => eprintln!(
+                "cannot write the LoadGen summaries to {}: {e}",
+                dir.display()
+            ),
+        }
+    }
 }
 
 /// Ctrl-C, counted: the first asks for a graceful stop, the second for quitting at once.

@@ -77,6 +77,7 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         .as_ref()
         .map_or(std::time::Duration::from_secs(15), stop_grace);
     let scenario_line = scenario.as_ref().map(common::scenario_line);
+    let scenario_for_report = scenario.clone();
     let interrupts = common::interrupts();
     let mut master = Master::start(
         MasterConfig {
@@ -137,6 +138,9 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         match common::follow(&mut master, &interrupts, || {}).await {
             Followed::Finished(Some(summary)) => {
                 let exit = common::conclude(&summary, opt.flags.out.as_deref());
+                if let Some(s) = &scenario_for_report {
+                    common::priority_report(&summary, s, opt.flags.out.as_deref());
+                }
                 if headless || interrupts.first.is_cancelled() {
                     break exit;
                 }

@@ -3,6 +3,7 @@
 
 mod check;
 mod common;
+mod loadgen;
 mod master;
 mod placement;
 pub mod profile;
@@ -24,6 +25,8 @@ pub async fn run(opt: Opt, logs: LogLines) -> anyhow::Result<Exit> {
         Command::Target(TargetCommand::Http(o)) => target::http(o).await,
         Command::Target(TargetCommand::Llm(o)) => target::llm(o).await,
         Command::Target(TargetCommand::Registry(o)) => target::registry(o).await,
+        Command::Target(TargetCommand::Scheduler(o)) => target::scheduler(o).await,
+        Command::Loadgen(o) => loadgen::run(o).await,
         Command::Check(o) => check::run(o),
         Command::Placement(PlacementCommand::Fit(o)) => placement::fit(o).await,
         Command::Placement(PlacementCommand::Serve(o)) => placement::serve(o).await,

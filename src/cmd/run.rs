@@ -118,7 +118,9 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
                     "built-in target count"
                 );
             }
-            common::conclude(&summary, opt.flags.out.as_deref())
+            let exit = common::conclude(&summary, opt.flags.out.as_deref());
+            common::priority_report(&summary, &scenario, opt.flags.out.as_deref());
+            exit
         }
         Followed::Finished(None) => {
             eprintln!("the master stopped before the run finished");
@@ -136,7 +138,7 @@ pub fn stop_grace(scenario: &stampede_scenarios::ScenarioConfig) -> Duration {
     scenario.request_timeout() + Duration::from_secs(5)
 }
 
-fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {
+pub(super) fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {
     let handle = master.handle();
     move |id| {
         let h = handle.clone();
@@ -148,7 +150,7 @@ fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {
 
 /// Start `n` local worker processes. With `quiet_stderr` (the terminal UI holds the screen)
 /// their stderr lines come through this process's log instead of the terminal.
-fn spawn_workers(
+pub(super) fn spawn_workers(
     n: usize,
     master: SocketAddr,
     token: &str,
@@ -210,7 +212,7 @@ async fn forward_lines(worker: usize, err: tokio::process::ChildStderr) {
 }
 
 /// Wait until `n` workers joined; fail if a worker process dies first or it takes too long.
-async fn wait_for_workers(
+pub(super) async fn wait_for_workers(
     master: &mut Master,
     children: &mut [Child],
     n: usize,
@@ -241,7 +243,7 @@ async fn wait_for_workers(
 }
 
 /// Let worker processes exit on their own (their master closed), then make sure they did.
-async fn reap(children: Vec<Child>) {
+pub(super) async fn reap(children: Vec<Child>) {
     for mut c in children {
         if tokio::time::timeout(Duration::from_secs(5), c.wait())
             .await

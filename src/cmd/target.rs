@@ -1,4 +1,5 @@
-//! `stampede target http`, `llm` and `registry`: the built-in targets, until Ctrl-C.
+//! `stampede target http`, `llm`, `registry` and `scheduler`: the built-in targets, until
+//! Ctrl-C.
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use stampede_targets::registry::{RegistryConfig, RegistryStats};
 
-use crate::cli::{Exit, TargetHttpOpt, TargetLlmOpt, TargetRegistryOpt};
+use stampede_targets::scheduler::{SchedulerConfig, SchedulerStats};
+
+use crate::cli::{Exit, TargetHttpOpt, TargetLlmOpt, TargetRegistryOpt, TargetSchedulerOpt};
 
 pub async fn http(opt: TargetHttpOpt) -> anyhow::Result<Exit> {
     if !(0.0..=1.0).contains(&opt.error_rate) {
@@ -160,5 +163,46 @@ pub async fn registry(opt: TargetRegistryOpt) -> anyhow::Result<Exit> {
     .await?;
     let c = stats.counts();
     eprintln!("served {} requests, {} body bytes", c.requests, c.bytes);
+    Ok(Exit::Success)
+}
+
+pub async fn scheduler(opt: TargetSchedulerOpt) -> anyhow::Result<Exit> {
+    if opt.gpus == 0 {
+        anyhow::bail!("--gpus must be at least 1");
+    }
+    let mut config = SchedulerConfig {
+        gpus: opt.gpus,
+        ..SchedulerConfig::default()
+    };
+    if !opt.models.is_empty() {
+        config.service_times = opt.models.iter().map(|(m, t)| (m.clone(), t.0)).collect();
+    }
+    let listener = tokio::net::TcpListener::bind(opt.bind)
+        .await
+        .with_context(|| format!("binding {}", opt.bind))?;
+    let addr = listener.local_addr()?;
+    let models: Vec<String> = config
+        .service_times
+        .iter()
+        .map(|(m, t)| format!("{m} {}", stampede_scenarios::units::format_duration(*t)))
+        .collect();
+    println!(
+        "stampede target scheduler on {addr} (gRPC scheduler.SchedulerService, {} GPU(s); {})",
+        config.gpus,
+        models.join(", ")
+    );
+    let shutdown = CancellationToken::new();
+    let on_signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_signal.cancel();
+    });
+    let stats = Arc::new(SchedulerStats::default());
+    stampede_targets::scheduler::serve(listener, config, stats.clone(), shutdown).await?;
+    let c = stats.counts();
+    eprintln!(
+        "received {} requests: {} completed, {} expired, {} invalid; by tier {:?}, expired by tier {:?}",
+        c.received, c.completed, c.expired, c.invalid, c.received_by_tier, c.expired_by_tier
+    );
     Ok(Exit::Success)
 }

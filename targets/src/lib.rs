@@ -15,8 +15,11 @@
 //!   exact statistics of what it emitted.
 //! - [`registry`]: a simulated model registry (seed 002): 500 models, Tiny-LLM's 24.8 MB
 //!   `model.zip` generated on the fly, byte ranges, a bandwidth limit, faults on request.
+//! - [`scheduler`]: a simulated GPU scheduler (seed 001) serving `scheduler.proto` over gRPC:
+//!   per-model service times, a queue ordered by tier then deadline, expired requests refused.
 
 mod accept;
 pub mod http;
 pub mod llm;
 pub mod registry;
+pub mod scheduler;

@@ -20,9 +20,10 @@ pub mod download;
 pub mod h1;
 pub mod http;
 pub mod llm;
+pub mod priority;
 
 /// The scenario kinds (`kind = "..."`) this build knows.
-pub const KINDS: &[&str] = &["http", "llm", "download"];
+pub const KINDS: &[&str] = &["http", "llm", "download", "priority"];
 
 /// A boxed future, as sessions return from [`Session::call`].
 pub type CallFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -105,6 +106,7 @@ pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
         "http" => Ok(Arc::new(http::HttpDriver::new(config)?)),
         "llm" => Ok(Arc::new(llm::LlmDriver::new(config)?)),
         "download" => Ok(Arc::new(download::DownloadDriver::new(config)?)),
+        "priority" => Ok(Arc::new(priority::PriorityDriver::new(config)?)),
         other => Err(DriverError::UnknownKind(other.to_string())),
     }
 }
@@ -115,6 +117,7 @@ pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
         "http" => http::catalog(&config.file),
         "llm" => llm::catalog(&config.file),
         "download" => download::catalog(&config.file),
+        "priority" => priority::catalog(&config.file),
         _ => Vec::new(),
     }
 }
@@ -124,6 +127,7 @@ pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
 pub fn record_streams(config: &ScenarioConfig) -> Vec<RecordStream> {
     match config.kind.as_str() {
         "llm" => llm::record_streams(&config.file),
+        "priority" => priority::record_streams(),
         _ => Vec::new(),
     }
 }
@@ -135,9 +139,11 @@ pub(crate) fn mix(
     load: &crate::load::LoadModel,
     duration: std::time::Duration,
 ) -> Result<Option<crate::load::Mix>, (String, String)> {
-    // A kind with a mix adds its line here; none of this build's has one yet.
-    let _ = (file, load, duration);
-    Ok(None)
+    // A kind with a mix adds its line here.
+    match file.kind.as_str() {
+        "priority" => priority::mix(file, load, duration).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Kind-specific checks of a scenario file; `Err((field, message))`.
@@ -146,6 +152,7 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
         "http" => http::validate(file),
         "llm" => llm::validate(file),
         "download" => download::validate(file),
+        "priority" => priority::validate(file),
         _ => Ok(()),
     }
 }

@@ -1,0 +1,260 @@
+//! `priority` traffic (seed 001) end to end: `stampede loadgen` with 2 worker processes
+//! against `stampede target scheduler` (a separate process) over real gRPC, and the files it
+//! writes; bad input: an unknown workload, a bad URL, a scheduler that is down or slow.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::util::{Proc, STARTUP, TestDir, stampede};
+
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+const HEADER: &str = "timestamp_issued,sample_id,tier,slo,model,latency_ns,latency_ms,slo_met";
+
+/// `stampede target scheduler` on 127.0.0.1:0 with extra flags; returns it and `HOST:PORT`.
+fn scheduler(args: &[&str]) -> (Proc, String) {
+    let mut cmd = stampede();
+    cmd.args(["target", "scheduler", "--bind", "127.0.0.1:0"])
+        .args(args);
+    let p = Proc::spawn("stampede target scheduler", cmd);
+    let line = p.wait_stdout_line("stampede target scheduler on", STARTUP);
+    let addr = line
+        .split_whitespace()
+        .nth(4)
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (p, addr)
+}
+
+/// Stop the scheduler with SIGINT and read its `received N requests` line.
+fn received(mut p: Proc) -> (u64, String) {
+    let ok = std::process::Command::new("kill")
+        .args(["-INT", &p.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let done = p.wait_exit(Duration::from_secs(15));
+    let line = done
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("received "))
+        .unwrap_or_else(|| panic!("no count\n{}", done.show()))
+        .to_string();
+    let n = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (n, line)
+}
+
+fn loadgen(dir: &TestDir, args: &[&str]) -> crate::util::Finished {
+    let out = dir.join("logs");
+    let csv = dir.join("metrics.csv");
+    let mut all = vec![
+        "loadgen",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--metrics-csv",
+        csv.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    Proc::run(&all, dir.path(), RUN_LIMIT)
+}
+
+/// The seed's run on 2 workers: the scheduler received exactly as many requests as the CSV
+/// has rows; the CSV has the seed's columns; urgent classes used resnet50 only; each class has
+/// its LoadGen folder with a verdict; the per-class table is on stdout.
+#[test]
+fn loadgen_rows_equal_what_the_scheduler_received() {
+    let (sched, addr) = scheduler(&["--gpus", "4"]);
+    let dir = TestDir::new();
+    let done = loadgen(
+        &dir,
+        &[
+            "--scheduler-url",
+            &addr,
+            "--total-qps",
+            "12",
+            "--duration-ms",
+            "2500",
+            "--min-query-count",
+            "1",
+            "--workers",
+            "2",
+        ],
+    );
+    done.assert_code(0);
+    let (count, line) = received(sched);
+    let csv = dir.read("metrics.csv");
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some(HEADER));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert!(count > 0, "{line}");
+    assert_eq!(
+        rows.len() as u64,
+        count,
+        "CSV rows vs {line}\n{}",
+        done.show()
+    );
+    let mut ids = std::collections::HashSet::new();
+    let mut per_class: HashMap<(String, String), u64> = HashMap::new();
+    for r in &rows {
+        assert_eq!(r.len(), 8, "{r:?}");
+        let ts: i64 = r[0].parse().unwrap();
+        assert!(ts > 1_700_000_000_000_000_000, "Unix ns: {ts}");
+        assert!(
+            ids.insert(r[1].to_string()),
+            "sample ids are unique: {}",
+            r[1]
+        );
+        assert!(["1", "2", "3"].contains(&r[2]), "{r:?}");
+        assert!(["urgent", "normal", "relaxed"].contains(&r[3]), "{r:?}");
+        assert!(["resnet50", "vit"].contains(&r[4]), "{r:?}");
+        if r[3] == "urgent" {
+            assert_eq!(r[4], "resnet50", "urgent → resnet50 only");
+        }
+        let ns: u64 = r[5].parse().unwrap();
+        let ms: f64 = r[6].parse().unwrap();
+        assert!((ms - ns as f64 / 1e6).abs() < 0.001, "{r:?}");
+        assert!(["True", "False"].contains(&r[7]), "{r:?}");
+        *per_class
+            .entry((r[2].to_string(), r[3].to_string()))
+            .or_default() += 1;
+    }
+    // Every class sent something (min query count 1 per class).
+    assert_eq!(per_class.len(), 9, "{per_class:?}");
+    for tier in 1..=3 {
+        for slo in ["urgent", "normal", "relaxed"] {
+            let summary = dir.read(&format!("logs/tier{tier}_{slo}/mlperf_log_summary.txt"));
+            assert!(summary.contains("Scenario : Server"), "{summary}");
+            assert!(
+                summary.contains("Result is : VALID") || summary.contains("Result is : INVALID"),
+                "{summary}"
+            );
+        }
+    }
+    let table = done.stdout.lines().next().unwrap_or_default().to_string();
+    for col in [
+        "tier",
+        "slo",
+        "count",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "slo_attainment_%",
+    ] {
+        assert!(table.contains(col), "{}", done.show());
+    }
+    let summary = dir.read_json("logs/summary.json");
+    assert_eq!(summary["total"]["requests"].as_u64(), Some(count));
+}
+
+/// Unknown workload and bad URLs: one line naming the flag, exit 1, nothing run.
+#[test]
+fn bad_flags_are_named() {
+    let dir = TestDir::new();
+    let done = loadgen(&dir, &["--workload", "heavy", "--duration-ms", "100"]);
+    done.assert_code(1);
+    assert!(
+        done.stderr.contains(
+            "--workload: unknown workload `heavy` (known: balanced, urgent_heavy, batch_heavy)"
+        ),
+        "{}",
+        done.show()
+    );
+    for url in ["grpc://localhost:50051", "http://", "local host:50051"] {
+        let done = loadgen(&dir, &["--scheduler-url", url, "--duration-ms", "100"]);
+        done.assert_code(1);
+        assert!(
+            done.stderr.contains("--scheduler-url"),
+            "{url}: {}",
+            done.show()
+        );
+    }
+    assert!(!dir.join("metrics.csv").exists());
+}
+
+/// A scheduler that is down: every request is a recorded failure, the run still ends and
+/// writes its CSV (every row `False`) and its LoadGen summaries (INVALID).
+#[test]
+fn scheduler_down_is_recorded_not_fatal() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TestDir::new();
+    let done = loadgen(
+        &dir,
+        &[
+            "--scheduler-url",
+            &format!("127.0.0.1:{port}"),
+            "--total-qps",
+            "10",
+            "--duration-ms",
+            "1500",
+            "--min-query-count",
+            "1",
+        ],
+    );
+    done.assert_code(0);
+    let csv = dir.read("metrics.csv");
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(!rows.is_empty(), "{}", done.show());
+    assert!(rows.iter().all(|r| r.ends_with(",False")), "{csv}");
+    let summary = dir.read_json("logs/summary.json");
+    assert_eq!(
+        summary["total"]["failures"].as_u64(),
+        Some(rows.len() as u64)
+    );
+    let s = dir.read("logs/tier1_relaxed/mlperf_log_summary.txt");
+    assert!(s.contains("Result is : INVALID"), "{s}");
+}
+
+/// A scheduler slower than the timeout: requests end as `timeout` failures at the scenario's
+/// timeout; the run is not stalled by them.
+#[test]
+fn slow_scheduler_times_out_per_request() {
+    let (sched, addr) = scheduler(&["--model", "resnet50=3s", "--model", "vit=3s"]);
+    let dir = TestDir::new();
+    let scenario = dir.write(
+        "p.toml",
+        "name = \"slow\"\nkind = \"priority\"\ntarget = \"builtin:scheduler\"\n[load]\nmodel = \"open\"\nrate = 5\n\
+         [priority]\ntimeout = \"300ms\"\n[priority.workloads.relaxed_only]\ntier1_relaxed = 1\n",
+    );
+    let done = loadgen(
+        &dir,
+        &[
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--workload",
+            "relaxed_only",
+            "--scheduler-url",
+            &addr,
+            "--total-qps",
+            "6",
+            "--duration-ms",
+            "1500",
+            "--min-query-count",
+            "1",
+        ],
+    );
+    done.assert_code(0);
+    let summary = dir.read_json("logs/summary.json");
+    let requests = summary["total"]["requests"].as_u64().unwrap();
+    assert!(requests > 1, "{}", done.show());
+    let failures = dir.read("logs/failures.csv");
+    assert!(failures.contains("timeout"), "{failures}");
+    // Only the one class of the custom workload was sent.
+    let csv = dir.read("metrics.csv");
+    assert!(
+        csv.lines().skip(1).all(|r| r.contains(",1,relaxed,")),
+        "{csv}"
+    );
+    // Timeouts are bounded by the 300 ms timeout, not the 3 s service time.
+    let slowest = csv
+        .lines()
+        .skip(1)
+        .map(|r| r.split(',').nth(5).unwrap().parse::<u64>().unwrap())
+        .max()
+        .unwrap();
+    assert!(slowest < 2_500_000_000, "{slowest} ns");
+    let (n, _) = received(sched);
+    assert!(n > 0);
+}
