@@ -164,6 +164,7 @@ fn scenario(opt: &LoadgenOpt) -> anyhow::Result<ScenarioConfig> {
     file.load = stampede_scenarios::model::LoadFile::Open {
         rate: Rate(opt.total_qps),
         arrival: Default::default(),
+        burstiness: None,
         max_in_flight: None,
     };
     let p = file.priority.get_or_insert_with(PriorityFile::default);

@@ -925,6 +925,7 @@ mod tests {
         let open = LoadModel::Open {
             rate: 30.0,
             arrival: crate::Arrival::Poisson,
+            burstiness: 1.0,
             max_in_flight: 100,
         };
         let m = mix(&f, &open, Duration::from_secs(60)).unwrap();
@@ -955,6 +956,7 @@ mod tests {
         let load = LoadModel::Open {
             rate: 200.0,
             arrival: crate::Arrival::Poisson,
+            burstiness: 1.0,
             max_in_flight: 1000,
         };
         for (w, (name, shares)) in WORKLOADS.iter().enumerate() {
