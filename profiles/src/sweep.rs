@@ -130,6 +130,9 @@ pub struct StepFigures {
     pub p90_ttft_ms: f64,
     /// p90 time per output token after the first, ms.
     pub p90_tpot_ms: f64,
+    /// p90 over the requests of each one's E2E latency ÷ its output tokens, ms (the llm
+    /// driver's `latency_per_output_token`); 0 when the run did not record it.
+    pub p90_latency_per_output_token_ms: f64,
 }
 
 impl StepFigures {
@@ -143,10 +146,14 @@ impl StepFigures {
         ratio(self.output_tokens as f64, self.successes() as f64)
     }
 
-    /// The seed's latency figure: p90 of per-request E2E ÷ output tokens, ms. Every request of
-    /// a step asks for the same length with `ignore_eos`, so each answer has that length and
-    /// this is p90(E2E) ÷ that length; 0 when nothing succeeded.
+    /// The seed's latency figure: p90 of per-request E2E ÷ output tokens, ms, as the llm
+    /// driver measured it per request. A summary without that histogram (an older run) falls
+    /// back to p90(E2E) ÷ the mean output length, the same figure when every answer has the
+    /// same length (`ignore_eos`); 0 when nothing succeeded.
     pub fn p90_per_output_token_ms(&self) -> f64 {
+        if self.p90_latency_per_output_token_ms > 0.0 {
+            return self.p90_latency_per_output_token_ms;
+        }
         ratio(self.p90_e2e_ms, self.mean_output())
     }
 }
@@ -291,6 +298,7 @@ mod tests {
             p90_e2e_ms: 940.0,
             p90_ttft_ms: 20.0,
             p90_tpot_ms: 19.5,
+            p90_latency_per_output_token_ms: 0.0,
         };
         let worker = WorkerFields {
             accelerator_type: "NVIDIA_L4".into(),
@@ -301,7 +309,15 @@ mod tests {
         };
         let shape: Shape = "2-3:32-63".parse().unwrap();
         let r = row(shape, &worker, &step, "step-01");
+        // Without the per-request histogram: p90(E2E) ÷ the mean length.
         assert_eq!(r.metrics_p90_per_output_token_latency_mean, 20.0);
+        // With it, the measured per-request figure.
+        let measured = StepFigures {
+            p90_latency_per_output_token_ms: 21.5,
+            ..step.clone()
+        };
+        let r2 = row(shape, &worker, &measured, "step-01");
+        assert_eq!(r2.metrics_p90_per_output_token_latency_mean, 21.5);
         assert_eq!(r.metrics_avg_output_len_mean, 47.0);
         assert_eq!(r.metrics_output_tokens_per_min_mean, 80.0 * 47.0 * 6.0);
         assert_eq!(r.metrics_achieved_request_rate, 8.0);

@@ -36,10 +36,14 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_ANSWER: usize = 64 << 20;
 
 /// Extra histogram metrics, in the recorder's index order (after latency).
-pub const METRICS: &[&str] = &["ttft", "tpot", "itl"];
+pub const METRICS: &[&str] = &["ttft", "tpot", "itl", "latency_per_output_token"];
 const TTFT: usize = 1;
 const TPOT: usize = 2;
 const ITL: usize = 3;
+/// E2E latency divided by the output tokens of each successful request (the per-output-token
+/// latency of the capacity-profile seed, whose p90 over a run is its
+/// `metrics_p90_per_output_token_latency_mean`).
+const PER_TOKEN: usize = 4;
 
 /// Extra counters, in the recorder's index order.
 pub const COUNTERS: &[&str] = &[
@@ -303,6 +307,10 @@ impl Session for LlmSession {
                     }
                     for itl in self.tally.itls() {
                         rec.sample(0, ITL, micros(*itl));
+                    }
+                    if summary.output.tokens > 0 {
+                        let per_token = (end - call.scheduled) / summary.output.tokens;
+                        rec.sample(0, PER_TOKEN, micros(per_token));
                     }
                     rec.count(0, INPUT, u64::from(summary.input_tokens.unwrap_or(0)));
                     rec.count(0, OUTPUT, u64::from(summary.output.tokens));
@@ -678,6 +686,7 @@ mod tests {
         assert_eq!(METRICS[TTFT - 1], "ttft");
         assert_eq!(METRICS[TPOT - 1], "tpot");
         assert_eq!(METRICS[ITL - 1], "itl");
+        assert_eq!(METRICS[PER_TOKEN - 1], "latency_per_output_token");
         assert_eq!(COUNTERS[INPUT], "input_tokens");
         assert_eq!(COUNTERS[OUTPUT], "output_tokens");
         assert_eq!(COUNTERS[GOOD], "good");

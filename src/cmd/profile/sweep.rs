@@ -496,6 +496,7 @@ fn figures(summary: &RunSummary, rate: f64) -> StepFigures {
         p90_e2e_ms: t.latency_ms(0.90),
         p90_ttft_ms: p90("ttft"),
         p90_tpot_ms: p90("tpot"),
+        p90_latency_per_output_token_ms: p90("latency_per_output_token"),
     }
 }
 
