@@ -189,26 +189,9 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
             let s = stats.clone();
             // Its own thread and runtime: serving gigabytes must not starve the master's
             // protocol tasks (a worker that hears nothing for 4 s counts the master as lost).
-            let listener = listener.into_std()?;
-            std::thread::Builder::new()
-                .name("builtin-registry".into())
-                .spawn(move || {
-                    let served = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(anyhow::Error::from)
-                        .and_then(|rt| {
-                            rt.block_on(async move {
-                                let listener = tokio::net::TcpListener::from_std(listener)?;
-                                let config = RegistryConfig::default();
-                                stampede_targets::registry::serve(listener, config, s, t).await
-                            })
-                        });
-                    if let Err(e) = served {
-                        tracing::error!("built-in target: {e:#}");
-                    }
-                })
-                .context("starting the built-in registry's thread")?;
+            serve_on_own_thread("registry", listener, move |l| {
+                stampede_targets::registry::serve(l, RegistryConfig::default(), s, t)
+            })?;
             BuiltinStats::Registry(stats)
         }
         "scheduler" => {
@@ -216,26 +199,9 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
             let s = stats.clone();
             // Its own thread and runtime, like the registry: decoding 600 KB tensors at
             // hundreds per second must not starve the master's protocol tasks.
-            let listener = listener.into_std()?;
-            std::thread::Builder::new()
-                .name("builtin-scheduler".into())
-                .spawn(move || {
-                    let served = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(anyhow::Error::from)
-                        .and_then(|rt| {
-                            rt.block_on(async move {
-                                let listener = tokio::net::TcpListener::from_std(listener)?;
-                                let config = SchedulerConfig::default();
-                                stampede_targets::scheduler::serve(listener, config, s, t).await
-                            })
-                        });
-                    if let Err(e) = served {
-                        tracing::error!("built-in target: {e:#}");
-                    }
-                })
-                .context("starting the built-in scheduler's thread")?;
+            serve_on_own_thread("scheduler", listener, move |l| {
+                stampede_targets::scheduler::serve(l, SchedulerConfig::default(), s, t)
+            })?;
             BuiltinStats::Scheduler(stats)
         }
         other => anyhow::bail!("built-in target `{other}` cannot be started by this build"),
@@ -528,4 +494,36 @@ pub fn interrupts() -> Interrupts {
         }
     });
     i
+}
+
+/// Serve a built-in target on a thread of its own with a current-thread runtime, so that its
+/// work cannot starve the master's protocol tasks; errors are logged.
+fn serve_on_own_thread<F, Fut>(
+    name: &str,
+    listener: tokio::net::TcpListener,
+    serve: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let listener = listener.into_std()?;
+    std::thread::Builder::new()
+        .name(format!("builtin-{name}"))
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| {
+                    rt.block_on(
+                        async move { serve(tokio::net::TcpListener::from_std(listener)?).await },
+                    )
+                });
+            if let Err(e) = served {
+                tracing::error!("built-in target: {e:#}");
+            }
+        })
+        .with_context(|| format!("starting the built-in {name}'s thread"))?;
+    Ok(())
 }
