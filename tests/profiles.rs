@@ -1,7 +1,9 @@
 //! `stampede profile`: the seed's grpcurl session replayed against the real server by a
 //! client that, like grpcurl, knows no proto file (descriptors come from server reflection,
 //! messages are built from the seed's JSON); health and graceful shutdown; bad input as gRPC
-//! statuses and one-line errors; CSV files and URLs.
+//! statuses and one-line errors; CSV files and URLs (https against a test CA given by
+//! SSL_CERT_FILE, and an untrusted one); GCS objects through a stand-in for the JSON API and the
+//! metadata server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -62,7 +64,13 @@ const SERVICE: &str = "profiler_service.PerformanceProfileGenerator";
 
 /// `stampede profile serve --port=0 ARGS` and the port it printed.
 pub fn start_profile_server(args: &[&str]) -> (Proc, u16) {
-    let mut cmd = stampede();
+    start_profile_server_with(args, &[])
+}
+
+/// `stampede profile serve --port=0 ARGS` with environment variables `env` (and none of the
+/// TLS and Google Cloud ones from the test's own environment).
+fn start_profile_server_with(args: &[&str], env: &[(&str, &str)]) -> (Proc, u16) {
+    let mut cmd = cloud_free(stampede(), env);
     cmd.args(["profile", "serve", "--port=0"]).args(args);
     let proc = Proc::spawn("profile serve", cmd);
     let line = proc.wait_stdout_line("Server listening at ", STARTUP);
@@ -495,7 +503,8 @@ fn generate_from_csv_files_and_urls_with_bad_rows_and_bad_sources() {
     done.assert_code(1);
     assert_one_line_error(
         &done.stderr,
-        "a data source must be specified: use --use_mock_data, --csv_file_path PATH|URL, or --results DIR",
+        "a data source must be specified: use --use_mock_data, --csv_file_path PATH|URL, \
+         --gcs_csv_bucket B --gcs_csv_object O, or --results DIR",
     );
 }
 
@@ -757,4 +766,430 @@ fn a_sweep_finds_the_targets_knee_and_generate_and_serve_read_its_csv() {
     );
     bad.assert_code(1);
     assert_one_line_error(&bad.stderr, "a profile sweep needs kind = \"llm\"");
+}
+
+/// A benchmark CSV whose profile for `workload("NVIDIA_L4", 20.0)` is 10 rps, OK.
+fn ten_rps_csv() -> String {
+    format!(
+        "{CSV_HEADER}1,2-3,5,32-63,In:2-3 Out:32-63,4,10,NVIDIA_L4\n\
+         1,2-3,5,32-63,In:2-3 Out:32-63,16,30,NVIDIA_L4\n"
+    )
+}
+
+/// The variables that steer TLS roots and Google Cloud access, removed from `cmd` so the
+/// test's own environment cannot leak in, then `env` set. The metadata server is pointed at a
+/// closed loopback port unless `env` names one.
+fn cloud_free(mut cmd: std::process::Command, env: &[(&str, &str)]) -> std::process::Command {
+    for name in [
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "GOOGLE_OAUTH_ACCESS_TOKEN",
+        "STORAGE_EMULATOR_HOST",
+    ] {
+        cmd.env_remove(name);
+    }
+    cmd.env("GCE_METADATA_HOST", format!("127.0.0.1:{}", free_port()));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// `stampede ARGS` in `dir` with `env` (see [`cloud_free`]), run to its end.
+fn run_with_env(dir: &TestDir, args: &[&str], env: &[(&str, &str)]) -> crate::util::Finished {
+    let mut cmd = cloud_free(stampede(), env);
+    cmd.args(args).current_dir(dir.path());
+    Proc::spawn(&format!("stampede {}", args.join(" ")), cmd).wait_exit(Duration::from_secs(40))
+}
+
+/// An HTTP/1.1 answer that closes the connection.
+fn http_answer(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A test CA and a certificate it signed for 127.0.0.1 and localhost.
+struct TestPki {
+    ca_pem: String,
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl TestPki {
+    fn new(name: &str) -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, name);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        TestPki {
+            ca_pem: ca.pem(),
+            chain: vec![leaf.der().clone()],
+            key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        }
+    }
+}
+
+/// An https server on 127.0.0.1 (rustls, the leaf of `pki`) from its own thread: `/x.csv`
+/// answers `csv`, `/old.csv` redirects there, anything else is 404. Its port.
+fn start_https_files(pki: TestPki, csv: String) -> u16 {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.chain, pki.key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                let csv = csv.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    // An untrusting client gives up in the handshake: nothing to answer.
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split_whitespace().nth(1).unwrap_or("");
+                    let answer = match path {
+                        "/x.csv" => http_answer("200 OK", "content-type: text/csv\r\n", &csv),
+                        "/old.csv" => http_answer("302 Found", "location: /x.csv\r\n", ""),
+                        _ => http_answer("404 Not Found", "", "Not Found\n"),
+                    };
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn https_csv_urls_trust_ssl_cert_file_and_refuse_an_untrusted_certificate() {
+    let dir = TestDir::new();
+    let pki = TestPki::new("stampede test CA");
+    let ca = dir.write("ca.pem", &pki.ca_pem);
+    let other = dir.write("other-ca.pem", &TestPki::new("someone else").ca_pem);
+    let port = start_https_files(pki, ten_rps_csv());
+    dir.write("w.json", &workload("NVIDIA_L4", 20.0));
+    let trusted = [("SSL_CERT_FILE", ca.to_str().unwrap())];
+    let url = format!("https://127.0.0.1:{port}/x.csv");
+
+    // `generate`, through a redirect.
+    let moved = format!("https://127.0.0.1:{port}/old.csv");
+    let args = [
+        "profile",
+        "generate",
+        "--csv",
+        &moved,
+        "--workload",
+        "w.json",
+    ];
+    let done = run_with_env(&dir, &args, &trusted);
+    done.assert_code(0);
+    let out: Value = serde_json::from_str(&done.stdout).expect("JSON on stdout");
+    let entry = &out["performanceProfile"]["entries"][0];
+    assert_eq!(entry["maxThroughputRps"], json!(10), "{}", done.show());
+    assert_eq!(entry["status"], "OK");
+
+    // `serve`: read at the start and again for the request.
+    let (server, grpc) = start_profile_server_with(&["--csv_file_path", &url], &trusted);
+    assert!(
+        server
+            .stdout()
+            .contains(&format!("Using CSV data source at URL: {url}"))
+    );
+    runtime().block_on(async {
+        let mut c = Reflecting::connect(grpc).await;
+        let a = c
+            .call(SERVICE, "GenerateProfile", &workload("NVIDIA_L4", 20.0))
+            .await
+            .unwrap();
+        let entry = &a["performanceProfile"]["entries"][0];
+        assert_eq!(entry["status"], "OK");
+        assert_eq!(f32_text(&entry["maxThroughputRps"]), "10");
+    });
+    drop(server);
+
+    // A certificate signed by a CA that is not trusted: one line, exit 1, for both verbs.
+    let untrusted = [("SSL_CERT_FILE", other.to_str().unwrap())];
+    let args = ["profile", "generate", "--csv", &url, "--workload", "w.json"];
+    let done = run_with_env(&dir, &args, &untrusted);
+    done.assert_code(1);
+    assert_one_line_error(
+        &done.stderr,
+        &format!("{url}: certificate not trusted (unknown issuer)"),
+    );
+    let serve = ["profile", "serve", "--port=0", "--csv_file_path", &url];
+    let done = run_with_env(&dir, &serve, &untrusted);
+    done.assert_code(1);
+    assert_one_line_error(&done.stderr, &format!("{url}: certificate not trusted"));
+
+    // A file the server does not have.
+    let missing = format!("https://127.0.0.1:{port}/nope.csv");
+    let args = [
+        "profile",
+        "generate",
+        "--csv",
+        &missing,
+        "--workload",
+        "w.json",
+    ];
+    let done = run_with_env(&dir, &args, &trusted);
+    done.assert_code(1);
+    assert_one_line_error(
+        &done.stderr,
+        &format!("{missing}: answered HTTP 404 Not Found: Not Found"),
+    );
+}
+
+/// What the fake GCS saw: one line per request, `PATH authorization=VALUE`.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A stand-in for the GCS JSON API and the GCE metadata server on 127.0.0.1, from its own
+/// thread. Objects are keyed by the path the API must be asked with (the object name percent-
+/// encoded); `private` ones need `Bearer env-token` or `Bearer meta-token`. The metadata
+/// server hands out `meta-token` to requests with `Metadata-Flavor: Google`. Its port and
+/// what it saw.
+fn start_fake_gcs(objects: Vec<(String, String, bool)>) -> (u16, Seen) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let path = request_line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("")
+                .to_string();
+            let (mut authorization, mut flavor) = (String::new(), String::new());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = line.split_once(':') {
+                    match name.trim().to_ascii_lowercase().as_str() {
+                        "authorization" => authorization = value.trim().to_string(),
+                        "metadata-flavor" => flavor = value.trim().to_string(),
+                        _ => {}
+                    }
+                }
+                line.clear();
+            }
+            log.lock()
+                .unwrap()
+                .push(format!("{path} authorization={authorization}"));
+            let json = "content-type: application/json\r\n";
+            let answer = if path == "/computeMetadata/v1/instance/service-accounts/default/token" {
+                if flavor == "Google" {
+                    let token =
+                        r#"{"access_token":"meta-token","expires_in":3599,"token_type":"Bearer"}"#;
+                    http_answer("200 OK", json, token)
+                } else {
+                    http_answer(
+                        "403 Forbidden",
+                        "",
+                        "Missing Metadata-Flavor:Google header.",
+                    )
+                }
+            } else {
+                match objects.iter().find(|(p, _, _)| *p == path) {
+                    Some((_, body, private))
+                        if !private
+                            || authorization == "Bearer env-token"
+                            || authorization == "Bearer meta-token" =>
+                    {
+                        http_answer("200 OK", "content-type: text/csv\r\n", body)
+                    }
+                    Some(_) => http_answer(
+                        "401 Unauthorized",
+                        json,
+                        r#"{"error":{"code":401,"message":"Anonymous caller does not have storage.objects.get access."}}"#,
+                    ),
+                    None => http_answer(
+                        "404 Not Found",
+                        json,
+                        r#"{"error":{"code":404,"message":"No such object."}}"#,
+                    ),
+                }
+            };
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_metadata_server() {
+    let dir = TestDir::new();
+    dir.write("w.json", &workload("NVIDIA_L4", 20.0));
+    let private = "/storage/v1/b/perf-data/o/runs%2Fa%20b%2Fbench.csv?alt=media";
+    let public = "/storage/v1/b/perf-data/o/public.csv?alt=media";
+    let (port, seen) = start_fake_gcs(vec![
+        (private.to_string(), ten_rps_csv(), true),
+        (public.to_string(), ten_rps_csv(), false),
+    ]);
+    let emulator = format!("127.0.0.1:{port}");
+    let gcs = |object: &'static str| {
+        [
+            "profile",
+            "generate",
+            "--gcs_csv_bucket",
+            "perf-data",
+            "--gcs_csv_object",
+            object,
+            "--workload",
+            "w.json",
+        ]
+    };
+    let ten_rps = |done: &crate::util::Finished| {
+        done.assert_code(0);
+        let out: Value = serde_json::from_str(&done.stdout).expect("JSON on stdout");
+        let entry = &out["performanceProfile"]["entries"][0];
+        assert_eq!(entry["maxThroughputRps"], json!(10), "{}", done.show());
+        assert_eq!(entry["status"], "OK");
+    };
+
+    // A token from the environment; the emulator named without a scheme.
+    let done = run_with_env(
+        &dir,
+        &gcs("runs/a b/bench.csv"),
+        &[
+            ("STORAGE_EMULATOR_HOST", &emulator),
+            ("GOOGLE_OAUTH_ACCESS_TOKEN", "env-token"),
+        ],
+    );
+    ten_rps(&done);
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        [format!("{private} authorization=Bearer env-token")]
+    );
+
+    // No token in the environment: the metadata server's, for `serve` (the seed's spellings).
+    seen.lock().unwrap().clear();
+    let metadata = [
+        ("STORAGE_EMULATOR_HOST", format!("http://{emulator}")),
+        ("GCE_METADATA_HOST", emulator.clone()),
+    ];
+    let metadata: Vec<(&str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (server, grpc) = start_profile_server_with(
+        &[
+            "--gcs_csv_bucket=perf-data",
+            "-gcs_csv_object=runs/a b/bench.csv",
+        ],
+        &metadata,
+    );
+    assert!(
+        server
+            .stdout()
+            .contains("Using GCS CSV data source: gs://perf-data/runs/a b/bench.csv"),
+        "{}",
+        server.stdout()
+    );
+    runtime().block_on(async {
+        let mut c = Reflecting::connect(grpc).await;
+        let a = c
+            .call(SERVICE, "GenerateProfile", &workload("NVIDIA_L4", 20.0))
+            .await
+            .unwrap();
+        let entry = &a["performanceProfile"]["entries"][0];
+        assert_eq!(entry["status"], "OK");
+        assert_eq!(f32_text(&entry["maxThroughputRps"]), "10");
+    });
+    drop(server);
+    {
+        let seen = seen.lock().unwrap();
+        let token = "/computeMetadata/v1/instance/service-accounts/default/token authorization=";
+        // The token is asked for once and kept; the object is read at the start and per call.
+        assert_eq!(seen.iter().filter(|s| *s == token).count(), 1, "{seen:?}");
+        let reads = format!("{private} authorization=Bearer meta-token");
+        assert_eq!(seen.iter().filter(|s| **s == reads).count(), 2, "{seen:?}");
+    }
+
+    // No credentials at all (the metadata server is a closed port): public objects only.
+    let anonymous = [("STORAGE_EMULATOR_HOST", emulator.as_str())];
+    ten_rps(&run_with_env(&dir, &gcs("public.csv"), &anonymous));
+    let done = run_with_env(&dir, &gcs("runs/a b/bench.csv"), &anonymous);
+    done.assert_code(1);
+    assert_one_line_error(
+        &done.stderr,
+        &format!(
+            "gs://perf-data/runs/a b/bench.csv: http://{emulator}{private}: answered HTTP 401 \
+             Unauthorized: Anonymous caller does not have storage.objects.get access.; no \
+             credentials were sent"
+        ),
+    );
+
+    // A refused token and a missing object: one line each.
+    let stale = [
+        ("STORAGE_EMULATOR_HOST", emulator.as_str()),
+        ("GOOGLE_OAUTH_ACCESS_TOKEN", "stale"),
+    ];
+    let done = run_with_env(&dir, &gcs("runs/a b/bench.csv"), &stale);
+    done.assert_code(1);
+    assert_one_line_error(
+        &done.stderr,
+        "the token in GOOGLE_OAUTH_ACCESS_TOKEN was refused",
+    );
+    let done = run_with_env(&dir, &gcs("gone.csv"), &anonymous);
+    done.assert_code(1);
+    assert_one_line_error(&done.stderr, "gs://perf-data/gone.csv: http://127.0.0.1:");
+    assert!(
+        done.stderr
+            .contains("answered HTTP 404 Not Found: No such object.")
+    );
+
+    // Half a GCS source, and the seed's Spanner flag.
+    let args = ["profile", "serve", "--port=0", "--gcs_csv_bucket=perf-data"];
+    let done = run_with_env(&dir, &args, &[]);
+    done.assert_code(1);
+    assert_one_line_error(&done.stderr, "--gcs_csv_bucket needs --gcs_csv_object");
+    let args = [
+        "profile",
+        "serve",
+        "--port=0",
+        "--spanner_db=projects/p/instances/i/databases/d",
+    ];
+    let done = run_with_env(&dir, &args, &[]);
+    done.assert_code(1);
+    assert_one_line_error(
+        &done.stderr,
+        "--spanner_db is not supported: the seed does not publish the Spanner table schema",
+    );
 }

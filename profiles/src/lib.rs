@@ -5,7 +5,10 @@
 //! # Layout
 //! - [`profile`]: the algorithm: per worker type × request type, interpolate the rate at the SLO.
 //! - [`data`]: loaded benchmark data (mock or rows) and the points one pair gets from it.
-//! - [`source`]: where data comes from (mock, CSV file, http URL, sweep results) and loading it.
+//! - [`source`]: where data comes from (mock, CSV file, URL, GCS, sweep results) and loading it.
+//! - [`fetch`]: GET a URL over http or https (rustls, system roots or `SSL_CERT_FILE`).
+//! - [`gcs`]: a CSV object in GCS through the JSON API, with a token from the environment or
+//!   the metadata server.
 //! - [`bench_csv`]: reading the seed's benchmark CSV schema and writing sweep rows in it.
 //! - [`json`]: workload files in, grpcurl-style profile JSON out.
 //! - [`server`]: the gRPC service with health and reflection, and its graceful shutdown.
@@ -14,6 +17,8 @@
 
 pub mod bench_csv;
 pub mod data;
+pub mod fetch;
+pub mod gcs;
 pub mod json;
 pub mod plot;
 pub mod profile;

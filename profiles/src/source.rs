@@ -1,24 +1,24 @@
-//! Where benchmark data comes from: the seed's mock data, a CSV file, a CSV at an http URL,
-//! or the results folder of Stampede's sweeps (every `benchmarks.csv` under it). Loaded
-//! again for every profile, like the seed, so a file that grows is served as it is now.
+//! Where benchmark data comes from: the seed's mock data, a CSV file, a CSV at an http(s)
+//! URL, a CSV object in GCS (the seed's `--gcs_csv_bucket`), or the results folder of
+//! Stampede's sweeps (every `benchmarks.csv` under it). Loaded again for every profile, like
+//! the seed, so a file that grows is served as it is now.
 //!
-//! Plain HTTP only: this build has no TLS client, so an `https://` URL is refused with a
-//! message saying how to get the file another way.
+//! Called by the gRPC service and `stampede profile generate`; the transfers themselves are in
+//! [`crate::fetch`] and [`crate::gcs`]. The seed's Spanner source is not here: its table and
+//! query are not published.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Buf;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-
 use crate::bench_csv::{self, CsvError};
 use crate::data::{Data, Row};
+use crate::fetch::{FetchError, Get};
+use crate::gcs::GcsObject;
 
 /// The file name a sweep writes its rows to, and `--results` looks for.
 pub const RESULTS_CSV: &str = "benchmarks.csv";
 
-/// How long a URL may take to answer (connect, headers and body together).
+/// How long a URL may take to answer (connect, TLS, redirects, headers and body together).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest CSV body read from a URL.
 const MAX_BODY: usize = 256 << 20;
@@ -30,8 +30,10 @@ pub enum Source {
     Mock,
     /// A local CSV file.
     File(PathBuf),
-    /// A CSV at an `http://` URL.
+    /// A CSV at an `http://` or `https://` URL.
     Url(String),
+    /// A CSV object in Google Cloud Storage.
+    Gcs(GcsObject),
     /// Every `benchmarks.csv` under a folder of sweep results.
     Results(PathBuf),
 }
@@ -51,12 +53,15 @@ pub enum SourceError {
     #[error(transparent)]
     Csv(#[from] CsvError),
     /// The URL did not answer, or not with 2xx.
-    #[error("{url}: {message}")]
-    Fetch {
-        /// The URL.
-        url: String,
-        /// What went wrong.
-        message: String,
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The GCS object could not be read.
+    #[error("{object}: {error}")]
+    Gcs {
+        /// The object.
+        object: GcsObject,
+        /// Why (the API URL and the cause).
+        error: FetchError,
     },
     /// A results folder without sweep rows.
     #[error(
@@ -73,7 +78,7 @@ pub enum SourceError {
 impl SourceError {
     /// Whether the data is out of reach (a URL not answering) rather than unusable.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, SourceError::Fetch { .. })
+        matches!(self, SourceError::Fetch(_) | SourceError::Gcs { .. })
     }
 }
 
@@ -102,6 +107,7 @@ impl Source {
             Source::Mock => "Using mock data source.".to_string(),
             Source::File(p) => format!("Using local CSV file data source: {}", p.display()),
             Source::Url(u) => format!("Using CSV data source at URL: {u}"),
+            Source::Gcs(o) => format!("Using GCS CSV data source: {o}"),
             Source::Results(d) => format!("Using Stampede sweep results under: {}", d.display()),
         }
     }
@@ -122,8 +128,22 @@ impl Source {
                 })
             }
             Source::Url(url) => {
-                let body = fetch(url).await?;
+                let body = Get::new(url, FETCH_TIMEOUT, MAX_BODY).send().await?;
                 let parsed = bench_csv::read(body.as_slice(), url)?;
+                Ok(Loaded {
+                    data: Data::Table(parsed.rows),
+                    warnings: parsed.warnings,
+                })
+            }
+            Source::Gcs(object) => {
+                let body = object
+                    .fetch(FETCH_TIMEOUT, MAX_BODY)
+                    .await
+                    .map_err(|error| SourceError::Gcs {
+                        object: object.clone(),
+                        error,
+                    })?;
+                let parsed = bench_csv::read(body.as_slice(), &object.to_string())?;
                 Ok(Loaded {
                     data: Data::Table(parsed.rows),
                     warnings: parsed.warnings,
@@ -182,71 +202,6 @@ fn results_files(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     Ok(out)
 }
 
-/// GET an `http://` URL's body (2xx only).
-pub async fn fetch(url: &str) -> Result<Vec<u8>, SourceError> {
-    let fail = |message: String| SourceError::Fetch {
-        url: url.to_string(),
-        message,
-    };
-    if url.starts_with("https://") {
-        return Err(fail(
-            "https is not supported by this build (no TLS client); download the file and pass \
-             its path, or serve it over http"
-                .to_string(),
-        ));
-    }
-    let uri: http::Uri = url.parse().map_err(|e| fail(format!("not a URL: {e}")))?;
-    let host = uri
-        .host()
-        .ok_or_else(|| fail("the URL has no host".to_string()))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(80);
-    let authority = uri
-        .authority()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|| host.clone());
-    let path = uri
-        .path_and_query()
-        .map_or("/".to_string(), |p| p.to_string());
-    let work = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| fail(format!("cannot connect: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| fail(format!("HTTP handshake failed: {e}")))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let request = http::Request::get(path)
-            .header(http::header::HOST, authority)
-            .header(http::header::USER_AGENT, "stampede-profile")
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| fail(format!("cannot build the request: {e}")))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| fail(format!("no answer: {e}")))?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(fail(format!("answered HTTP {status}")));
-        }
-        let body = Limited::new(response.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| fail(format!("reading the body: {e}")))?;
-        let mut buf = body.aggregate();
-        let mut out = vec![0; buf.remaining()];
-        buf.copy_to_slice(&mut out);
-        Ok(out)
-    };
-    tokio::time::timeout(FETCH_TIMEOUT, work)
-        .await
-        .map_err(|_| fail(format!("no answer within {} s", FETCH_TIMEOUT.as_secs())))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,8 +229,6 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with(&format!("{url}: cannot connect")), "{msg}");
         assert!(!msg.contains('\n'));
-        let e = fetch("https://example.invalid/x.csv").await.unwrap_err();
-        assert!(e.to_string().contains("https is not supported"), "{e}");
     }
 
     #[tokio::test]

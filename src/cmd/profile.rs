@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use stampede_profiles::gcs::GcsObject;
 use stampede_profiles::source::Source;
 use stampede_profiles::{json, plot, profile};
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,8 @@ pub enum ProfileCommand {
     /// Serve the seed's Performance Profile Generator over gRPC (plaintext HTTP/2): the
     /// service `profiler_service.PerformanceProfileGenerator` (also under the name the seed's
     /// README calls), `grpc.health.v1.Health` and server reflection. The seed's flags work as
-    /// written (`--use_mock_data`, `--csv_file_path=PATH`, `-port 8080`); kebab-case too.
+    /// written (`--use_mock_data`, `--csv_file_path=PATH`, `--gcs_csv_bucket=B
+    /// --gcs_csv_object=O`, `-port 8080`); kebab-case too.
     ///
     /// Stops on SIGINT or SIGTERM: health turns NOT_SERVING first, then calls going on finish.
     ///
@@ -72,33 +74,53 @@ pub struct SourceFlags {
         value_name = "BOOL"
     )]
     pub use_mock_data: Option<bool>,
-    /// A benchmark CSV in the seed's schema: a file, or an `http://` URL (read again for every
-    /// profile). Needs the columns accelerator_type, input_range, output_range,
-    /// metrics_request_rate, metrics_p90_per_output_token_latency_mean.
+    /// A benchmark CSV in the seed's schema: a file, or an `http://` or `https://` URL (read
+    /// again for every profile; https trusts the system's CA certificates, or those in
+    /// SSL_CERT_FILE / SSL_CERT_DIR). Needs the columns accelerator_type, input_range,
+    /// output_range, metrics_request_rate, metrics_p90_per_output_token_latency_mean.
     #[arg(
         long = "csv_file_path",
         visible_aliases = ["csv-file-path", "csv", "csv_url", "csv-url"],
         value_name = "PATH|URL"
     )]
     pub csv_file_path: Option<String>,
+    /// The GCS bucket of a benchmark CSV (with --gcs_csv_object), as the seed reads it. Fetched
+    /// for every profile with the GCS JSON API at `https://storage.googleapis.com`, or at
+    /// STORAGE_EMULATOR_HOST when set. Credentials: GOOGLE_OAUTH_ACCESS_TOKEN when set, else
+    /// the GCE/GKE metadata server's service-account token (GCE_METADATA_HOST moves it), else
+    /// none (public objects).
+    #[arg(
+        long = "gcs_csv_bucket",
+        visible_alias = "gcs-csv-bucket",
+        value_name = "BUCKET"
+    )]
+    pub gcs_csv_bucket: Option<String>,
+    /// The object name of the benchmark CSV in --gcs_csv_bucket (e.g. path/to/data.csv).
+    #[arg(
+        long = "gcs_csv_object",
+        visible_alias = "gcs-csv-object",
+        value_name = "OBJECT"
+    )]
+    pub gcs_csv_object: Option<String>,
     /// A folder of `stampede profile sweep` results: every benchmarks.csv in it and in its
     /// subfolders.
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
-    /// The seed's GCS source: not available in this build (see --csv_file_path).
-    #[arg(long = "gcs_csv_bucket", alias = "gcs-csv-bucket", hide = true)]
-    pub gcs_csv_bucket: Option<String>,
-    /// The seed's GCS source: not available in this build (see --csv_file_path).
-    #[arg(long = "gcs_csv_object", alias = "gcs-csv-object", hide = true)]
-    pub gcs_csv_object: Option<String>,
-    /// The seed's Spanner source: not available in this build.
+    /// The seed's Spanner source: not supported (its table and query are not published);
+    /// answered with an error pointing at the other sources.
     #[arg(long = "spanner_db", alias = "spanner-db", hide = true)]
     pub spanner_db: Option<String>,
 }
 
+/// Why `--spanner_db` cannot be read, and what to use instead.
+const SPANNER_UNSUPPORTED: &str = "--spanner_db is not supported: the seed does not publish the \
+     Spanner table schema or query its rows come from; export the rows as a CSV and use \
+     --csv_file_path PATH|URL or --gcs_csv_bucket B --gcs_csv_object O, or serve Stampede's \
+     sweeps with --results DIR";
+
 impl SourceFlags {
-    /// The chosen source; the seed's order when several are given (mock, then CSV), with a
-    /// note saying which one is used.
+    /// The chosen source; the seed's order when several are given (mock, then CSV, then GCS),
+    /// then `--results`, with a note saying which one is used.
     fn source(&self) -> anyhow::Result<Source> {
         let mut chosen = Vec::new();
         if self.use_mock_data == Some(true) {
@@ -107,26 +129,38 @@ impl SourceFlags {
         if let Some(csv) = self.csv_file_path.as_deref().filter(|c| !c.is_empty()) {
             chosen.push(("--csv_file_path", Source::csv(csv)));
         }
+        let bucket = self.gcs_csv_bucket.as_deref().filter(|b| !b.is_empty());
+        let object = self.gcs_csv_object.as_deref().filter(|o| !o.is_empty());
+        match (bucket, object) {
+            (Some(bucket), Some(object)) => chosen.push((
+                "--gcs_csv_bucket",
+                Source::Gcs(GcsObject {
+                    bucket: bucket.to_string(),
+                    object: object.to_string(),
+                }),
+            )),
+            (None, None) => {}
+            (Some(_), None) => {
+                anyhow::bail!("--gcs_csv_bucket needs --gcs_csv_object OBJECT (the CSV's name)")
+            }
+            (None, Some(_)) => {
+                anyhow::bail!("--gcs_csv_object needs --gcs_csv_bucket BUCKET")
+            }
+        }
         if let Some(dir) = &self.results {
             chosen.push(("--results", Source::Results(dir.clone())));
         }
         if chosen.is_empty() {
-            if self.gcs_csv_bucket.is_some() || self.gcs_csv_object.is_some() {
-                anyhow::bail!(
-                    "GCS is not reachable from this build: copy the object and use \
-                     --csv_file_path PATH (or serve it over http and pass its URL)"
-                );
-            }
             if self.spanner_db.is_some() {
-                anyhow::bail!(
-                    "Spanner is not reachable from this build: export the benchmark rows to a \
-                     CSV and use --csv_file_path PATH"
-                );
+                anyhow::bail!("{SPANNER_UNSUPPORTED}");
             }
             anyhow::bail!(
                 "a data source must be specified: use --use_mock_data, --csv_file_path PATH|URL, \
-                 or --results DIR"
+                 --gcs_csv_bucket B --gcs_csv_object O, or --results DIR"
             );
+        }
+        if self.spanner_db.is_some() {
+            eprintln!("note: --spanner_db is not supported and is ignored");
         }
         if chosen.len() > 1 {
             let names: Vec<&str> = chosen.iter().map(|(n, _)| *n).collect();
