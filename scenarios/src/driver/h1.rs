@@ -7,8 +7,15 @@
 //! for a connection the server closed while idle. No redirects, no retries, no pipelining, no
 //! decompression. A connection costs one socket and one 4 KiB buffer (growing only for a head
 //! that does not fit), which is what lets one worker hold 10,000 users.
+//!
+//! Arrival times: every read notes when its bytes arrived ([`H1Conn::read_body_stamped`]). By
+//! default that is the moment the read returned. With [`H1Conn::stamp_arrivals`] (Linux) the
+//! socket asks the kernel for receive timestamps (`SO_TIMESTAMPNS`) and a read's time is when
+//! the newest of its bytes reached the socket, not when this process got round to reading
+//! them: a worker busy with other streams delays its reading, never its measurements.
 
 use std::io;
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -84,6 +91,10 @@ pub struct H1Conn {
     start: usize,
     end: usize,
     reusable: bool,
+    /// Kernel receive timestamps are on.
+    stamped: bool,
+    /// When the bytes of the latest read arrived.
+    arrived: Instant,
 }
 
 impl H1Conn {
@@ -110,7 +121,17 @@ impl H1Conn {
             start: 0,
             end: 0,
             reusable: true,
+            stamped: false,
+            arrived: Instant::now(),
         }
+    }
+
+    /// Ask the kernel to time-stamp received bytes, so that [`H1Conn::read_body_stamped`]
+    /// reports when bytes arrived rather than when they were read. Returns whether the socket
+    /// took it (only on Linux); without it, arrival is the moment a read returns.
+    pub fn stamp_arrivals(&mut self) -> bool {
+        self.stamped = stamps::enable(&self.stream);
+        self.stamped
     }
 
     /// Whether another request can be sent: the last response was read whole, it allowed
@@ -179,6 +200,16 @@ impl H1Conn {
         head: &Head,
         mut on_data: impl FnMut(&[u8]),
     ) -> Result<u64, H1Error> {
+        self.read_body_stamped(head, |d, _| on_data(d)).await
+    }
+
+    /// [`H1Conn::read_body`], with each slice's arrival time: when the read that brought its
+    /// last bytes got them (see the module's notes on arrival times).
+    pub async fn read_body_stamped(
+        &mut self,
+        head: &Head,
+        mut on_data: impl FnMut(&[u8], Instant),
+    ) -> Result<u64, H1Error> {
         let total = match head.framing {
             Framing::Empty => 0,
             Framing::Length(n) => self.read_exact_body(n, &mut on_data).await?,
@@ -190,7 +221,7 @@ impl H1Conn {
                         break;
                     }
                     total += (self.end - self.start) as u64;
-                    on_data(&self.buf[self.start..self.end]);
+                    on_data(&self.buf[self.start..self.end], self.arrived);
                     self.start = self.end;
                 }
                 total
@@ -207,7 +238,7 @@ impl H1Conn {
     async fn read_exact_body(
         &mut self,
         n: u64,
-        on_data: &mut impl FnMut(&[u8]),
+        on_data: &mut impl FnMut(&[u8], Instant),
     ) -> Result<u64, H1Error> {
         let mut left = n;
         while left > 0 {
@@ -215,14 +246,17 @@ impl H1Conn {
                 return Err(H1Error::Closed);
             }
             let take = (self.end - self.start).min(usize::try_from(left).unwrap_or(usize::MAX));
-            on_data(&self.buf[self.start..self.start + take]);
+            on_data(&self.buf[self.start..self.start + take], self.arrived);
             self.start += take;
             left -= take as u64;
         }
         Ok(n)
     }
 
-    async fn read_chunked(&mut self, on_data: &mut impl FnMut(&[u8])) -> Result<u64, H1Error> {
+    async fn read_chunked(
+        &mut self,
+        on_data: &mut impl FnMut(&[u8], Instant),
+    ) -> Result<u64, H1Error> {
         let mut total = 0u64;
         loop {
             let line = self.read_line().await?;
@@ -289,9 +323,99 @@ impl H1Conn {
                 self.buf.resize(grown, 0);
             }
         }
-        let n = self.stream.read(&mut self.buf[self.end..]).await?;
+        let n = if self.stamped {
+            let (n, arrived) = stamps::read(&self.stream, &mut self.buf[self.end..]).await?;
+            self.arrived = arrived.unwrap_or_else(Instant::now);
+            n
+        } else {
+            let n = self.stream.read(&mut self.buf[self.end..]).await?;
+            self.arrived = Instant::now();
+            n
+        };
         self.end += n;
         Ok(n)
+    }
+}
+
+/// Kernel receive timestamps (`SO_TIMESTAMPNS`) on Linux.
+#[cfg(target_os = "linux")]
+mod stamps {
+    use std::io::{self, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+    use nix::sys::time::TimeSpec;
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    pub(super) fn enable(stream: &TcpStream) -> bool {
+        setsockopt(stream, sockopt::ReceiveTimestampns, &true).is_ok()
+    }
+
+    /// Read into `buf`; the byte count and, if the kernel stamped them, when the newest of the
+    /// bytes arrived (TCP reports the last segment read).
+    pub(super) async fn read(
+        stream: &TcpStream,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, Option<Instant>)> {
+        let mut control = nix::cmsg_space!(TimeSpec);
+        let (n, stamp) = stream
+            .async_io(Interest::READABLE, || {
+                let mut iov = [IoSliceMut::new(&mut *buf)];
+                let msg = recvmsg::<()>(
+                    stream.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut control),
+                    MsgFlags::MSG_DONTWAIT,
+                )
+                .map_err(io::Error::from)?;
+                let mut stamp = None;
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                            stamp = Some(ts);
+                        }
+                    }
+                }
+                Ok((msg.bytes, stamp))
+            })
+            .await?;
+        Ok((n, stamp.map(instant_of)))
+    }
+
+    /// The monotonic instant of a wall-clock kernel stamp: now, less the stamp's age. A stamp
+    /// from the future (the wall clock stepped back) counts as now.
+    fn instant_of(ts: TimeSpec) -> Instant {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let stamp = Duration::new(
+            ts.tv_sec().max(0) as u64,
+            ts.tv_nsec().clamp(0, 999_999_999) as u32,
+        );
+        let now = Instant::now();
+        now.checked_sub(wall.saturating_sub(stamp)).unwrap_or(now)
+    }
+}
+
+/// Elsewhere reads are stamped when they return.
+#[cfg(not(target_os = "linux"))]
+mod stamps {
+    use std::io;
+    use std::time::Instant;
+
+    use tokio::net::TcpStream;
+
+    pub(super) fn enable(_stream: &TcpStream) -> bool {
+        false
+    }
+
+    pub(super) async fn read(
+        _stream: &TcpStream,
+        _buf: &mut [u8],
+    ) -> io::Result<(usize, Option<Instant>)> {
+        Err(io::ErrorKind::Unsupported.into())
     }
 }
 
@@ -414,8 +538,22 @@ mod tests {
         close: bool,
         head_request: bool,
     ) -> (Result<(Head, Vec<u8>, u64), String>, bool) {
+        exchange_stamped(answer, pieces, close, head_request, false).await
+    }
+
+    /// [`exchange`], reading with kernel receive timestamps on or off.
+    async fn exchange_stamped(
+        answer: &[u8],
+        pieces: Vec<usize>,
+        close: bool,
+        head_request: bool,
+        stamped: bool,
+    ) -> (Result<(Head, Vec<u8>, u64), String>, bool) {
         let addr = server(answer.to_vec(), pieces, close).await;
         let mut c = H1Conn::connect(&addr).await.unwrap();
+        if stamped {
+            assert_eq!(c.stamp_arrivals(), cfg!(target_os = "linux"));
+        }
         c.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
         let result = async {
             let head = c.read_head(head_request).await?;
@@ -453,9 +591,10 @@ mod tests {
             body in proptest::collection::vec(any::<u8>(), 0..6000),
             sizes in proptest::collection::vec(1usize..3000, 1..5),
             pieces in proptest::collection::vec(1usize..700, 1..5),
+            stamped in any::<bool>(),
         ) {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let (r, reusable) = rt.block_on(exchange(&chunked(&body, &sizes), pieces, false, false));
+            let (r, reusable) = rt.block_on(exchange_stamped(&chunked(&body, &sizes), pieces, false, false, stamped));
             let (head, got, n) = r.unwrap();
             prop_assert_eq!(head.framing, Framing::Chunked);
             prop_assert_eq!(n, body.len() as u64);
@@ -468,11 +607,12 @@ mod tests {
         fn length_bodies_survive_any_split(
             body in proptest::collection::vec(any::<u8>(), 1..10_000),
             pieces in proptest::collection::vec(1usize..5000, 1..4),
+            stamped in any::<bool>(),
         ) {
             let mut answer = format!("HTTP/1.1 201 Created\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
             answer.extend_from_slice(&body);
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let (r, reusable) = rt.block_on(exchange(&answer, pieces, false, false));
+            let (r, reusable) = rt.block_on(exchange_stamped(&answer, pieces, false, false, stamped));
             let (head, got, n) = r.unwrap();
             prop_assert_eq!(head.status, 201);
             prop_assert_eq!(n, body.len() as u64);
@@ -577,5 +717,36 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("a closed connection still looks reusable");
+    }
+
+    /// With kernel stamps, bytes that waited in the socket while this process was busy carry
+    /// the time they arrived, not the time they were read.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn stamped_reads_report_arrival_not_reading() {
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec();
+        let addr = server(answer, vec![1000], false).await;
+        let mut c = H1Conn::connect(&addr).await.unwrap();
+        assert!(c.stamp_arrivals());
+        c.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        // Wait until the answer is in the socket, then stay busy (blocking the thread) before
+        // reading it.
+        c.stream.readable().await.unwrap();
+        let ready = Instant::now();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let head = c.read_head(false).await.unwrap();
+        let mut arrivals = Vec::new();
+        c.read_body_stamped(&head, |d, at| arrivals.push((d.to_vec(), at)))
+            .await
+            .unwrap();
+        let read = Instant::now();
+        assert_eq!(arrivals.len(), 1);
+        let (body, at) = &arrivals[0];
+        assert_eq!(body, b"hello");
+        assert!(
+            *at <= ready,
+            "arrival {at:?} is after the socket was readable {ready:?}"
+        );
+        assert!(read.duration_since(*at) >= std::time::Duration::from_millis(300));
     }
 }

@@ -259,6 +259,7 @@ impl Driver for LlmDriver {
             tally: ResponseTally::new(),
             wire: Vec::new(),
             answer: Vec::new(),
+            last_arrival: None,
             grpc: None,
         })
     }
@@ -272,6 +273,9 @@ struct LlmSession {
     tally: ResponseTally,
     wire: Vec<u8>,
     answer: Vec<u8>,
+    /// When the last bytes of the answer arrived (kernel receive time where the socket gives
+    /// it): the end of E2E. `None` until an HTTP answer has been read.
+    last_arrival: Option<Instant>,
     /// The JetStream backend's gRPC client (its own HTTP/2 connection), made at first use.
     grpc: Option<OrchestratorClient<tonic::transport::Channel>>,
 }
@@ -292,7 +296,12 @@ impl Session for LlmSession {
                 Ok(r) => r,
                 Err(_) => Err((0, Failure::Timeout)),
             };
-            let end = Instant::now();
+            let now = Instant::now();
+            let end = self
+                .last_arrival
+                .take()
+                .filter(|&t| t <= now)
+                .unwrap_or(now);
             let rec = call.recorder;
             match outcome {
                 Ok(bytes) => {
@@ -464,9 +473,11 @@ impl LlmSession {
         self.wire.extend_from_slice(&body);
 
         if !self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
-            let c = H1Conn::connect(&inner.authority)
+            let mut c = H1Conn::connect(&inner.authority)
                 .await
                 .map_err(|e| (0, Failure::Connect(io_kind(&e))))?;
+            // Token times are when the bytes reached the socket, not when this worker read them.
+            c.stamp_arrivals();
             self.conn = Some(c);
         }
         // The invariant: set just above unless a reusable one was there.
@@ -486,14 +497,15 @@ impl LlmSession {
                 decoder.reset(&prompt.text);
                 let tally = &mut self.tally;
                 let mut broken = None;
+                let mut last = None;
                 let read = conn
-                    .read_body(&head, |d| {
+                    .read_body_stamped(&head, |d, at| {
                         bytes += d.len() as u64;
+                        last = Some(at);
                         if broken.is_some() {
                             return;
                         }
-                        let now = Instant::now();
-                        if let Err(e) = decoder.feed(d, |ev| tally.on_event(now, ev)) {
+                        if let Err(e) = decoder.feed(d, |ev| tally.on_event(at, ev)) {
                             broken = Some(e);
                         }
                     })
@@ -502,9 +514,10 @@ impl LlmSession {
                 if let Some(e) = broken {
                     return Err((bytes, e.failure()));
                 }
-                let now = Instant::now();
+                let end = last.unwrap_or_else(Instant::now);
+                self.last_arrival = last;
                 let clean = decoder
-                    .finish(|ev| tally.on_event(now, ev))
+                    .finish(|ev| tally.on_event(end, ev))
                     .map_err(|e| (bytes, e.failure()))?;
                 if !clean {
                     return Err((bytes, Failure::Protocol("answer ends inside an event")));
@@ -514,8 +527,10 @@ impl LlmSession {
                 self.answer.clear();
                 let answer = &mut self.answer;
                 let mut too_large = false;
-                conn.read_body(&head, |d| {
+                let mut last = None;
+                conn.read_body_stamped(&head, |d, at| {
                     bytes += d.len() as u64;
+                    last = Some(at);
                     if answer.len() + d.len() <= MAX_ANSWER {
                         answer.extend_from_slice(d);
                     } else {
@@ -524,6 +539,7 @@ impl LlmSession {
                 })
                 .await
                 .map_err(|e| (bytes, body_failure(e)))?;
+                self.last_arrival = last;
                 if too_large {
                     return Err((bytes, Failure::Protocol("answer too large")));
                 }
