@@ -3,7 +3,8 @@
 # one every 20 ms (fixed, no batching slowdown, no batch limit, exactly 64 tokens per answer)
 # on core 1; `stampede run` (master + 1 worker process) with 500 concurrent streams on core 0.
 # For each streaming backend, prints the client's TTFT and TPOT (p50, p99) beside the server's
-# own record of what it emitted (TTFT from the request read to the first token written; the
+# own record of what it emitted (TTFT from the request's arrival at its socket, a kernel
+# receive timestamp, to the first token written; the
 # mean inter-token gap), and the differences. Goal: within 2 ms at p50 and 5 ms at p99.
 source "$(dirname "$0")/common.sh"
 USERS="${USERS:-500}"; DUR="${DUR:-20s}"; BACKENDS="${BACKENDS:-openai openai-chat vllm tgi triton}"

@@ -386,8 +386,10 @@ pub struct TargetLlmOpt {
     /// exclude_input_in_output.
     #[arg(long)]
     pub triton_include_input: bool,
-    /// Spin through the last millisecond before each token for sub-millisecond timing; costs
-    /// CPU per stream, so for tens of streams, not hundreds.
+    /// Exact timing for measurement checks: time each answer from the request's arrival at the
+    /// socket (kernel receive timestamps, Linux) rather than from when the server read it, and
+    /// spin through the last millisecond before each token for sub-millisecond emission; costs
+    /// CPU per stream.
     #[arg(long)]
     pub precise_timing: bool,
 }

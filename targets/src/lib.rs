@@ -23,3 +23,4 @@ pub mod http;
 pub mod llm;
 pub mod registry;
 pub mod scheduler;
+mod stamped;

@@ -19,8 +19,9 @@
 //! - Tokio timers fire on the first millisecond tick at or after a deadline, so frames are
 //!   typically 0–1.5 ms late; that lateness is recorded per emission (stats `lateness`). With
 //!   `precise` the engine sleeps to one millisecond before the deadline and then yields in a loop
-//!   until it passes, trading CPU for sub-millisecond accuracy (fine for tens of streams, not for
-//!   hundreds).
+//!   until it passes, trading CPU for sub-millisecond accuracy; and the server counts a request
+//!   from its arrival at the socket (kernel receive timestamp) rather than from the moment it
+//!   was read, so a busy server core does not shift the clock its answers are timed by.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -137,8 +137,9 @@ pub struct LlmTargetConfig {
     pub vllm_stream_delimiter: StreamDelimiter,
     /// Triton `text_output` without the prompt unless the request says otherwise.
     pub triton_exclude_input: bool,
-    /// Spin through the last millisecond before each deadline for sub-millisecond accuracy;
-    /// costs CPU per stream, so meant for tens of streams, not hundreds.
+    /// Time answers from each request's arrival at the socket (kernel receive timestamps on
+    /// Linux) and spin through the last millisecond before each deadline for sub-millisecond
+    /// accuracy; costs CPU per stream.
     pub precise_timing: bool,
 }
 

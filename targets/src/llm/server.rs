@@ -26,6 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::stamped::{Arrival, StampedStream};
+
 use super::engine::{Engine, FaultClose, Generation, Job, unix_now};
 use super::stats::LlmTargetStats;
 use super::{Fault, LlmTargetConfig, openai, sax, tgi, triton, vllm};
@@ -99,11 +101,15 @@ async fn run_connection(
     shutdown: CancellationToken,
     force: CancellationToken,
 ) {
+    // With precise timing, answers are timed from the request's arrival at the socket (kernel
+    // receive timestamps), so a busy server core does not shift its own clock.
+    let (io, arrival) = StampedStream::new(stream, shared.config.precise_timing);
     let service = service_fn(move |request| {
         let shared = Arc::clone(&shared);
-        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+        let arrival = arrival.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, request, &arrival).await) }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
     let mut connection = pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -216,7 +222,11 @@ impl Api {
 }
 
 /// Route, read, generate.
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<LlmBody> {
+async fn handle(
+    shared: &Shared,
+    request: Request<Incoming>,
+    arrival: &Arrival,
+) -> Response<LlmBody> {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
     let method = &parts.method;
@@ -249,7 +259,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<LlmBody
             return error(style, reject.status, &reject.message);
         }
     };
-    let body_read = Instant::now();
+    let now = Instant::now();
+    // When the request's last bytes reached the socket, if the connection stamps arrivals.
+    let body_read = arrival
+        .last()
+        .map(Instant::from_std)
+        .filter(|&at| at <= now)
+        .unwrap_or(now);
 
     let api = match known {
         Some(api) => api,

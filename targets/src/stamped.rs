@@ -1,0 +1,235 @@
+//! A TCP stream that notes when the bytes it reads arrived, from the kernel's receive
+//! timestamps (`SO_TIMESTAMPNS`, Linux), so that a server can time its answer from a request's
+//! arrival at the socket instead of from the moment it got round to reading it.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// When the newest bytes of the latest read arrived (shared with the connection's handler).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Arrival(Arc<Mutex<Option<Instant>>>);
+
+impl Arrival {
+    /// The arrival of the latest read's newest bytes; `None` before any stamped read.
+    pub(crate) fn last(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set(&self, at: Instant) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+}
+
+/// A stream whose reads are stamped; writes pass through.
+pub(crate) struct StampedStream {
+    stream: TcpStream,
+    arrival: Arrival,
+    stamped: bool,
+}
+
+impl StampedStream {
+    /// Wrap `stream`; with `stamp`, ask the kernel for receive timestamps. Without them (not
+    /// asked, not Linux, or refused) it reads plainly and [`Arrival::last`] stays `None`.
+    pub(crate) fn new(stream: TcpStream, stamp: bool) -> (StampedStream, Arrival) {
+        let stamped = stamp && sys::enable(&stream);
+        let arrival = Arrival::default();
+        let s = StampedStream {
+            stream,
+            arrival: arrival.clone(),
+            stamped,
+        };
+        (s, arrival)
+    }
+}
+
+impl AsyncRead for StampedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.stamped {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        loop {
+            std::task::ready!(this.stream.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match sys::try_read(&this.stream, unfilled) {
+                Ok((n, stamp)) => {
+                    if let Some(at) = stamp {
+                        this.arrival.set(at);
+                    }
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale: cleared by try_io; wait again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for StampedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::io::{self, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+    use nix::sys::time::TimeSpec;
+    use tokio::io::Interest;
+    use tokio::net::TcpStream;
+
+    pub(super) fn enable(stream: &TcpStream) -> bool {
+        setsockopt(stream, sockopt::ReceiveTimestampns, &true).is_ok()
+    }
+
+    /// One non-blocking read: the byte count and when its newest bytes arrived.
+    pub(super) fn try_read(
+        stream: &TcpStream,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, Option<Instant>)> {
+        stream.try_io(Interest::READABLE, || {
+            let mut control = nix::cmsg_space!(TimeSpec);
+            let mut iov = [IoSliceMut::new(&mut *buf)];
+            let msg = recvmsg::<()>(
+                stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut control),
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?;
+            let mut stamp = None;
+            if let Ok(cmsgs) = msg.cmsgs() {
+                for c in cmsgs {
+                    if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                        stamp = Some(instant_of(ts));
+                    }
+                }
+            }
+            Ok((msg.bytes, stamp))
+        })
+    }
+
+    /// The monotonic instant of a wall-clock stamp (now, less its age; a future stamp is now).
+    fn instant_of(ts: TimeSpec) -> Instant {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let stamp = Duration::new(
+            ts.tv_sec().max(0) as u64,
+            ts.tv_nsec().clamp(0, 999_999_999) as u32,
+        );
+        let now = Instant::now();
+        now.checked_sub(wall.saturating_sub(stamp)).unwrap_or(now)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    use std::io;
+    use std::time::Instant;
+
+    use tokio::net::TcpStream;
+
+    pub(super) fn enable(_stream: &TcpStream) -> bool {
+        false
+    }
+
+    pub(super) fn try_read(
+        _stream: &TcpStream,
+        _buf: &mut [u8],
+    ) -> io::Result<(usize, Option<Instant>)> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Bytes that waited in the socket while the server was busy carry their arrival time, and
+    /// reading and writing still work through the wrapper.
+    #[tokio::test]
+    async fn reads_carry_the_arrival_not_the_reading() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (mut server, arrival) = StampedStream::new(server, true);
+        assert_eq!(arrival.last(), None);
+        client.write_all(b"ping").await.unwrap();
+        server.stream.readable().await.unwrap();
+        let ready = Instant::now();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut got = [0u8; 16];
+        let n = server.read(&mut got).await.unwrap();
+        let read = Instant::now();
+        assert_eq!(&got[..n], b"ping");
+        let at = arrival.last().expect("a stamped read");
+        assert!(
+            at <= ready,
+            "arrival {at:?} after the socket was readable {ready:?}"
+        );
+        assert!(read.duration_since(at) >= Duration::from_millis(300));
+        server.write_all(b"pong").await.unwrap();
+        let n = client.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"pong");
+    }
+
+    /// Unstamped, the wrapper is a plain stream and notes nothing.
+    #[tokio::test]
+    async fn unstamped_reads_note_nothing() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (mut server, arrival) = StampedStream::new(server, false);
+        client.write_all(b"x").await.unwrap();
+        let mut got = [0u8; 4];
+        assert_eq!(server.read(&mut got).await.unwrap(), 1);
+        assert_eq!(arrival.last(), None);
+    }
+}
