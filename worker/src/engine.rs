@@ -156,7 +156,12 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
             let plan = shared.plan.read().unwrap_or_else(|p| p.into_inner());
             plan.users_at(now - spec.start + spec.elapsed) as usize
         };
-        while users.len() < want {
+        // Users started together are all due at the start; others are spread evenly over the
+        // coming tick (50 users due in one 50 ms tick start 1 ms apart), so that a spawn rate
+        // of R means one user every 1/R s, not bursts that queue behind each other's connects.
+        let starting = want.saturating_sub(users.len());
+        let spread = !(together && spec.elapsed.is_zero());
+        for j in 0..starting {
             let token = stop.child_token();
             seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
             tasks.spawn(user(User {
@@ -168,8 +173,13 @@ async fn closed_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: Cancella
                 start,
                 run_start,
                 // Users started with the run are due at the start instant itself.
-                first_due: (together && spec.elapsed.is_zero()).then_some(start),
+                first_due: (!spread).then_some(start),
                 requests: per_user,
+                delay: if spread {
+                    SUPERVISE_EVERY.mul_f64(j as f64 / starting as f64)
+                } else {
+                    Duration::ZERO
+                },
             }));
             users.push(token);
         }
@@ -217,11 +227,20 @@ struct User {
     first_due: Option<std::time::Instant>,
     /// Requests to send before stopping (`None`: until told to stop).
     requests: Option<u64>,
+    /// How long to wait before the first request: users the supervisor starts in one tick are
+    /// spread evenly over the tick, as the spawn rate says, rather than all sent at once.
+    delay: Duration,
 }
 
 /// A user: call, record, repeat until told to stop (between calls, never during) or until its
 /// requests are sent.
 async fn user(mut u: User) {
+    if !u.delay.is_zero() {
+        tokio::select! {
+            () = tokio::time::sleep(u.delay) => {}
+            () = u.stop.cancelled() => return,
+        }
+    }
     let mut sent = 0u64;
     while !u.stop.is_cancelled() && u.requests.is_none_or(|n| sent < n) {
         let now = std::time::Instant::now();
