@@ -1,7 +1,8 @@
 //! `--tui`: the real binary in a real terminal (tmux): workers join and are listed, `s`
 //! starts, the figures move, `+` raises the load, `x` stops, `q` stops a run, writes results
 //! and quits, and the terminal comes back (after a panic too). Without a terminal, `--tui`
-//! says so and the run goes on headless.
+//! says so and the run goes on headless. A `priority` run's per-class table comes after the
+//! UI closes.
 //!
 //! The tmux tests skip, saying why, when tmux is not installed (`.ci/run` installs it).
 
@@ -262,6 +263,56 @@ fn tui_watches_and_steers_a_distributed_run() {
     assert!(
         summary["total"]["requests"].as_u64().unwrap() > 0,
         "{summary}"
+    );
+}
+
+/// A `priority` run under `--tui`: once the UI closes, the seed's per-class table is printed
+/// on the terminal after the run's table, and the LoadGen folders are written.
+#[test]
+fn tui_prints_the_priority_table_after_closing() {
+    let dir = TestDir::new();
+    let Some(tmux) = Tmux::start(&dir, 120, 60) else {
+        return;
+    };
+    let scenario = dir.write(
+        "p.toml",
+        "name = \"p\"\nkind = \"priority\"\ntarget = \"builtin:scheduler\"\nduration = \"2s\"\n\
+         [load]\nmodel = \"open\"\nrate = 20\n",
+    );
+    let (err, out) = (dir.join("run.err"), dir.join("out"));
+    tmux.type_line(&command_line(
+        &[
+            "run",
+            "--tui",
+            "--workers",
+            "1",
+            "--out",
+            &out.display().to_string(),
+            &scenario.display().to_string(),
+        ],
+        &err,
+        "",
+    ));
+    tmux.wait_for(&["STAMPEDE  finished", "q quit"]);
+    tmux.press("q");
+    tmux.wait_for(&["EXIT-0"]);
+    tmux.assert_terminal_back();
+    // The whole pane, scrollback included.
+    let after = tmux.run(&["capture-pane", "-p", "-t", "t", "-S", "-"]);
+    assert!(after.contains("Aggregated"), "{after}");
+    let head = after
+        .lines()
+        .find(|l| l.contains("slo_attainment_%"))
+        .unwrap_or_else(|| panic!("no per-class table after the UI closed:\n{after}"));
+    assert!(
+        head.contains("p99_ms") && head.contains("loadgen"),
+        "{head}"
+    );
+    assert!(after.contains("relaxed"), "{after}");
+    assert!(
+        out.join("tier1_urgent")
+            .join("mlperf_log_summary.txt")
+            .exists()
     );
 }
 

@@ -404,10 +404,21 @@ pub async fn watch_in_tui(
     (result, finished)
 }
 
-/// After the terminal UI: the table of each run it saw finish, and the last one's exit code
-/// (`None` when no run finished).
-pub fn conclude_all(summaries: &[Arc<RunSummary>], out: Option<&Path>) -> Option<Exit> {
-    summaries.iter().fold(None, |_, s| Some(conclude(s, out)))
+/// After the terminal UI: the table of each run it saw finish (and, for a `priority`
+/// scenario, its per-class table and LoadGen summaries), and the last one's exit code (`None`
+/// when no run finished).
+pub fn conclude_all(
+    summaries: &[Arc<RunSummary>],
+    scenario: Option<&ScenarioConfig>,
+    out: Option<&Path>,
+) -> Option<Exit> {
+    summaries.iter().fold(None, |_, s| {
+        let exit = conclude(s, out);
+        if let Some(scenario) = scenario {
+            priority_report(s, scenario, out);
+        }
+        Some(exit)
+    })
 }
 
 /// One line for a scenario: its name and load.

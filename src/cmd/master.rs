@@ -130,9 +130,12 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         // A run still going on (q pressed twice) is finished by the shutdown.
         finished.extend(master.shutdown().await);
         ui?;
-        return Ok(
-            common::conclude_all(&finished, opt.flags.out.as_deref()).unwrap_or(Exit::Success)
-        );
+        return Ok(common::conclude_all(
+            &finished,
+            scenario_for_report.as_ref(),
+            opt.flags.out.as_deref(),
+        )
+        .unwrap_or(Exit::Success));
     }
     let exit = loop {
         match common::follow(&mut master, &interrupts, || {}).await {

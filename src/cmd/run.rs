@@ -63,7 +63,7 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
         reap(children).await;
         ui?;
         return Ok(
-            match common::conclude_all(&finished, opt.flags.out.as_deref()) {
+            match common::conclude_all(&finished, Some(&scenario), opt.flags.out.as_deref()) {
                 Some(exit) => exit,
                 None => {
                     eprintln!("no run finished");
