@@ -2,11 +2,12 @@
 //! closed models, timed arrivals for open ones), calls the driver, and lets the recorder fill.
 //!
 //! Closed users are tokio tasks, started and stopped by a supervisor as the plan's user count
-//! moves. Open arrivals are timed and run by lanes: OS threads with a single-threaded runtime
-//! each, whose pacer yields to the lane's requests while it waits for the next arrival, so an
-//! arrival starts within microseconds of its time; latency counts from the scheduled time. Stopping never cuts a request short: the
-//! engine stops issuing, waits for what is in flight (each call is bounded by the driver's
-//! timeout), and ends. Reporting is not done here: the session takes the recorder's intervals.
+//! moves. Open arrivals are timed and run by lanes: each a timing thread that sleeps on the
+//! OS's high-resolution timer until an arrival is due and spawns it onto the lane's own
+//! single-threaded runtime, so an arrival starts within tens of microseconds of its time;
+//! latency counts from the scheduled time. Stopping never cuts a request short: the engine
+//! stops issuing, waits for what is in flight (each call is bounded by the driver's timeout),
+//! and ends. Reporting is not done here: the session takes the recorder's intervals.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -270,12 +271,12 @@ async fn user(mut u: User) {
     }
 }
 
-/// Open model: lanes (OS threads, each with its own single-threaded runtime) time arrivals and
-/// run the requests they start.
+/// Open model: lanes (a timing thread and a runtime thread each, see [`run_lane`]) time
+/// arrivals and run the requests they start.
 ///
-/// A lane's pacer and its requests share one thread, so an arrival is handed over without a
-/// cross-thread wake-up and is polled as soon as the pacer yields: schedule lag stays in the
-/// microseconds unless the lane's core is saturated. One lane takes up to [`LANE_RATE`]
+/// The pacer sleeps on the OS timer, not on the runtime, so neither the runtime's 1 ms timer
+/// tick nor a busy runtime delays an arrival; the hand-over is one cross-thread wake-up, and
+/// schedule lag stays in the tens of microseconds unless the cores are saturated. One lane takes up to [`LANE_RATE`]
 /// arrivals per second; more lanes (up to one per core) share a higher rate, each with its own
 /// random stream (the superposition of independent Poisson streams is Poisson at the sum).
 async fn open_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: CancellationToken) {
@@ -359,8 +360,15 @@ struct Pacing {
     run_seed: u64,
 }
 
-/// One lane's thread: its runtime runs the pacer and the requests it starts, until the pacer
-/// ends and every request is done.
+/// One lane: a runtime thread (this one: a current-thread runtime that runs the requests) and
+/// a timing thread (the pacer, which sleeps on the OS's high-resolution timer and spawns each
+/// arrival onto the runtime when it is due), until the pacer ends and every request is done.
+///
+/// Why two threads: tokio's timer has a 1 ms tick (a `sleep` fires on the first tick after its
+/// deadline, later when the runtime is busy), and spinning on the runtime to do better costs a
+/// core's worth of `epoll_wait` calls and, on a shared machine, gets the spinning thread
+/// preempted just when an arrival is due. A sleeping thread is woken on time and preferred by
+/// the OS scheduler when it wakes.
 fn run_lane(p: Pacing, shared: Arc<EngineShared>, halt: Arc<AtomicBool>, seed: u64) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -370,26 +378,43 @@ fn run_lane(p: Pacing, shared: Arc<EngineShared>, halt: Arc<AtomicBool>, seed: u
         Err(e) => return tracing::error!("cannot start open-model lane {}: {e}", p.lane),
     };
     let tracker = tokio_util::task::TaskTracker::new();
-    rt.block_on(async {
-        pace(&p, &shared, &halt, &tracker, seed).await;
+    let lane = p.lane;
+    let pacer = {
+        let (handle, tracker) = (rt.handle().clone(), tracker.clone());
+        std::thread::Builder::new()
+            .name(format!("stampede-pace-{lane}"))
+            .spawn(move || {
+                // Drivers may spawn tasks when making a session: they go to the lane's runtime.
+                let _enter = handle.enter();
+                pace(&p, &shared, &halt, &handle, &tracker, seed);
+                tracker.close();
+            })
+    };
+    if let Err(e) = &pacer {
+        tracing::error!("cannot start the pacer of open-model lane {lane}: {e}");
         tracker.close();
-        tracker.wait().await;
-    });
+    }
+    rt.block_on(tracker.wait());
+    if let Ok(t) = pacer {
+        let _ = t.join();
+    }
 }
 
-/// A lane's pacer: ask the lane's [`Schedule`] for the next arrival under the plan as it is
-/// now, wait for it precisely, start it; until the schedule ends or `halt`. The engine knows no
-/// load model: rates, request mixes, spikes and end rules are the schedule's data.
-async fn pace(
+/// A lane's pacer, on its timing thread: ask the lane's [`Schedule`] for the next arrival
+/// under the plan as it is now, sleep until it is due ([`sleep_until`]), spawn it on the lane's
+/// runtime; until the schedule ends or `halt`. The engine knows no load model: rates, request
+/// mixes, spikes and end rules are the schedule's data.
+fn pace(
     p: &Pacing,
     shared: &Arc<EngineShared>,
     halt: &AtomicBool,
+    runtime: &tokio::runtime::Handle,
     tracker: &tokio_util::task::TaskTracker,
     seed: u64,
 ) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let pool: Arc<Mutex<Vec<Box<dyn Session>>>> = Arc::new(Mutex::new(Vec::new()));
-    wait_until(p.start, halt).await;
+    sleep_until(p.start, halt);
     // Times from here on are elapsed run time; `p.start` is `p.elapsed` into the run.
     let end = p.elapsed + p.end.saturating_duration_since(p.start);
     let instant = |at: Duration| p.start + at.saturating_sub(p.elapsed);
@@ -412,12 +437,12 @@ async fn pace(
             Next::End => break,
             Next::Idle { at } => {
                 // Nothing to send now (a ramp from 0, or a share of 0): look again shortly.
-                wait_until(instant(at), halt).await;
+                sleep_until(instant(at), halt);
                 schedule.resume_at(p.elapsed + p.start.elapsed());
             }
             Next::Arrival { at, request } => {
                 let scheduled = instant(at);
-                wait_until(scheduled, halt).await;
+                sleep_until(scheduled, halt);
                 if halt.load(Ordering::Relaxed) {
                     break;
                 }
@@ -430,7 +455,7 @@ async fn pace(
                     p,
                     shared,
                     &pool,
-                    tracker,
+                    (runtime, tracker),
                     Due {
                         scheduled,
                         elapsed: at,
@@ -456,11 +481,12 @@ struct Due {
 }
 
 /// Start one arrival on the lane's runtime, with a session from the lane's pool (or a new one).
+/// Its schedule lag is taken when the runtime first polls it: the hand-over is included.
 fn dispatch(
     p: &Pacing,
     shared: &Arc<EngineShared>,
     pool: &Arc<Mutex<Vec<Box<dyn Session>>>>,
-    tracker: &tokio_util::task::TaskTracker,
+    (runtime, tracker): (&tokio::runtime::Handle, &tokio_util::task::TaskTracker),
     due: Due,
 ) {
     let Due {
@@ -470,24 +496,28 @@ fn dispatch(
         seed,
     } = due;
     let active = InFlight::enter(shared.clone());
-    let session = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-    let mut session = session.unwrap_or_else(|| p.driver.session());
-    let (recorder, pool) = (p.recorder.clone(), pool.clone());
-    tracker.spawn(async move {
-        recorder.lag(scheduled.elapsed());
-        let mut rng = SmallRng::seed_from_u64(seed);
-        session
-            .call(Call {
-                rng: &mut rng,
-                recorder: &recorder,
-                scheduled,
-                elapsed,
-                request,
-            })
-            .await;
-        pool.lock().unwrap_or_else(|e| e.into_inner()).push(session);
-        drop(active);
-    });
+    let (driver, recorder, pool) = (p.driver.clone(), p.recorder.clone(), pool.clone());
+    tracker.spawn_on(
+        async move {
+            recorder.lag(scheduled.elapsed());
+            // A short critical section (no await while held): the lane's idle sessions.
+            let session = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut session = session.unwrap_or_else(|| driver.session());
+            let mut rng = SmallRng::seed_from_u64(seed);
+            session
+                .call(Call {
+                    rng: &mut rng,
+                    recorder: &recorder,
+                    scheduled,
+                    elapsed,
+                    request,
+                })
+                .await;
+            pool.lock().unwrap_or_else(|e| e.into_inner()).push(session);
+            drop(active);
+        },
+        runtime,
+    );
 }
 
 /// Counts one request in flight for as long as it lives (also when its task is aborted).
@@ -506,8 +536,32 @@ impl Drop for InFlight {
     }
 }
 
+/// How long before an arrival the pacer stops sleeping and spins: the OS's timer fires up
+/// to its slack (50 µs by default on Linux) plus a wake-up late, so the sleep ends a little
+/// early and at most this much CPU is spent per arrival making it exact.
+const SPIN: Duration = Duration::from_micros(150);
+
+/// Block the calling (timing) thread until `at` or `halt`: sleep while more than [`SPIN`] is
+/// left (in slices, so `halt` is seen within 50 ms), then spin.
+fn sleep_until(at: std::time::Instant, halt: &AtomicBool) {
+    const SLICE: Duration = Duration::from_millis(50);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= at || halt.load(Ordering::Relaxed) {
+            return;
+        }
+        let left = at - now;
+        if left > SPIN {
+            std::thread::sleep((left - SPIN).min(SLICE));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Wait until `at` (or `halt`): on the runtime's timer while far off (it fires up to 1 ms
-/// late), then yielding to the lane's requests until the time has come.
+/// late), then yielding to the runtime's other tasks until the time has come. For the closed
+/// model's start; open arrivals are timed by [`sleep_until`].
 async fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
     const MARGIN: Duration = Duration::from_millis(2);
     const SLICE: Duration = Duration::from_millis(50);
