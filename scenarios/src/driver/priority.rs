@@ -7,22 +7,25 @@
 //! resnet50; normal and relaxed → 70 % resnet50, 30 % vit, unless `[priority.models]` says
 //! otherwise), stamps `deadline_ns = wall-clock Unix ns at dispatch + SLO`, and sends a fresh
 //! random float32 tensor of shape [1, 3, 224, 224]. The tensor is never built as a `Vec<f32>`:
-//! a custom codec writes the request's protobuf bytes straight into tonic's send buffer, the
-//! 150,528 floats as one packed field filled by xorshift (600 KB per request, no per-float
-//! encoding, and the work happens on the connection's task, not on the pacing thread).
+//! a thread of the driver's own ([`Tensors`]) fills the 150,528 floats as packed little-endian
+//! bytes by xorshift ahead of their requests (600 KB each, no per-float encoding), and a custom
+//! codec copies them into tonic's send buffer behind the stamped fields, so a due request only
+//! stamps its deadline and sends.
 //!
-//! Recorded per request: latency (scheduled send → answer), the `slo_met` counter (an answer
+//! Recorded per request: the `scheduled` counter (the arrival the schedule drew, counted as
+//! the call begins), latency (scheduled send → answer), the `slo_met` counter (an answer
 //! with `success = true` within the class's SLO), failures by kind (`timeout`, `grpc
 //! unavailable`, `success=false`, ...), and one row of the `metrics` record stream with the
 //! seed's CSV columns. It does not decide when requests go out: the engine does.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes};
 use prost::Message;
 use rand::Rng;
 use rand::rngs::SmallRng;
@@ -81,7 +84,11 @@ pub const HEADER: &str = "timestamp_issued,sample_id,tier,slo,model,latency_ns,l
 
 /// Counter of requests answered with `success = true` within their class's SLO.
 pub const COUNTER_SLO_MET: &str = "slo_met";
-const COUNTERS: &[&str] = &[COUNTER_SLO_MET];
+/// Counter of arrivals the schedule drew for a class and handed to the driver (counted before
+/// anything can fail); with the engine's dropped arrivals (none unless `max_in_flight` was
+/// reached), every arrival drawn.
+pub const COUNTER_SCHEDULED: &str = "scheduled";
+const COUNTERS: &[&str] = &[COUNTER_SLO_MET, COUNTER_SCHEDULED];
 
 /// The gRPC method.
 const INFER_PATH: &str = "/scheduler.SchedulerService/Infer";
@@ -480,6 +487,8 @@ struct Inner {
     /// One channel (HTTP/2 connection) per class, as the seed has one per LoadGen instance.
     channels: Vec<Channel>,
     settings: Settings,
+    /// Tensors made ahead of their requests.
+    tensors: Tensors,
     /// This driver's random prefix of sample ids (high 32 bits), so ids from different
     /// workers do not collide.
     sample_base: u64,
@@ -517,6 +526,7 @@ impl PriorityDriver {
                 streams: record_streams(),
                 channels,
                 settings,
+                tensors: Tensors::start(),
                 sample_base: rand::rng().random::<u32>() as u64 * (1 << 32),
                 next_sample: AtomicU64::new(0),
             }),
@@ -571,14 +581,17 @@ impl Session for PrioritySession {
                     .unwrap_or(0)
             });
             let class = class.min(CLASSES - 1);
+            // COUNTERS[1]: the arrival, before anything can fail.
+            call.recorder.count(class, 1, 1);
             let slo = slo_of(class);
             let model = s.models[class % 3].pick(call.rng).to_string();
+            let tensor = inner.tensors.take(call.rng);
             let issued_ns = unix_ns();
             let payload = InferPayload {
                 tier: tier_of(class),
                 deadline_ns: issued_ns.saturating_add(slo.as_nanos() as i64),
                 model: model.clone(),
-                seed: call.rng.random(),
+                tensor,
             };
             let sample_id = inner.sample_base | inner.next_sample.fetch_add(1, Ordering::Relaxed);
             let outcome = tokio::time::timeout(
@@ -658,7 +671,66 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// What one `InferRequest` carries before it is encoded: the tensor is made while encoding.
+/// Tensors made ahead of their requests: a thread fills a few (enough for a burst) while the
+/// pacing is idle, and each request takes a fresh one, never shared. When the thread is behind
+/// (a spike), the request makes its own. The thread ends when the driver is dropped.
+struct Tensors {
+    /// Filled tensors; a `std` mutex: held only for a `try_recv`, never across an await.
+    ready: Mutex<Receiver<Bytes>>,
+}
+
+/// Tensors kept ready (600 KB each).
+const TENSORS_AHEAD: usize = 8;
+
+impl Tensors {
+    fn start() -> Tensors {
+        let (tx, rx) = std::sync::mpsc::sync_channel(TENSORS_AHEAD);
+        let seed = rand::rng().random::<u64>();
+        let made = std::thread::Builder::new()
+            .name("stampede-tensors".into())
+            .spawn(move || fill_ahead(&tx, seed));
+        if let Err(e) = made {
+            // Requests then make their tensors themselves.
+            tracing::warn!("cannot start the tensor thread: {e}");
+        }
+        Tensors {
+            ready: Mutex::new(rx),
+        }
+    }
+
+    /// A fresh tensor: a ready one, or one made now.
+    fn take(&self, rng: &mut SmallRng) -> Bytes {
+        let ready = self
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_recv();
+        match ready {
+            Ok(t) => t,
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => random_tensor(rng.random()),
+        }
+    }
+}
+
+/// The tensor thread: make tensors until the driver (the receiver) is gone.
+fn fill_ahead(tx: &SyncSender<Bytes>, mut seed: u64) {
+    loop {
+        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        if tx.send(random_tensor(seed)).is_err() {
+            return;
+        }
+    }
+}
+
+/// [`TENSOR_LEN`] floats drawn uniformly from [0, 1) by xorshift64 from `seed`, as the packed
+/// little-endian bytes of the `input_tensor` field.
+pub fn random_tensor(seed: u64) -> Bytes {
+    let mut buf = Vec::with_capacity(TENSOR_LEN * 4);
+    fill_tensor(seed, &mut buf);
+    Bytes::from(buf)
+}
+
+/// What one `InferRequest` carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InferPayload {
     /// Priority tier.
@@ -667,14 +739,13 @@ pub struct InferPayload {
     pub deadline_ns: i64,
     /// The model.
     pub model: String,
-    /// Seed of the tensor's values.
-    pub seed: u64,
+    /// The tensor's packed little-endian f32 values ([`random_tensor`]).
+    pub tensor: Bytes,
 }
 
 impl InferPayload {
     /// Encode as `scheduler.InferRequest` (fields in number order, packed repeated fields, as
-    /// prost would), the tensor's [`TENSOR_LEN`] floats drawn uniformly from [0, 1) by
-    /// xorshift64 from `seed` and written straight into `buf`.
+    /// prost would); the tensor's bytes are copied in as they are.
     pub fn encode(&self, buf: &mut impl BufMut) {
         use prost::encoding::{WireType, encode_key, encode_varint, int32, int64, string};
         if self.tier != 0 {
@@ -686,16 +757,18 @@ impl InferPayload {
         if !self.model.is_empty() {
             string::encode(3, &self.model, buf);
         }
-        encode_key(4, WireType::LengthDelimited, buf);
-        encode_varint((TENSOR_LEN * 4) as u64, buf);
-        fill_tensor(self.seed, buf);
+        if !self.tensor.is_empty() {
+            encode_key(4, WireType::LengthDelimited, buf);
+            encode_varint(self.tensor.len() as u64, buf);
+            buf.put_slice(&self.tensor);
+        }
         int32::encode_packed(5, &INPUT_SHAPE, buf);
     }
 
     /// The encoded size, bytes.
     pub fn encoded_len(&self) -> usize {
         use prost::encoding::{encoded_len_varint, int32, int64, key_len, string};
-        let tensor = TENSOR_LEN * 4;
+        let tensor = self.tensor.len();
         (if self.tier != 0 {
             int32::encoded_len(1, &self.tier)
         } else {
@@ -708,10 +781,11 @@ impl InferPayload {
             0
         } else {
             string::encoded_len(3, &self.model)
-        }) + key_len(4)
-            + encoded_len_varint(tensor as u64)
-            + tensor
-            + int32::encoded_len_packed(5, &INPUT_SHAPE)
+        }) + (if tensor == 0 {
+            0
+        } else {
+            key_len(4) + encoded_len_varint(tensor as u64) + tensor
+        }) + int32::encoded_len_packed(5, &INPUT_SHAPE)
     }
 }
 
@@ -897,7 +971,7 @@ mod tests {
             tier: 2,
             deadline_ns: 1_740_888_024_000_000_000,
             model: "vit".into(),
-            seed: 42,
+            tensor: random_tensor(42),
         };
         let mut buf = Vec::new();
         p.encode(&mut buf);
@@ -914,7 +988,11 @@ mod tests {
         // The same encoding prost makes from the decoded message.
         assert_eq!(r.encode_to_vec(), buf);
         let mut other = Vec::new();
-        InferPayload { seed: 43, ..p }.encode(&mut other);
+        InferPayload {
+            tensor: random_tensor(43),
+            ..p
+        }
+        .encode(&mut other);
         let r2 = InferRequest::decode(other.as_slice()).unwrap();
         assert_ne!(r.input_tensor[..16], r2.input_tensor[..16]);
     }
