@@ -7,7 +7,15 @@
 //! latency (its SLO), the run lasted at least the minimum duration, and the class had at least
 //! the minimum query count. A failed request (error, timeout, `success = false`) counts as one
 //! over the target, so "p99 within target" is decided exactly from the `slo_met` counter: at
-//! least ⌈0.99 · n⌉ of the n requests met it. LoadGen's early-stopping estimate is not made.
+//! least ⌈0.99 · n⌉ of the n requests met it. Beside it, LoadGen's early-stopping estimate
+//! ([`EarlyStopping`]): the latency that the true 99th percentile is under with 99 % confidence
+//! given the n queries (a binomial bound), and whether the k over the target allow that claim.
+//!
+//! The rate per class is shown two ways: the requests completed against the arrivals the
+//! schedule drew (they match exactly unless a request was dropped or lost), and the arrivals
+//! drawn against the nominal count (the class's rate integrated over the duration) in Poisson
+//! standard deviations: in a 60 s run a class at 10 qps has σ ≈ 4 % of its count, so a 1 %
+//! tolerance on counts is only meaningful against the drawn arrivals.
 //! Nothing here touches the network; writing the folders is the only I/O.
 
 use std::fmt::Write as _;
@@ -15,10 +23,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use stampede_scenarios::ScenarioConfig;
 use stampede_scenarios::driver::priority::{
-    CLASSES, COUNTER_SLO_MET, Settings, class_name, slo_of, tier_of,
+    self, CLASSES, COUNTER_SCHEDULED, COUNTER_SLO_MET, Settings, class_name, slo_of, tier_of,
 };
+use stampede_scenarios::{LoadPlan, ScenarioConfig};
 
 use crate::summary::RunSummary;
 
@@ -44,6 +52,14 @@ pub struct ClassReport {
     pub min_duration: Duration,
     /// LoadGen's `min_query_count` (0 when the scenario sets none).
     pub min_query_count: u64,
+    /// Arrivals the schedule drew for this class and handed to the driver.
+    pub scheduled: u64,
+    /// The nominal number of arrivals over the duration: the class's rate (spikes included)
+    /// integrated over it; what `scheduled` is a Poisson draw of.
+    pub nominal: f64,
+    /// Whether `min_query_count` may have kept the class going past the duration (then the
+    /// nominal count is not comparable with the arrivals drawn).
+    pub extended: bool,
     /// Requests completed (answered or failed).
     pub requests: u64,
     /// Failed requests.
@@ -66,12 +82,20 @@ impl ClassReport {
         }
         let total = config.load.peak();
         let shares = settings.active_shares(total);
+        let nominal = nominal_counts(config);
+        let min_count = settings.min_query_count.unwrap_or(0) as f64;
         (0..CLASSES)
             .filter(|&i| shares[i] > 0.0)
             .map(|i| {
                 let name = class_name(i);
                 let stats = summary.stats.iter().find(|s| s.name == name);
+                let counter = |c: &str| stats.and_then(|s| s.counters.get(c).copied()).unwrap_or(0);
                 ClassReport {
+                    scheduled: counter(COUNTER_SCHEDULED),
+                    nominal: nominal[i],
+                    // Within 3 σ of the minimum count, the class may well have run past the
+                    // duration to reach it.
+                    extended: min_count > 0.0 && nominal[i] - 3.0 * nominal[i].sqrt() < min_count,
                     tier: tier_of(i),
                     slo: name.split('_').nth(1).unwrap_or_default().to_string(),
                     target_latency: slo_of(i),
@@ -81,9 +105,7 @@ impl ClassReport {
                     min_query_count: settings.min_query_count.unwrap_or(0),
                     requests: stats.map_or(0, |s| s.requests),
                     failures: stats.map_or(0, |s| s.failures),
-                    slo_met: stats
-                        .and_then(|s| s.counters.get(COUNTER_SLO_MET).copied())
-                        .unwrap_or(0),
+                    slo_met: counter(COUNTER_SLO_MET),
                     latency: stats.map_or_else(stampede_scenarios::recorder::new_histogram, |s| {
                         s.latency.clone()
                     }),
@@ -91,6 +113,24 @@ impl ClassReport {
                 }
             })
             .collect()
+    }
+
+    /// Arrivals drawn against the nominal count, in Poisson standard deviations (√nominal);
+    /// `None` when there is no nominal count to compare with.
+    pub fn drawn_sigmas(&self) -> Option<f64> {
+        (self.nominal > 0.0 && !self.extended)
+            .then(|| (self.scheduled as f64 - self.nominal) / self.nominal.sqrt())
+    }
+
+    /// Arrivals drawn against the nominal count, percent.
+    pub fn drawn_vs_nominal_pct(&self) -> Option<f64> {
+        (self.nominal > 0.0 && !self.extended)
+            .then(|| 100.0 * (self.scheduled as f64 - self.nominal) / self.nominal)
+    }
+
+    /// LoadGen's early-stopping bound for this class's queries.
+    pub fn early_stopping(&self) -> EarlyStopping {
+        EarlyStopping::of(self.requests)
     }
 
     /// Percent of requests that met the SLO.
@@ -146,7 +186,18 @@ impl ClassReport {
         let _ = writeln!(s, "{rule}\nMLPerf Results Summary\n{rule}");
         let _ = writeln!(s, "SUT name : stampede priority ({})", self.name);
         let _ = writeln!(s, "Scenario : Server\nMode     : PerformanceOnly");
-        let _ = writeln!(s, "Scheduled samples per second : {:.2}", self.target_qps);
+        let per_s = |n: u64| {
+            if self.duration_s > 0.0 {
+                n as f64 / self.duration_s
+            } else {
+                0.0
+            }
+        };
+        let _ = writeln!(
+            s,
+            "Scheduled samples per second : {:.2}",
+            per_s(self.scheduled)
+        );
         let _ = writeln!(s, "Result is : {}", self.verdict());
         let _ = writeln!(
             s,
@@ -170,13 +221,43 @@ impl ClassReport {
             );
         }
         let _ = writeln!(s, "\n{rule}\nAdditional Stats\n{rule}");
-        let completed = if self.duration_s > 0.0 {
-            self.requests as f64 / self.duration_s
-        } else {
-            0.0
-        };
-        let _ = writeln!(s, "Completed samples per second    : {completed:.2}\n");
-        let _ = writeln!(s, "Queries                         : {}", self.requests);
+        let _ = writeln!(
+            s,
+            "Completed samples per second    : {:.2}\n",
+            per_s(self.requests)
+        );
+        let _ = writeln!(s, "Scheduled queries (drawn)       : {}", self.scheduled);
+        let _ = writeln!(s, "Queries (completed)             : {}", self.requests);
+        let _ = writeln!(
+            s,
+            "Completed vs scheduled          : {}",
+            match self.requests as i64 - self.scheduled as i64 {
+                0 => "equal".to_string(),
+                d => format!("{d:+} (dropped or lost)"),
+            }
+        );
+        let _ = writeln!(
+            s,
+            "Nominal queries (target × {:.3} s): {:.1}",
+            self.min_duration.as_secs_f64(),
+            self.nominal
+        );
+        match (self.drawn_vs_nominal_pct(), self.drawn_sigmas()) {
+            (Some(pct), Some(sig)) => {
+                let _ = writeln!(
+                    s,
+                    "Scheduled vs nominal            : {pct:+.2} % ({sig:+.2} σ; 1 σ = {:.2} % for a Poisson count)",
+                    100.0 / self.nominal.sqrt()
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "Scheduled vs nominal            : not comparable (min_query_count may have extended the class)"
+                );
+            }
+        }
+        let _ = writeln!(s);
         let _ = writeln!(s, "Failed queries                  : {}", self.failures);
         let _ = writeln!(
             s,
@@ -192,6 +273,35 @@ impl ClassReport {
                 (self.latency.mean() * 1000.0).round() as u64,
             )
         };
+        let es = self.early_stopping();
+        match (es.estimate(&self.latency), es.discardable) {
+            (Some(us), Some(t)) => {
+                let over = self.requests.saturating_sub(self.slo_met);
+                let _ = writeln!(
+                    s,
+                    "Early stopping 99.00 percentile estimate (ns) : {} (the {t} highest of {} discarded; 99 % confidence)",
+                    us * 1000,
+                    es.queries
+                );
+                let _ = writeln!(
+                    s,
+                    "Early stopping target met       : {} ({over} over the target, at most {t} allowed)\n",
+                    if es.target_met(over) == Some(true) {
+                        "Yes"
+                    } else {
+                        "NO"
+                    }
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "Early stopping                  : too few queries ({} < {})\n",
+                    es.queries,
+                    EarlyStopping::min_queries()
+                );
+            }
+        }
         let _ = writeln!(s, "Min latency (ns)                : {min}");
         let _ = writeln!(s, "Max latency (ns)                : {max}");
         let _ = writeln!(s, "Mean latency (ns)               : {mean}");
@@ -225,13 +335,23 @@ pub fn table(reports: &[ClassReport]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>4}  {:<8} {:>8} {:>9} {:>9} {:>9} {:>17} {:>8}  loadgen",
-        "tier", "slo", "count", "p50_ms", "p95_ms", "p99_ms", "slo_attainment_%", "failures"
+        "{:>4}  {:<8} {:>8} {:>9} {:>9} {:>9} {:>17} {:>8}  {:<7}  {:>9} {:>14}",
+        "tier",
+        "slo",
+        "count",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "slo_attainment_%",
+        "failures",
+        "loadgen",
+        "scheduled",
+        "vs_nominal_σ"
     );
     for r in reports {
         let _ = writeln!(
             s,
-            "{:>4}  {:<8} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>17.2} {:>8}  {}",
+            "{:>4}  {:<8} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>17.2} {:>8}  {:<7}  {:>9} {:>14}",
             r.tier,
             r.slo,
             r.requests,
@@ -240,10 +360,130 @@ pub fn table(reports: &[ClassReport]) -> String {
             r.latency_ms(0.99),
             r.attainment(),
             r.failures,
-            r.verdict()
+            r.verdict(),
+            r.scheduled,
+            r.drawn_sigmas()
+                .map_or("-".to_string(), |x| format!("{x:+.2}"))
         );
     }
     s
+}
+
+/// MLPerf LoadGen's early stopping for the Server scenario, at its settings: the
+/// [`ES_PERCENTILE`] latency percentile with [`ES_CONFIDENCE`] confidence.
+///
+/// With n queries, t of them allowed over a latency L is fine when seeing t or fewer overs in
+/// n would be unlikely (probability ≤ 1 − confidence) were L's true exceedance rate 1 − p:
+/// `P(Binomial(n, 1 − p) ≤ t) ≤ 1 − c`. The largest such t says how many of the highest
+/// latencies can be discarded; the highest latency left is the percentile's estimate. Like
+/// LoadGen, at least one query must be discardable (t ≥ 1: 662 queries at p = 0.99).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyStopping {
+    /// Queries seen.
+    pub queries: u64,
+    /// The most queries that may lie over the estimate (`None`: too few queries, below
+    /// [`EarlyStopping::min_queries`]).
+    pub discardable: Option<u64>,
+}
+
+/// The percentile LoadGen's Server scenario judges.
+pub const ES_PERCENTILE: f64 = 0.99;
+/// LoadGen's early-stopping confidence.
+pub const ES_CONFIDENCE: f64 = 0.99;
+
+impl EarlyStopping {
+    /// The bound for `n` queries.
+    pub fn of(n: u64) -> EarlyStopping {
+        let t = max_overs(n, ES_PERCENTILE, ES_CONFIDENCE);
+        EarlyStopping {
+            queries: n,
+            discardable: t.filter(|&t| t >= 1),
+        }
+    }
+
+    /// The fewest queries with which an estimate can be made (one query discardable).
+    pub fn min_queries() -> u64 {
+        // P(Binomial(n, q) ≤ 1) falls as n grows: the first n where it is ≤ 1 − c.
+        let mut n = 1;
+        while max_overs(n, ES_PERCENTILE, ES_CONFIDENCE).is_none_or(|t| t < 1) {
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether `over` queries over the target still let the percentile be claimed within it.
+    pub fn target_met(&self, over: u64) -> Option<bool> {
+        self.discardable.map(|t| over <= t)
+    }
+
+    /// The percentile's estimate from a latency histogram of the same queries, in its unit:
+    /// the highest value once the discardable ones are dropped.
+    pub fn estimate(&self, latency: &Histogram<u64>) -> Option<u64> {
+        let t = self.discardable?;
+        let n = latency.len();
+        if n == 0 || t >= n {
+            return None;
+        }
+        Some(latency.value_at_quantile((n - t) as f64 / n as f64))
+    }
+}
+
+/// The largest t with `P(Binomial(n, 1 − p) ≤ t) ≤ 1 − c`, or `None` when even t = 0 is too
+/// likely (too few queries). The binomial terms are summed in log space (n can be millions).
+fn max_overs(n: u64, p: f64, c: f64) -> Option<u64> {
+    let q = 1.0 - p;
+    let limit = (1.0 - c).ln();
+    let nf = n as f64;
+    // ln P(X = 0) = n ln(1 − q); each next term × (n − x)/(x + 1) × q/(1 − q).
+    let mut log_term = nf * p.ln();
+    let mut log_cdf = log_term;
+    if log_cdf > limit {
+        return None;
+    }
+    let ratio = (q / p).ln();
+    let mut x = 0u64;
+    while x < n {
+        log_term += ((nf - x as f64) / (x as f64 + 1.0)).ln() + ratio;
+        let next = log_add(log_cdf, log_term);
+        if next > limit {
+            return Some(x);
+        }
+        log_cdf = next;
+        x += 1;
+    }
+    Some(n)
+}
+
+/// ln(eᵃ + eᵇ) without overflow.
+fn log_add(a: f64, b: f64) -> f64 {
+    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
+    hi + (lo - hi).exp().ln_1p()
+}
+
+/// The nominal arrivals of each class over the scenario's duration: its rate (total × share,
+/// rate stages and spikes included) integrated by the midpoint rule; zeros when the scenario
+/// has no priority mix.
+fn nominal_counts(config: &ScenarioConfig) -> [f64; CLASSES] {
+    let mut out = [0.0; CLASSES];
+    let Ok(mix) = priority::mix(&config.file, &config.load, config.duration) else {
+        return out;
+    };
+    let plan = LoadPlan {
+        model: config.load.clone(),
+        slot: 0,
+        weights: vec![1],
+        scale: 1.0,
+        mix: Some(mix),
+    };
+    const STEPS: u32 = 20_000;
+    let dt = config.duration.as_secs_f64() / f64::from(STEPS);
+    for k in 0..STEPS {
+        let t = Duration::from_secs_f64((f64::from(k) + 0.5) * dt);
+        for (i, n) in out.iter_mut().enumerate() {
+            *n += plan.request_rate(i, t) * dt;
+        }
+    }
+    out
 }
 
 /// Write each class's `tier{T}_{slo}/mlperf_log_summary.txt` under `dir`; the files written.
@@ -277,6 +517,9 @@ mod tests {
             duration_s,
             min_duration: Duration::from_secs(60),
             min_query_count: min_count,
+            scheduled: requests,
+            nominal: 90.0,
+            extended: false,
             requests,
             failures: requests - slo_met,
             slo_met,
@@ -306,6 +549,78 @@ mod tests {
         assert!(text.contains("Min queries satisfied : Yes"), "{text}");
         assert!(text.contains("target_latency (ns): 100000000"), "{text}");
         assert!(ok.loadgen_summary().contains("Result is : VALID"));
+    }
+
+    /// The nominal count is the class's rate integrated over the duration, spikes included;
+    /// the summary shows the drawn arrivals against it and against the completed requests.
+    #[test]
+    fn nominal_counts_and_the_drawn_arrivals() {
+        let text = "name = \"p\"\nkind = \"priority\"\ntarget = \"http://127.0.0.1:1\"\nduration = \"60s\"\n\
+                    [load]\nmodel = \"open\"\nrate = 30\n\
+                    [[priority.spikes]]\nstart = \"10s\"\nduration = \"5s\"\nfactor = 4\nclasses = [\"urgent\"]\n";
+        let config =
+            ScenarioConfig::parse(text, "t.toml", &stampede_scenarios::Overrides::default())
+                .unwrap();
+        let n = nominal_counts(&config);
+        // tier1_urgent: 30 × 0.05 = 1.5 qps for 60 s, ×4 for 5 s of them: 1.5 × (60 + 15).
+        assert!((n[0] - 112.5).abs() < 1e-6, "{n:?}");
+        // tier1_normal: 30 × 0.10 × 60, no spike.
+        assert!((n[1] - 180.0).abs() < 1e-6, "{n:?}");
+
+        let mut r = report(100, 100, 60.0, 0);
+        r.nominal = 100.0;
+        r.scheduled = 110;
+        // +10 on a Poisson count of 100 (σ 10): +1 σ, +10 %.
+        assert_eq!(r.drawn_sigmas(), Some(1.0));
+        assert_eq!(r.drawn_vs_nominal_pct(), Some(10.0));
+        let text = r.loadgen_summary();
+        assert!(
+            text.contains("Scheduled queries (drawn)       : 110"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Completed vs scheduled          : -10 (dropped or lost)"),
+            "{text}"
+        );
+        assert!(text.contains("+10.00 % (+1.00 σ; 1 σ = 10.00 %"), "{text}");
+        r.scheduled = 100;
+        assert!(
+            r.loadgen_summary()
+                .contains("Completed vs scheduled          : equal")
+        );
+        r.extended = true;
+        assert_eq!(r.drawn_sigmas(), None);
+        assert!(r.loadgen_summary().contains("not comparable"));
+    }
+
+    /// Hand-computed binomial bounds at p = 0.99, c = 0.99: P(X ≤ 0) = 0.99ⁿ ≤ 0.01 from
+    /// n = 459 (0.99⁴⁵⁸ = 0.010021, 0.99⁴⁵⁹ = 0.009921); P(X ≤ 1) = 0.99ⁿ + n·0.01·0.99ⁿ⁻¹ ≤
+    /// 0.01 from n = 662 (LoadGen's minimum for the Server scenario: 0.0100010 at 661,
+    /// 0.0099140 at 662).
+    #[test]
+    fn early_stopping_matches_hand_computed_bounds() {
+        assert_eq!(max_overs(458, 0.99, 0.99), None);
+        assert_eq!(max_overs(459, 0.99, 0.99), Some(0));
+        assert_eq!(max_overs(661, 0.99, 0.99), Some(0));
+        assert_eq!(max_overs(662, 0.99, 0.99), Some(1));
+        assert_eq!(EarlyStopping::min_queries(), 662);
+        assert_eq!(EarlyStopping::of(661).discardable, None);
+        // n = 10,000 (100 overs expected): the exact binomial sums are P(X ≤ 77) = 0.00972
+        // and P(X ≤ 78) = 0.01293, so 77 may be discarded.
+        assert_eq!(EarlyStopping::of(10_000).discardable, Some(77));
+        let es = EarlyStopping::of(10_000);
+        assert_eq!(es.target_met(77), Some(true));
+        assert_eq!(es.target_met(78), Some(false));
+        // The estimate: the highest latency once 77 are dropped (latencies 1..=10,000 µs).
+        let mut h = stampede_scenarios::recorder::new_histogram();
+        for v in 1..=10_000u64 {
+            h.record(v).unwrap();
+        }
+        let est = es.estimate(&h).unwrap();
+        assert!(h.equivalent(est, 9_923), "{est}");
+        // Millions of queries stay finite and near 1 % − 2.33 σ.
+        let t = EarlyStopping::of(1_000_000).discardable.unwrap();
+        assert!((9_760..=9_775).contains(&t), "{t}");
     }
 
     #[test]
