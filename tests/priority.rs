@@ -1,11 +1,11 @@
 //! `priority` traffic (seed 001) end to end: `stampede loadgen` with 2 worker processes
 //! against `stampede target scheduler` (a separate process) over real gRPC, and the files it
-//! writes; bad input: an unknown workload, a bad URL, a scheduler that is down or slow.
+//! writes, also on a fleet of joined `stampede worker`s (`--listen`); bad input: an unknown workload, a bad URL, a scheduler that is down or slow.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::util::{Proc, STARTUP, TestDir, stampede};
+use crate::util::{Proc, STARTUP, TestDir, WorkerProc, stampede};
 
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 const HEADER: &str = "timestamp_issued,sample_id,tier,slo,model,latency_ns,latency_ms,slo_met";
@@ -143,6 +143,74 @@ fn loadgen_rows_equal_what_the_scheduler_received() {
     }
     let summary = dir.read_json("logs/summary.json");
     assert_eq!(summary["total"]["requests"].as_u64(), Some(count));
+}
+
+/// Fleet mode: `stampede loadgen --listen` is a master that starts when 2 `stampede worker`
+/// processes have joined over loopback QUIC; the scheduler received exactly as many requests
+/// as the CSV has rows, both workers sent some, and each class's drawn arrivals equal its
+/// completed requests.
+#[test]
+fn loadgen_on_a_fleet_of_joined_workers() {
+    let (sched, addr) = scheduler(&["--gpus", "4"]);
+    let dir = TestDir::new();
+    let (out, csv) = (dir.join("logs"), dir.join("metrics.csv"));
+    let mut cmd = stampede();
+    cmd.args([
+        "loadgen",
+        "--listen",
+        "127.0.0.1:0",
+        "--expect-workers",
+        "2",
+        "--token",
+        "fleet-test",
+        "--scheduler-url",
+        &addr,
+        "--total-qps",
+        "12",
+        "--duration-ms",
+        "2500",
+        "--min-query-count",
+        "1",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--metrics-csv",
+        csv.to_str().unwrap(),
+    ])
+    .current_dir(dir.path());
+    let master = Proc::spawn("stampede loadgen --listen", cmd);
+    let line = master.wait_stderr_line("loadgen master on ", STARTUP);
+    let quic: std::net::SocketAddr = line
+        .split_whitespace()
+        .nth(3)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let _w1 = WorkerProc::start(quic, "fleet-test", "fleet-one");
+    let _w2 = WorkerProc::start(quic, "fleet-test", "fleet-two");
+    let mut master = master;
+    let done = master.wait_exit(RUN_LIMIT);
+    done.assert_code(0);
+    let (count, line) = received(sched);
+    let text = dir.read("metrics.csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some(HEADER));
+    let rows = lines.count() as u64;
+    assert!(count > 0, "{line}");
+    assert_eq!(rows, count, "CSV rows vs {line}\n{}", done.show());
+    let summary = dir.read_json("logs/summary.json");
+    assert_eq!(summary["total"]["requests"].as_u64(), Some(count));
+    let workers = summary["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 2, "{summary}");
+    assert!(
+        workers.iter().all(|w| w["requests"].as_u64() > Some(0)),
+        "each joined worker sent some: {summary}"
+    );
+    for tier in 1..=3 {
+        for slo in ["urgent", "normal", "relaxed"] {
+            let s = dir.read(&format!("logs/tier{tier}_{slo}/mlperf_log_summary.txt"));
+            assert!(s.contains("Completed vs scheduled          : equal"), "{s}");
+        }
+    }
+    assert!(done.stdout.contains("slo_attainment_%"), "{}", done.show());
 }
 
 /// Unknown workload and bad URLs: one line naming the flag, exit 1, nothing run.
