@@ -461,13 +461,22 @@ fn log_add(a: f64, b: f64) -> f64 {
 }
 
 /// The nominal arrivals of each class over the scenario's duration: its rate (total × share,
-/// rate stages and spikes included) integrated by the midpoint rule; zeros when the scenario
-/// has no priority mix.
+/// rate stages and spikes included) integrated by the midpoint rule between the spikes' steps;
+/// zeros when the scenario has no priority mix.
 fn nominal_counts(config: &ScenarioConfig) -> [f64; CLASSES] {
     let mut out = [0.0; CLASSES];
     let Ok(mix) = priority::mix(&config.file, &config.load, config.duration) else {
         return out;
     };
+    // Spikes step the rates: integrate each stretch between steps on its own, so the steps
+    // fall on stretch edges.
+    let mut edges = vec![Duration::ZERO];
+    while let Some(t) = mix.next_change(*edges.last().unwrap_or(&Duration::ZERO))
+        && t < config.duration
+    {
+        edges.push(t);
+    }
+    edges.push(config.duration);
     let plan = LoadPlan {
         model: config.load.clone(),
         slot: 0,
@@ -475,12 +484,15 @@ fn nominal_counts(config: &ScenarioConfig) -> [f64; CLASSES] {
         scale: 1.0,
         mix: Some(mix),
     };
-    const STEPS: u32 = 20_000;
-    let dt = config.duration.as_secs_f64() / f64::from(STEPS);
-    for k in 0..STEPS {
-        let t = Duration::from_secs_f64((f64::from(k) + 0.5) * dt);
-        for (i, n) in out.iter_mut().enumerate() {
-            *n += plan.request_rate(i, t) * dt;
+    const STEPS: u32 = 2_000;
+    for pair in edges.windows(2) {
+        let (from, span) = (pair[0].as_secs_f64(), (pair[1] - pair[0]).as_secs_f64());
+        let dt = span / f64::from(STEPS);
+        for k in 0..STEPS {
+            let t = Duration::from_secs_f64(from + (f64::from(k) + 0.5) * dt);
+            for (i, n) in out.iter_mut().enumerate() {
+                *n += plan.request_rate(i, t) * dt;
+            }
         }
     }
     out
