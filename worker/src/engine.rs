@@ -2,10 +2,10 @@
 //! closed models, timed arrivals for open ones), calls the driver, and lets the recorder fill.
 //!
 //! Closed users are tokio tasks, started and stopped by a supervisor as the plan's user count
-//! moves. Open arrivals are timed and run by lanes: each a timing thread that sleeps on the
-//! OS's high-resolution timer until an arrival is due and spawns it onto the lane's own
-//! single-threaded runtime, so an arrival starts within tens of microseconds of its time;
-//! latency counts from the scheduled time. Stopping never cuts a request short: the engine
+//! moves. Open arrivals are timed and run by lanes: OS threads with a single-threaded runtime
+//! each, whose pacer waits on the OS's high-resolution timer through the runtime's reactor (a
+//! timerfd on Linux) and yields to the lane's requests meanwhile, so an arrival starts within
+//! tens of microseconds of its time; latency counts from the scheduled time. Stopping never cuts a request short: the engine
 //! stops issuing, waits for what is in flight (each call is bounded by the driver's timeout),
 //! and ends. Reporting is not done here: the session takes the recorder's intervals.
 
@@ -271,12 +271,14 @@ async fn user(mut u: User) {
     }
 }
 
-/// Open model: lanes (a timing thread and a runtime thread each, see [`run_lane`]) time
-/// arrivals and run the requests they start.
+/// Open model: lanes (OS threads, each with its own single-threaded runtime) time arrivals and
+/// run the requests they start.
 ///
-/// The pacer sleeps on the OS timer, not on the runtime, so neither the runtime's 1 ms timer
-/// tick nor a busy runtime delays an arrival; the hand-over is one cross-thread wake-up, and
-/// schedule lag stays in the tens of microseconds unless the cores are saturated. One lane takes up to [`LANE_RATE`]
+/// A lane's pacer and its requests share one thread, so an arrival is handed over without a
+/// cross-thread wake-up and is polled as soon as the pacer yields. The pacer waits on a
+/// [`LaneClock`]: the runtime's `epoll_wait` returns when the arrival is due, rather than on
+/// tokio's 1 ms timer tick, and nothing spins (a thread that spins uses up its time slice and
+/// is preempted by the OS just when an arrival is due, on a shared machine). One lane takes up to [`LANE_RATE`]
 /// arrivals per second; more lanes (up to one per core) share a higher rate, each with its own
 /// random stream (the superposition of independent Poisson streams is Poisson at the sum).
 async fn open_loop(spec: EngineSpec, shared: Arc<EngineShared>, stop: CancellationToken) {
@@ -360,15 +362,8 @@ struct Pacing {
     run_seed: u64,
 }
 
-/// One lane: a runtime thread (this one: a current-thread runtime that runs the requests) and
-/// a timing thread (the pacer, which sleeps on the OS's high-resolution timer and spawns each
-/// arrival onto the runtime when it is due), until the pacer ends and every request is done.
-///
-/// Why two threads: tokio's timer has a 1 ms tick (a `sleep` fires on the first tick after its
-/// deadline, later when the runtime is busy), and spinning on the runtime to do better costs a
-/// core's worth of `epoll_wait` calls and, on a shared machine, gets the spinning thread
-/// preempted just when an arrival is due. A sleeping thread is woken on time and preferred by
-/// the OS scheduler when it wakes.
+/// One lane's thread: its runtime runs the pacer and the requests it starts, until the pacer
+/// ends and every request is done.
 fn run_lane(p: Pacing, shared: Arc<EngineShared>, halt: Arc<AtomicBool>, seed: u64) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -378,43 +373,29 @@ fn run_lane(p: Pacing, shared: Arc<EngineShared>, halt: Arc<AtomicBool>, seed: u
         Err(e) => return tracing::error!("cannot start open-model lane {}: {e}", p.lane),
     };
     let tracker = tokio_util::task::TaskTracker::new();
-    let lane = p.lane;
-    let pacer = {
-        let (handle, tracker) = (rt.handle().clone(), tracker.clone());
-        std::thread::Builder::new()
-            .name(format!("stampede-pace-{lane}"))
-            .spawn(move || {
-                // Drivers may spawn tasks when making a session: they go to the lane's runtime.
-                let _enter = handle.enter();
-                pace(&p, &shared, &halt, &handle, &tracker, seed);
-                tracker.close();
-            })
-    };
-    if let Err(e) = &pacer {
-        tracing::error!("cannot start the pacer of open-model lane {lane}: {e}");
+    rt.block_on(async {
+        let clock = LaneClock::new();
+        pace(&p, &shared, &halt, &tracker, &clock, seed).await;
         tracker.close();
-    }
-    rt.block_on(tracker.wait());
-    if let Ok(t) = pacer {
-        let _ = t.join();
-    }
+        tracker.wait().await;
+    });
 }
 
-/// A lane's pacer, on its timing thread: ask the lane's [`Schedule`] for the next arrival
-/// under the plan as it is now, sleep until it is due ([`sleep_until`]), spawn it on the lane's
-/// runtime; until the schedule ends or `halt`. The engine knows no load model: rates, request
-/// mixes, spikes and end rules are the schedule's data.
-fn pace(
+/// A lane's pacer: ask the lane's [`Schedule`] for the next arrival under the plan as it is
+/// now, wait for it on the [`LaneClock`], start it; until the schedule ends or `halt`. The
+/// engine knows no load model: rates, request mixes, spikes and end rules are the schedule's
+/// data.
+async fn pace(
     p: &Pacing,
     shared: &Arc<EngineShared>,
     halt: &AtomicBool,
-    runtime: &tokio::runtime::Handle,
     tracker: &tokio_util::task::TaskTracker,
+    clock: &LaneClock,
     seed: u64,
 ) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let pool: Arc<Mutex<Vec<Box<dyn Session>>>> = Arc::new(Mutex::new(Vec::new()));
-    sleep_until(p.start, halt);
+    clock.wait_until(p.start, halt).await;
     // Times from here on are elapsed run time; `p.start` is `p.elapsed` into the run.
     let end = p.elapsed + p.end.saturating_duration_since(p.start);
     let instant = |at: Duration| p.start + at.saturating_sub(p.elapsed);
@@ -437,12 +418,12 @@ fn pace(
             Next::End => break,
             Next::Idle { at } => {
                 // Nothing to send now (a ramp from 0, or a share of 0): look again shortly.
-                sleep_until(instant(at), halt);
+                clock.wait_until(instant(at), halt).await;
                 schedule.resume_at(p.elapsed + p.start.elapsed());
             }
             Next::Arrival { at, request } => {
                 let scheduled = instant(at);
-                sleep_until(scheduled, halt);
+                clock.wait_until(scheduled, halt).await;
                 if halt.load(Ordering::Relaxed) {
                     break;
                 }
@@ -455,7 +436,7 @@ fn pace(
                     p,
                     shared,
                     &pool,
-                    (runtime, tracker),
+                    tracker,
                     Due {
                         scheduled,
                         elapsed: at,
@@ -481,12 +462,12 @@ struct Due {
 }
 
 /// Start one arrival on the lane's runtime, with a session from the lane's pool (or a new one).
-/// Its schedule lag is taken when the runtime first polls it: the hand-over is included.
+/// Its schedule lag is taken when the runtime first polls it (as soon as the pacer yields).
 fn dispatch(
     p: &Pacing,
     shared: &Arc<EngineShared>,
     pool: &Arc<Mutex<Vec<Box<dyn Session>>>>,
-    (runtime, tracker): (&tokio::runtime::Handle, &tokio_util::task::TaskTracker),
+    tracker: &tokio_util::task::TaskTracker,
     due: Due,
 ) {
     let Due {
@@ -497,27 +478,24 @@ fn dispatch(
     } = due;
     let active = InFlight::enter(shared.clone());
     let (driver, recorder, pool) = (p.driver.clone(), p.recorder.clone(), pool.clone());
-    tracker.spawn_on(
-        async move {
-            recorder.lag(scheduled.elapsed());
-            // A short critical section (no await while held): the lane's idle sessions.
-            let session = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let mut session = session.unwrap_or_else(|| driver.session());
-            let mut rng = SmallRng::seed_from_u64(seed);
-            session
-                .call(Call {
-                    rng: &mut rng,
-                    recorder: &recorder,
-                    scheduled,
-                    elapsed,
-                    request,
-                })
-                .await;
-            pool.lock().unwrap_or_else(|e| e.into_inner()).push(session);
-            drop(active);
-        },
-        runtime,
-    );
+    tracker.spawn(async move {
+        recorder.lag(scheduled.elapsed());
+        // A short critical section (no await while held): the lane's idle sessions.
+        let session = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut session = session.unwrap_or_else(|| driver.session());
+        let mut rng = SmallRng::seed_from_u64(seed);
+        session
+            .call(Call {
+                rng: &mut rng,
+                recorder: &recorder,
+                scheduled,
+                elapsed,
+                request,
+            })
+            .await;
+        pool.lock().unwrap_or_else(|e| e.into_inner()).push(session);
+        drop(active);
+    });
 }
 
 /// Counts one request in flight for as long as it lives (also when its task is aborted).
@@ -536,32 +514,95 @@ impl Drop for InFlight {
     }
 }
 
-/// How long before an arrival the pacer stops sleeping and spins: the OS's timer fires up
-/// to its slack (50 µs by default on Linux) plus a wake-up late, so the sleep ends a little
-/// early and at most this much CPU is spent per arrival making it exact.
-const SPIN: Duration = Duration::from_micros(150);
+/// How a lane's pacer waits for its next arrival. On Linux: a timerfd (the OS's
+/// high-resolution timer) registered with the lane's runtime, so the runtime's own `epoll_wait`
+/// returns at the arrival's time: no 1 ms tick as with tokio's timer, no spinning, and one
+/// thread to wake. Elsewhere, or if no timerfd can be made: [`wait_until`].
+struct LaneClock {
+    #[cfg(target_os = "linux")]
+    timer: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+}
 
-/// Block the calling (timing) thread until `at` or `halt`: sleep while more than [`SPIN`] is
-/// left (in slices, so `halt` is seen within 50 ms), then spin.
-fn sleep_until(at: std::time::Instant, halt: &AtomicBool) {
-    const SLICE: Duration = Duration::from_millis(50);
-    loop {
-        let now = std::time::Instant::now();
-        if now >= at || halt.load(Ordering::Relaxed) {
-            return;
+impl LaneClock {
+    /// Must be made on the runtime that waits on it.
+    fn new() -> LaneClock {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
+            let timer = timerfd_create(
+                TimerfdClockId::Monotonic,
+                TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+            )
+            .map_err(std::io::Error::from)
+            // Deprecated for fds the `AsyncFd` does not own (another owner could close them
+            // while registered); this one owns its `OwnedFd`, the case `register`'s safety
+            // contract asks for, without an unsafe block.
+            .and_then(
+                #[allow(deprecated)]
+                tokio::io::unix::AsyncFd::new,
+            );
+            if let Err(e) = &timer {
+                tracing::warn!("no timerfd ({e}): arrivals are timed by tokio's 1 ms timer");
+            }
+            LaneClock { timer: timer.ok() }
         }
-        let left = at - now;
-        if left > SPIN {
-            std::thread::sleep((left - SPIN).min(SLICE));
-        } else {
-            std::hint::spin_loop();
+        #[cfg(not(target_os = "linux"))]
+        LaneClock {}
+    }
+
+    /// Wait until `at` (or `halt`, seen within 50 ms).
+    async fn wait_until(&self, at: std::time::Instant, halt: &AtomicBool) {
+        #[cfg(target_os = "linux")]
+        if let Some(timer) = &self.timer {
+            const SLICE: Duration = Duration::from_millis(50);
+            loop {
+                let now = std::time::Instant::now();
+                if now >= at || halt.load(Ordering::Relaxed) {
+                    return;
+                }
+                if let Err(e) = timerfd_sleep(timer, (at - now).min(SLICE)).await {
+                    tracing::warn!("timerfd: {e}: arrivals are timed by tokio's 1 ms timer");
+                    break;
+                }
+            }
+        }
+        wait_until(at, halt).await;
+    }
+}
+
+/// Arm `timer` to fire once after `d` and wait until it has.
+#[cfg(target_os = "linux")]
+async fn timerfd_sleep(
+    timer: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    d: Duration,
+) -> std::io::Result<()> {
+    use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // A zero value would disarm the timer: at least 1 ns.
+    let value = Timespec::try_from(d.max(Duration::from_nanos(1)))
+        .map_err(|_| std::io::Error::other("duration out of range"))?;
+    let spec = Itimerspec {
+        it_interval: zero,
+        it_value: value,
+    };
+    timerfd_settime(timer.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
+    loop {
+        let mut ready = timer.readable().await?;
+        // The expiration count (8 bytes); reading it clears the readiness.
+        let mut expirations = [0u8; 8];
+        match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expirations)?)) {
+            Ok(read) => return read.map(drop),
+            Err(_would_block) => continue,
         }
     }
 }
 
 /// Wait until `at` (or `halt`): on the runtime's timer while far off (it fires up to 1 ms
 /// late), then yielding to the runtime's other tasks until the time has come. For the closed
-/// model's start; open arrivals are timed by [`sleep_until`].
+/// model's start, and for open arrivals where [`LaneClock`] has no timerfd.
 async fn wait_until(at: std::time::Instant, halt: &AtomicBool) {
     const MARGIN: Duration = Duration::from_millis(2);
     const SLICE: Duration = Duration::from_millis(50);
