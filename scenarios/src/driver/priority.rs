@@ -7,7 +7,7 @@
 //! resnet50; normal and relaxed → 70 % resnet50, 30 % vit, unless `[priority.models]` says
 //! otherwise), stamps `deadline_ns = wall-clock Unix ns at dispatch + SLO`, and sends a fresh
 //! random float32 tensor of shape [1, 3, 224, 224]. The tensor is never built as a `Vec<f32>`:
-//! a thread of the driver's own ([`Tensors`]) fills the 150,528 floats as packed little-endian
+//! a thread of the driver's own fills the 150,528 floats as packed little-endian
 //! bytes by xorshift ahead of their requests (600 KB each, no per-float encoding), and a custom
 //! codec copies them into tonic's send buffer behind the stamped fields, so a due request only
 //! stamps its deadline and sends.
