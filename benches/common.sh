@@ -1,7 +1,7 @@
 # Shared helpers for the benches/ scripts (sourced, not run).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-STAMPEDE="$ROOT/target/release/stampede"
+STAMPEDE="${STAMPEDE:-$ROOT/target/release/stampede}"
 RUNS="${RUNS:-3}"
 
 machine() {
