@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use stampede_master::priority::SEED_COLUMNS;
+
 use crate::util::{Proc, STARTUP, TestDir, WorkerProc, stampede};
 
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -130,15 +132,7 @@ fn loadgen_rows_equal_what_the_scheduler_received() {
         }
     }
     let table = done.stdout.lines().next().unwrap_or_default().to_string();
-    for col in [
-        "tier",
-        "slo",
-        "count",
-        "p50_ms",
-        "p95_ms",
-        "p99_ms",
-        "slo_attainment_%",
-    ] {
+    for col in SEED_COLUMNS {
         assert!(table.contains(col), "{}", done.show());
     }
     let summary = dir.read_json("logs/summary.json");
