@@ -45,18 +45,49 @@ fn received(mut p: Proc) -> (u64, String) {
     (n, line)
 }
 
+/// `stampede loadgen ARGS` in `dir`, writing its run files to `logs/` and its CSV to
+/// `metrics.csv` there.
+fn loadgen_command(dir: &TestDir, args: &[&str]) -> std::process::Command {
+    let mut cmd = stampede();
+    cmd.arg("loadgen")
+        .arg("--output-dir")
+        .arg(dir.join("logs"))
+        .arg("--metrics-csv")
+        .arg(dir.join("metrics.csv"))
+        .args(args)
+        .current_dir(dir.path());
+    cmd
+}
+
+/// [`loadgen_command`] run to its end.
 fn loadgen(dir: &TestDir, args: &[&str]) -> crate::util::Finished {
-    let out = dir.join("logs");
-    let csv = dir.join("metrics.csv");
-    let mut all = vec![
-        "loadgen",
-        "--output-dir",
-        out.to_str().unwrap(),
-        "--metrics-csv",
-        csv.to_str().unwrap(),
-    ];
-    all.extend_from_slice(args);
-    Proc::run(&all, dir.path(), RUN_LIMIT)
+    let name = format!("stampede loadgen {}", args.join(" "));
+    Proc::spawn(&name, loadgen_command(dir, args)).wait_exit(RUN_LIMIT)
+}
+
+/// The seed's short run against the scheduler at `addr`: 12 qps for 2.5 s, at least one query
+/// per class.
+fn short_run(addr: &str) -> [&str; 8] {
+    [
+        "--scheduler-url",
+        addr,
+        "--total-qps",
+        "12",
+        "--duration-ms",
+        "2500",
+        "--min-query-count",
+        "1",
+    ]
+}
+
+/// The LoadGen summaries of the nine classes, from `logs/tier{T}_{slo}/`.
+fn class_summaries(dir: &TestDir) -> Vec<String> {
+    (1..=3)
+        .flat_map(|tier| {
+            ["urgent", "normal", "relaxed"]
+                .map(|slo| dir.read(&format!("logs/tier{tier}_{slo}/mlperf_log_summary.txt")))
+        })
+        .collect()
 }
 
 /// The seed's run on 2 workers: the scheduler received exactly as many requests as the CSV
@@ -66,21 +97,7 @@ fn loadgen(dir: &TestDir, args: &[&str]) -> crate::util::Finished {
 fn loadgen_rows_equal_what_the_scheduler_received() {
     let (sched, addr) = scheduler(&["--gpus", "4"]);
     let dir = TestDir::new();
-    let done = loadgen(
-        &dir,
-        &[
-            "--scheduler-url",
-            &addr,
-            "--total-qps",
-            "12",
-            "--duration-ms",
-            "2500",
-            "--min-query-count",
-            "1",
-            "--workers",
-            "2",
-        ],
-    );
+    let done = loadgen(&dir, &[&short_run(&addr)[..], &["--workers", "2"]].concat());
     done.assert_code(0);
     let (count, line) = received(sched);
     let csv = dir.read("metrics.csv");
@@ -121,15 +138,12 @@ fn loadgen_rows_equal_what_the_scheduler_received() {
     }
     // Every class sent something (min query count 1 per class).
     assert_eq!(per_class.len(), 9, "{per_class:?}");
-    for tier in 1..=3 {
-        for slo in ["urgent", "normal", "relaxed"] {
-            let summary = dir.read(&format!("logs/tier{tier}_{slo}/mlperf_log_summary.txt"));
-            assert!(summary.contains("Scenario : Server"), "{summary}");
-            assert!(
-                summary.contains("Result is : VALID") || summary.contains("Result is : INVALID"),
-                "{summary}"
-            );
-        }
+    for summary in class_summaries(&dir) {
+        assert!(summary.contains("Scenario : Server"), "{summary}");
+        assert!(
+            summary.contains("Result is : VALID") || summary.contains("Result is : INVALID"),
+            "{summary}"
+        );
     }
     let table = done.stdout.lines().next().unwrap_or_default().to_string();
     for col in SEED_COLUMNS {
@@ -147,30 +161,15 @@ fn loadgen_rows_equal_what_the_scheduler_received() {
 fn loadgen_on_a_fleet_of_joined_workers() {
     let (sched, addr) = scheduler(&["--gpus", "4"]);
     let dir = TestDir::new();
-    let (out, csv) = (dir.join("logs"), dir.join("metrics.csv"));
-    let mut cmd = stampede();
-    cmd.args([
-        "loadgen",
+    let fleet = [
         "--listen",
         "127.0.0.1:0",
         "--expect-workers",
         "2",
         "--token",
         "fleet-test",
-        "--scheduler-url",
-        &addr,
-        "--total-qps",
-        "12",
-        "--duration-ms",
-        "2500",
-        "--min-query-count",
-        "1",
-        "--output-dir",
-        out.to_str().unwrap(),
-        "--metrics-csv",
-        csv.to_str().unwrap(),
-    ])
-    .current_dir(dir.path());
+    ];
+    let cmd = loadgen_command(&dir, &[&fleet[..], &short_run(&addr)].concat());
     let master = Proc::spawn("stampede loadgen --listen", cmd);
     let line = master.wait_stderr_line("loadgen master on ", STARTUP);
     let quic: std::net::SocketAddr = line
@@ -198,11 +197,8 @@ fn loadgen_on_a_fleet_of_joined_workers() {
         workers.iter().all(|w| w["requests"].as_u64() > Some(0)),
         "each joined worker sent some: {summary}"
     );
-    for tier in 1..=3 {
-        for slo in ["urgent", "normal", "relaxed"] {
-            let s = dir.read(&format!("logs/tier{tier}_{slo}/mlperf_log_summary.txt"));
-            assert!(s.contains("Completed vs scheduled          : equal"), "{s}");
-        }
+    for s in class_summaries(&dir) {
+        assert!(s.contains("Completed vs scheduled          : equal"), "{s}");
     }
     assert!(done.stdout.contains("slo_attainment_%"), "{}", done.show());
 }
