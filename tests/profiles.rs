@@ -776,6 +776,31 @@ fn ten_rps_csv() -> String {
     )
 }
 
+/// `stampede profile generate` for `workload("NVIDIA_L4", 20.0)` on [`ten_rps_csv`] ended well
+/// and printed its profile: OK at 10 rps.
+fn assert_generates_ten_rps(done: &crate::util::Finished) {
+    done.assert_code(0);
+    let out: Value = serde_json::from_str(&done.stdout).expect("JSON on stdout");
+    let entry = &out["performanceProfile"]["entries"][0];
+    assert_eq!(entry["maxThroughputRps"], json!(10), "{}", done.show());
+    assert_eq!(entry["status"], "OK");
+}
+
+/// The profile server on gRPC port `grpc`, serving [`ten_rps_csv`], answers `GenerateProfile`
+/// for `workload("NVIDIA_L4", 20.0)` with OK at 10 rps.
+fn assert_serves_ten_rps(grpc: u16) {
+    runtime().block_on(async {
+        let mut c = Reflecting::connect(grpc).await;
+        let a = c
+            .call(SERVICE, "GenerateProfile", &workload("NVIDIA_L4", 20.0))
+            .await
+            .unwrap();
+        let entry = &a["performanceProfile"]["entries"][0];
+        assert_eq!(entry["status"], "OK");
+        assert_eq!(f32_text(&entry["maxThroughputRps"]), "10");
+    });
+}
+
 /// The variables that steer TLS roots and Google Cloud access, removed from `cmd` so the
 /// test's own environment cannot leak in, then `env` set. The metadata server is pointed at a
 /// closed loopback port unless `env` names one.
@@ -916,12 +941,7 @@ fn https_csv_urls_trust_ssl_cert_file_and_refuse_an_untrusted_certificate() {
         "--workload",
         "w.json",
     ];
-    let done = run_with_env(&dir, &args, &trusted);
-    done.assert_code(0);
-    let out: Value = serde_json::from_str(&done.stdout).expect("JSON on stdout");
-    let entry = &out["performanceProfile"]["entries"][0];
-    assert_eq!(entry["maxThroughputRps"], json!(10), "{}", done.show());
-    assert_eq!(entry["status"], "OK");
+    assert_generates_ten_rps(&run_with_env(&dir, &args, &trusted));
 
     // `serve`: read at the start and again for the request.
     let (server, grpc) = start_profile_server_with(&["--csv_file_path", &url], &trusted);
@@ -930,16 +950,7 @@ fn https_csv_urls_trust_ssl_cert_file_and_refuse_an_untrusted_certificate() {
             .stdout()
             .contains(&format!("Using CSV data source at URL: {url}"))
     );
-    runtime().block_on(async {
-        let mut c = Reflecting::connect(grpc).await;
-        let a = c
-            .call(SERVICE, "GenerateProfile", &workload("NVIDIA_L4", 20.0))
-            .await
-            .unwrap();
-        let entry = &a["performanceProfile"]["entries"][0];
-        assert_eq!(entry["status"], "OK");
-        assert_eq!(f32_text(&entry["maxThroughputRps"]), "10");
-    });
+    assert_serves_ten_rps(grpc);
     drop(server);
 
     // A certificate signed by a CA that is not trusted: one line, exit 1, for both verbs.
@@ -1078,13 +1089,6 @@ fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_met
             "w.json",
         ]
     };
-    let ten_rps = |done: &crate::util::Finished| {
-        done.assert_code(0);
-        let out: Value = serde_json::from_str(&done.stdout).expect("JSON on stdout");
-        let entry = &out["performanceProfile"]["entries"][0];
-        assert_eq!(entry["maxThroughputRps"], json!(10), "{}", done.show());
-        assert_eq!(entry["status"], "OK");
-    };
 
     // A token from the environment; the emulator named without a scheme.
     let done = run_with_env(
@@ -1095,7 +1099,7 @@ fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_met
             ("GOOGLE_OAUTH_ACCESS_TOKEN", "env-token"),
         ],
     );
-    ten_rps(&done);
+    assert_generates_ten_rps(&done);
     assert_eq!(
         seen.lock().unwrap().as_slice(),
         [format!("{private} authorization=Bearer env-token")]
@@ -1122,16 +1126,7 @@ fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_met
         "{}",
         server.stdout()
     );
-    runtime().block_on(async {
-        let mut c = Reflecting::connect(grpc).await;
-        let a = c
-            .call(SERVICE, "GenerateProfile", &workload("NVIDIA_L4", 20.0))
-            .await
-            .unwrap();
-        let entry = &a["performanceProfile"]["entries"][0];
-        assert_eq!(entry["status"], "OK");
-        assert_eq!(f32_text(&entry["maxThroughputRps"]), "10");
-    });
+    assert_serves_ten_rps(grpc);
     drop(server);
     {
         let seen = seen.lock().unwrap();
@@ -1144,7 +1139,7 @@ fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_met
 
     // No credentials at all (the metadata server is a closed port): public objects only.
     let anonymous = [("STORAGE_EMULATOR_HOST", emulator.as_str())];
-    ten_rps(&run_with_env(&dir, &gcs("public.csv"), &anonymous));
+    assert_generates_ten_rps(&run_with_env(&dir, &gcs("public.csv"), &anonymous));
     let done = run_with_env(&dir, &gcs("runs/a b/bench.csv"), &anonymous);
     done.assert_code(1);
     assert_one_line_error(
