@@ -14,8 +14,8 @@ use stampede_scenarios::driver::priority::{PriorityFile, STREAM};
 use stampede_scenarios::units::{Count, HumanDuration, Rate};
 use stampede_scenarios::{Overrides, ScenarioConfig};
 
-use super::common::{self, Followed};
-use super::run::{master_stopper, reap, spawn_workers, stop_grace, wait_for_workers};
+use super::common;
+use super::run::{follow_to_end, reap, spawn_workers, stop_grace, wait_for_workers};
 use crate::cli::{Exit, LoadgenOpt};
 
 pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
@@ -87,49 +87,33 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
             master.addr.port()
         );
     }
-    let snaps = master.snapshots.clone();
-    let stopper = master_stopper(&master);
-    let followed = common::follow(&mut master, &interrupts, move || {
-        if let Some(id) = snaps.borrow().run.as_ref().map(|r| r.id) {
-            stopper(id);
+    let exit = follow_to_end(master, children, &interrupts, |summary| {
+        common::priority_report(summary, &scenario, Some(&opt.output_dir));
+        if let Some(t) = &target {
+            eprintln!(
+                "the built-in scheduler received {} requests",
+                t.stats.requests()
+            );
+        }
+        eprintln!(
+            "{} requests in {:.1} s ({} failed); per-request CSV: {}; run files: {}",
+            summary.total.requests,
+            summary.duration_s(),
+            summary.total.failures,
+            opt.metrics_csv.display(),
+            opt.output_dir.display()
+        );
+        for e in &summary.events {
+            eprintln!("note: {e}");
+        }
+        if summary.status() == "failed" {
+            eprintln!("the run could not finish: {}", summary.stop_reason);
+            Exit::Incomplete
+        } else {
+            Exit::Success
         }
     })
     .await;
-    let exit = match followed {
-        Followed::Finished(Some(summary)) => {
-            common::priority_report(&summary, &scenario, Some(&opt.output_dir));
-            if let Some(t) = &target {
-                eprintln!(
-                    "the built-in scheduler received {} requests",
-                    t.stats.requests()
-                );
-            }
-            eprintln!(
-                "{} requests in {:.1} s ({} failed); per-request CSV: {}; run files: {}",
-                summary.total.requests,
-                summary.duration_s(),
-                summary.total.failures,
-                opt.metrics_csv.display(),
-                opt.output_dir.display()
-            );
-            for e in &summary.events {
-                eprintln!("note: {e}");
-            }
-            if summary.status() == "failed" {
-                eprintln!("the run could not finish: {}", summary.stop_reason);
-                Exit::Incomplete
-            } else {
-                Exit::Success
-            }
-        }
-        Followed::Finished(None) => {
-            eprintln!("the master stopped before the run finished");
-            Exit::Incomplete
-        }
-        Followed::Abandoned => Exit::Interrupted,
-    };
-    master.shutdown().await;
-    reap(children).await;
     Ok(exit)
 }
 

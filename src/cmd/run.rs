@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use stampede_master::summary::RunSummary;
 use stampede_master::tui::LogLines;
 use stampede_master::{Master, MasterConfig};
 use tokio::process::{Child, Command};
@@ -93,35 +94,45 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
         reap(children).await;
         return swept;
     }
-    let outcome = match joined {
-        Ok(()) => {
-            let snaps = master.snapshots.clone();
-            let stopper = master_stopper(&master);
-            common::follow(&mut master, &interrupts, move || {
-                if let Some(id) = snaps.borrow().run.as_ref().map(|r| r.id) {
-                    stopper(id);
-                }
-            })
-            .await
+    if let Err(e) = joined {
+        master.shutdown().await;
+        reap(children).await;
+        return Err(e);
+    }
+    let exit = follow_to_end(master, children, &interrupts, |summary| {
+        if let Some(t) = &target {
+            tracing::info!(
+                target_requests = t.stats.requests(),
+                "built-in target count"
+            );
         }
-        Err(e) => {
-            master.shutdown().await;
-            reap(children).await;
-            return Err(e);
+        let exit = common::conclude(summary, opt.flags.out.as_deref());
+        common::priority_report(summary, &scenario, opt.flags.out.as_deref());
+        exit
+    })
+    .await;
+    Ok(exit)
+}
+
+/// Follow the master's one run to its end (the first Ctrl-C stops the run, the second
+/// abandons it), let `finished` turn a finished run's summary into the exit code, then shut
+/// the master down and reap the local worker processes. How `run` and `loadgen` end.
+pub(super) async fn follow_to_end(
+    mut master: Master,
+    children: Vec<Child>,
+    interrupts: &common::Interrupts,
+    finished: impl FnOnce(&RunSummary) -> Exit,
+) -> Exit {
+    let snaps = master.snapshots.clone();
+    let stopper = master_stopper(&master);
+    let followed = common::follow(&mut master, interrupts, move || {
+        if let Some(id) = snaps.borrow().run.as_ref().map(|r| r.id) {
+            stopper(id);
         }
-    };
-    let exit = match outcome {
-        Followed::Finished(Some(summary)) => {
-            if let Some(t) = &target {
-                tracing::info!(
-                    target_requests = t.stats.requests(),
-                    "built-in target count"
-                );
-            }
-            let exit = common::conclude(&summary, opt.flags.out.as_deref());
-            common::priority_report(&summary, &scenario, opt.flags.out.as_deref());
-            exit
-        }
+    })
+    .await;
+    let exit = match followed {
+        Followed::Finished(Some(summary)) => finished(&summary),
         Followed::Finished(None) => {
             eprintln!("the master stopped before the run finished");
             Exit::Incomplete
@@ -130,7 +141,7 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
     };
     master.shutdown().await;
     reap(children).await;
-    Ok(exit)
+    exit
 }
 
 /// How long the master waits for final reports: the driver's request timeout plus slack.
@@ -138,7 +149,7 @@ pub fn stop_grace(scenario: &stampede_scenarios::ScenarioConfig) -> Duration {
     scenario.request_timeout() + Duration::from_secs(5)
 }
 
-pub(super) fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {
+fn master_stopper(master: &Master) -> impl Fn(u64) + Send + 'static {
     let handle = master.handle();
     move |id| {
         let h = handle.clone();
