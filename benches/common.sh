@@ -31,6 +31,17 @@ start_target() {
     [ -n "$TARGET_URL" ] || { cat "$log"; echo "target did not start" >&2; exit 1; }
 }
 
+# Start `stampede target llm ARGS` (after the first argument, SCRATCH) on core 1, its log in
+# SCRATCH/target.log; sets TPID and URL. On exit the target is stopped and SCRATCH removed.
+start_llm_target() {
+    local log="$1/target.log"
+    taskset -c 1 "$STAMPEDE" target llm --bind 127.0.0.1:0 "${@:2}" >"$log" 2>&1 &
+    TPID=$!
+    trap "kill \$TPID 2>/dev/null; wait \$TPID 2>/dev/null || true; rm -rf $(printf %q "$1")" EXIT
+    for _ in $(seq 50); do URL="$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)"; [ -n "$URL" ] && break; sleep 0.1; done
+    [ -n "$URL" ] || { cat "$log"; exit 1; }
+}
+
 # Busy jiffies of the whole machine so far (user+nice+system+irq+softirq of the `cpu` line).
 busy_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8; exit}' /proc/stat; }
 

@@ -9,13 +9,8 @@
 source "$(dirname "$0")/common.sh"
 USERS="${USERS:-500}"; DUR="${DUR:-20s}"; BACKENDS="${BACKENDS:-openai openai-chat vllm tgi triton}"
 TMP="$(scratch)"
-log="$TMP/target.log"
-taskset -c 1 "$STAMPEDE" target llm --bind 127.0.0.1:0 --ttft 200ms --tpot 20ms \
-    --output-len max --max-batch 0 --batch-slope 0 --precise-timing >"$log" 2>&1 &
-TPID=$!
-trap 'kill $TPID 2>/dev/null; wait $TPID 2>/dev/null || true; rm -rf "$TMP"' EXIT
-for _ in $(seq 50); do URL="$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)"; [ -n "$URL" ] && break; sleep 0.1; done
-[ -n "$URL" ] || { cat "$log"; exit 1; }
+start_llm_target "$TMP" --ttft 200ms --tpot 20ms --output-len max --max-batch 0 --batch-slope 0 \
+    --precise-timing
 ADDR="${URL#http://}"
 machine
 echo "target: $URL (core 1); generator: stampede run --workers 1 --users $USERS (core 0)"

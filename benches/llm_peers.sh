@@ -39,13 +39,8 @@ TOOLS="${TOOLS:-stampede guidellm inference-perf}"
 GUIDELLM="${GUIDELLM:-guidellm}"; INFERENCE_PERF="${INFERENCE_PERF:-inference-perf}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 TMP="$(scratch)"
-log="$TMP/target.log"
-taskset -c 1 "$STAMPEDE" target llm --bind 127.0.0.1:0 --ttft 200ms --tpot 20ms \
-    --output-len max --max-batch 0 --batch-slope 0 --precise-timing >"$log" 2>&1 &
-TPID=$!
-trap 'kill $TPID 2>/dev/null; wait $TPID 2>/dev/null || true; rm -rf "$TMP"' EXIT
-for _ in $(seq 50); do URL="$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)"; [ -n "$URL" ] && break; sleep 0.1; done
-[ -n "$URL" ] || { cat "$log"; exit 1; }
+start_llm_target "$TMP" --ttft 200ms --tpot 20ms --output-len max --max-batch 0 --batch-slope 0 \
+    --precise-timing
 
 # A local tokenizer for the peers (AutoTokenizer wants a directory).
 mkdir -p "$TMP/tok"
