@@ -68,7 +68,7 @@ pub const KIND_HISTOGRAMS: [(&str, &str, &str); 5] = [
     (
         "ttft",
         "stampede_llm_time_to_first_token_seconds",
-        "LLM: time from the scheduled send to the first token.",
+        "LLM: time from writing the request to its first token.",
     ),
     (
         "tpot",

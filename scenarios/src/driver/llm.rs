@@ -287,9 +287,9 @@ impl Session for LlmSession {
             let prompt = inner.prompts.pick(call.rng);
             let exchange = async {
                 if inner.backend == Backend::JetStream {
-                    self.exchange_jetstream(prompt, call.scheduled).await
+                    self.exchange_jetstream(prompt).await
                 } else {
-                    self.exchange(prompt, call.scheduled).await
+                    self.exchange(prompt).await
                 }
             };
             let outcome = match tokio::time::timeout(inner.timeout, exchange).await {
@@ -449,11 +449,12 @@ fn micros(d: Duration) -> u64 {
 
 impl LlmSession {
     /// Send one prompt and read the answer into the tally; `Ok(bytes)` or the failure.
-    async fn exchange(
-        &mut self,
-        prompt: &Prompt,
-        scheduled: Instant,
-    ) -> Result<u64, (u64, Failure)> {
+    ///
+    /// TTFT counts from the moment the request is written to its connection: what the server
+    /// did. How late that was after the scheduled time (the open model's schedule lag, a
+    /// connect) is not the server's; it is in the request's latency, which counts from the
+    /// scheduled time, and in the schedule lag.
+    async fn exchange(&mut self, prompt: &Prompt) -> Result<u64, (u64, Failure)> {
         let inner = &*self.inner;
         let mut req = LlmRequest::new(&prompt.text, &inner.model, prompt.max_output_tokens)
             .with_seed_sampling(inner.best_of, inner.use_beam_search);
@@ -482,7 +483,7 @@ impl LlmSession {
         }
         // The invariant: set just above unless a reusable one was there.
         let conn = self.conn.as_mut().expect("connection present");
-        self.tally.start(scheduled);
+        self.tally.start(Instant::now());
         conn.send(&self.wire).await.map_err(|e| (0, e.failure()))?;
         let head = conn.read_head(false).await.map_err(|e| (0, e.failure()))?;
         let mut bytes = 0u64;
@@ -558,11 +559,7 @@ impl LlmSession {
     /// JetStream: `Orchestrator/Decode` over gRPC. Each streamed `DecodeResponse` is a chunk of
     /// `token_ids.len()` tokens of sample 0, timed where it arrives; `Ok(bytes)` (the messages'
     /// encoded size) or the failure (a gRPC status is `gRPC <code>`).
-    async fn exchange_jetstream(
-        &mut self,
-        prompt: &Prompt,
-        scheduled: Instant,
-    ) -> Result<u64, (u64, Failure)> {
+    async fn exchange_jetstream(&mut self, prompt: &Prompt) -> Result<u64, (u64, Failure)> {
         use prost::Message;
         use stampede_grpc::jetstream::decode_response::Content;
         let inner = &*self.inner;
@@ -580,7 +577,7 @@ impl LlmSession {
         let client = self.grpc.as_mut().expect("client present");
         let request =
             crate::llm::backend::jetstream_request(&prompt.text, prompt.max_output_tokens);
-        self.tally.start(scheduled);
+        self.tally.start(Instant::now());
         let mut stream = client
             .decode(request)
             .await
@@ -696,6 +693,108 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An OpenAI server that answers every streamed request 50 ms after reading it, then sends
+    /// two more tokens 10 ms apart, with usage; returns its URL.
+    async fn sse_server() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // The head, then the body by its content-length.
+            let body_end = loop {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request cut short");
+                req.extend_from_slice(&buf[..n]);
+                if let Some(at) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&req[..at]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .unwrap()
+                        .trim()
+                        .parse()
+                        .unwrap();
+                    break at + 4 + len;
+                }
+            };
+            while req.len() < body_end {
+                let n = s.read(&mut buf).await.unwrap();
+                req.extend_from_slice(&buf[..n]);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            let event = |text: &str| {
+                let data = format!(
+                    "data: {{\"choices\":[{{\"index\":0,\"text\":\"{text}\"}}],\"usage\":null}}\n\n"
+                );
+                format!("{:x}\r\n{data}\r\n", data.len())
+            };
+            for (i, text) in ["a", " b", " c"].into_iter().enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                s.write_all(event(text).as_bytes()).await.unwrap();
+            }
+            let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
+            let end = format!("{:x}\r\n{usage}\r\n0\r\n\r\n", usage.len());
+            s.write_all(end.as_bytes()).await.unwrap();
+        });
+        url
+    }
+
+    /// A request written 300 ms after its scheduled time (a busy worker, a late open-model
+    /// arrival): TTFT and TPOT are the server's (from the write); the latency counts from the
+    /// scheduled time, lateness included.
+    #[tokio::test]
+    async fn ttft_counts_from_the_write_and_latency_from_the_schedule() {
+        use crate::model::{Overrides, ScenarioConfig};
+        use rand::SeedableRng;
+        let url = sse_server().await;
+        let text = format!(
+            "name = \"l\"\ntarget = \"{url}\"\nkind = \"llm\"\nduration = \"5s\"\n\
+             [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nbackend = \"openai\"\n\
+             model = \"m\"\nstream = true\n[llm.prompts]\nsource = \"synthetic\"\n\
+             input = {{ dist = \"fixed\", tokens = 2 }}\noutput = {{ dist = \"fixed\", tokens = 3 }}\n"
+        );
+        let config = ScenarioConfig::parse(&text, "l.toml", &Overrides::default()).unwrap();
+        let driver = LlmDriver::new(&config).unwrap();
+        let rec = crate::recorder::Recorder::new(
+            vec!["l".into()],
+            driver.metrics(),
+            driver.counters(),
+            1,
+        );
+        let mut session = driver.session();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let late = Duration::from_millis(300);
+        session
+            .call(Call {
+                rng: &mut rng,
+                recorder: &rec,
+                scheduled: Instant::now() - late,
+                elapsed: Duration::ZERO,
+                request: None,
+            })
+            .await;
+        let n = rec.take().names.remove(0);
+        assert_eq!((n.requests, n.failures), (1, 0), "{n:?}");
+        let ms = |i: usize| n.hists[i].as_ref().expect("recorded").max() as f64 / 1000.0;
+        let (latency, ttft, tpot) = (ms(0), ms(TTFT), ms(TPOT));
+        assert!((50.0..150.0).contains(&ttft), "TTFT {ttft} ms");
+        assert!((9.0..60.0).contains(&tpot), "TPOT {tpot} ms");
+        assert!(
+            latency >= 370.0,
+            "latency {latency} ms counts from the schedule"
+        );
+    }
 
     #[test]
     fn counters_line_up_with_their_indexes() {
