@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use stampede_scenarios::driver::priority::{
-    self, CLASSES, COUNTER_SCHEDULED, COUNTER_SLO_MET, Settings, class_name, slo_of, tier_of,
+    self, CLASSES, COUNTER_DROPPED, COUNTER_SCHEDULED, COUNTER_SLO_MET, Settings, class_name,
+    slo_of, tier_of,
 };
 use stampede_scenarios::{LoadPlan, ScenarioConfig};
 
@@ -54,6 +55,9 @@ pub struct ClassReport {
     pub min_query_count: u64,
     /// Arrivals the schedule drew for this class and handed to the driver.
     pub scheduled: u64,
+    /// Arrivals the schedule drew for this class that were dropped, not sent: too many
+    /// requests were in flight (`max_in_flight`).
+    pub dropped: u64,
     /// The nominal number of arrivals over the duration: the class's rate (spikes included)
     /// integrated over it; what `scheduled` is a Poisson draw of.
     pub nominal: f64,
@@ -92,6 +96,7 @@ impl ClassReport {
                 let counter = |c: &str| stats.and_then(|s| s.counters.get(c).copied()).unwrap_or(0);
                 ClassReport {
                     scheduled: counter(COUNTER_SCHEDULED),
+                    dropped: counter(COUNTER_DROPPED),
                     nominal: nominal[i],
                     // Within 3 σ of the minimum count, the class may well have run past the
                     // duration to reach it.
@@ -227,6 +232,7 @@ impl ClassReport {
             per_s(self.requests)
         );
         let _ = writeln!(s, "Scheduled queries (drawn)       : {}", self.scheduled);
+        let _ = writeln!(s, "Dropped arrivals (in flight)    : {}", self.dropped);
         let _ = writeln!(s, "Queries (completed)             : {}", self.requests);
         let _ = writeln!(
             s,
@@ -331,8 +337,9 @@ impl ClassReport {
 }
 
 /// The columns of [`table`], in order: the seed's ([`SEED_COLUMNS`]), then failures, the
-/// LoadGen verdict, the arrivals drawn and how far they are from the nominal count.
-pub const TABLE_COLUMNS: [&str; 11] = [
+/// LoadGen verdict, the arrivals drawn and sent, those dropped, and how far the drawn ones
+/// are from the nominal count.
+pub const TABLE_COLUMNS: [&str; 12] = [
     "tier",
     "slo",
     "count",
@@ -343,6 +350,7 @@ pub const TABLE_COLUMNS: [&str; 11] = [
     "failures",
     "loadgen",
     "scheduled",
+    "dropped",
     "vs_nominal_σ",
 ];
 
@@ -363,17 +371,18 @@ pub fn table(reports: &[ClassReport]) -> String {
         failures,
         loadgen,
         scheduled,
+        dropped,
         sigmas,
     ] = TABLE_COLUMNS;
     let _ = writeln!(
         s,
         "{tier:>4}  {slo:<8} {count:>8} {p50:>9} {p95:>9} {p99:>9} {attainment:>17} \
-         {failures:>8}  {loadgen:<7}  {scheduled:>9} {sigmas:>14}"
+         {failures:>8}  {loadgen:<7}  {scheduled:>9} {dropped:>7} {sigmas:>14}"
     );
     for r in reports {
         let _ = writeln!(
             s,
-            "{:>4}  {:<8} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>17.2} {:>8}  {:<7}  {:>9} {:>14}",
+            "{:>4}  {:<8} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>17.2} {:>8}  {:<7}  {:>9} {:>7} {:>14}",
             r.tier,
             r.slo,
             r.requests,
@@ -384,6 +393,7 @@ pub fn table(reports: &[ClassReport]) -> String {
             r.failures,
             r.verdict(),
             r.scheduled,
+            r.dropped,
             r.drawn_sigmas()
                 .map_or("-".to_string(), |x| format!("{x:+.2}"))
         );
@@ -552,6 +562,7 @@ mod tests {
             min_duration: Duration::from_secs(60),
             min_query_count: min_count,
             scheduled: requests,
+            dropped: 0,
             nominal: 90.0,
             extended: false,
             requests,
@@ -655,6 +666,26 @@ mod tests {
         // Millions of queries stay finite and near 1 % − 2.33 σ.
         let t = EarlyStopping::of(1_000_000).discardable.unwrap();
         assert!((9_760..=9_775).contains(&t), "{t}");
+    }
+
+    /// A class's dropped arrivals (too many in flight) are shown beside its scheduled ones, in
+    /// the table and in its LoadGen summary.
+    #[test]
+    fn dropped_arrivals_are_shown_per_class() {
+        let mut r = report(10, 10, 60.0, 0);
+        r.dropped = 7;
+        let text = r.loadgen_summary();
+        assert!(
+            text.contains(
+                "Scheduled queries (drawn)       : 10\nDropped arrivals (in flight)    : 7\n"
+            ),
+            "{text}"
+        );
+        let t = table(&[r]);
+        let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row.len(), TABLE_COLUMNS.len(), "{t}");
+        let cell = |name: &str| row[TABLE_COLUMNS.iter().position(|&c| c == name).unwrap()];
+        assert_eq!((cell("scheduled"), cell("dropped")), ("10", "7"), "{t}");
     }
 
     #[test]

@@ -429,6 +429,7 @@ async fn pace(
                 }
                 if shared.active.load(Ordering::Relaxed) >= max_in_flight {
                     shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    p.driver.dropped(request, &p.recorder);
                     continue;
                 }
                 picks = picks.wrapping_add(1);
@@ -650,6 +651,10 @@ mod tests {
                 delay: self.delay,
                 calls: self.calls.clone(),
             })
+        }
+        /// Counted in the recorder's first counter, when it has one.
+        fn dropped(&self, request: Option<usize>, recorder: &Recorder) {
+            recorder.count(request.unwrap_or(0), 0, 1);
         }
     }
 
@@ -992,7 +997,7 @@ mod tests {
         assert_eq!(iv.lag.map(|h| h.len()), Some(n as u64));
 
         let (slow, slow_calls, _) = sleepy(Duration::from_secs(10));
-        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &[], 2));
+        let recorder = Arc::new(Recorder::new(vec!["a".into()], &[], &["dropped"], 2));
         let model = LoadModel::Open {
             rate: 100.0,
             arrival: Arrival::Constant,
@@ -1001,7 +1006,7 @@ mod tests {
         };
         let (engine, done) = Engine::start(EngineSpec {
             driver: slow,
-            recorder,
+            recorder: recorder.clone(),
             plan: plan(model, 0, vec![1]),
             start: Instant::now(),
             elapsed: Duration::ZERO,
@@ -1011,7 +1016,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(engine.active(), 5);
-        assert!(engine.take_dropped() >= 20);
+        let dropped = engine.take_dropped();
+        assert!(dropped >= 20);
+        // Each drop is also handed to the driver, with its request.
+        assert_eq!(recorder.take().names[0].counters, vec![dropped]);
         drop(done);
         assert_eq!(slow_calls.load(Ordering::Relaxed), 0);
     }

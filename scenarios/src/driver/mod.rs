@@ -62,6 +62,11 @@ pub trait Driver: Send + Sync + 'static {
     /// A new session: what one user (or one in-flight slot of the open model) keeps between
     /// requests, such as its connection.
     fn session(&self) -> Box<dyn Session>;
+
+    /// An arrival the engine drew but did not send (too many requests in flight), for
+    /// `request` as in [`Call::request`]. A driver that counts arrivals per request counts it
+    /// here; nothing by default (the engine counts every drop for the run either way).
+    fn dropped(&self, _request: Option<usize>, _recorder: &Recorder) {}
 }
 
 /// What a driver needs for one call.

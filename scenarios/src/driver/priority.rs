@@ -37,7 +37,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::load::{LoadModel, Mix, Spike, Until};
 use crate::model::{ScenarioConfig, ScenarioFile, Target};
-use crate::recorder::{Failure, RecordStream};
+use crate::recorder::{Failure, RecordStream, Recorder};
 use crate::units::{Count, HumanDuration};
 
 /// The SLO classes: name and latency target, in the seed's order.
@@ -85,10 +85,12 @@ pub const HEADER: &str = "timestamp_issued,sample_id,tier,slo,model,latency_ns,l
 /// Counter of requests answered with `success = true` within their class's SLO.
 pub const COUNTER_SLO_MET: &str = "slo_met";
 /// Counter of arrivals the schedule drew for a class and handed to the driver (counted before
-/// anything can fail); with the engine's dropped arrivals (none unless `max_in_flight` was
-/// reached), every arrival drawn.
+/// anything can fail); with [`COUNTER_DROPPED`], every arrival drawn.
 pub const COUNTER_SCHEDULED: &str = "scheduled";
-const COUNTERS: &[&str] = &[COUNTER_SLO_MET, COUNTER_SCHEDULED];
+/// Counter of arrivals the schedule drew for a class that the engine dropped, not sent (none
+/// unless `max_in_flight` was reached).
+pub const COUNTER_DROPPED: &str = "dropped";
+const COUNTERS: &[&str] = &[COUNTER_SLO_MET, COUNTER_SCHEDULED, COUNTER_DROPPED];
 
 /// The gRPC method.
 const INFER_PATH: &str = "/scheduler.SchedulerService/Infer";
@@ -551,6 +553,15 @@ impl Driver for PriorityDriver {
         Box::new(PrioritySession {
             inner: self.inner.clone(),
         })
+    }
+
+    /// Counted for the schedule's class; an arrival without one (the driver would have picked
+    /// the class itself) has no class to count it for.
+    fn dropped(&self, request: Option<usize>, recorder: &Recorder) {
+        if let Some(class) = request {
+            // COUNTERS[2].
+            recorder.count(class.min(CLASSES - 1), 2, 1);
+        }
     }
 }
 
@@ -1089,6 +1100,49 @@ mod tests {
         }
     }
 
+    /// A driver of an open priority scenario sending to `addr`, and a recorder for it. Must run
+    /// inside a tokio runtime (see [`PriorityDriver::new`]).
+    fn driver_to(addr: &str) -> (PriorityDriver, Recorder) {
+        let text = format!(
+            "name = \"p\"\nkind = \"priority\"\ntarget = \"http://{addr}\"\n[load]\nmodel = \"open\"\nrate = 10\n"
+        );
+        let config = ScenarioConfig::parse(&text, "t.toml", &crate::Overrides::default()).unwrap();
+        let driver = PriorityDriver::new(&config).unwrap();
+        let names = driver.requests().iter().map(|r| r.name.clone()).collect();
+        let recorder =
+            Recorder::new(names, &[], driver.counters(), 1).with_streams(driver.record_streams());
+        (driver, recorder)
+    }
+
+    /// Arrivals the engine dropped are counted for their class, beside its scheduled ones;
+    /// nothing is sent for them.
+    #[tokio::test]
+    async fn dropped_arrivals_count_per_class() {
+        // Nothing listens there: a request sent would fail, but none is.
+        let (driver, recorder) = driver_to("127.0.0.1:9");
+        driver.dropped(Some(4), &recorder);
+        driver.dropped(Some(4), &recorder);
+        driver.dropped(Some(7), &recorder);
+        // No class from the schedule: none to count it for.
+        driver.dropped(None, &recorder);
+        let interval = recorder.take();
+        let dropped = COUNTERS.iter().position(|&c| c == COUNTER_DROPPED).unwrap();
+        let scheduled = COUNTERS
+            .iter()
+            .position(|&c| c == COUNTER_SCHEDULED)
+            .unwrap();
+        for (class, n) in interval.names.iter().enumerate() {
+            let want = match class {
+                4 => 2,
+                7 => 1,
+                _ => 0,
+            };
+            assert_eq!(n.counters[dropped], want, "{}", class_name(class));
+            assert_eq!(n.counters[scheduled], 0);
+            assert_eq!(n.requests, 0);
+        }
+    }
+
     /// A real gRPC server (tonic, loopback) sees each class's tier, model and tensor; its
     /// `deadline_ns` is exactly the row's `timestamp_issued` + the class's SLO, and never
     /// later than the server's clock at receipt + the SLO. The CSV rows carry the seed's columns.
@@ -1125,14 +1179,7 @@ mod tests {
                 .add_service(SchedulerServiceServer::new(Capture(tx)))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
-        let text = format!(
-            "name = \"p\"\nkind = \"priority\"\ntarget = \"http://{addr}\"\n[load]\nmodel = \"open\"\nrate = 10\n"
-        );
-        let config = ScenarioConfig::parse(&text, "t.toml", &crate::Overrides::default()).unwrap();
-        let driver = PriorityDriver::new(&config).unwrap();
-        let names = driver.requests().iter().map(|r| r.name.clone()).collect();
-        let recorder = crate::Recorder::new(names, &[], driver.counters(), 1)
-            .with_streams(driver.record_streams());
+        let (driver, recorder) = driver_to(&addr.to_string());
         let mut session = driver.session();
         let mut rng = SmallRng::seed_from_u64(5);
         for class in 0..CLASSES {
