@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use stampede_protocol::stamps;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// When the newest bytes of the latest read arrived (shared with the connection's handler).
@@ -37,7 +38,7 @@ impl StampedStream {
     /// Wrap `stream`; with `stamp`, ask the kernel for receive timestamps. Without them (not
     /// asked, not Linux, or refused) it reads plainly and [`Arrival::last`] stays `None`.
     pub(crate) fn new(stream: TcpStream, stamp: bool) -> (StampedStream, Arrival) {
-        let stamped = stamp && sys::enable(&stream);
+        let stamped = stamp && stamps::enable(&stream);
         let arrival = Arrival::default();
         let s = StampedStream {
             stream,
@@ -61,7 +62,10 @@ impl AsyncRead for StampedStream {
         loop {
             std::task::ready!(this.stream.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match sys::try_read(&this.stream, unfilled) {
+            let stream = &this.stream;
+            match stream.try_io(Interest::READABLE, || {
+                stamps::recv_stamped(stream, unfilled)
+            }) {
                 Ok((n, stamp)) => {
                     if let Some(at) = stamp {
                         this.arrival.set(at);
@@ -104,81 +108,6 @@ impl AsyncWrite for StampedStream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-#[cfg(target_os = "linux")]
-mod sys {
-    use std::io::{self, IoSliceMut};
-    use std::os::fd::AsRawFd;
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
-    use nix::sys::time::TimeSpec;
-    use tokio::io::Interest;
-    use tokio::net::TcpStream;
-
-    pub(super) fn enable(stream: &TcpStream) -> bool {
-        setsockopt(stream, sockopt::ReceiveTimestampns, &true).is_ok()
-    }
-
-    /// One non-blocking read: the byte count and when its newest bytes arrived.
-    pub(super) fn try_read(
-        stream: &TcpStream,
-        buf: &mut [u8],
-    ) -> io::Result<(usize, Option<Instant>)> {
-        stream.try_io(Interest::READABLE, || {
-            let mut control = nix::cmsg_space!(TimeSpec);
-            let mut iov = [IoSliceMut::new(&mut *buf)];
-            let msg = recvmsg::<()>(
-                stream.as_raw_fd(),
-                &mut iov,
-                Some(&mut control),
-                MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(io::Error::from)?;
-            let mut stamp = None;
-            if let Ok(cmsgs) = msg.cmsgs() {
-                for c in cmsgs {
-                    if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                        stamp = Some(instant_of(ts));
-                    }
-                }
-            }
-            Ok((msg.bytes, stamp))
-        })
-    }
-
-    /// The monotonic instant of a wall-clock stamp (now, less its age; a future stamp is now).
-    fn instant_of(ts: TimeSpec) -> Instant {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let stamp = Duration::new(
-            ts.tv_sec().max(0) as u64,
-            ts.tv_nsec().clamp(0, 999_999_999) as u32,
-        );
-        let now = Instant::now();
-        now.checked_sub(wall.saturating_sub(stamp)).unwrap_or(now)
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod sys {
-    use std::io;
-    use std::time::Instant;
-
-    use tokio::net::TcpStream;
-
-    pub(super) fn enable(_stream: &TcpStream) -> bool {
-        false
-    }
-
-    pub(super) fn try_read(
-        _stream: &TcpStream,
-        _buf: &mut [u8],
-    ) -> io::Result<(usize, Option<Instant>)> {
-        Err(io::ErrorKind::Unsupported.into())
     }
 }
 

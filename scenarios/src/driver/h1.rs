@@ -17,7 +17,8 @@
 use std::io;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use stampede_protocol::stamps;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use crate::recorder::{Failure, io_kind};
@@ -324,7 +325,13 @@ impl H1Conn {
             }
         }
         let n = if self.stamped {
-            let (n, arrived) = stamps::read(&self.stream, &mut self.buf[self.end..]).await?;
+            let buf = &mut self.buf[self.end..];
+            let (n, arrived) = self
+                .stream
+                .async_io(Interest::READABLE, || {
+                    stamps::recv_stamped(&self.stream, &mut *buf)
+                })
+                .await?;
             self.arrived = arrived.unwrap_or_else(Instant::now);
             n
         } else {
@@ -334,88 +341,6 @@ impl H1Conn {
         };
         self.end += n;
         Ok(n)
-    }
-}
-
-/// Kernel receive timestamps (`SO_TIMESTAMPNS`) on Linux.
-#[cfg(target_os = "linux")]
-mod stamps {
-    use std::io::{self, IoSliceMut};
-    use std::os::fd::AsRawFd;
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
-    use nix::sys::time::TimeSpec;
-    use tokio::io::Interest;
-    use tokio::net::TcpStream;
-
-    pub(super) fn enable(stream: &TcpStream) -> bool {
-        setsockopt(stream, sockopt::ReceiveTimestampns, &true).is_ok()
-    }
-
-    /// Read into `buf`; the byte count and, if the kernel stamped them, when the newest of the
-    /// bytes arrived (TCP reports the last segment read).
-    pub(super) async fn read(
-        stream: &TcpStream,
-        buf: &mut [u8],
-    ) -> io::Result<(usize, Option<Instant>)> {
-        let mut control = nix::cmsg_space!(TimeSpec);
-        let (n, stamp) = stream
-            .async_io(Interest::READABLE, || {
-                let mut iov = [IoSliceMut::new(&mut *buf)];
-                let msg = recvmsg::<()>(
-                    stream.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut control),
-                    MsgFlags::MSG_DONTWAIT,
-                )
-                .map_err(io::Error::from)?;
-                let mut stamp = None;
-                if let Ok(cmsgs) = msg.cmsgs() {
-                    for c in cmsgs {
-                        if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                            stamp = Some(ts);
-                        }
-                    }
-                }
-                Ok((msg.bytes, stamp))
-            })
-            .await?;
-        Ok((n, stamp.map(instant_of)))
-    }
-
-    /// The monotonic instant of a wall-clock kernel stamp: now, less the stamp's age. A stamp
-    /// from the future (the wall clock stepped back) counts as now.
-    fn instant_of(ts: TimeSpec) -> Instant {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let stamp = Duration::new(
-            ts.tv_sec().max(0) as u64,
-            ts.tv_nsec().clamp(0, 999_999_999) as u32,
-        );
-        let now = Instant::now();
-        now.checked_sub(wall.saturating_sub(stamp)).unwrap_or(now)
-    }
-}
-
-/// Elsewhere reads are stamped when they return.
-#[cfg(not(target_os = "linux"))]
-mod stamps {
-    use std::io;
-    use std::time::Instant;
-
-    use tokio::net::TcpStream;
-
-    pub(super) fn enable(_stream: &TcpStream) -> bool {
-        false
-    }
-
-    pub(super) async fn read(
-        _stream: &TcpStream,
-        _buf: &mut [u8],
-    ) -> io::Result<(usize, Option<Instant>)> {
-        Err(io::ErrorKind::Unsupported.into())
     }
 }
 

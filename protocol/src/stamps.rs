@@ -1,0 +1,132 @@
+//! Kernel receive timestamps on a TCP stream (`SO_TIMESTAMPNS`, Linux): when the bytes a read
+//! returns reached the socket, rather than when a busy process got round to reading them.
+//!
+//! Shared by the load drivers (token times of LLM streams) and the built-in targets (an
+//! answer timed from the request's arrival). Not part of the master ↔ worker wire: it lives
+//! here as the one crate both sides already build on. Elsewhere than Linux, [`enable`] says no
+//! and [`recv_stamped`] is unsupported: callers read plainly and take the time themselves.
+
+use std::io;
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+
+/// Ask the kernel to time-stamp the bytes `stream` receives; whether it agreed.
+pub fn enable(stream: &TcpStream) -> bool {
+    sys::enable(stream)
+}
+
+/// One non-blocking read into `buf` (`WouldBlock` when nothing is there: call it from
+/// `TcpStream::async_io` or `try_io`): the byte count and, if the kernel stamped them, when
+/// the newest of the bytes arrived (TCP reports the last segment read).
+pub fn recv_stamped(stream: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
+    sys::recv_stamped(stream, buf)
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    use std::io::{self, IoSliceMut};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+    use nix::sys::time::TimeSpec;
+    use tokio::net::TcpStream;
+
+    pub(super) fn enable(stream: &TcpStream) -> bool {
+        setsockopt(stream, sockopt::ReceiveTimestampns, &true).is_ok()
+    }
+
+    pub(super) fn recv_stamped(
+        stream: &TcpStream,
+        buf: &mut [u8],
+    ) -> io::Result<(usize, Option<Instant>)> {
+        let mut control = nix::cmsg_space!(TimeSpec);
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)?;
+        let mut stamp = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                    stamp = Some(instant_of(ts));
+                }
+            }
+        }
+        Ok((msg.bytes, stamp))
+    }
+
+    /// The monotonic instant of a wall-clock kernel stamp: now, less the stamp's age. A stamp
+    /// from the future (the wall clock stepped back) counts as now.
+    fn instant_of(ts: TimeSpec) -> Instant {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let stamp = Duration::new(
+            ts.tv_sec().max(0) as u64,
+            ts.tv_nsec().clamp(0, 999_999_999) as u32,
+        );
+        let now = Instant::now();
+        now.checked_sub(wall.saturating_sub(stamp)).unwrap_or(now)
+    }
+}
+
+/// Elsewhere reads are stamped by their callers, when they return.
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    use std::io;
+    use std::time::Instant;
+
+    use tokio::net::TcpStream;
+
+    pub(super) fn enable(_stream: &TcpStream) -> bool {
+        false
+    }
+
+    pub(super) fn recv_stamped(
+        _stream: &TcpStream,
+        _buf: &mut [u8],
+    ) -> io::Result<(usize, Option<Instant>)> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncWriteExt, Interest};
+    use tokio::net::TcpListener;
+
+    /// A read on a socket asked for stamps carries one, from before the read; without asking,
+    /// none. Nothing there to read is `WouldBlock`.
+    #[tokio::test]
+    async fn stamped_only_when_enabled() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (mut client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let mut buf = [0u8; 8];
+        for stamp in [false, true] {
+            assert_eq!(
+                recv_stamped(&server, &mut buf).unwrap_err().kind(),
+                io::ErrorKind::WouldBlock
+            );
+            if stamp {
+                assert!(enable(&server));
+            }
+            client.write_all(b"hi").await.unwrap();
+            let (n, at) = server
+                .async_io(Interest::READABLE, || recv_stamped(&server, &mut buf))
+                .await
+                .unwrap();
+            assert_eq!(&buf[..n], b"hi");
+            assert_eq!(at.is_some(), stamp);
+            assert!(at.is_none_or(|at| at <= Instant::now()));
+        }
+    }
+}
