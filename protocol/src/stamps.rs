@@ -34,7 +34,45 @@ mod sys {
     use tokio::net::TcpStream;
 
     pub(super) fn enable(stream: &TcpStream) -> bool {
+        switch_on();
         setsockopt(stream, sockopt::ReceiveTimestampns, &true).is_ok()
+    }
+
+    /// The kernel stamps packets only once some socket has asked, and it turns stamping on
+    /// from a work queue, a moment after the first socket asks: TCP bytes arriving in between
+    /// carry no stamp. So the first call in a process asks on a loopback TCP connection kept
+    /// open for the process's life and sends itself a byte until one comes back stamped (a few
+    /// milliseconds at most; up to 200 tries).
+    fn switch_on() {
+        type Probe = (std::net::TcpStream, std::net::TcpStream);
+        static ON: std::sync::OnceLock<Option<Probe>> = std::sync::OnceLock::new();
+        ON.get_or_init(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+            let tx = std::net::TcpStream::connect(listener.local_addr().ok()?).ok()?;
+            let (rx, _) = listener.accept().ok()?;
+            setsockopt(&rx, sockopt::ReceiveTimestampns, &true).ok()?;
+            for _ in 0..200 {
+                std::io::Write::write_all(&mut &tx, b"?").ok()?;
+                let mut byte = [0u8; 1];
+                let mut iov = [IoSliceMut::new(&mut byte)];
+                let mut control = nix::cmsg_space!(TimeSpec);
+                let msg = recvmsg::<()>(
+                    rx.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut control),
+                    MsgFlags::empty(),
+                )
+                .ok()?;
+                let stamped = msg.cmsgs().is_ok_and(|mut c| {
+                    c.any(|c| matches!(c, ControlMessageOwned::ScmTimestampns(_)))
+                });
+                if stamped {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Some((tx, rx))
+        });
     }
 
     pub(super) fn recv_stamped(
