@@ -388,8 +388,8 @@ pub struct TargetLlmOpt {
     pub triton_include_input: bool,
     /// Exact timing for measurement checks: time each answer from the request's arrival at the
     /// socket (kernel receive timestamps, Linux) rather than from when the server read it, and
-    /// spin through the last millisecond before each token for sub-millisecond emission; costs
-    /// CPU per stream.
+    /// emit each token within tens of microseconds of its deadline (one shared high-resolution
+    /// timer on Linux; elsewhere a spin through the last millisecond, costing CPU per stream).
     #[arg(long)]
     pub precise_timing: bool,
 }

@@ -18,8 +18,10 @@
 //!   being free.
 //! - Tokio timers fire on the first millisecond tick at or after a deadline, so frames are
 //!   typically 0–1.5 ms late; that lateness is recorded per emission (stats `lateness`). With
-//!   `precise` the engine sleeps to one millisecond before the deadline and then yields in a loop
-//!   until it passes, trading CPU for sub-millisecond accuracy; and the server counts a request
+//!   `precise` every deadline is kept by one shared timerfd ([`DeadlineClock`]): tokens go out
+//!   within tens of microseconds of their deadlines at no CPU cost per stream (where no timerfd
+//!   can be made, the engine sleeps to one millisecond before the deadline and then yields in a
+//!   loop until it passes, trading CPU for accuracy); and the server counts a request
 //!   from its arrival at the socket (kernel receive timestamp) rather than from the moment it
 //!   was read, so a busy server core does not shift the clock its answers are timed by.
 
@@ -35,6 +37,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
+use super::clock::DeadlineClock;
 use super::stats::{Gauge, LlmTargetStats, Timing};
 use super::{Fault, LlmTargetConfig, OutputLen};
 use crate::llm::dist::Dist;
@@ -140,6 +143,9 @@ pub(crate) struct Engine {
     knee: u32,
     slope: f64,
     precise: bool,
+    /// The shared deadline clock of `precise` timing, made on first use (on the server's
+    /// runtime); `None` inside when none can be made.
+    clock: std::sync::OnceLock<Option<Arc<DeadlineClock>>>,
     /// Batch slots; `None` when `max_batch` is 0 (unlimited).
     slots: Option<Arc<Semaphore>>,
     seed: u64,
@@ -158,6 +164,7 @@ impl Engine {
             knee: config.batch_knee,
             slope: config.batch_slope,
             precise: config.precise_timing,
+            clock: std::sync::OnceLock::new(),
             slots: (config.max_batch > 0).then(|| Arc::new(Semaphore::new(config.max_batch))),
             seed: config.seed.unwrap_or_else(rand::random),
             next_request: AtomicU64::new(0),
@@ -236,6 +243,7 @@ impl Engine {
             emitted: 0,
             deadline: body_read,
             sleep: Box::pin(tokio::time::sleep_until(body_read)),
+            registered: None,
             last_emit: body_read,
             _permit: None,
             _generating: None,
@@ -296,6 +304,8 @@ pub(crate) struct Generation {
     emitted: u32,
     deadline: Instant,
     sleep: Pin<Box<Sleep>>,
+    /// The deadline (and the waker) registered with the engine's [`DeadlineClock`], if any.
+    registered: Option<(Instant, std::task::Waker)>,
     last_emit: Instant,
     /// The batch slot; returned to the semaphore when the generation ends or is dropped.
     _permit: Option<OwnedSemaphorePermit>,
@@ -453,6 +463,10 @@ impl Generation {
 
     fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = deadline;
+        if self.engine.precise && matches!(self.engine.clock.get(), Some(Some(_))) {
+            // The deadline clock keeps it; the runtime's timer is not needed.
+            return;
+        }
         let wake = if self.engine.precise {
             deadline.checked_sub(SPIN_WINDOW).unwrap_or(deadline)
         } else {
@@ -462,6 +476,25 @@ impl Generation {
     }
 
     fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.engine.precise
+            && let Some(clock) = self.engine.clock.get_or_init(DeadlineClock::start)
+        {
+            if Instant::now() >= self.deadline {
+                return Poll::Ready(());
+            }
+            let known = self
+                .registered
+                .as_ref()
+                .is_some_and(|(at, w)| *at == self.deadline && w.will_wake(cx.waker()));
+            if known {
+                return Poll::Pending;
+            }
+            if clock.register(self.deadline.into_std(), cx.waker()) {
+                self.registered = Some((self.deadline, cx.waker().clone()));
+                return Poll::Pending;
+            }
+            // The clock failed: the timer and the spin below take over.
+        }
         ready!(self.sleep.as_mut().poll(cx));
         if self.engine.precise && Instant::now() < self.deadline {
             // Inside the spin window: let other tasks run, then look again.

@@ -74,6 +74,7 @@
 //! never sends (SSE: `event: stampede.unknown`; vLLM `/generate`: an object without `text`;
 //! streams only).
 
+mod clock;
 pub mod dist;
 mod engine;
 mod jetstream;
@@ -138,8 +139,8 @@ pub struct LlmTargetConfig {
     /// Triton `text_output` without the prompt unless the request says otherwise.
     pub triton_exclude_input: bool,
     /// Time answers from each request's arrival at the socket (kernel receive timestamps on
-    /// Linux) and spin through the last millisecond before each deadline for sub-millisecond
-    /// accuracy; costs CPU per stream.
+    /// Linux) and keep every token deadline to tens of microseconds with one shared timerfd
+    /// (elsewhere: spin through the last millisecond before each deadline, costing CPU).
     pub precise_timing: bool,
 }
 
