@@ -1166,6 +1166,7 @@ async fn concurrent_streams(strict: bool) {
     let truth = target.stats.snapshot();
     assert_eq!(truth.ttft.count, 10);
     assert_eq!(truth.itl.count, 190);
+    assert_eq!(truth.tpot.count, 10, "one TPOT per stream");
     assert!(truth.ttft.mean_us >= 200_000.0, "{:?}", truth.ttft);
     if !strict {
         return;
@@ -1191,6 +1192,11 @@ async fn concurrent_streams(strict: bool) {
         (19_500.0..20_500.0).contains(&truth.itl.mean_us),
         "{:?}",
         truth.itl
+    );
+    assert!(
+        (19_500.0..20_500.0).contains(&truth.tpot.mean_us),
+        "{:?}",
+        truth.tpot
     );
     assert!(truth.lateness.mean_us < 3_000.0, "{:?}", truth.lateness);
     assert!(truth.lateness.p99_us < 10_000, "{:?}", truth.lateness);

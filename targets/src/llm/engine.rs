@@ -245,6 +245,7 @@ impl Engine {
             sleep: Box::pin(tokio::time::sleep_until(body_read)),
             registered: None,
             last_emit: body_read,
+            first_emit: body_read,
             _permit: None,
             _generating: None,
             _stream: stream_guard,
@@ -307,6 +308,8 @@ pub(crate) struct Generation {
     /// The deadline (and the waker) registered with the engine's [`DeadlineClock`], if any.
     registered: Option<(Instant, std::task::Waker)>,
     last_emit: Instant,
+    /// When the first token was written (streams).
+    first_emit: Instant,
     /// The batch slot; returned to the semaphore when the generation ends or is dropped.
     _permit: Option<OwnedSemaphorePermit>,
     _generating: Option<GaugeGuard>,
@@ -413,12 +416,19 @@ impl Generation {
                 self.last_emit
             };
             stats.record(timing, now - since);
+            if index == 0 {
+                self.first_emit = now;
+            }
             stats.completion_tokens(1);
             self.last_emit = now;
         }
 
         if last {
             stats.record(Timing::E2e, now - self.body_read);
+            if self.stream && self.length > 1 {
+                let decode = now.saturating_duration_since(self.first_emit);
+                stats.record(Timing::Tpot, decode / (self.length - 1));
+            }
             if !self.stream {
                 // A non-streamed answer with a fault is mangled by the HTTP layer; it counts as
                 // neither complete nor as tokens delivered.

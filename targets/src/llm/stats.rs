@@ -53,6 +53,8 @@ struct Histograms {
     ttft: Recorded,
     /// Streams: gap between consecutive token frames.
     itl: Recorded,
+    /// Streams of 2 tokens or more: (E2E − TTFT) / (tokens − 1), per request.
+    tpot: Recorded,
     /// All: emission time minus the scheduled deadline (the server's own timing error).
     lateness: Recorded,
     /// All: body fully read → last byte of the answer handed to the socket.
@@ -146,6 +148,8 @@ pub struct LlmHistograms {
     pub ttft: Histogram<u64>,
     /// Streams: gap between consecutive tokens as written.
     pub itl: Histogram<u64>,
+    /// Streams of 2 tokens or more: (E2E − TTFT) / (tokens − 1), per request.
+    pub tpot: Histogram<u64>,
     /// Every emission: actual write time minus the scheduled deadline.
     pub lateness: Histogram<u64>,
     /// Body read → answer complete.
@@ -186,6 +190,10 @@ pub struct LlmStatsSnapshot {
     pub ttft: TimingSummary,
     /// Streams: gap between consecutive tokens as written.
     pub itl: TimingSummary,
+    /// Streams of 2 tokens or more: (E2E − TTFT) / (tokens − 1), per request (what a client's
+    /// TPOT should match).
+    #[serde(default)]
+    pub tpot: TimingSummary,
     /// Every emission: actual write time minus the scheduled deadline.
     pub lateness: TimingSummary,
     /// Body read → answer complete.
@@ -249,6 +257,7 @@ impl LlmTargetStats {
             queued: load(&self.queued),
             ttft: histograms.ttft.summary(),
             itl: histograms.itl.summary(),
+            tpot: histograms.tpot.summary(),
             lateness: histograms.lateness.summary(),
             e2e: histograms.e2e.summary(),
             queue: histograms.queue.summary(),
@@ -262,6 +271,7 @@ impl LlmTargetStats {
         LlmHistograms {
             ttft: h.ttft.histogram.clone(),
             itl: h.itl.histogram.clone(),
+            tpot: h.tpot.histogram.clone(),
             lateness: h.lateness.histogram.clone(),
             e2e: h.e2e.histogram.clone(),
             queue: h.queue.histogram.clone(),
@@ -338,6 +348,7 @@ impl LlmTargetStats {
         match which {
             Timing::Ttft => h.ttft.record(value),
             Timing::Itl => h.itl.record(value),
+            Timing::Tpot => h.tpot.record(value),
             Timing::Lateness => h.lateness.record(value),
             Timing::E2e => h.e2e.record(value),
             Timing::Queue => h.queue.record(value),
@@ -358,6 +369,7 @@ impl Histograms {
         Self {
             ttft: Recorded::new(),
             itl: Recorded::new(),
+            tpot: Recorded::new(),
             lateness: Recorded::new(),
             e2e: Recorded::new(),
             queue: Recorded::new(),
@@ -378,6 +390,7 @@ pub(crate) enum Gauge {
 pub(crate) enum Timing {
     Ttft,
     Itl,
+    Tpot,
     Lateness,
     E2e,
     Queue,
