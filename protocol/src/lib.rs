@@ -18,6 +18,7 @@ pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod stamps;
+pub mod timer;
 pub mod transport;
 
 pub use frame::{FrameError, read_frame, write_frame};

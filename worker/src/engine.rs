@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use stampede_protocol::timer::Timer;
 pub use stampede_scenarios::load::next_gap;
 use stampede_scenarios::load::{Next, Schedule};
 use stampede_scenarios::{Call, Driver, LoadPlan, Recorder, Session};
@@ -516,44 +517,27 @@ impl Drop for InFlight {
 }
 
 /// How a lane's pacer waits for its next arrival. On Linux: a timerfd (the OS's
-/// high-resolution timer) registered with the lane's runtime, so the runtime's own `epoll_wait`
-/// returns at the arrival's time: no 1 ms tick as with tokio's timer, no spinning, and one
-/// thread to wake. Elsewhere, or if no timerfd can be made: [`wait_until`].
+/// high-resolution timer, [`Timer`]) registered with the lane's runtime, so the runtime's own
+/// `epoll_wait` returns at the arrival's time: no 1 ms tick as with tokio's timer, no spinning,
+/// and one thread to wake. Elsewhere, or if no timerfd can be made: [`wait_until`].
 struct LaneClock {
-    #[cfg(target_os = "linux")]
-    timer: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    timer: Option<Timer>,
 }
 
 impl LaneClock {
     /// Must be made on the runtime that waits on it.
     fn new() -> LaneClock {
-        #[cfg(target_os = "linux")]
+        let timer = Timer::new();
+        if let Err(e) = &timer
+            && e.kind() != std::io::ErrorKind::Unsupported
         {
-            use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
-            let timer = timerfd_create(
-                TimerfdClockId::Monotonic,
-                TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-            )
-            .map_err(std::io::Error::from)
-            // Deprecated for fds the `AsyncFd` does not own (another owner could close them
-            // while registered); this one owns its `OwnedFd`, the case `register`'s safety
-            // contract asks for, without an unsafe block.
-            .and_then(
-                #[allow(deprecated)]
-                tokio::io::unix::AsyncFd::new,
-            );
-            if let Err(e) = &timer {
-                tracing::warn!("no timerfd ({e}): arrivals are timed by tokio's 1 ms timer");
-            }
-            LaneClock { timer: timer.ok() }
+            tracing::warn!("no timerfd ({e}): arrivals are timed by tokio's 1 ms timer");
         }
-        #[cfg(not(target_os = "linux"))]
-        LaneClock {}
+        LaneClock { timer: timer.ok() }
     }
 
     /// Wait until `at` (or `halt`, seen within 50 ms).
     async fn wait_until(&self, at: std::time::Instant, halt: &AtomicBool) {
-        #[cfg(target_os = "linux")]
         if let Some(timer) = &self.timer {
             const SLICE: Duration = Duration::from_millis(50);
             loop {
@@ -561,43 +545,13 @@ impl LaneClock {
                 if now >= at || halt.load(Ordering::Relaxed) {
                     return;
                 }
-                if let Err(e) = timerfd_sleep(timer, (at - now).min(SLICE)).await {
+                if let Err(e) = timer.sleep((at - now).min(SLICE)).await {
                     tracing::warn!("timerfd: {e}: arrivals are timed by tokio's 1 ms timer");
                     break;
                 }
             }
         }
         wait_until(at, halt).await;
-    }
-}
-
-/// Arm `timer` to fire once after `d` and wait until it has.
-#[cfg(target_os = "linux")]
-async fn timerfd_sleep(
-    timer: &tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
-    d: Duration,
-) -> std::io::Result<()> {
-    use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
-    let zero = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // A zero value would disarm the timer: at least 1 ns.
-    let value = Timespec::try_from(d.max(Duration::from_nanos(1)))
-        .map_err(|_| std::io::Error::other("duration out of range"))?;
-    let spec = Itimerspec {
-        it_interval: zero,
-        it_value: value,
-    };
-    timerfd_settime(timer.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
-    loop {
-        let mut ready = timer.readable().await?;
-        // The expiration count (8 bytes); reading it clears the readiness.
-        let mut expirations = [0u8; 8];
-        match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expirations)?)) {
-            Ok(read) => return read.map(drop),
-            Err(_would_block) => continue,
-        }
     }
 }
 

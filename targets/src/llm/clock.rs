@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use stampede_protocol::timer::Timer;
+
 /// The shortest gap between two fires of the timer.
 pub(crate) const RESOLUTION: Duration = Duration::from_micros(50);
 
@@ -69,46 +71,31 @@ pub(crate) struct DeadlineClock {
     deadlines: Mutex<Deadlines>,
     /// Set when the timer failed: callers fall back to their own timing.
     failed: AtomicBool,
-    #[cfg(target_os = "linux")]
-    timer: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+    timer: Timer,
 }
 
 impl DeadlineClock {
     /// Make the clock and start its firing task on the current runtime; `None` outside a
     /// runtime, off Linux, or where no timerfd can be made (the caller keeps its own timing).
     pub(crate) fn start() -> Option<Arc<DeadlineClock>> {
-        #[cfg(target_os = "linux")]
-        {
-            use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
-            let handle = tokio::runtime::Handle::try_current().ok()?;
-            let _entered = handle.enter();
-            let timer = timerfd_create(
-                TimerfdClockId::Monotonic,
-                TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
-            )
-            .map_err(std::io::Error::from)
-            // Deprecated for fds the `AsyncFd` does not own; this one owns its `OwnedFd`.
-            .and_then(
-                #[allow(deprecated)]
-                tokio::io::unix::AsyncFd::new,
-            );
-            let timer = match timer {
-                Ok(t) => t,
-                Err(e) => {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let _entered = handle.enter();
+        let timer = match Timer::new() {
+            Ok(t) => t,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::Unsupported {
                     tracing::warn!("no timerfd ({e}): precise timing spins instead");
-                    return None;
                 }
-            };
-            let clock = Arc::new(DeadlineClock {
-                deadlines: Mutex::new(Deadlines::default()),
-                failed: AtomicBool::new(false),
-                timer,
-            });
-            handle.spawn(fire(Arc::clone(&clock)));
-            Some(clock)
-        }
-        #[cfg(not(target_os = "linux"))]
-        None
+                return None;
+            }
+        };
+        let clock = Arc::new(DeadlineClock {
+            deadlines: Mutex::new(Deadlines::default()),
+            failed: AtomicBool::new(false),
+            timer,
+        });
+        handle.spawn(fire(Arc::clone(&clock)));
+        Some(clock)
     }
 
     /// Wake `waker` once `at` has passed. `false` if the clock has failed (nothing was
@@ -137,30 +124,8 @@ impl DeadlineClock {
     }
 
     /// Set the timer to fire at `at` (at once if it has passed).
-    #[cfg(target_os = "linux")]
     fn arm(&self, at: Instant) -> std::io::Result<()> {
-        use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
-        let zero = Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // A zero value would disarm the timer: at least 1 ns.
-        let wait = at
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_nanos(1));
-        let value =
-            Timespec::try_from(wait).map_err(|_| std::io::Error::other("deadline out of range"))?;
-        let spec = Itimerspec {
-            it_interval: zero,
-            it_value: value,
-        };
-        timerfd_settime(self.timer.get_ref(), TimerfdTimerFlags::empty(), &spec)?;
-        Ok(())
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn arm(&self, _at: Instant) -> std::io::Result<()> {
-        Err(std::io::Error::other("no timerfd"))
+        self.timer.set(at.saturating_duration_since(Instant::now()))
     }
 
     /// The timer failed: wake everyone (their own timing takes over) and accept no more.
@@ -176,23 +141,10 @@ impl DeadlineClock {
 
 /// The firing task: on each expiry wake what is due and arm for the next, no sooner than
 /// [`RESOLUTION`] from now. Runs as long as the runtime (or until the timer fails).
-#[cfg(target_os = "linux")]
 async fn fire(clock: Arc<DeadlineClock>) {
     let mut due = Vec::new();
     loop {
-        let expired: std::io::Result<()> = async {
-            loop {
-                let mut guard = clock.timer.readable().await?;
-                // The expiration count (8 bytes); reading it clears the readiness.
-                let mut expirations = [0u8; 8];
-                match guard.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expirations)?)) {
-                    Ok(read) => return read.map(drop),
-                    Err(_would_block) => continue,
-                }
-            }
-        }
-        .await;
-        if let Err(e) = expired {
+        if let Err(e) = clock.timer.fired().await {
             clock.fail(e);
             return;
         }
