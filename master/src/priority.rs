@@ -12,8 +12,8 @@
 //! given the n queries (a binomial bound), and whether the k over the target allow that claim.
 //!
 //! The rate per class is shown two ways: the requests completed against the arrivals the
-//! schedule drew (they match exactly unless a request was dropped or lost), and the arrivals
-//! drawn against the nominal count (the class's rate integrated over the duration) in Poisson
+//! schedule handed to the driver (they match exactly unless a request was lost), and every
+//! arrival drawn (those dropped for `max_in_flight` included) against the nominal count (the class's rate integrated over the duration) in Poisson
 //! standard deviations: in a 60 s run a class at 10 qps has σ ≈ 4 % of its count, so a 1 %
 //! tolerance on counts is only meaningful against the drawn arrivals.
 //! Nothing here touches the network; writing the folders is the only I/O.
@@ -59,7 +59,7 @@ pub struct ClassReport {
     /// requests were in flight (`max_in_flight`).
     pub dropped: u64,
     /// The nominal number of arrivals over the duration: the class's rate (spikes included)
-    /// integrated over it; what `scheduled` is a Poisson draw of.
+    /// integrated over it; what [`ClassReport::drawn`] is a Poisson draw of.
     pub nominal: f64,
     /// Whether `min_query_count` may have kept the class going past the duration (then the
     /// nominal count is not comparable with the arrivals drawn).
@@ -120,17 +120,23 @@ impl ClassReport {
             .collect()
     }
 
+    /// Every arrival the schedule drew for this class: those handed to the driver and those
+    /// dropped for `max_in_flight`; the Poisson draw of the nominal count.
+    pub fn drawn(&self) -> u64 {
+        self.scheduled + self.dropped
+    }
+
     /// Arrivals drawn against the nominal count, in Poisson standard deviations (√nominal);
     /// `None` when there is no nominal count to compare with.
     pub fn drawn_sigmas(&self) -> Option<f64> {
         (self.nominal > 0.0 && !self.extended)
-            .then(|| (self.scheduled as f64 - self.nominal) / self.nominal.sqrt())
+            .then(|| (self.drawn() as f64 - self.nominal) / self.nominal.sqrt())
     }
 
     /// Arrivals drawn against the nominal count, percent.
     pub fn drawn_vs_nominal_pct(&self) -> Option<f64> {
         (self.nominal > 0.0 && !self.extended)
-            .then(|| 100.0 * (self.scheduled as f64 - self.nominal) / self.nominal)
+            .then(|| 100.0 * (self.drawn() as f64 - self.nominal) / self.nominal)
     }
 
     /// LoadGen's early-stopping bound for this class's queries.
@@ -239,7 +245,7 @@ impl ClassReport {
             "Completed vs scheduled          : {}",
             match self.requests as i64 - self.scheduled as i64 {
                 0 => "equal".to_string(),
-                d => format!("{d:+} (dropped or lost)"),
+                d => format!("{d:+} (lost)"),
             }
         );
         let _ = writeln!(
@@ -252,14 +258,14 @@ impl ClassReport {
             (Some(pct), Some(sig)) => {
                 let _ = writeln!(
                     s,
-                    "Scheduled vs nominal            : {pct:+.2} % ({sig:+.2} σ; 1 σ = {:.2} % for a Poisson count)",
+                    "Drawn vs nominal (with dropped) : {pct:+.2} % ({sig:+.2} σ; 1 σ = {:.2} % for a Poisson count)",
                     100.0 / self.nominal.sqrt()
                 );
             }
             _ => {
                 let _ = writeln!(
                     s,
-                    "Scheduled vs nominal            : not comparable (min_query_count may have extended the class)"
+                    "Drawn vs nominal (with dropped) : not comparable (min_query_count may have extended the class)"
                 );
             }
         }
@@ -624,7 +630,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("Completed vs scheduled          : -10 (dropped or lost)"),
+            text.contains("Completed vs scheduled          : -10 (lost)"),
             "{text}"
         );
         assert!(text.contains("+10.00 % (+1.00 σ; 1 σ = 10.00 %"), "{text}");
@@ -633,6 +639,17 @@ mod tests {
             r.loadgen_summary()
                 .contains("Completed vs scheduled          : equal")
         );
+        // Arrivals dropped for max_in_flight were drawn too: 100 sent + 20 dropped is +2 σ.
+        r.dropped = 20;
+        assert_eq!(r.drawn(), 120);
+        assert_eq!(r.drawn_sigmas(), Some(2.0));
+        assert!(
+            r.loadgen_summary()
+                .contains("Drawn vs nominal (with dropped) : +20.00 % (+2.00 σ"),
+            "{}",
+            r.loadgen_summary()
+        );
+        r.dropped = 0;
         r.extended = true;
         assert_eq!(r.drawn_sigmas(), None);
         assert!(r.loadgen_summary().contains("not comparable"));
