@@ -17,6 +17,7 @@
 pub mod frame;
 pub mod handshake;
 pub mod message;
+pub mod stamped;
 pub mod stamps;
 pub mod timer;
 pub mod transport;

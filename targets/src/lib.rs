@@ -23,4 +23,3 @@ pub mod http;
 pub mod llm;
 pub mod registry;
 pub mod scheduler;
-mod stamped;

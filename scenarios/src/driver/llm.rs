@@ -22,6 +22,7 @@ use bytes::Bytes;
 use super::h1::{H1Conn, H1Error};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
+use stampede_protocol::stamped::{Arrival, StampedStream};
 
 use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
@@ -261,6 +262,7 @@ impl Driver for LlmDriver {
             answer: Vec::new(),
             last_arrival: None,
             grpc: None,
+            grpc_arrival: Arc::default(),
         })
     }
 }
@@ -278,6 +280,9 @@ struct LlmSession {
     last_arrival: Option<Instant>,
     /// The JetStream backend's gRPC client (its own HTTP/2 connection), made at first use.
     grpc: Option<OrchestratorClient<tonic::transport::Channel>>,
+    /// The arrivals of the gRPC connection's reads (kernel receive timestamps), set by its
+    /// connector at each (re)connect.
+    grpc_arrival: Arc<std::sync::Mutex<Option<Arrival>>>,
 }
 
 impl Session for LlmSession {
@@ -567,8 +572,12 @@ impl LlmSession {
             let endpoint =
                 tonic::transport::Endpoint::from_shared(format!("http://{}", inner.authority))
                     .map_err(|_| (0, Failure::Connect("bad address")))?;
+            let connector = StampedConnector {
+                authority: inner.authority.clone(),
+                arrival: self.grpc_arrival.clone(),
+            };
             let channel = endpoint
-                .connect()
+                .connect_with_connector(connector)
                 .await
                 .map_err(|e| (0, Failure::Connect(transport_kind(&e))))?;
             self.grpc = Some(OrchestratorClient::new(channel));
@@ -584,10 +593,21 @@ impl LlmSession {
             .map_err(|s| (0, grpc_failure(&s)))?
             .into_inner();
         let mut bytes = 0u64;
+        let arrival = self.grpc_arrival.clone();
         loop {
             match stream.message().await {
                 Ok(Some(message)) => {
+                    // When the bytes that completed the message reached the socket (the
+                    // connection's latest read), not when this worker got round to it.
                     let now = Instant::now();
+                    let now = arrival
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .and_then(Arrival::last)
+                        .filter(|&at| at <= now)
+                        .unwrap_or(now);
+                    self.last_arrival = Some(now);
                     bytes += message.encoded_len() as u64;
                     let Some(Content::StreamContent(content)) = message.content else {
                         // InitialContent: nothing generated yet.
@@ -611,6 +631,40 @@ impl LlmSession {
             }
         }
         Ok(bytes)
+    }
+}
+
+/// Connects the JetStream channel's TCP stream with kernel receive timestamps and hands the
+/// connection's [`Arrival`] to the session (again at each reconnect).
+#[derive(Clone)]
+struct StampedConnector {
+    authority: String,
+    arrival: Arc<std::sync::Mutex<Option<Arrival>>>,
+}
+
+impl tonic::codegen::Service<http::Uri> for StampedConnector {
+    type Response = hyper_util::rt::TokioIo<StampedStream>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let (authority, slot) = (self.authority.clone(), self.arrival.clone());
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect(&authority).await?;
+            tcp.set_nodelay(true)?;
+            let (stream, arrival) = StampedStream::new(tcp, true);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(arrival);
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
     }
 }
 
@@ -748,6 +802,128 @@ mod tests {
             s.write_all(end.as_bytes()).await.unwrap();
         });
         url
+    }
+
+    /// A JetStream server on its own thread and runtime: each `Decode` answers 50 ms after it
+    /// is called with one token, then another 10 ms later; returns its address.
+    fn jetstream_server() -> String {
+        use stampede_grpc::jetstream::decode_response::stream_content::Sample;
+        use stampede_grpc::jetstream::decode_response::{Content, StreamContent};
+        use stampede_grpc::jetstream::orchestrator_server::{Orchestrator, OrchestratorServer};
+        use stampede_grpc::jetstream::{
+            DecodeRequest, DecodeResponse, HealthCheckRequest, HealthCheckResponse,
+        };
+        type Tokens = std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = Result<DecodeResponse, tonic::Status>> + Send>,
+        >;
+        struct Slow;
+        #[tonic::async_trait]
+        impl Orchestrator for Slow {
+            type DecodeStream = Tokens;
+            async fn decode(
+                &self,
+                _request: tonic::Request<DecodeRequest>,
+            ) -> Result<tonic::Response<Tokens>, tonic::Status> {
+                let token = |text: &str| DecodeResponse {
+                    content: Some(Content::StreamContent(StreamContent {
+                        samples: vec![Sample {
+                            text: text.into(),
+                            token_ids: vec![7],
+                        }],
+                    })),
+                };
+                let (a, b) = (token("a"), token(" b"));
+                let stream = async_stream_of(vec![(50, a), (10, b)]);
+                Ok(tonic::Response::new(stream))
+            }
+            async fn health_check(
+                &self,
+                _request: tonic::Request<HealthCheckRequest>,
+            ) -> Result<tonic::Response<HealthCheckResponse>, tonic::Status> {
+                Ok(tonic::Response::new(HealthCheckResponse { is_live: true }))
+            }
+        }
+        /// The messages, each after its delay (ms).
+        fn async_stream_of(items: Vec<(u64, DecodeResponse)>) -> Tokens {
+            Box::pin(futures_util::stream::unfold(
+                items.into_iter(),
+                |mut items| async move {
+                    let (ms, message) = items.next()?;
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Some((Ok(message), items))
+                },
+            ))
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                tonic::transport::Server::builder()
+                    .add_service(OrchestratorServer::new(Slow))
+                    .serve_with_incoming(incoming)
+                    .await
+                    .unwrap();
+            });
+        });
+        addr
+    }
+
+    /// JetStream tokens are timed by the kernel's receive timestamps, like HTTP ones: a worker
+    /// blocked for 300 ms while the first token arrives (50 ms after the request) still reports
+    /// a TTFT near 50 ms.
+    #[tokio::test(flavor = "current_thread")]
+    async fn jetstream_tokens_carry_their_arrival_not_the_read() {
+        use crate::model::{Overrides, ScenarioConfig};
+        use rand::SeedableRng;
+        let addr = jetstream_server();
+        let text = format!(
+            "name = \"j\"\ntarget = \"http://{addr}\"\nkind = \"llm\"\nduration = \"5s\"\n\
+             [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nbackend = \"jetstream\"\n\
+             model = \"m\"\nstream = true\n[llm.prompts]\nsource = \"synthetic\"\n\
+             input = {{ dist = \"fixed\", tokens = 2 }}\noutput = {{ dist = \"fixed\", tokens = 2 }}\n"
+        );
+        let config = ScenarioConfig::parse(&text, "j.toml", &Overrides::default()).unwrap();
+        let driver = LlmDriver::new(&config).unwrap();
+        let rec = crate::recorder::Recorder::new(
+            vec!["j".into()],
+            driver.metrics(),
+            driver.counters(),
+            1,
+        );
+        let mut session = driver.session();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        // A first call connects (the connect is not timed); the second is the one judged.
+        for round in 0..2 {
+            let call = session.call(Call {
+                rng: &mut rng,
+                recorder: &rec,
+                scheduled: Instant::now(),
+                elapsed: Duration::ZERO,
+                request: None,
+            });
+            let busy = async {
+                if round == 1 {
+                    // The worker is busy from 20 ms to 320 ms: the first token (at 50 ms)
+                    // waits in the socket.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            };
+            tokio::join!(call, busy);
+        }
+        let n = rec.take().names.remove(0);
+        assert_eq!((n.requests, n.failures), (2, 0), "{n:?}");
+        let ttft = n.hists[TTFT].as_ref().expect("TTFT recorded");
+        let worst = ttft.max() as f64 / 1000.0;
+        assert!(ttft.min() >= 50_000, "TTFT min {} µs", ttft.min());
+        assert!(
+            worst < 200.0,
+            "TTFT {worst} ms: the read time, not the arrival"
+        );
     }
 
     /// A request written 300 ms after its scheduled time (a busy worker, a late open-model

@@ -7,9 +7,12 @@
 //! Prompt tokens are the words of `text_content` or the length of `token_content`. Injected
 //! errors are `INTERNAL`; the `close_mid_stream` fault ends the stream with `ABORTED` at its
 //! middle token; `malformed_json` and `unknown_event` have no gRPC form and send nothing extra.
+//! With `--precise-timing` a request is timed from its arrival at the socket (kernel receive
+//! timestamps, as on the HTTP side), carried to the handler as the connection's info.
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use prost::Message;
@@ -20,9 +23,12 @@ use stampede_grpc::jetstream::orchestrator_server::{Orchestrator, OrchestratorSe
 use stampede_grpc::jetstream::{
     DecodeRequest, DecodeResponse, HealthCheckRequest, HealthCheckResponse,
 };
+use stampede_protocol::stamped::{Arrival, StampedStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
 use super::engine::{Encoder, End, Finish, Job, Token, count_words};
@@ -34,12 +40,76 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let stamp = shared.config.precise_timing;
+    let incoming = futures_util::stream::unfold(listener, move |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| {
+            // Tokens are small writes that must leave at once.
+            let _ = stream.set_nodelay(true);
+            let (stream, arrival) = StampedStream::new(stream, stamp);
+            GrpcStream { stream, arrival }
+        });
+        Some((accepted, listener))
+    });
     tonic::transport::Server::builder()
         .add_service(OrchestratorServer::new(JetStream { shared }))
         .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
         .await?;
     Ok(())
+}
+
+/// An accepted connection whose reads note their arrival; the [`Arrival`] is the connection
+/// info tonic hands each request (in its extensions).
+struct GrpcStream {
+    stream: StampedStream,
+    arrival: Arrival,
+}
+
+impl Connected for GrpcStream {
+    type ConnectInfo = Arrival;
+
+    fn connect_info(&self) -> Arrival {
+        self.arrival.clone()
+    }
+}
+
+impl AsyncRead for GrpcStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for GrpcStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
 }
 
 /// The service: the shared engine and config.
@@ -57,7 +127,15 @@ impl Orchestrator for JetStream {
         &self,
         request: Request<DecodeRequest>,
     ) -> Result<Response<DecodeStream>, Status> {
-        let body_read = Instant::now();
+        let now = Instant::now();
+        // When the request's last bytes reached the socket, if the connection stamps arrivals.
+        let body_read = request
+            .extensions()
+            .get::<Arrival>()
+            .and_then(Arrival::last)
+            .map(Instant::from_std)
+            .filter(|&at| at <= now)
+            .unwrap_or(now);
         let shared = &self.shared;
         let stats = shared.engine.stats.clone();
         stats.request();

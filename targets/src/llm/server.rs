@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::stamped::{Arrival, StampedStream};
+use stampede_protocol::stamped::{Arrival, StampedStream};
 
 use super::engine::{Engine, FaultClose, Generation, Job, unix_now};
 use super::stats::LlmTargetStats;

@@ -1,6 +1,8 @@
 //! A TCP stream that notes when the bytes it reads arrived, from the kernel's receive
 //! timestamps (`SO_TIMESTAMPNS`, Linux), so that a server can time its answer from a request's
-//! arrival at the socket instead of from the moment it got round to reading it.
+//! arrival at the socket instead of from the moment it got round to reading it; and a client
+//! whose protocol library reads for it (gRPC through tonic) can time each message by the
+//! arrival of the bytes that carried it.
 
 use std::io;
 use std::pin::Pin;
@@ -8,17 +10,17 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use stampede_protocol::stamps;
+use crate::stamps;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 /// When the newest bytes of the latest read arrived (shared with the connection's handler).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Arrival(Arc<Mutex<Option<Instant>>>);
+pub struct Arrival(Arc<Mutex<Option<Instant>>>);
 
 impl Arrival {
     /// The arrival of the latest read's newest bytes; `None` before any stamped read.
-    pub(crate) fn last(&self) -> Option<Instant> {
+    pub fn last(&self) -> Option<Instant> {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -28,7 +30,7 @@ impl Arrival {
 }
 
 /// A stream whose reads are stamped; writes pass through.
-pub(crate) struct StampedStream {
+pub struct StampedStream {
     stream: TcpStream,
     arrival: Arrival,
     stamped: bool,
@@ -37,7 +39,7 @@ pub(crate) struct StampedStream {
 impl StampedStream {
     /// Wrap `stream`; with `stamp`, ask the kernel for receive timestamps. Without them (not
     /// asked, not Linux, or refused) it reads plainly and [`Arrival::last`] stays `None`.
-    pub(crate) fn new(stream: TcpStream, stamp: bool) -> (StampedStream, Arrival) {
+    pub fn new(stream: TcpStream, stamp: bool) -> (StampedStream, Arrival) {
         let stamped = stamp && stamps::enable(&stream);
         let arrival = Arrival::default();
         let s = StampedStream {
