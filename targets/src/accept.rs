@@ -1,11 +1,18 @@
 //! The accept loop both built-in targets share: accept until shutdown (backing off when
 //! `accept` fails, usually for lack of descriptors), hand each connection to its task with
 //! `TCP_NODELAY` set, then refuse new connections and give the open ones a grace period before
-//! forcing them closed.
+//! forcing them closed. [`serve_http1`] is the matching per-connection half for HTTP/1.1.
 
+use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
 
+use hyper::body::{Body, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -63,5 +70,35 @@ pub(crate) async fn serve<F, Fut>(
         );
         force.cancel();
         tracker.wait().await;
+    }
+}
+
+/// Serve HTTP/1.1 on `io` with `service` until the peer leaves. On `shutdown` the in-flight
+/// request finishes and the connection closes instead of keeping alive; `force` ends it at once.
+/// The caller logs the error, if any, in its own words.
+pub(crate) async fn serve_http1<I, S>(
+    io: I,
+    service: S,
+    shutdown: &CancellationToken,
+    force: &CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: AsyncRead + AsyncWrite + Unpin + 'static,
+    S: HttpService<Incoming>,
+    S::Error: Into<Box<dyn StdError + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as Body>::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    let mut connection = pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        () = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = force.cancelled() => Ok(()),
+            }
+        }
     }
 }

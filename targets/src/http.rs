@@ -6,7 +6,7 @@
 //! has no router, TLS, HTTP/2 or per-request logging: it must stay cheaper than the load hitting it.
 
 use std::convert::Infallible;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
@@ -18,9 +18,7 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -280,19 +278,7 @@ async fn run_connection(
         let shared = Arc::clone(&shared);
         async move { shared.handle(request).await }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    let mut connection = pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            // Finish the in-flight request, then close instead of keeping alive.
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = connection.as_mut() => result,
-                () = force.cancelled() => Ok(()),
-            }
-        }
-    };
+    let result = crate::accept::serve_http1(stream, service, &shutdown, &force).await;
     if let Err(err) = result {
         // Per connection, not per request, and only at debug: peers resetting is normal under load.
         tracing::debug!(error = %err, "target connection ended with an error");

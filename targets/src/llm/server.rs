@@ -6,7 +6,7 @@
 //! timing logic (that is `engine`) and no API field names beyond the route table.
 
 use std::convert::Infallible;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -16,9 +16,7 @@ use http::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use rand::Rng;
 use rand::rngs::SmallRng;
 use serde::Serialize;
@@ -109,18 +107,7 @@ async fn run_connection(
         let arrival = arrival.clone();
         async move { Ok::<_, Infallible>(handle(&shared, request, &arrival).await) }
     });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
-    let mut connection = pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            tokio::select! {
-                result = connection.as_mut() => result,
-                () = force.cancelled() => Ok(()),
-            }
-        }
-    };
+    let result = crate::accept::serve_http1(io, service, &shutdown, &force).await;
     if let Err(err) = result {
         // Faults and clients leaving mid-stream end connections with errors on purpose.
         tracing::debug!(error = %err, "llm target connection ended with an error");
