@@ -294,6 +294,26 @@ pub enum LoadFile {
     },
 }
 
+impl LoadFile {
+    /// The arrival process and gamma shape of the models that pace by rate (`open` and
+    /// `stages`); `None` for the ones that pace by users.
+    fn arrival_mut(&mut self) -> Option<(&mut Arrival, &mut Option<f64>)> {
+        match self {
+            LoadFile::Open {
+                arrival,
+                burstiness,
+                ..
+            }
+            | LoadFile::Stages {
+                arrival,
+                burstiness,
+                ..
+            } => Some((arrival, burstiness)),
+            LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => None,
+        }
+    }
+}
+
 /// One stage: a duration and either a `users` or a `rate` target (all stages the same).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -802,44 +822,20 @@ impl ScenarioFile {
         {
             *spawn_rate = Some(Rate(sr));
         }
-        if let Some(a) = o.arrival {
-            match &mut self.load {
-                LoadFile::Open {
-                    arrival,
-                    burstiness,
-                    ..
-                }
-                | LoadFile::Stages {
-                    arrival,
-                    burstiness,
-                    ..
-                } => {
-                    *arrival = a;
-                    // `--arrival poisson|constant` replaces the file's gamma arrivals.
-                    if a != Arrival::Gamma {
-                        *burstiness = None;
-                    }
-                }
-                LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => {}
+        if let Some(a) = o.arrival
+            && let Some((arrival, burstiness)) = self.load.arrival_mut()
+        {
+            *arrival = a;
+            // `--arrival poisson|constant` replaces the file's gamma arrivals.
+            if a != Arrival::Gamma {
+                *burstiness = None;
             }
         }
-        if let Some(b) = o.burstiness {
-            match &mut self.load {
-                LoadFile::Open {
-                    arrival,
-                    burstiness,
-                    ..
-                }
-                | LoadFile::Stages {
-                    arrival,
-                    burstiness,
-                    ..
-                } => {
-                    *arrival = Arrival::Gamma;
-                    *burstiness = Some(b);
-                }
-                LoadFile::Closed { .. } | LoadFile::Simultaneous { .. } => {}
-            }
+        if let Some(b) = o.burstiness
+            && let Some((arrival, burstiness)) = self.load.arrival_mut()
+        {
+            *arrival = Arrival::Gamma;
+            *burstiness = Some(b);
         }
     }
 
