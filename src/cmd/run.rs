@@ -3,6 +3,7 @@
 //! target when the scenario names one; progress while it runs, the table at the end.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -170,47 +171,45 @@ pub(super) fn spawn_workers(
     let exe = std::env::current_exe().context("finding the stampede binary to start workers")?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let per_worker = (cores / n).max(1);
-    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     (0..n)
         .map(|i| {
-            let mut cmd = Command::new(&exe);
+            let mut cmd = worker_command(&exe, master, &format!("local-{}", i + 1), token);
             if quiet_stderr {
                 // Colour codes would show as garbage in the terminal UI's log view.
                 cmd.env("NO_COLOR", "1");
             }
-            cmd.args([
-                "worker",
-                "--master",
-                &master.to_string(),
-                "--name",
-                &format!("local-{}", i + 1),
-            ])
-            .args([
-                "--cores",
-                &per_worker.to_string(),
-                "--connect-timeout",
-                "10s",
-            ])
-            .env("STAMPEDE_TOKEN", token)
-            .env("RUST_LOG", &log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(if quiet_stderr {
-                Stdio::piped()
-            } else {
-                Stdio::inherit()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .map(|mut child| {
-                if let Some(err) = child.stderr.take() {
-                    tokio::spawn(forward_lines(i + 1, err));
-                }
-                child
-            })
-            .with_context(|| format!("starting worker process {}", i + 1))
+            cmd.args(["--cores", &per_worker.to_string()])
+                .stderr(if quiet_stderr {
+                    Stdio::piped()
+                } else {
+                    Stdio::inherit()
+                })
+                .spawn()
+                .map(|mut child| {
+                    if let Some(err) = child.stderr.take() {
+                        tokio::spawn(forward_lines(i + 1, err));
+                    }
+                    child
+                })
+                .with_context(|| format!("starting worker process {}", i + 1))
         })
         .collect()
+}
+
+/// The command that starts this binary (`exe`) as a worker called `name` joining `master`:
+/// this process's `RUST_LOG` (default `warn`), no stdin or stdout, killed when dropped. Callers
+/// add their own flags and decide where stderr goes.
+pub(super) fn worker_command(exe: &Path, master: SocketAddr, name: &str, token: &str) -> Command {
+    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let mut cmd = Command::new(exe);
+    cmd.args(["worker", "--master", &master.to_string(), "--name", name])
+        .args(["--connect-timeout", "10s"])
+        .env("STAMPEDE_TOKEN", token)
+        .env("RUST_LOG", log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// A worker process's stderr, line by line, into this process's log.

@@ -23,10 +23,11 @@ use stampede_profiles::sweep::{self, Search, Shape, StepFigures, WorkerFields};
 use stampede_scenarios::llm::{LengthDist, PromptSource, SyntheticSource};
 use stampede_scenarios::units::HumanDuration;
 use stampede_scenarios::{Arrival, Overrides, ScenarioConfig};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::cli::Exit;
 use crate::cmd::common;
+use crate::cmd::run::worker_command;
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -503,23 +504,10 @@ fn figures(summary: &RunSummary, rate: f64) -> StepFigures {
 /// Start `n` local worker processes (this binary) joining `master`.
 fn spawn_workers(n: usize, master: SocketAddr, token: &str) -> anyhow::Result<Vec<Child>> {
     let exe = std::env::current_exe().context("finding the stampede binary to start workers")?;
-    let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     (0..n)
         .map(|i| {
-            Command::new(&exe)
-                .args(["worker", "--master", &master.to_string()])
-                .args([
-                    "--name",
-                    &format!("sweep-{}", i + 1),
-                    "--connect-timeout",
-                    "10s",
-                ])
-                .env("STAMPEDE_TOKEN", token)
-                .env("RUST_LOG", &log)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
+            worker_command(&exe, master, &format!("sweep-{}", i + 1), token)
                 .stderr(Stdio::inherit())
-                .kill_on_drop(true)
                 .spawn()
                 .with_context(|| format!("starting worker process {}", i + 1))
         })
