@@ -27,7 +27,7 @@ use tokio::process::Child;
 
 use crate::cli::Exit;
 use crate::cmd::common;
-use crate::cmd::run::worker_command;
+use crate::cmd::run::{reap, worker_command};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -512,16 +512,4 @@ fn spawn_workers(n: usize, master: SocketAddr, token: &str) -> anyhow::Result<Ve
                 .with_context(|| format!("starting worker process {}", i + 1))
         })
         .collect()
-}
-
-/// Let worker processes exit on their own (their master closed), then make sure they did.
-async fn reap(children: Vec<Child>) {
-    for mut c in children {
-        if tokio::time::timeout(Duration::from_secs(5), c.wait())
-            .await
-            .is_err()
-        {
-            let _ = c.kill().await;
-        }
-    }
 }
