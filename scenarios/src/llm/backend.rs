@@ -314,41 +314,16 @@ impl Backend {
             Backend::JetStream => {
                 return prost::Message::encode_to_vec(&jetstream_request(r.prompt, r.max_tokens));
             }
-            Backend::OpenAi => serde_json::to_vec(&OpenAiBody {
-                model: r.model,
-                prompt: Some(r.prompt),
-                messages: None,
-                max_tokens: r.max_tokens,
-                temperature: r.temperature,
-                top_p: r.top_p,
-                n: r.n,
-                best_of: r.best_of,
-                use_beam_search: r.use_beam_search,
-                ignore_eos: r.ignore_eos,
-                stream: r.stream,
-                stream_options: r.stream.then_some(StreamOptions {
-                    include_usage: true,
-                }),
-            }),
+            Backend::OpenAi => serde_json::to_vec(&OpenAiBody::completion(r)),
             Backend::OpenAiChat => serde_json::to_vec(&OpenAiBody {
-                model: r.model,
                 prompt: None,
                 messages: Some([ChatMessage {
                     role: "user",
                     content: r.prompt,
                 }]),
-                max_tokens: r.max_tokens,
-                temperature: r.temperature,
-                top_p: r.top_p,
-                n: r.n,
                 // The chat API has no `best_of`.
                 best_of: 1,
-                use_beam_search: r.use_beam_search,
-                ignore_eos: r.ignore_eos,
-                stream: r.stream,
-                stream_options: r.stream.then_some(StreamOptions {
-                    include_usage: true,
-                }),
+                ..OpenAiBody::completion(r)
             }),
             Backend::Vllm => serde_json::to_vec(&VllmBody {
                 prompt: r.prompt,
@@ -689,6 +664,29 @@ struct OpenAiBody<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+}
+
+impl<'a> OpenAiBody<'a> {
+    /// The `/v1/completions` body; the chat body is this with the prompt moved into
+    /// `messages`.
+    fn completion(r: &LlmRequest<'a>) -> Self {
+        OpenAiBody {
+            model: r.model,
+            prompt: Some(r.prompt),
+            messages: None,
+            max_tokens: r.max_tokens,
+            temperature: r.temperature,
+            top_p: r.top_p,
+            n: r.n,
+            best_of: r.best_of,
+            use_beam_search: r.use_beam_search,
+            ignore_eos: r.ignore_eos,
+            stream: r.stream,
+            stream_options: r.stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        }
+    }
 }
 
 #[derive(Serialize)]
