@@ -872,29 +872,40 @@ mod tests {
         addr
     }
 
+    /// One user's session of a streamed llm scenario against `target` with `backend`
+    /// (synthetic prompts of 2 tokens asking for `output` tokens), and its recorder.
+    fn one_user(
+        target: &str,
+        backend: &str,
+        output: u32,
+    ) -> (crate::recorder::Recorder, Box<dyn Session>) {
+        use crate::model::{Overrides, ScenarioConfig};
+        let text = format!(
+            "name = \"l\"\ntarget = \"{target}\"\nkind = \"llm\"\nduration = \"5s\"\n\
+             [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nbackend = \"{backend}\"\n\
+             model = \"m\"\nstream = true\n[llm.prompts]\nsource = \"synthetic\"\n\
+             input = {{ dist = \"fixed\", tokens = 2 }}\n\
+             output = {{ dist = \"fixed\", tokens = {output} }}\n"
+        );
+        let config = ScenarioConfig::parse(&text, "l.toml", &Overrides::default()).unwrap();
+        let driver = LlmDriver::new(&config).unwrap();
+        let rec = crate::recorder::Recorder::new(
+            vec!["l".into()],
+            driver.metrics(),
+            driver.counters(),
+            1,
+        );
+        (rec, driver.session())
+    }
+
     /// JetStream tokens are timed by the kernel's receive timestamps, like HTTP ones: a worker
     /// blocked for 300 ms while the first token arrives (50 ms after the request) still reports
     /// a TTFT near 50 ms.
     #[tokio::test(flavor = "current_thread")]
     async fn jetstream_tokens_carry_their_arrival_not_the_read() {
-        use crate::model::{Overrides, ScenarioConfig};
         use rand::SeedableRng;
         let addr = jetstream_server();
-        let text = format!(
-            "name = \"j\"\ntarget = \"http://{addr}\"\nkind = \"llm\"\nduration = \"5s\"\n\
-             [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nbackend = \"jetstream\"\n\
-             model = \"m\"\nstream = true\n[llm.prompts]\nsource = \"synthetic\"\n\
-             input = {{ dist = \"fixed\", tokens = 2 }}\noutput = {{ dist = \"fixed\", tokens = 2 }}\n"
-        );
-        let config = ScenarioConfig::parse(&text, "j.toml", &Overrides::default()).unwrap();
-        let driver = LlmDriver::new(&config).unwrap();
-        let rec = crate::recorder::Recorder::new(
-            vec!["j".into()],
-            driver.metrics(),
-            driver.counters(),
-            1,
-        );
-        let mut session = driver.session();
+        let (rec, mut session) = one_user(&format!("http://{addr}"), "jetstream", 2);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         // A first call connects (the connect is not timed); the second is the one judged.
         for round in 0..2 {
@@ -931,24 +942,9 @@ mod tests {
     /// scheduled time, lateness included.
     #[tokio::test]
     async fn ttft_counts_from_the_write_and_latency_from_the_schedule() {
-        use crate::model::{Overrides, ScenarioConfig};
         use rand::SeedableRng;
         let url = sse_server().await;
-        let text = format!(
-            "name = \"l\"\ntarget = \"{url}\"\nkind = \"llm\"\nduration = \"5s\"\n\
-             [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nbackend = \"openai\"\n\
-             model = \"m\"\nstream = true\n[llm.prompts]\nsource = \"synthetic\"\n\
-             input = {{ dist = \"fixed\", tokens = 2 }}\noutput = {{ dist = \"fixed\", tokens = 3 }}\n"
-        );
-        let config = ScenarioConfig::parse(&text, "l.toml", &Overrides::default()).unwrap();
-        let driver = LlmDriver::new(&config).unwrap();
-        let rec = crate::recorder::Recorder::new(
-            vec!["l".into()],
-            driver.metrics(),
-            driver.counters(),
-            1,
-        );
-        let mut session = driver.session();
+        let (rec, mut session) = one_user(&url, "openai", 3);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         let late = Duration::from_millis(300);
         session

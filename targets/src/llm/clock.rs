@@ -98,10 +98,15 @@ impl DeadlineClock {
         Some(clock)
     }
 
+    /// Whether the clock still keeps deadlines (its timer has not failed).
+    pub(crate) fn is_live(&self) -> bool {
+        !self.failed.load(Ordering::Relaxed)
+    }
+
     /// Wake `waker` once `at` has passed. `false` if the clock has failed (nothing was
     /// registered: the caller times this deadline itself).
     pub(crate) fn register(&self, at: Instant, waker: &Waker) -> bool {
-        if self.failed.load(Ordering::Relaxed) {
+        if !self.is_live() {
             return false;
         }
         let mut d = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());

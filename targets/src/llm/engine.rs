@@ -473,10 +473,17 @@ impl Generation {
 
     fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = deadline;
-        if self.engine.precise && matches!(self.engine.clock.get(), Some(Some(_))) {
+        let clock = self.engine.clock.get().and_then(Option::as_ref);
+        if self.engine.precise && clock.is_some_and(|c| c.is_live()) {
             // The deadline clock keeps it; the runtime's timer is not needed.
             return;
         }
+        self.reset_sleep();
+    }
+
+    /// Set the runtime's timer for the deadline (precise: one spin window before it).
+    fn reset_sleep(&mut self) {
+        let deadline = self.deadline;
         let wake = if self.engine.precise {
             deadline.checked_sub(SPIN_WINDOW).unwrap_or(deadline)
         } else {
@@ -503,7 +510,8 @@ impl Generation {
                 self.registered = Some((self.deadline, cx.waker().clone()));
                 return Poll::Pending;
             }
-            // The clock failed: the timer and the spin below take over.
+            // The clock failed: the timer and the spin below take over from this deadline.
+            self.reset_sleep();
         }
         ready!(self.sleep.as_mut().poll(cx));
         if self.engine.precise && Instant::now() < self.deadline {
