@@ -130,8 +130,9 @@ pub struct PriorityFile {
     /// on past the duration until it has this many arrivals (LoadGen's end rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_query_count: Option<Count>,
-    /// The hard end of a run under `min_query_count` (default: twice the time the slowest
-    /// class needs for its count, at least the duration).
+    /// The hard end of a run under `min_query_count` (default: long enough that every class
+    /// has its count with probability 1 − 10⁻⁶ however it is split over workers and lanes, at
+    /// least the duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<HumanDuration>,
     /// Per-request timeout (default 5 s, the seed's); a request past it is a `timeout` failure.
@@ -466,13 +467,12 @@ pub fn mix(
             .filter(|&&x| x > 0.0)
             .map(|x| x * load.peak())
             .fold(f64::INFINITY, f64::min);
-        let needed = Duration::from_secs_f64((min_count as f64 / slowest).min(1e9));
         Until {
             min_duration: duration,
             min_count,
             max_duration: s
                 .max_duration
-                .unwrap_or_else(|| 2 * duration.max(needed))
+                .unwrap_or_else(|| count_reached_by(min_count, slowest))
                 .max(duration),
         }
     });
@@ -481,6 +481,27 @@ pub fn mix(
         spikes: s.spikes,
         until,
     })
+}
+
+/// The most pieces (workers × lanes) a class's count and rate may be split into that the
+/// default hard end allows for.
+const MAX_PIECES: u64 = 64;
+
+/// The default hard end under LoadGen's end rule (LoadGen itself has none): the time by which
+/// a class of `rate` per second has had `count` arrivals with probability 1 − 10⁻⁶, however
+/// its count and rate are split over up to [`MAX_PIECES`] workers × lanes. Each piece needs
+/// `⌈count / n⌉` arrivals at `rate / n`, a Gamma(k, λ) time, which exceeds
+/// `(k + x + √(2kx)) / λ` with probability at most `e^-x` (the sub-gamma tail bound).
+/// Reached only when a class is that unlucky: a run ends as soon as every class has its count.
+fn count_reached_by(count: u64, rate: f64) -> Duration {
+    let x = 1e6f64.ln();
+    let worst = (1..=MAX_PIECES)
+        .map(|n| {
+            let k = count.div_ceil(n) as f64;
+            (k + x + (2.0 * k * x).sqrt()) * n as f64 / rate
+        })
+        .fold(0.0, f64::max);
+    Duration::from_secs_f64(worst.min(1e9))
 }
 
 struct Inner {
@@ -1021,8 +1042,19 @@ mod tests {
         let until = m.until.unwrap();
         assert_eq!(until.min_count, 100);
         assert_eq!(until.min_duration, Duration::from_secs(60));
-        // The slowest class: 30 × 0.05 = 1.5 qps needs 66.7 s for 100; twice that.
+        // The slowest class: 30 × 0.05 = 1.5 qps needs 66.7 s on average for 100; the hard
+        // end leaves room for a piece's unlucky tail.
         assert!(until.max_duration > Duration::from_secs(133), "{until:?}");
+        let given = mix(
+            &file("[priority]\nmin_query_count = 100\nmax_duration = \"90s\"\n"),
+            &open,
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            given.unwrap().until.unwrap().max_duration,
+            Duration::from_secs(90)
+        );
+
         let closed = LoadModel::Closed {
             users: 1,
             spawn_rate: 1.0,
@@ -1031,6 +1063,30 @@ mod tests {
             mix(&f, &closed, Duration::from_secs(1)).unwrap_err().0,
             "load.model"
         );
+    }
+
+    /// The default hard end: every piece of every split (1..=64 pieces) has had its part of the
+    /// count by then with probability ≥ 1 − 10⁻⁶, computed exactly as P(Poisson(λt) < k).
+    #[test]
+    fn the_default_hard_end_leaves_a_one_in_a_million_tail() {
+        for (count, rate) in [(1, 0.6), (1, 30.0), (7, 0.05), (100, 1.5), (5000, 200.0)] {
+            let t = count_reached_by(count, rate).as_secs_f64();
+            for n in 1..=MAX_PIECES {
+                let k = count.div_ceil(n);
+                let mu = rate / n as f64 * t;
+                // P(N < k) for N ~ Poisson(mu), summed in log space.
+                let mut log_term = -mu;
+                let mut missed = log_term.exp();
+                for j in 1..k {
+                    log_term += mu.ln() - (j as f64).ln();
+                    missed += log_term.exp();
+                }
+                assert!(
+                    missed <= 1e-6,
+                    "count {count} at {rate}/s over {n}: {missed}"
+                );
+            }
+        }
     }
 
     /// Every workload of the seed, 200 qps over 2 equal workers for 600 s: each class's count
