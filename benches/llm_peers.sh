@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The highest rate one generator core sustains with measurement truth, beside guidellm and
 # inference-perf in the same run. `stampede target llm` (first token after 200 ms, then one
-# every 20 ms, exactly 64 tokens per answer, no batching slowdown) on core 1; each tool in turn
-# on core 0 (taskset -c 0), open loop at constant arrivals, one step per rate in RATES for DUR
-# seconds, streaming OpenAI /v1/completions with 64 output tokens. Steps go rate by rate, the
+# every 20 ms, exactly OUTPUT_TOKENS (default 64) tokens per answer, no batching slowdown) on
+# core 1; each tool in turn on core 0 (taskset -c 0), open loop at constant arrivals, one step
+# per rate in RATES for DUR seconds, streaming OpenAI /v1/completions. A short answer
+# (OUTPUT_TOKENS=4) costs the target a sixteenth of the writes, so it keeps time at rates where
+# 64-token answers overload its core: that finds the generator's own ceiling. Steps go rate by rate, the
 # tools taking turns, so all see the same machine (each step waits for it to be idle: see
 # wait_quiet); a tool stops climbing after STOP_AFTER steps in a row fail even the loose bar.
 #
@@ -35,7 +37,7 @@
 #              bash benches/llm_peers.sh
 source "$(dirname "$0")/common.sh"
 RATES="${RATES:-2 5 10 20 50 100 150 200 300 400 500 700 850 1000 1200 1500 2000 2500 3000 3500 4000}"
-DUR="${DUR:-15}"; TOL_PCT="${TOL_PCT:-5}"; STOP_AFTER="${STOP_AFTER:-2}"; export LOOSE="${LOOSE:-10/50}"
+DUR="${DUR:-15}"; OUTPUT_TOKENS="${OUTPUT_TOKENS:-64}"; TOL_PCT="${TOL_PCT:-5}"; STOP_AFTER="${STOP_AFTER:-2}"; export LOOSE="${LOOSE:-10/50}"
 TOOLS="${TOOLS:-stampede guidellm inference-perf}"
 GUIDELLM="${GUIDELLM:-guidellm}"; INFERENCE_PERF="${INFERENCE_PERF:-inference-perf}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
@@ -49,10 +51,16 @@ cp "$ROOT/scenarios/data/tiny-tokenizer.json" "$TMP/tok/tokenizer.json"
 echo '{"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]", "model_max_length": 4096}' \
     >"$TMP/tok/tokenizer_config.json"
 
+# The example scenario with OUTPUT_TOKENS as every request's max_tokens.
+sed -e "s|^max_output_len = 64|max_output_len = $OUTPUT_TOKENS|" \
+    -e "s|\"../data/prompts.txt\"|\"$ROOT/scenarios/data/prompts.txt\"|" \
+    "$ROOT/scenarios/examples/llm-prompts.toml" >"$TMP/llm-prompts.toml"
+grep -q "^max_output_len = $OUTPUT_TOKENS" "$TMP/llm-prompts.toml" || { echo "no max_output_len in the example" >&2; exit 1; }
+
 pyversion() { "$(dirname "$(command -v "$1")")/python" -c \
     "import importlib.metadata as m; print(m.version('$2'))" 2>/dev/null || echo unknown; }
 machine
-echo "target: $URL (core 1); generators on core 0; rates: $RATES; $DUR s per step"
+echo "target: $URL (core 1); generators on core 0; rates: $RATES; $DUR s per step; $OUTPUT_TOKENS output tokens"
 for tool in $TOOLS; do
     case $tool in
     stampede) echo "stampede: $("$STAMPEDE" --version)" ;;
@@ -68,15 +76,15 @@ run_step() {
     rm -rf "$out"; mkdir -p "$out"
     case $tool in
     stampede)
-        taskset -c 0 "$STAMPEDE" run "$ROOT/scenarios/examples/llm-prompts.toml" --target "$URL" \
+        taskset -c 0 "$STAMPEDE" run "$TMP/llm-prompts.toml" --target "$URL" \
             --backend openai --workers 1 --rate "$rate" --arrival constant --duration "${DUR}s" \
             --out "$out/res" ;;
     guidellm)
         taskset -c 0 "$GUIDELLM" run \
-            --backend "kind=openai_http,target=$URL,model=stampede-sim,request_format=/v1/completions,max_tokens=64" \
+            --backend "kind=openai_http,target=$URL,model=stampede-sim,request_format=/v1/completions,max_tokens=$OUTPUT_TOKENS" \
             --profile "kind=constant,rate=$rate" --constraint "kind=max_duration,seconds=$DUR" \
             --tokenizer "kind=huggingface_auto,model=$TMP/tok" \
-            --data kind=synthetic_text,prompt_tokens=16,output_tokens=64 \
+            --data kind=synthetic_text,prompt_tokens=16,output_tokens=$OUTPUT_TOKENS \
             --output "kind=json,path=$out/guidellm.json" --disable-console-interactive ;;
     inference-perf)
         cat >"$out/config.yaml" <<EOF
@@ -87,7 +95,7 @@ data:
   type: synthetic
   corpus_file_path: "$ROOT/scenarios/data/prompts.txt"
   input_distribution: {min: 16, max: 16, mean: 16, std_dev: 0, total_count: $((rate * DUR + 100)), type: fixed}
-  output_distribution: {min: 64, max: 64, mean: 64, std_dev: 0, total_count: $((rate * DUR + 100)), type: fixed}
+  output_distribution: {min: $OUTPUT_TOKENS, max: $OUTPUT_TOKENS, mean: $OUTPUT_TOKENS, std_dev: 0, total_count: $((rate * DUR + 100)), type: fixed}
 load:
   type: constant
   stages: [{rate: $rate, duration: $DUR}]
@@ -225,7 +233,7 @@ for rate in $RATES; do
         poller=$!
         sleep 0.3
         rc=0
-        timeout $((DUR * 4 + 180)) bash -c "$(declare -f run_step); $(declare -p TMP URL DUR ROOT STAMPEDE GUIDELLM INFERENCE_PERF); run_step $tool $rate" \
+        timeout $((DUR * 4 + 180)) bash -c "$(declare -f run_step); $(declare -p TMP URL DUR ROOT STAMPEDE GUIDELLM INFERENCE_PERF OUTPUT_TOKENS); run_step $tool $rate" \
             >"$TMP/tool.log" 2>&1 || rc=$?
         kill $poller; wait $poller 2>/dev/null || true
         curl -s "$URL/__stampede/stats" >"$TMP/truth.json"
