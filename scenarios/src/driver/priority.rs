@@ -130,9 +130,9 @@ pub struct PriorityFile {
     /// on past the duration until it has this many arrivals (LoadGen's end rule).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_query_count: Option<Count>,
-    /// The hard end of a run under `min_query_count` (default: long enough that every class
-    /// has its count with probability 1 − 10⁻⁶ however it is split over workers and lanes, at
-    /// least the duration).
+    /// The hard end of a run under `min_query_count` (default: long enough that each worker's
+    /// and lane's part of every class has its count with probability 1 − 10⁻⁶, at least the
+    /// duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<HumanDuration>,
     /// Per-request timeout (default 5 s, the seed's); a request past it is a `timeout` failure.
@@ -487,9 +487,9 @@ pub fn mix(
 /// default hard end allows for.
 const MAX_PIECES: u64 = 64;
 
-/// The default hard end under LoadGen's end rule (LoadGen itself has none): the time by which
-/// a class of `rate` per second has had `count` arrivals with probability 1 − 10⁻⁶, however
-/// its count and rate are split over up to [`MAX_PIECES`] workers × lanes. Each piece needs
+/// The default hard end under LoadGen's end rule: the time by which each piece of a class of
+/// `rate` per second and `count` arrivals has had its part with probability 1 − 10⁻⁶, however
+/// the count and rate are split over up to [`MAX_PIECES`] workers × lanes. Each piece needs
 /// `⌈count / n⌉` arrivals at `rate / n`, a Gamma(k, λ) time, which exceeds
 /// `(k + x + √(2kx)) / λ` with probability at most `e^-x` (the sub-gamma tail bound).
 /// Reached only when a class is that unlucky: a run ends as soon as every class has its count.
@@ -1054,7 +1054,6 @@ mod tests {
             given.unwrap().until.unwrap().max_duration,
             Duration::from_secs(90)
         );
-
         let closed = LoadModel::Closed {
             users: 1,
             spawn_rate: 1.0,
