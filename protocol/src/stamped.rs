@@ -2,7 +2,8 @@
 //! timestamps (`SO_TIMESTAMPNS`, Linux), so that a server can time its answer from a request's
 //! arrival at the socket instead of from the moment it got round to reading it; and a client
 //! whose protocol library reads for it (gRPC through tonic) can time each message by the
-//! arrival of the bytes that carried it.
+//! arrival of the bytes that carried it, and its request by when the library wrote it
+//! ([`Sent`]).
 
 use std::io;
 use std::pin::Pin;
@@ -29,11 +30,46 @@ impl Arrival {
     }
 }
 
-/// A stream whose reads are stamped; writes pass through.
+/// When the first write after [`Sent::arm`] went to the socket (shared with the connection's
+/// user): for a client whose protocol library writes from a task of its own (tonic's
+/// connection task), when its request really went out.
+#[derive(Clone, Debug, Default)]
+pub struct Sent(Arc<Mutex<SentState>>);
+
+#[derive(Debug, Default)]
+struct SentState {
+    armed: bool,
+    at: Option<Instant>,
+}
+
+impl Sent {
+    /// Forget the last write noted; note the next one.
+    pub fn arm(&self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.armed = true;
+        s.at = None;
+    }
+
+    /// When the first write since the last [`Sent::arm`] returned; `None` before one.
+    pub fn first(&self) -> Option<Instant> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).at
+    }
+
+    fn note(&self) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if s.armed {
+            s.armed = false;
+            s.at = Some(Instant::now());
+        }
+    }
+}
+
+/// A stream whose reads are stamped; writes pass through, the first after [`Sent::arm`] noted.
 pub struct StampedStream {
     stream: TcpStream,
     arrival: Arrival,
     stamped: bool,
+    sent: Sent,
 }
 
 impl StampedStream {
@@ -46,8 +82,22 @@ impl StampedStream {
             stream,
             arrival: arrival.clone(),
             stamped,
+            sent: Sent::default(),
         };
         (s, arrival)
+    }
+
+    /// The stream's [`Sent`] mark.
+    pub fn sent(&self) -> Sent {
+        self.sent.clone()
+    }
+
+    /// Note a write that returned `result`, if it wrote something.
+    fn wrote(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+            self.sent.note();
+        }
+        result
     }
 }
 
@@ -89,7 +139,9 @@ impl AsyncWrite for StampedStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, data)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write(cx, data);
+        this.wrote(result)
     }
 
     fn poll_write_vectored(
@@ -97,7 +149,9 @@ impl AsyncWrite for StampedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.wrote(result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -147,6 +201,34 @@ mod tests {
         server.write_all(b"pong").await.unwrap();
         let n = client.read(&mut got).await.unwrap();
         assert_eq!(&got[..n], b"pong");
+    }
+
+    /// Only the first write after an arm is noted: not one before it, not a later one.
+    #[tokio::test]
+    async fn sent_notes_the_first_write_after_arm() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let (mut client, _) = StampedStream::new(client, false);
+        let sent = client.sent();
+        client.write_all(b"before").await.unwrap();
+        assert_eq!(sent.first(), None, "not armed");
+        sent.arm();
+        let armed = Instant::now();
+        std::thread::sleep(Duration::from_millis(50));
+        client.write_all(b"request").await.unwrap();
+        let first = sent.first().expect("the write after arm");
+        assert!(first.duration_since(armed) >= Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
+        client.write_all(b"more").await.unwrap();
+        assert_eq!(sent.first(), Some(first), "a later write does not move it");
+        sent.arm();
+        assert_eq!(sent.first(), None, "arm forgets the last one");
+        let mut got = vec![0u8; 17];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"beforerequestmore");
     }
 
     /// Unstamped, the wrapper is a plain stream and notes nothing.

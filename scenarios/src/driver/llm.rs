@@ -22,7 +22,7 @@ use bytes::Bytes;
 use super::h1::{H1Conn, H1Error};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
-use stampede_protocol::stamped::{Arrival, StampedStream};
+use stampede_protocol::stamped::{Arrival, Sent, StampedStream};
 
 use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
@@ -262,7 +262,7 @@ impl Driver for LlmDriver {
             answer: Vec::new(),
             last_arrival: None,
             grpc: None,
-            grpc_arrival: Arc::default(),
+            grpc_marks: Arc::default(),
         })
     }
 }
@@ -280,9 +280,8 @@ struct LlmSession {
     last_arrival: Option<Instant>,
     /// The JetStream backend's gRPC client (its own HTTP/2 connection), made at first use.
     grpc: Option<OrchestratorClient<tonic::transport::Channel>>,
-    /// The arrivals of the gRPC connection's reads (kernel receive timestamps), set by its
-    /// connector at each (re)connect.
-    grpc_arrival: Arc<std::sync::Mutex<Option<Arrival>>>,
+    /// The gRPC connection's marks, set by its connector at each (re)connect.
+    grpc_marks: Arc<std::sync::Mutex<Option<GrpcMarks>>>,
 }
 
 impl Session for LlmSession {
@@ -574,7 +573,7 @@ impl LlmSession {
                     .map_err(|_| (0, Failure::Connect("bad address")))?;
             let connector = StampedConnector {
                 authority: inner.authority.clone(),
-                arrival: self.grpc_arrival.clone(),
+                marks: self.grpc_marks.clone(),
             };
             let channel = endpoint
                 .connect_with_connector(connector)
@@ -586,14 +585,37 @@ impl LlmSession {
         let client = self.grpc.as_mut().expect("client present");
         let request =
             crate::llm::backend::jetstream_request(&prompt.text, prompt.max_output_tokens);
-        self.tally.start(Instant::now());
+        let current_marks = || {
+            self.grpc_marks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        if let Some(m) = current_marks() {
+            m.sent.arm();
+        }
+        let handed = Instant::now();
+        self.tally.start(handed);
         let mut stream = client
             .decode(request)
             .await
             .map_err(|s| (0, grpc_failure(&s)))?
             .into_inner();
+        // The answer's headers are in, so the request has gone out: TTFT counts from when
+        // tonic's connection task wrote it, not from when it was handed over (the first write
+        // after that, never earlier than the hand-over). The marks are read again: had the
+        // channel reconnected, the new connection's (whose first write is not armed: then
+        // TTFT counts from the hand-over).
+        let marks = current_marks();
+        if let Some(at) = marks
+            .as_ref()
+            .and_then(|m| m.sent.first())
+            .filter(|&at| at >= handed)
+        {
+            self.tally.start(at);
+        }
         let mut bytes = 0u64;
-        let arrival = self.grpc_arrival.clone();
+        let arrival = marks.map(|m| m.arrival);
         loop {
             match stream.message().await {
                 Ok(Some(message)) => {
@@ -601,8 +623,6 @@ impl LlmSession {
                     // connection's latest read), not when this worker got round to it.
                     let now = Instant::now();
                     let now = arrival
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
                         .as_ref()
                         .and_then(Arrival::last)
                         .filter(|&at| at <= now)
@@ -634,12 +654,19 @@ impl LlmSession {
     }
 }
 
+/// A gRPC connection's marks: when its reads' bytes arrived, when a request went out.
+#[derive(Clone)]
+struct GrpcMarks {
+    arrival: Arrival,
+    sent: Sent,
+}
+
 /// Connects the JetStream channel's TCP stream with kernel receive timestamps and hands the
-/// connection's [`Arrival`] to the session (again at each reconnect).
+/// connection's [`GrpcMarks`] to the session (again at each reconnect).
 #[derive(Clone)]
 struct StampedConnector {
     authority: String,
-    arrival: Arc<std::sync::Mutex<Option<Arrival>>>,
+    marks: Arc<std::sync::Mutex<Option<GrpcMarks>>>,
 }
 
 impl tonic::codegen::Service<http::Uri> for StampedConnector {
@@ -657,12 +684,13 @@ impl tonic::codegen::Service<http::Uri> for StampedConnector {
     }
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let (authority, slot) = (self.authority.clone(), self.arrival.clone());
+        let (authority, slot) = (self.authority.clone(), self.marks.clone());
         Box::pin(async move {
             let tcp = tokio::net::TcpStream::connect(&authority).await?;
             tcp.set_nodelay(true)?;
             let (stream, arrival) = StampedStream::new(tcp, true);
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(arrival);
+            let sent = stream.sent();
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(GrpcMarks { arrival, sent });
             Ok(hyper_util::rt::TokioIo::new(stream))
         })
     }
@@ -898,16 +926,14 @@ mod tests {
         (rec, driver.session())
     }
 
-    /// JetStream tokens are timed by the kernel's receive timestamps, like HTTP ones: a worker
-    /// blocked for 300 ms while the first token arrives (50 ms after the request) still reports
-    /// a TTFT near 50 ms.
-    #[tokio::test(flavor = "current_thread")]
-    async fn jetstream_tokens_carry_their_arrival_not_the_read() {
+    /// The TTFT (min, max, in µs) of a JetStream request whose single-threaded worker is
+    /// blocked for 300 ms from `busy_from` after the request is handed to tonic (a first call
+    /// connects, untimed; the second is the one measured).
+    async fn jetstream_ttft_with_busy_worker(busy_from: Duration) -> (u64, u64) {
         use rand::SeedableRng;
         let addr = jetstream_server();
         let (rec, mut session) = one_user(&format!("http://{addr}"), "jetstream", 2);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
-        // A first call connects (the connect is not timed); the second is the one judged.
         for round in 0..2 {
             let call = session.call(Call {
                 rng: &mut rng,
@@ -918,9 +944,9 @@ mod tests {
             });
             let busy = async {
                 if round == 1 {
-                    // The worker is busy from 20 ms to 320 ms: the first token (at 50 ms)
-                    // waits in the socket.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if !busy_from.is_zero() {
+                        tokio::time::sleep(busy_from).await;
+                    }
                     std::thread::sleep(Duration::from_millis(300));
                 }
             };
@@ -929,11 +955,32 @@ mod tests {
         let n = rec.take().names.remove(0);
         assert_eq!((n.requests, n.failures), (2, 0), "{n:?}");
         let ttft = n.hists[TTFT].as_ref().expect("TTFT recorded");
-        let worst = ttft.max() as f64 / 1000.0;
-        assert!(ttft.min() >= 50_000, "TTFT min {} µs", ttft.min());
+        (ttft.min(), ttft.max())
+    }
+
+    /// JetStream tokens are timed by the kernel's receive timestamps, like HTTP ones: a worker
+    /// blocked from 20 ms to 320 ms while the first token arrives (50 ms after the request)
+    /// still reports a TTFT near 50 ms.
+    #[tokio::test(flavor = "current_thread")]
+    async fn jetstream_tokens_carry_their_arrival_not_the_read() {
+        let (min, max) = jetstream_ttft_with_busy_worker(Duration::from_millis(20)).await;
+        assert!(min >= 50_000, "TTFT min {min} µs");
         assert!(
-            worst < 200.0,
-            "TTFT {worst} ms: the read time, not the arrival"
+            max < 200_000,
+            "TTFT {max} µs: the read time, not the arrival"
+        );
+    }
+
+    /// JetStream's TTFT counts from when tonic's connection task wrote the request: a worker
+    /// blocked for 300 ms right after handing it over (so it goes out 300 ms late) still
+    /// reports a TTFT near the server's 50 ms.
+    #[tokio::test(flavor = "current_thread")]
+    async fn jetstream_ttft_counts_from_the_write_not_the_hand_over() {
+        let (min, max) = jetstream_ttft_with_busy_worker(Duration::ZERO).await;
+        assert!(min >= 50_000, "TTFT min {min} µs");
+        assert!(
+            max < 200_000,
+            "TTFT {max} µs: from the hand-over, not the write"
         );
     }
 
