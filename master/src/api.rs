@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::coordinator::{Archive, Command, Event};
 use crate::metrics::Exporter;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{RunView, Snapshot};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -171,11 +171,16 @@ async fn workers(State(s): State<ApiState>) -> Response {
 /// read back from its runs directory), oldest first, then the current one.
 async fn runs(State(s): State<ApiState>) -> Response {
     let snap = s.snapshots.borrow().clone();
-    let mut list: Vec<serde_json::Value> = s
-        .archive
-        .ids()
-        .into_iter()
-        .filter_map(|id| s.archive.document(id))
+    Json(json!({ "runs": run_list(&s.archive, snap.run.as_ref()) })).into_response()
+}
+
+/// The archived runs, oldest first, then `live` unless it has finished or is archived already
+/// (its snapshot can still say it is ending when its document has been archived).
+fn run_list(archive: &Archive, live: Option<&RunView>) -> Vec<serde_json::Value> {
+    let ids = archive.ids();
+    let mut list: Vec<serde_json::Value> = ids
+        .iter()
+        .filter_map(|&id| archive.document(id))
         .map(|d| {
             json!({ "run_id": d["run_id"], "scenario": d["scenario"], "kind": d["kind"],
                     "status": d["status"], "started_at": d["started_at"],
@@ -183,13 +188,13 @@ async fn runs(State(s): State<ApiState>) -> Response {
                     "total_requests": d["metrics"]["total_requests"], "passed": d["passed"] })
         })
         .collect();
-    if let Some(run) = snap.run.as_ref().filter(|r| r.state != "finished") {
+    if let Some(run) = live.filter(|r| r.state != "finished" && !ids.contains(&r.id)) {
         list.push(
             json!({ "run_id": run.id, "scenario": run.scenario, "status": run.state,
                           "total_requests": run.total.requests }),
         );
     }
-    Json(json!({ "runs": list })).into_response()
+    list
 }
 
 async fn run(State(s): State<ApiState>, Path(id): Path<u64>) -> Response {
@@ -322,5 +327,39 @@ async fn stop(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<u64>
             .into_response(),
         Ok(Err(m)) => error(StatusCode::CONFLICT, m),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "master shutting down"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run whose document is archived while its snapshot still says it is ending is listed
+    /// once; a live run not yet archived is listed after the archived ones.
+    #[test]
+    fn a_run_is_listed_once_while_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("7")).unwrap();
+        std::fs::write(
+            dir.path().join("7/summary.json"),
+            r#"{"run_id": 7, "status": "completed", "metrics": {"total_requests": 4}}"#,
+        )
+        .unwrap();
+        let archive = Archive::load(dir.path());
+        let mut live = crate::tui::testdata::running().run.unwrap();
+        assert_eq!(live.id, 7);
+        live.state = "stopping".into();
+        let list = run_list(&archive, Some(&live));
+        assert_eq!(list.len(), 1, "{list:?}");
+        assert_eq!(list[0]["status"], "completed");
+        assert_eq!(list[0]["total_requests"], 4);
+        live.id = 8;
+        let list = run_list(&archive, Some(&live));
+        let ids: Vec<_> = list.iter().map(|r| r["run_id"].as_u64()).collect();
+        assert_eq!(ids, [Some(7), Some(8)]);
+        assert_eq!(list[1]["status"], "stopping");
+        live.state = "finished".into();
+        assert_eq!(run_list(&archive, Some(&live)).len(), 1);
+        assert_eq!(run_list(&archive, None).len(), 1);
     }
 }
