@@ -172,16 +172,12 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
 
     /// Bytes that waited in the socket while the server was busy carry their arrival time, and
     /// reading and writing still work through the wrapper.
     #[tokio::test]
     async fn reads_carry_the_arrival_not_the_reading() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let (mut client, server) = stamps::loopback_pair().await;
         let (mut server, arrival) = StampedStream::new(server, true);
         assert_eq!(arrival.last(), None);
         client.write_all(b"ping").await.unwrap();
@@ -206,11 +202,7 @@ mod tests {
     /// Only the first write after an arm is noted: not one before it, not a later one.
     #[tokio::test]
     async fn sent_notes_the_first_write_after_arm() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (client, mut server) = stamps::loopback_pair().await;
         let (mut client, _) = StampedStream::new(client, false);
         let sent = client.sent();
         client.write_all(b"before").await.unwrap();
@@ -234,11 +226,7 @@ mod tests {
     /// Unstamped, the wrapper is a plain stream and notes nothing.
     #[tokio::test]
     async fn unstamped_reads_note_nothing() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let (mut client, server) = stamps::loopback_pair().await;
         let (mut server, arrival) = StampedStream::new(server, false);
         client.write_all(b"x").await.unwrap();
         let mut got = [0u8; 4];

@@ -134,20 +134,25 @@ mod sys {
     }
 }
 
+/// A connected pair of loopback TCP streams, `(client, server)`, for tests.
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) async fn loopback_pair() -> (TcpStream, TcpStream) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    (client.unwrap(), accepted.unwrap().0)
+}
+
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use tokio::io::{AsyncWriteExt, Interest};
-    use tokio::net::TcpListener;
 
     /// A read on a socket asked for stamps carries one, from before the read; without asking,
     /// none. Nothing there to read is `WouldBlock`.
     #[tokio::test]
     async fn stamped_only_when_enabled() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
-        let (mut client, (server, _)) = (client.unwrap(), accepted.unwrap());
+        let (mut client, server) = loopback_pair().await;
         let mut buf = [0u8; 8];
         for stamp in [false, true] {
             assert_eq!(
