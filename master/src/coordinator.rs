@@ -960,6 +960,9 @@ impl Coordinator {
         info!(run = run.id, requests = summary.total.requests, reason = %summary.stop_reason, "run finished");
         let summary = Arc::new(summary);
         self.last_view = Some(view(&run, &self.workers, "finished"));
+        // The final snapshot goes out before the document is archived: a reader who sees the
+        // run completed must not read an older snapshot on `/metrics` after that.
+        self.publish();
         self.archive.insert(summary.clone());
         let _ = self.finished.send(summary);
     }
