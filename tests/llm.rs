@@ -115,6 +115,8 @@ fn token_counts_equal_the_servers_for_every_backend() {
             );
         } else {
             assert_eq!(ttft_count, 0, "{backend}: no TTFT without streaming");
+            assert!(llm["ttft_ms"]["p50"].is_null(), "{backend}: {llm:#}");
+            assert!(u64_at(llm, "/latency_per_output_token_ms/count") > 0);
         }
         let workers = summary["workers"].as_array().unwrap();
         assert_eq!(workers.len(), 2);
@@ -168,8 +170,15 @@ fn broken_streams_are_failures_with_their_kind() {
             "no `{want}` failure in {kinds:?}"
         );
     }
-    // Successful answers still count their tokens.
+    // Successful answers still count their tokens; the LLM figures are theirs alone.
     assert!(u64_at(&summary, "/llm/output_tokens") > 0);
+    for figure in ["e2e_ms", "ttft_ms"] {
+        assert_eq!(
+            u64_at(&summary, &format!("/llm/{figure}/count")),
+            requests - failures,
+            "{figure}: successes only"
+        );
+    }
 }
 
 /// `--sweep-rates` against `stampede target llm`: each step is a run of its own with its own

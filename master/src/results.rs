@@ -115,18 +115,21 @@ fn llm_json(total: &NameStats, duration: f64) -> Value {
     if !total.metrics.contains_key("ttft") && !total.counters.contains_key("output_tokens") {
         return Value::Null;
     }
-    let figures = |h: Option<&Histogram<u64>>| {
-        let empty = stampede_scenarios::recorder::new_histogram();
-        let h = h.unwrap_or(&empty);
-        json!({
+    // A figure nothing measured (TTFT without streaming) is null, not a zero.
+    let figures = |h: Option<&Histogram<u64>>| match h.filter(|h| !h.is_empty()) {
+        Some(h) => json!({
             "p50": quantile_ms(h, 0.50),
             "p90": quantile_ms(h, 0.90),
             "p99": quantile_ms(h, 0.99),
-            "mean": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            "mean": h.mean() / 1000.0,
             "min": min_ms(h),
             "max": max_ms(h),
             "count": h.len(),
-        })
+        }),
+        None => json!({
+            "p50": null, "p90": null, "p99": null, "mean": null, "min": null, "max": null,
+            "count": 0,
+        }),
     };
     let counter = |name: &str| total.counters.get(name).copied().unwrap_or(0);
     let (input, output) = (counter("input_tokens"), counter("output_tokens"));
@@ -142,7 +145,9 @@ fn llm_json(total: &NameStats, duration: f64) -> Value {
         "ttft_ms": figures(total.metrics.get("ttft")),
         "tpot_ms": figures(total.metrics.get("tpot")),
         "itl_ms": figures(total.metrics.get("itl")),
-        "e2e_ms": figures(Some(&total.latency)),
+        // Successes only, as the other figures; `latency` also holds the failures.
+        "e2e_ms": figures(total.metrics.get("e2e")),
+        "latency_per_output_token_ms": figures(total.metrics.get("latency_per_output_token")),
         "input_tokens": input,
         "output_tokens": output,
         "output_tokens_per_second": per_s(output),
@@ -187,14 +192,27 @@ fn llm_section(total: &NameStats, duration: f64) -> String {
         ("E2E", "e2e_ms"),
     ] {
         let f = &v[key];
-        let n = |k: &str| f[k].as_f64().unwrap_or(0.0);
+        let n = |k: &str| f[k].as_f64().map_or("-".to_string(), |x| format!("{x:.1}"));
         out.push_str(&format!(
-            "  {label:<6} {:>9.1} {:>9.1} {:>9.1} {:>9.1}\n",
+            "  {label:<6} {:>9} {:>9} {:>9} {:>9}\n",
             n("p50"),
             n("p90"),
             n("p99"),
             n("mean")
         ));
+    }
+    if v["ttft_ms"]["count"] == 0 {
+        // The seed's figure for answers read whole: E2E ÷ output tokens.
+        let per_token = total.metrics.get("latency_per_output_token");
+        if let Some(h) = per_token.filter(|h| !h.is_empty()) {
+            out.push_str(&format!(
+                "  not streamed: no TTFT, TPOT or ITL; time per output token (E2E ÷ tokens) p50 {:.1}, p90 {:.1}, p99 {:.1}, mean {:.1}\n",
+                quantile_ms(h, 0.50),
+                quantile_ms(h, 0.90),
+                quantile_ms(h, 0.99),
+                h.mean() / 1000.0,
+            ));
+        }
     }
     let n = |k: &str| v[k].as_f64().unwrap_or(0.0);
     out.push_str(&format!(
@@ -1646,6 +1664,63 @@ mod tests {
         assert_eq!(truncate(&long, 10).chars().count(), 10);
         assert!(truncate(&long, 10).ends_with('…'));
         assert_eq!(truncate("short", 10), "short");
+    }
+
+    /// The `llm` block's E2E counts the successes only (a fast HTTP 500 must not pull it
+    /// down); what nothing measured (TTFT, TPOT, ITL of answers read whole) is null in the
+    /// JSON and `-` in the table, which shows the seed's time per output token instead.
+    #[test]
+    fn llm_block_counts_successes_and_leaves_unmeasured_figures_null() {
+        let mut total = NameStats::new("", AGGREGATED);
+        let (mut e2e, mut per_token) = (new_histogram(), new_histogram());
+        for _ in 0..3 {
+            record_clamped(&mut total.latency, 200_000);
+            record_clamped(&mut e2e, 200_000);
+            record_clamped(&mut per_token, 20_000);
+        }
+        // Two failures, answered in 0.2 ms: in the latency, not in the llm block's E2E.
+        for _ in 0..2 {
+            record_clamped(&mut total.latency, 200);
+        }
+        (total.requests, total.failures) = (5, 2);
+        total.metrics.insert("e2e".into(), e2e);
+        total
+            .metrics
+            .insert("latency_per_output_token".into(), per_token);
+        total.counters.insert("output_tokens".into(), 30);
+        total.counters.insert("counted_by_words".into(), 3);
+
+        let mut summary = fixture();
+        summary.total = total.clone();
+        let doc = summary_json(&summary);
+        let errors: Vec<String> = validator()
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+        let v = &doc["llm"];
+        assert_eq!(v["e2e_ms"]["count"], 3, "{v:#}");
+        let min = v["e2e_ms"]["min"].as_f64().unwrap();
+        assert!((199.0..=201.0).contains(&min), "E2E min {min} ms");
+        let per_token = v["latency_per_output_token_ms"]["p50"].as_f64().unwrap();
+        assert!((19.9..=20.1).contains(&per_token), "{per_token}");
+        for key in ["ttft_ms", "tpot_ms", "itl_ms"] {
+            assert_eq!(v[key]["count"], 0, "{key}");
+            for f in ["p50", "p90", "p99", "mean", "min", "max"] {
+                assert!(v[key][f].is_null(), "{key}.{f} = {}", v[key][f]);
+            }
+        }
+        let table = llm_section(&total, 1.0);
+        let ttft = table.lines().find(|l| l.trim_start().starts_with("TTFT"));
+        assert_eq!(
+            ttft.map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>()),
+            Some(vec!["-"; 4]),
+            "{table}"
+        );
+        assert!(
+            table.contains("time per output token (E2E ÷ tokens) p50 20.0"),
+            "{table}"
+        );
     }
 
     #[test]

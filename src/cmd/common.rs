@@ -81,6 +81,16 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
     }
     // Prompts travel inside the scenario, so workers on other hosts need no prompt file.
     config.resolve_prompts()?;
+    if let Some(llm) = &config.file.llm
+        && let Ok(backend) = llm.backend.parse::<stampede_scenarios::llm::Backend>()
+        && llm.stream
+        && !backend.supports_streaming()
+    {
+        eprintln!(
+            "note: the `{}` backend has no streaming API: answers are read whole (E2E, tokens and time per output token; no TTFT, TPOT or ITL)",
+            backend.name()
+        );
+    }
     Ok(config)
 }
 

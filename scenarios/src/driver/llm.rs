@@ -37,7 +37,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_ANSWER: usize = 64 << 20;
 
 /// Extra histogram metrics, in the recorder's index order (after latency).
-pub const METRICS: &[&str] = &["ttft", "tpot", "itl", "latency_per_output_token"];
+pub const METRICS: &[&str] = &["ttft", "tpot", "itl", "latency_per_output_token", "e2e"];
 const TTFT: usize = 1;
 const TPOT: usize = 2;
 const ITL: usize = 3;
@@ -45,6 +45,9 @@ const ITL: usize = 3;
 /// latency of the capacity-profile seed, whose p90 over a run is its
 /// `metrics_p90_per_output_token_latency_mean`).
 const PER_TOKEN: usize = 4;
+/// E2E latency of each successful request (from its scheduled time, like the request
+/// latency, which also counts the failures).
+const E2E: usize = 5;
 
 /// Extra counters, in the recorder's index order.
 pub const COUNTERS: &[&str] = &[
@@ -312,6 +315,7 @@ impl Session for LlmSession {
                     let summary = self.tally.finish(end, &inner.counter, prompt.input_tokens);
                     let t = &summary.timings;
                     rec.request(0, end - call.scheduled, bytes, None);
+                    rec.sample(0, E2E, micros(end - call.scheduled));
                     if let Some(ttft) = t.ttft {
                         rec.sample(0, TTFT, micros(ttft));
                     }
@@ -1021,6 +1025,7 @@ mod tests {
         assert_eq!(METRICS[TPOT - 1], "tpot");
         assert_eq!(METRICS[ITL - 1], "itl");
         assert_eq!(METRICS[PER_TOKEN - 1], "latency_per_output_token");
+        assert_eq!(METRICS[E2E - 1], "e2e");
         assert_eq!(COUNTERS[INPUT], "input_tokens");
         assert_eq!(COUNTERS[OUTPUT], "output_tokens");
         assert_eq!(COUNTERS[GOOD], "good");
