@@ -618,25 +618,31 @@ impl ScenarioConfig {
     }
 
     /// For an `llm` scenario: read the prompts (and tokenizer) here and put the prompts in the
-    /// scenario itself, so workers on other machines need no files. Errors name the file and
-    /// line, or the setting.
-    pub fn resolve_prompts(&mut self) -> Result<(), ScenarioError> {
+    /// scenario itself, so workers on other machines need no files. `origin` is the scenario
+    /// file, which errors name with the setting (`llm.prompts.path`); the message names the
+    /// prompt file, and its line or JSON path.
+    pub fn resolve_prompts(&mut self, origin: &str) -> Result<(), ScenarioError> {
         let Some(llm) = self.file.llm.as_mut() else {
             return Ok(());
         };
         if !llm.resolved.is_empty() {
             return Ok(());
         }
-        let error = |field: &str, message: String| ScenarioError {
-            file: "<scenario>".into(),
+        let error = |field: String, message: String| ScenarioError {
+            file: origin.to_string(),
             line: None,
-            field: Some(field.to_string()),
+            field: Some(field),
             message,
         };
         let settings = crate::driver::llm::Settings::of(llm)
-            .map_err(|(field, message)| error(&field, message))?;
+            .map_err(|(field, message)| error(field, message))?;
         let prompts = crate::llm::PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
-            .map_err(|e| error("llm.prompts", e.to_string()))?;
+            .map_err(|e| {
+                let field = e
+                    .field()
+                    .map_or("llm.prompts".to_string(), |f| format!("llm.prompts.{f}"));
+                error(field, e.detail())
+            })?;
         llm.resolved = prompts
             .prompts()
             .iter()
@@ -1262,6 +1268,101 @@ error_rate = "< 0.01"
         let c = parse(GOOD).unwrap();
         let again = parse(&c.to_toml()).unwrap();
         assert_eq!(again, c);
+    }
+
+    /// An `llm` scenario reading its prompts from `{path}` (one a line).
+    const LLM: &str = r#"
+name = "chat"
+target = "http://127.0.0.1:8000"
+kind = "llm"
+
+[load]
+model = "closed"
+users = 2
+
+[llm]
+model = "m"
+
+[llm.prompts]
+source = "lines"
+path = "{path}"
+"#;
+
+    /// `text`, loaded from `bad.toml` in a new folder that holds `files` (name, content).
+    fn load_in_dir(
+        text: &str,
+        files: &[(&str, &str)],
+    ) -> (tempfile::TempDir, Result<ScenarioConfig, ScenarioError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        let scenario = dir.path().join("bad.toml");
+        std::fs::write(&scenario, text).unwrap();
+        let loaded = ScenarioConfig::load(&scenario);
+        (dir, loaded)
+    }
+
+    #[test]
+    fn prompt_errors_name_the_scenario_file_and_setting() {
+        // A missing prompt file.
+        let (dir, loaded) = load_in_dir(&LLM.replace("{path}", "nope.txt"), &[]);
+        let mut c = loaded.unwrap();
+        let e = c.resolve_prompts("bad.toml").unwrap_err();
+        let nope = dir.path().join("nope.txt");
+        let want = format!("bad.toml: llm.prompts.path: {}: ", nope.display());
+        assert!(e.to_string().starts_with(&want), "{e}");
+
+        // A text file given as ShareGPT.
+        let text = LLM
+            .replace("{path}", "p.txt")
+            .replace("\"lines\"", "\"sharegpt\"");
+        let (_dir, loaded) = load_in_dir(&text, &[("p.txt", "hello there\n")]);
+        let e = loaded.unwrap().resolve_prompts("bad.toml").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("llm.prompts.path"), "{e}");
+        assert!(
+            e.to_string().starts_with("bad.toml: llm.prompts.path: "),
+            "{e}"
+        );
+        assert!(e.message.contains("p.txt: not ShareGPT JSON"), "{e}");
+
+        // A missing tokenizer.
+        let text = LLM
+            .replace("{path}", "p.txt")
+            .replace("model = \"m\"", "model = \"m\"\ntokenizer = \"tok.json\"");
+        let (_dir, loaded) = load_in_dir(&text, &[("p.txt", "a b c d e\n")]);
+        let e = loaded.unwrap().resolve_prompts("bad.toml").unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.field.as_deref()),
+            ("bad.toml", Some("llm.tokenizer")),
+            "{e}"
+        );
+        assert!(e.message.contains("tok.json"), "{e}");
+
+        // Bad length distributions.
+        for (input, field) in [
+            (
+                "{ dist = \"uniform\", min = 9, max = 3 }",
+                "llm.prompts.input",
+            ),
+            (
+                "{ dist = \"normal\", mean = 9, stddev = -1 }",
+                "llm.prompts.input",
+            ),
+        ] {
+            let text = LLM.replace(
+                "source = \"lines\"\npath = \"{path}\"",
+                &format!("source = \"synthetic\"\ninput = {input}\noutput = {{ dist = \"fixed\", tokens = 8 }}"),
+            );
+            let mut c = parse(&text).unwrap();
+            let e = c.resolve_prompts("bad.toml").unwrap_err();
+            assert_eq!(
+                (e.file.as_str(), e.field.as_deref()),
+                ("bad.toml", Some(field)),
+                "{e}"
+            );
+            assert!(!e.to_string().contains("<scenario>"), "{e}");
+        }
     }
 
     #[test]
