@@ -662,16 +662,7 @@ impl ScenarioConfig {
         overrides: &Overrides,
     ) -> Result<ScenarioConfig, ScenarioError> {
         let mut file: ScenarioFile = toml::from_str(text).map_err(|e| {
-            let (field, message) = split_toml_message(e.message(), text, e.span());
-            let line = e
-                .span()
-                .map(|s| key_line_from(text, s.start, field.as_deref()));
-            ScenarioError {
-                file: origin.to_string(),
-                line,
-                field,
-                message,
-            }
+            missing_table(text, origin).unwrap_or_else(|| toml_error(&e, text, origin))
         })?;
         file.apply(overrides);
         file.validate().map_err(|(field, message)| ScenarioError {
@@ -1064,6 +1055,42 @@ fn parse_base_url(s: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
+/// A scenario error from toml's, with the line and field when its message or span shows them.
+fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> ScenarioError {
+    let (field, message) = split_toml_message(e.message(), text, e.span());
+    let line = e
+        .span()
+        .map(|s| key_line_from(text, s.start, field.as_deref()));
+    ScenarioError {
+        file: origin.to_string(),
+        line,
+        field,
+        message,
+    }
+}
+
+/// For well-formed TOML that lacks a required top-level key: an error saying which, with no
+/// line (toml blames the document's first key for a missing one). `None` when none is missing.
+fn missing_table(text: &str, origin: &str) -> Option<ScenarioError> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let message = if !doc.contains_key("load") {
+        "missing table [load] (model = \"closed\" with users, \"open\" with rate, \
+         \"simultaneous\" or \"stages\")"
+            .to_string()
+    } else {
+        let key = ["name", "target"]
+            .into_iter()
+            .find(|k| !doc.contains_key(*k))?;
+        format!("missing `{key}` (a top-level key, before any [table])")
+    };
+    Some(ScenarioError {
+        file: origin.to_string(),
+        line: None,
+        field: None,
+        message,
+    })
+}
+
 /// 1-based line number of byte offset `at`.
 fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())]
@@ -1363,6 +1390,26 @@ path = "{path}"
             );
             assert!(!e.to_string().contains("<scenario>"), "{e}");
         }
+    }
+
+    #[test]
+    fn missing_load_names_the_table_not_line_one() {
+        let text = GOOD.replace(
+            "[load]\nmodel = \"closed\"\nusers = 20\nspawn_rate = 5\n",
+            "",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (None, None), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("t.toml: missing table [load] (model = \"closed\""),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("target = \"http://127.0.0.1:8080\"", "")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml: missing `target` (a top-level key, before any [table])"
+        );
     }
 
     #[test]
