@@ -1413,6 +1413,29 @@ path = "{path}"
     }
 
     #[test]
+    fn http_without_requests_hints_at_the_kind_of_its_table() {
+        let text = LLM
+            .replace("kind = \"llm\"\n", "")
+            .replace("{path}", "p.txt");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("requests"), "{e}");
+        assert!(
+            e.message
+                .ends_with("; this file has an [llm] table: did you mean kind = \"llm\"?"),
+            "{e}"
+        );
+        let text = format!(
+            "{}\n[download]\nmodel_id = \"a/b\"\n",
+            GOOD.split("[[requests]]").next().unwrap()
+        );
+        let e = parse(&text).unwrap_err();
+        assert!(
+            e.message.ends_with("did you mean kind = \"download\"?"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn unknown_field_names_file_line_and_field() {
         let text = GOOD.replace("spawn_rate = 5", "spawn_rate = 5\nusres = 3");
         let e = parse(&text).unwrap_err();
