@@ -443,13 +443,36 @@ pub struct LlmFile {
     /// `synthetic` with input and output length distributions.
     pub prompts: crate::llm::PromptSource,
     /// The prompts themselves, filled in by the master from `prompts` before it sends the
-    /// scenario to its workers (so workers need no prompt file).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// scenario to its workers (so workers need no prompt file). Never read from a scenario
+    /// file: they travel in the assignment ([`ScenarioConfig::to_assignment`]).
+    #[serde(skip)]
     pub resolved: Vec<ResolvedPrompt>,
     /// Send one CSV row per request to the master (the `requests` record stream, written to
-    /// `requests.csv`); set by `--requests-csv`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `requests.csv`); set by `--requests-csv` only, and sent in the assignment.
+    #[serde(skip)]
     pub requests_csv: bool,
+}
+
+/// A scenario as the master assigns it to workers: the file form (overrides applied) and what
+/// the master filled in that a scenario file cannot set.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assignment {
+    /// The scenario.
+    scenario: ScenarioFile,
+    /// `[llm]`'s prepared parts, for an `llm` scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    llm: Option<PreparedLlm>,
+}
+
+/// The parts of `[llm]` the master prepares: [`LlmFile::resolved`], [`LlmFile::requests_csv`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreparedLlm {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    resolved: Vec<ResolvedPrompt>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    requests_csv: bool,
 }
 
 /// One prompt as the master sends it to workers.
@@ -734,11 +757,32 @@ impl ScenarioConfig {
             .map_or(self.duration, |u| u.max_duration.max(self.duration))
     }
 
-    /// The scenario as TOML text, as sent to workers.
-    pub fn to_toml(&self) -> String {
-        // The invariant: ScenarioFile holds only strings, numbers, tables and arrays, which TOML
-        // can always represent, so serialization cannot fail.
-        toml::to_string(&self.file).expect("a ScenarioFile is always representable as TOML")
+    /// The scenario as TOML text, as sent to workers: the file form under `[scenario]`, and
+    /// what the master prepared that a file cannot set (the prompts, `--requests-csv`) under
+    /// `[llm]`. Read back by [`ScenarioConfig::from_assignment`].
+    pub fn to_assignment(&self) -> String {
+        let mut scenario = self.file.clone();
+        let llm = scenario.llm.as_mut().map(|l| PreparedLlm {
+            resolved: std::mem::take(&mut l.resolved),
+            requests_csv: l.requests_csv,
+        });
+        // The invariant: an Assignment holds only strings, numbers, tables and arrays, which
+        // TOML can always represent, so serialization cannot fail.
+        toml::to_string(&Assignment { scenario, llm })
+            .expect("an Assignment is always representable as TOML")
+    }
+
+    /// Parse and validate an assignment ([`ScenarioConfig::to_assignment`]); `origin` names
+    /// the text in errors.
+    pub fn from_assignment(text: &str, origin: &str) -> Result<ScenarioConfig, ScenarioError> {
+        let assignment: Assignment =
+            toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
+        let mut file = assignment.scenario;
+        if let (Some(llm), Some(prepared)) = (file.llm.as_mut(), assignment.llm) {
+            llm.resolved = prepared.resolved;
+            llm.requests_csv = prepared.requests_csv;
+        }
+        ScenarioConfig::from_file(file, origin)
     }
 
     /// The same scenario pointed at another target (used when a built-in target is started).
@@ -1239,7 +1283,11 @@ error_rate = "< 0.01"
             (w.accelerator_type.as_str(), w.accelerator_count),
             ("NVIDIA_L4", 1)
         );
-        assert!(!c.to_toml().contains("worker_type"), "{}", c.to_toml());
+        assert!(
+            !c.to_assignment().contains("worker_type"),
+            "{}",
+            c.to_assignment()
+        );
         let text = format!("{GOOD}\n[worker_type]\naccelerator_type = \" \"\n");
         let e = ScenarioConfig::parse(&text, "s.toml", &Overrides::default()).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("worker_type.accelerator_type"));
@@ -1260,7 +1308,11 @@ error_rate = "< 0.01"
         assert_eq!(p.model_input_size, Count(150_000));
         assert_eq!(p.device_of("nuc-1"), Some("Intel NUC"));
         assert_eq!(p.device_of("local-1"), Some("Raspberry Pi 4B"));
-        assert!(!c.to_toml().contains("placement"), "{}", c.to_toml());
+        assert!(
+            !c.to_assignment().contains("placement"),
+            "{}",
+            c.to_assignment()
+        );
         let e = parse(&text.replace(
             "device_type = \"Raspberry Pi 4B\"\ndevices = { \"nuc-1\" = \"Intel NUC\" }\n",
             "",
@@ -1293,7 +1345,7 @@ error_rate = "< 0.01"
     #[test]
     fn round_trips_through_toml() {
         let c = parse(GOOD).unwrap();
-        let again = parse(&c.to_toml()).unwrap();
+        let again = ScenarioConfig::from_assignment(&c.to_assignment(), "a").unwrap();
         assert_eq!(again, c);
     }
 
@@ -1328,6 +1380,45 @@ path = "{path}"
         std::fs::write(&scenario, text).unwrap();
         let loaded = ScenarioConfig::load(&scenario);
         (dir, loaded)
+    }
+
+    #[test]
+    fn assignment_carries_what_the_master_prepared() {
+        let (dir, loaded) =
+            load_in_dir(&LLM.replace("{path}", "p.txt"), &[("p.txt", "a b c d e\n")]);
+        let mut c = loaded.unwrap();
+        c.resolve_prompts("bad.toml").unwrap();
+        let c = c
+            .with_overrides(&Overrides {
+                requests_csv: true,
+                ..Overrides::default()
+            })
+            .unwrap();
+        let again = ScenarioConfig::from_assignment(&c.to_assignment(), "a").unwrap();
+        let llm = again.file.llm.as_ref().unwrap();
+        assert_eq!(llm.resolved.len(), 1);
+        assert_eq!(llm.resolved[0].text, "a b c d e");
+        assert!(llm.requests_csv);
+        assert_eq!(again, c);
+        drop(dir);
+    }
+
+    #[test]
+    fn llm_typo_lists_only_settable_fields() {
+        let text = LLM.replace("model = \"m\"", "model = \"m\"\nstreem = true");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("streem"), "{e}");
+        assert!(
+            e.message.contains("'stream'") || e.message.contains("`stream`"),
+            "{e}"
+        );
+        for internal in ["resolved", "requests_csv"] {
+            assert!(!e.message.contains(internal), "{e}");
+            let text = LLM.replace("model = \"m\"", &format!("model = \"m\"\n{internal} = []"));
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(internal), "{e}");
+            assert!(e.message.starts_with("unknown field"), "{e}");
+        }
     }
 
     #[test]
@@ -1498,7 +1589,7 @@ path = "{path}"
         assert_eq!(sweep.axis(), "rate");
         let step = c.sweep_step(&sweep, 4.0).unwrap();
         assert!(step.load.is_open() && step.load.total_at(Duration::ZERO) == 4.0);
-        assert!(step.sweep.is_none() && !step.to_toml().contains("sweep"));
+        assert!(step.sweep.is_none() && !step.to_assignment().contains("sweep"));
         let users = c
             .with_overrides(&Overrides {
                 sweep: Some(SweepFile {
