@@ -68,3 +68,50 @@ fn check_accepts_the_example() {
         assert!(done.stdout.contains(line), "no {line:?}\n{}", done.show());
     }
 }
+
+/// An llm scenario whose prompts are the lines of `{path}` (relative to the scenario's folder).
+const LLM_SCENARIO: &str = r#"name = "chat"
+target = "http://127.0.0.1:1"
+kind = "llm"
+duration = "1s"
+
+[load]
+model = "closed"
+users = 1
+
+[llm]
+model = "m"
+
+[llm.prompts]
+source = "lines"
+path = "{path}"
+"#;
+
+#[test]
+fn check_reads_the_prompts_as_run_does() {
+    let dir = TestDir::new();
+    dir.write("bad.toml", &LLM_SCENARIO.replace("{path}", "nope.txt"));
+    let expected = "bad.toml: llm.prompts.path: nope.txt: ";
+
+    let check = Proc::run(&["check", "bad.toml"], dir.path(), LIMIT);
+    check.assert_code(1);
+    let first = check.stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with(&format!("error: {expected}")),
+        "want `error: {expected}...`\n{}",
+        check.show()
+    );
+    assert!(!check.stdout.contains(": ok"), "{}", check.show());
+
+    let run = Proc::run(&["run", "bad.toml"], dir.path(), LIMIT);
+    run.assert_code(1);
+    assert!(run.stderr.contains(expected), "{}", run.show());
+
+    // Relative to the scenario's folder, not the working directory, for both.
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    dir.write("sub/ok.toml", &LLM_SCENARIO.replace("{path}", "p.txt"));
+    dir.write("sub/p.txt", "one two three four five\n");
+    let check = Proc::run(&["check", "sub/ok.toml"], dir.path(), LIMIT);
+    check.assert_code(0);
+    assert!(check.stdout.contains("  prompts:  1"), "{}", check.show());
+}

@@ -236,6 +236,7 @@ struct Member {
 struct Run {
     id: u64,
     config: ScenarioConfig,
+    /// The scenario as sent to workers ([`ScenarioConfig::to_assignment`]).
     toml: String,
     catalog: Vec<RequestInfo>,
     phase: Phase,
@@ -703,7 +704,7 @@ impl Coordinator {
         info!(run = id, scenario = %config.name, workers = self.workers.len(), "starting run");
         self.run = Some(Run {
             id,
-            toml: config.to_toml(),
+            toml: config.to_assignment(),
             catalog: catalog.clone(),
             config,
             phase: Phase::Assigning {

@@ -30,8 +30,10 @@ pub use message::*;
 ///
 /// History: 1, the first; 2 added [`Report::records`] (per-request CSV
 /// rows); 3 added [`Report::gauges`] (worker readings such as its host's CPU usage); 4 added
-/// [`Assign::run_seed`] (one arrival sequence shared by all workers).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// [`Assign::run_seed`] (one arrival sequence shared by all workers); 5 made
+/// [`Assign::scenario`] an assignment (the scenario under `[scenario]`, what the master prepared
+/// beside it), since a scenario file can no longer carry the prepared prompts.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The ALPN token of the Stampede protocol on QUIC.
 pub const ALPN: &[u8] = b"stampede/1";

@@ -115,7 +115,9 @@ impl Share {
 pub struct Assign {
     /// The run this assignment belongs to; every later message about it carries the same id.
     pub run_id: u64,
-    /// The scenario as TOML text, with the user's overrides already applied by the master.
+    /// The scenario as TOML text, with the user's overrides already applied by the master: the
+    /// scenario file under `[scenario]`, and what the master prepared that a file cannot set
+    /// (an `llm` scenario's prompts, `--requests-csv`) under `[llm]`.
     pub scenario: String,
     /// This worker's part of the load.
     pub share: Share,

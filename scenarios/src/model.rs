@@ -443,13 +443,36 @@ pub struct LlmFile {
     /// `synthetic` with input and output length distributions.
     pub prompts: crate::llm::PromptSource,
     /// The prompts themselves, filled in by the master from `prompts` before it sends the
-    /// scenario to its workers (so workers need no prompt file).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// scenario to its workers (so workers need no prompt file). Never read from a scenario
+    /// file: they travel in the assignment ([`ScenarioConfig::to_assignment`]).
+    #[serde(skip)]
     pub resolved: Vec<ResolvedPrompt>,
     /// Send one CSV row per request to the master (the `requests` record stream, written to
-    /// `requests.csv`); set by `--requests-csv`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    /// `requests.csv`); set by `--requests-csv` only, and sent in the assignment.
+    #[serde(skip)]
     pub requests_csv: bool,
+}
+
+/// A scenario as the master assigns it to workers: the file form (overrides applied) and what
+/// the master filled in that a scenario file cannot set.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Assignment {
+    /// The scenario.
+    scenario: ScenarioFile,
+    /// `[llm]`'s prepared parts, for an `llm` scenario.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    llm: Option<PreparedLlm>,
+}
+
+/// The parts of `[llm]` the master prepares: [`LlmFile::resolved`], [`LlmFile::requests_csv`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreparedLlm {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    resolved: Vec<ResolvedPrompt>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    requests_csv: bool,
 }
 
 /// One prompt as the master sends it to workers.
@@ -618,25 +641,31 @@ impl ScenarioConfig {
     }
 
     /// For an `llm` scenario: read the prompts (and tokenizer) here and put the prompts in the
-    /// scenario itself, so workers on other machines need no files. Errors name the file and
-    /// line, or the setting.
-    pub fn resolve_prompts(&mut self) -> Result<(), ScenarioError> {
+    /// scenario itself, so workers on other machines need no files. `origin` is the scenario
+    /// file, which errors name with the setting (`llm.prompts.path`); the message names the
+    /// prompt file, and its line or JSON path.
+    pub fn resolve_prompts(&mut self, origin: &str) -> Result<(), ScenarioError> {
         let Some(llm) = self.file.llm.as_mut() else {
             return Ok(());
         };
         if !llm.resolved.is_empty() {
             return Ok(());
         }
-        let error = |field: &str, message: String| ScenarioError {
-            file: "<scenario>".into(),
+        let error = |field: String, message: String| ScenarioError {
+            file: origin.to_string(),
             line: None,
-            field: Some(field.to_string()),
+            field: Some(field),
             message,
         };
         let settings = crate::driver::llm::Settings::of(llm)
-            .map_err(|(field, message)| error(&field, message))?;
+            .map_err(|(field, message)| error(field, message))?;
         let prompts = crate::llm::PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
-            .map_err(|e| error("llm.prompts", e.to_string()))?;
+            .map_err(|e| {
+                let field = e
+                    .field()
+                    .map_or("llm.prompts".to_string(), |f| format!("llm.prompts.{f}"));
+                error(field, e.detail())
+            })?;
         llm.resolved = prompts
             .prompts()
             .iter()
@@ -656,16 +685,7 @@ impl ScenarioConfig {
         overrides: &Overrides,
     ) -> Result<ScenarioConfig, ScenarioError> {
         let mut file: ScenarioFile = toml::from_str(text).map_err(|e| {
-            let (field, message) = split_toml_message(e.message(), text, e.span());
-            let line = e
-                .span()
-                .map(|s| key_line_from(text, s.start, field.as_deref()));
-            ScenarioError {
-                file: origin.to_string(),
-                line,
-                field,
-                message,
-            }
+            missing_table(text, origin).unwrap_or_else(|| toml_error(&e, text, origin))
         })?;
         file.apply(overrides);
         file.validate().map_err(|(field, message)| ScenarioError {
@@ -737,11 +757,32 @@ impl ScenarioConfig {
             .map_or(self.duration, |u| u.max_duration.max(self.duration))
     }
 
-    /// The scenario as TOML text, as sent to workers.
-    pub fn to_toml(&self) -> String {
-        // The invariant: ScenarioFile holds only strings, numbers, tables and arrays, which TOML
-        // can always represent, so serialization cannot fail.
-        toml::to_string(&self.file).expect("a ScenarioFile is always representable as TOML")
+    /// The scenario as TOML text, as sent to workers: the file form under `[scenario]`, and
+    /// what the master prepared that a file cannot set (the prompts, `--requests-csv`) under
+    /// `[llm]`. Read back by [`ScenarioConfig::from_assignment`].
+    pub fn to_assignment(&self) -> String {
+        let mut scenario = self.file.clone();
+        let llm = scenario.llm.as_mut().map(|l| PreparedLlm {
+            resolved: std::mem::take(&mut l.resolved),
+            requests_csv: l.requests_csv,
+        });
+        // The invariant: an Assignment holds only strings, numbers, tables and arrays, which
+        // TOML can always represent, so serialization cannot fail.
+        toml::to_string(&Assignment { scenario, llm })
+            .expect("an Assignment is always representable as TOML")
+    }
+
+    /// Parse and validate an assignment ([`ScenarioConfig::to_assignment`]); `origin` names
+    /// the text in errors.
+    pub fn from_assignment(text: &str, origin: &str) -> Result<ScenarioConfig, ScenarioError> {
+        let assignment: Assignment =
+            toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
+        let mut file = assignment.scenario;
+        if let (Some(llm), Some(prepared)) = (file.llm.as_mut(), assignment.llm) {
+            llm.resolved = prepared.resolved;
+            llm.requests_csv = prepared.requests_csv;
+        }
+        ScenarioConfig::from_file(file, origin)
     }
 
     /// The same scenario pointed at another target (used when a built-in target is started).
@@ -1058,6 +1099,42 @@ fn parse_base_url(s: &str) -> Result<http::Uri, String> {
     Ok(uri)
 }
 
+/// A scenario error from toml's, with the line and field when its message or span shows them.
+fn toml_error(e: &toml::de::Error, text: &str, origin: &str) -> ScenarioError {
+    let (field, message) = split_toml_message(e.message(), text, e.span());
+    let line = e
+        .span()
+        .map(|s| key_line_from(text, s.start, field.as_deref()));
+    ScenarioError {
+        file: origin.to_string(),
+        line,
+        field,
+        message,
+    }
+}
+
+/// For well-formed TOML that lacks a required top-level key: an error saying which, with no
+/// line (toml blames the document's first key for a missing one). `None` when none is missing.
+fn missing_table(text: &str, origin: &str) -> Option<ScenarioError> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let message = if !doc.contains_key("load") {
+        "missing table [load] (model = \"closed\" with users, \"open\" with rate, \
+         \"simultaneous\" or \"stages\")"
+            .to_string()
+    } else {
+        let key = ["name", "target"]
+            .into_iter()
+            .find(|k| !doc.contains_key(*k))?;
+        format!("missing `{key}` (a top-level key, before any [table])")
+    };
+    Some(ScenarioError {
+        file: origin.to_string(),
+        line: None,
+        field: None,
+        message,
+    })
+}
+
 /// 1-based line number of byte offset `at`.
 fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())]
@@ -1206,7 +1283,11 @@ error_rate = "< 0.01"
             (w.accelerator_type.as_str(), w.accelerator_count),
             ("NVIDIA_L4", 1)
         );
-        assert!(!c.to_toml().contains("worker_type"), "{}", c.to_toml());
+        assert!(
+            !c.to_assignment().contains("worker_type"),
+            "{}",
+            c.to_assignment()
+        );
         let text = format!("{GOOD}\n[worker_type]\naccelerator_type = \" \"\n");
         let e = ScenarioConfig::parse(&text, "s.toml", &Overrides::default()).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("worker_type.accelerator_type"));
@@ -1227,7 +1308,11 @@ error_rate = "< 0.01"
         assert_eq!(p.model_input_size, Count(150_000));
         assert_eq!(p.device_of("nuc-1"), Some("Intel NUC"));
         assert_eq!(p.device_of("local-1"), Some("Raspberry Pi 4B"));
-        assert!(!c.to_toml().contains("placement"), "{}", c.to_toml());
+        assert!(
+            !c.to_assignment().contains("placement"),
+            "{}",
+            c.to_assignment()
+        );
         let e = parse(&text.replace(
             "device_type = \"Raspberry Pi 4B\"\ndevices = { \"nuc-1\" = \"Intel NUC\" }\n",
             "",
@@ -1260,8 +1345,185 @@ error_rate = "< 0.01"
     #[test]
     fn round_trips_through_toml() {
         let c = parse(GOOD).unwrap();
-        let again = parse(&c.to_toml()).unwrap();
+        let again = ScenarioConfig::from_assignment(&c.to_assignment(), "a").unwrap();
         assert_eq!(again, c);
+    }
+
+    /// An `llm` scenario reading its prompts from `{path}` (one a line).
+    const LLM: &str = r#"
+name = "chat"
+target = "http://127.0.0.1:8000"
+kind = "llm"
+
+[load]
+model = "closed"
+users = 2
+
+[llm]
+model = "m"
+
+[llm.prompts]
+source = "lines"
+path = "{path}"
+"#;
+
+    /// `text`, loaded from `bad.toml` in a new folder that holds `files` (name, content).
+    fn load_in_dir(
+        text: &str,
+        files: &[(&str, &str)],
+    ) -> (tempfile::TempDir, Result<ScenarioConfig, ScenarioError>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        let scenario = dir.path().join("bad.toml");
+        std::fs::write(&scenario, text).unwrap();
+        let loaded = ScenarioConfig::load(&scenario);
+        (dir, loaded)
+    }
+
+    #[test]
+    fn assignment_carries_what_the_master_prepared() {
+        let (dir, loaded) =
+            load_in_dir(&LLM.replace("{path}", "p.txt"), &[("p.txt", "a b c d e\n")]);
+        let mut c = loaded.unwrap();
+        c.resolve_prompts("bad.toml").unwrap();
+        let c = c
+            .with_overrides(&Overrides {
+                requests_csv: true,
+                ..Overrides::default()
+            })
+            .unwrap();
+        let again = ScenarioConfig::from_assignment(&c.to_assignment(), "a").unwrap();
+        let llm = again.file.llm.as_ref().unwrap();
+        assert_eq!(llm.resolved.len(), 1);
+        assert_eq!(llm.resolved[0].text, "a b c d e");
+        assert!(llm.requests_csv);
+        assert_eq!(again, c);
+        drop(dir);
+    }
+
+    #[test]
+    fn llm_typo_lists_only_settable_fields() {
+        let text = LLM.replace("model = \"m\"", "model = \"m\"\nstreem = true");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("streem"), "{e}");
+        assert!(
+            e.message.contains("'stream'") || e.message.contains("`stream`"),
+            "{e}"
+        );
+        for internal in ["resolved", "requests_csv"] {
+            assert!(!e.message.contains(internal), "{e}");
+            let text = LLM.replace("model = \"m\"", &format!("model = \"m\"\n{internal} = []"));
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some(internal), "{e}");
+            assert!(e.message.starts_with("unknown field"), "{e}");
+        }
+    }
+
+    #[test]
+    fn prompt_errors_name_the_scenario_file_and_setting() {
+        // A missing prompt file.
+        let (dir, loaded) = load_in_dir(&LLM.replace("{path}", "nope.txt"), &[]);
+        let mut c = loaded.unwrap();
+        let e = c.resolve_prompts("bad.toml").unwrap_err();
+        let nope = dir.path().join("nope.txt");
+        let want = format!("bad.toml: llm.prompts.path: {}: ", nope.display());
+        assert!(e.to_string().starts_with(&want), "{e}");
+
+        // A text file given as ShareGPT.
+        let text = LLM
+            .replace("{path}", "p.txt")
+            .replace("\"lines\"", "\"sharegpt\"");
+        let (_dir, loaded) = load_in_dir(&text, &[("p.txt", "hello there\n")]);
+        let e = loaded.unwrap().resolve_prompts("bad.toml").unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("llm.prompts.path"), "{e}");
+        assert!(
+            e.to_string().starts_with("bad.toml: llm.prompts.path: "),
+            "{e}"
+        );
+        assert!(e.message.contains("p.txt: not ShareGPT JSON"), "{e}");
+
+        // A missing tokenizer.
+        let text = LLM
+            .replace("{path}", "p.txt")
+            .replace("model = \"m\"", "model = \"m\"\ntokenizer = \"tok.json\"");
+        let (_dir, loaded) = load_in_dir(&text, &[("p.txt", "a b c d e\n")]);
+        let e = loaded.unwrap().resolve_prompts("bad.toml").unwrap_err();
+        assert_eq!(
+            (e.file.as_str(), e.field.as_deref()),
+            ("bad.toml", Some("llm.tokenizer")),
+            "{e}"
+        );
+        assert!(e.message.contains("tok.json"), "{e}");
+
+        // Bad length distributions.
+        for (input, field) in [
+            (
+                "{ dist = \"uniform\", min = 9, max = 3 }",
+                "llm.prompts.input",
+            ),
+            (
+                "{ dist = \"normal\", mean = 9, stddev = -1 }",
+                "llm.prompts.input",
+            ),
+        ] {
+            let text = LLM.replace(
+                "source = \"lines\"\npath = \"{path}\"",
+                &format!("source = \"synthetic\"\ninput = {input}\noutput = {{ dist = \"fixed\", tokens = 8 }}"),
+            );
+            let mut c = parse(&text).unwrap();
+            let e = c.resolve_prompts("bad.toml").unwrap_err();
+            assert_eq!(
+                (e.file.as_str(), e.field.as_deref()),
+                ("bad.toml", Some(field)),
+                "{e}"
+            );
+            assert!(!e.to_string().contains("<scenario>"), "{e}");
+        }
+    }
+
+    #[test]
+    fn missing_load_names_the_table_not_line_one() {
+        let text = GOOD.replace(
+            "[load]\nmodel = \"closed\"\nusers = 20\nspawn_rate = 5\n",
+            "",
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (None, None), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("t.toml: missing table [load] (model = \"closed\""),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("target = \"http://127.0.0.1:8080\"", "")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml: missing `target` (a top-level key, before any [table])"
+        );
+    }
+
+    #[test]
+    fn http_without_requests_hints_at_the_kind_of_its_table() {
+        let text = LLM
+            .replace("kind = \"llm\"\n", "")
+            .replace("{path}", "p.txt");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("requests"), "{e}");
+        assert!(
+            e.message
+                .ends_with("; this file has an [llm] table: did you mean kind = \"llm\"?"),
+            "{e}"
+        );
+        let text = format!(
+            "{}\n[download]\nmodel_id = \"a/b\"\n",
+            GOOD.split("[[requests]]").next().unwrap()
+        );
+        let e = parse(&text).unwrap_err();
+        assert!(
+            e.message.ends_with("did you mean kind = \"download\"?"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1327,7 +1589,7 @@ error_rate = "< 0.01"
         assert_eq!(sweep.axis(), "rate");
         let step = c.sweep_step(&sweep, 4.0).unwrap();
         assert!(step.load.is_open() && step.load.total_at(Duration::ZERO) == 4.0);
-        assert!(step.sweep.is_none() && !step.to_toml().contains("sweep"));
+        assert!(step.sweep.is_none() && !step.to_assignment().contains("sweep"));
         let users = c
             .with_overrides(&Overrides {
                 sweep: Some(SweepFile {

@@ -5,7 +5,9 @@ use stampede_scenarios::{ScenarioConfig, driver};
 use crate::cli::{CheckOpt, Exit};
 
 pub fn run(opt: CheckOpt) -> anyhow::Result<Exit> {
-    let config = ScenarioConfig::load(&opt.scenario)?;
+    let mut config = ScenarioConfig::load(&opt.scenario)?;
+    // The prompts (and tokenizer) as `run` reads them, so a scenario `check` passes can start.
+    config.resolve_prompts(&opt.scenario.display().to_string())?;
     println!("{}: ok", opt.scenario.display());
     println!("  name:     {}", config.name);
     println!("  kind:     {}", config.kind);
@@ -14,6 +16,9 @@ pub fn run(opt: CheckOpt) -> anyhow::Result<Exit> {
         "  load:     {}",
         stampede_master::coordinator::describe(&config.load, config.duration)
     );
+    if let Some(llm) = &config.file.llm {
+        println!("  prompts:  {}", llm.resolved.len());
+    }
     for r in driver::catalog(&config) {
         println!("  request:  {} {}", r.kind, r.name);
     }

@@ -80,7 +80,7 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
         );
     }
     // Prompts travel inside the scenario, so workers on other hosts need no prompt file.
-    config.resolve_prompts()?;
+    config.resolve_prompts(&path.display().to_string())?;
     if let Some(llm) = &config.file.llm
         && let Ok(backend) = llm.backend.parse::<stampede_scenarios::llm::Backend>()
         && llm.stream

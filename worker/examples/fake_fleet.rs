@@ -35,7 +35,7 @@ use stampede_protocol::{
     Counter, FromWorker, Hello, PROTOCOL_VERSION, Report, Series, ToWorker, handshake, metric,
     read_frame, transport, unix_now_ns, write_frame,
 };
-use stampede_scenarios::{Overrides, ScenarioConfig, recorder};
+use stampede_scenarios::{ScenarioConfig, recorder};
 
 /// Distinct pre-serialized histograms per name (picked at random per report), so reports differ
 /// without the fleet spending its CPU on compression.
@@ -170,7 +170,7 @@ async fn fake_worker(
         tokio::select! {
             msg = control.recv() => match msg.context("control reader ended")? {
                 Ok(ToWorker::Assign(a)) => {
-                    let config = ScenarioConfig::parse(&a.scenario, "<assigned>", &Overrides::default())
+                    let config = ScenarioConfig::from_assignment(&a.scenario, "<assigned>")
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     duration = config.duration;
                     write_frame(&mut send, &FromWorker::Ready { run_id: a.run_id }).await?;

@@ -23,7 +23,7 @@ use stampede_protocol::{
     Assign, FromWorker, Hello, PROTOCOL_VERSION, Report, ToWorker, frame, handshake, read_frame,
     transport, unix_now_ns, write_frame,
 };
-use stampede_scenarios::{LoadPlan, Overrides, Recorder, ScenarioConfig, driver};
+use stampede_scenarios::{LoadPlan, Recorder, ScenarioConfig, driver};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -375,9 +375,8 @@ impl Session {
     }
 
     fn prepare(&self, a: Assign) -> Result<Run, String> {
-        let config =
-            ScenarioConfig::parse(&a.scenario, "<assigned scenario>", &Overrides::default())
-                .map_err(|e| e.to_string())?;
+        let config = ScenarioConfig::from_assignment(&a.scenario, "<assigned scenario>")
+            .map_err(|e| e.to_string())?;
         let driver = driver::build(&config).map_err(|e| e.to_string())?;
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
         let recorder = Arc::new(

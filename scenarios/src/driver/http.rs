@@ -250,10 +250,13 @@ pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
 /// Checks an http scenario's requests; `Err((field, message))`.
 pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
     if file.requests.is_empty() {
-        return Err((
-            "requests".into(),
-            "an http scenario needs at least one [[requests]]".into(),
-        ));
+        let mut message = "an http scenario needs at least one [[requests]]".to_string();
+        // `kind` defaults to http: a file written for another kind but missing its `kind`.
+        if let Some(kind) = super::kinds_with_table(file).first() {
+            message +=
+                &format!("; this file has an [{kind}] table: did you mean kind = \"{kind}\"?");
+        }
+        return Err(("requests".into(), message));
     }
     let mut seen = BTreeMap::new();
     for (i, r) in file.requests.iter().enumerate() {

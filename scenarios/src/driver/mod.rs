@@ -151,6 +151,21 @@ pub(crate) fn mix(
     }
 }
 
+/// The kinds other than `http` whose own table (`[llm]`, `[download]`, `[priority]`) the file
+/// has, in [`KINDS`] order: what its `kind` was likely meant to be.
+pub(crate) fn kinds_with_table(file: &ScenarioFile) -> Vec<&'static str> {
+    // A kind with a table of its own adds its line here.
+    let tables = [
+        ("llm", file.llm.is_some()),
+        ("download", file.download.is_some()),
+        ("priority", file.priority.is_some()),
+    ];
+    tables
+        .into_iter()
+        .filter_map(|(kind, present)| present.then_some(kind))
+        .collect()
+}
+
 /// Kind-specific checks of a scenario file; `Err((field, message))`.
 pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
     match file.kind.as_str() {

@@ -138,6 +138,14 @@ pub enum PromptError {
         /// What is wrong.
         message: String,
     },
+    /// A ShareGPT file is not JSON at all (a text file given as `sharegpt`, ...).
+    #[error("{}: not ShareGPT JSON ({source})", path.display())]
+    NotJson {
+        /// The file.
+        path: PathBuf,
+        /// Where the JSON parser gave up.
+        source: serde_json::Error,
+    },
     /// A JSON file is not the expected shape.
     #[error("{}: {json_path}: {message}", path.display())]
     Json {
@@ -157,8 +165,37 @@ pub enum PromptError {
         why: String,
     },
     /// The source's settings are invalid.
-    #[error("{0}")]
-    Invalid(String),
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The setting of the source at fault (`min_prompt_len`, `input`, `count`).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl PromptError {
+    /// The setting of the source at fault: `path` for what the file holds (or its absence),
+    /// the setting itself for an invalid one; `None` when the whole source is (nothing left).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            PromptError::Io { .. }
+            | PromptError::Line { .. }
+            | PromptError::NotJson { .. }
+            | PromptError::Json { .. } => Some("path"),
+            PromptError::Invalid { field, .. } => Some(field),
+            PromptError::Empty { .. } => None,
+        }
+    }
+
+    /// What is wrong, without [`PromptError::field`]'s name (the file's name stays: it is the
+    /// value at fault).
+    pub fn detail(&self) -> String {
+        match self {
+            PromptError::Invalid { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 impl PromptSet {
@@ -233,11 +270,11 @@ impl PromptSet {
             json_path,
             message: message.to_string(),
         };
-        let root: Value = serde_json::from_slice(&bytes).map_err(|e| PromptError::Json {
-            path: src.path.clone(),
-            json_path: "$".into(),
-            message: e.to_string(),
-        })?;
+        let root: Value =
+            serde_json::from_slice(&bytes).map_err(|source| PromptError::NotJson {
+                path: src.path.clone(),
+                source,
+            })?;
         let Value::Array(items) = root else {
             return Err(json_err("$".into(), "expected an array of conversations"));
         };
@@ -312,9 +349,10 @@ impl PromptSet {
         src.input.check("input")?;
         src.output.check("output")?;
         if src.count == 0 {
-            return Err(PromptError::Invalid(
-                "synthetic prompts: count must be ≥ 1".into(),
-            ));
+            return Err(PromptError::Invalid {
+                field: "count",
+                message: "must be ≥ 1".into(),
+            });
         }
         let pool = word_pool(counter);
         let mut prompts = Vec::with_capacity(src.count);
@@ -385,22 +423,21 @@ impl FileSource {
     }
 
     fn check(&self) -> Result<(), PromptError> {
-        let p = self.path.display();
+        let invalid = |field, message| Err(PromptError::Invalid { field, message });
         if self.min_prompt_len > self.max_prompt_len {
-            return Err(PromptError::Invalid(format!(
-                "{p}: min_prompt_len ({}) is above max_prompt_len ({})",
-                self.min_prompt_len, self.max_prompt_len
-            )));
+            return invalid(
+                "min_prompt_len",
+                format!(
+                    "{} is above max_prompt_len ({})",
+                    self.min_prompt_len, self.max_prompt_len
+                ),
+            );
         }
         if self.max_output_len == 0 {
-            return Err(PromptError::Invalid(format!(
-                "{p}: max_output_len must be ≥ 1"
-            )));
+            return invalid("max_output_len", "must be ≥ 1".into());
         }
         if self.max_num_prompts == Some(0) {
-            return Err(PromptError::Invalid(format!(
-                "{p}: max_num_prompts must be ≥ 1"
-            )));
+            return invalid("max_num_prompts", "must be ≥ 1".into());
         }
         Ok(())
     }
@@ -429,8 +466,13 @@ impl LengthDist {
         v.max(1)
     }
 
-    fn check(&self, what: &str) -> Result<(), PromptError> {
-        let bad = |m: String| Err(PromptError::Invalid(format!("synthetic {what}: {m}")));
+    fn check(&self, what: &'static str) -> Result<(), PromptError> {
+        let bad = |message: String| {
+            Err(PromptError::Invalid {
+                field: what,
+                message,
+            })
+        };
         match *self {
             LengthDist::Fixed { tokens: 0 } => bad("tokens must be ≥ 1".into()),
             LengthDist::Uniform { min, max } if min > max || max == 0 => bad(format!(
