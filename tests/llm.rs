@@ -253,6 +253,30 @@ fn sweep_runs_each_rate_as_its_own_step() {
     assert!(lines[0].starts_with("step,axis,value,requests"));
     assert!(lines[2].starts_with("2,rate,8,"), "{csv}");
     assert!(lines[2].ends_with(",step-02-rate-8"), "{csv}");
+    // Total tokens/s per step: (input + output tokens) / the step's duration.
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "total_tokens_per_second")
+        .expect("a total_tokens_per_second column");
+    for (i, step) in ["step-01-rate-4", "step-02-rate-8"].iter().enumerate() {
+        let summary = dir.read_json(&format!("out/{step}/summary.json"));
+        let tokens = u64_at(&summary, "/llm/input_tokens") + u64_at(&summary, "/llm/output_tokens");
+        let want = tokens as f64 / summary["duration_s"].as_f64().unwrap();
+        let got = steps[i]["total_tokens_per_second"].as_f64().unwrap();
+        assert!(
+            tokens > 0 && (got - want).abs() < 1e-9,
+            "{step}: {got} != {want}"
+        );
+        let cell: f64 = lines[i + 1]
+            .split(',')
+            .nth(column)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((cell - want).abs() < 0.001, "{step}: {cell} != {want}");
+    }
+    assert!(done.stdout.contains("total tok/s"), "{}", done.stdout);
 }
 
 /// `--requests-csv`: the workers' rows reach the master's file, one per request the summary
