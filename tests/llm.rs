@@ -21,8 +21,28 @@ fn run(target: &LlmTarget, backend: &str, extra: &[&str]) -> Value {
     run_in(&TestDir::new(), target, backend, extra)
 }
 
-/// [`run`] with its results in `dir/out`.
-fn run_in(dir: &TestDir, target: &LlmTarget, backend: &str, extra: &[&str]) -> Value {
+/// The example scenario with `stream = false`, written to `dir`.
+fn whole_answer_scenario(dir: &TestDir) -> String {
+    let root = workspace_root();
+    let example = std::fs::read_to_string(root.join("scenarios/examples/llm-prompts.toml"))
+        .expect("example scenario");
+    let prompts = root.join("scenarios/data/prompts.txt");
+    let toml = example.replace("stream = true", "stream = false").replace(
+        "\"../data/prompts.txt\"",
+        &format!("{:?}", prompts.display().to_string()),
+    );
+    assert!(toml.contains("stream = false"), "{toml}");
+    let path = dir.write("whole.toml", &toml);
+    path.to_str().unwrap().to_string()
+}
+
+/// [`run`] with its results in `dir/out`. A backend named `NAME-whole` is `NAME` with
+/// `stream = false`.
+fn run_in(dir: &TestDir, target: &LlmTarget, name: &str, extra: &[&str]) -> Value {
+    let (backend, scenario) = match name.strip_suffix("-whole") {
+        Some(backend) => (backend, whole_answer_scenario(dir)),
+        None => (name, "scenarios/examples/llm-prompts.toml".to_string()),
+    };
     let out = dir.join("out");
     // JetStream speaks gRPC on the target's second port.
     let url = match backend {
@@ -34,7 +54,7 @@ fn run_in(dir: &TestDir, target: &LlmTarget, backend: &str, extra: &[&str]) -> V
     };
     let mut args = vec![
         "run",
-        "scenarios/examples/llm-prompts.toml",
+        &scenario,
         "--target",
         url,
         "--backend",
@@ -53,7 +73,7 @@ fn run_in(dir: &TestDir, target: &LlmTarget, backend: &str, extra: &[&str]) -> V
         "{backend}: unexpected exit\n{}",
         done.show()
     );
-    assert!(done.stdout.contains("TTFT") || backend == "sax" || backend == "vllm-whole");
+    assert!(done.stdout.contains("TTFT") || backend == "sax" || name.ends_with("-whole"));
     dir.read_json("out/summary.json")
 }
 
@@ -76,6 +96,7 @@ fn token_counts_equal_the_servers_for_every_backend() {
         "openai-chat",
         "vllm",
         "tgi",
+        "tgi-whole",
         "triton",
         "sax",
         "jetstream",
@@ -104,7 +125,11 @@ fn token_counts_equal_the_servers_for_every_backend() {
             u64_at(&stats, "/prompt_tokens"),
             "{backend}: input tokens"
         );
-        let streamed = backend != "sax";
+        if backend.starts_with("tgi") {
+            // TGI's `details`, asked for, streamed or not.
+            assert_eq!(llm["token_count_method"], "usage", "{backend}: {llm:#}");
+        }
+        let streamed = backend != "sax" && !backend.ends_with("-whole");
         let ttft_count = u64_at(llm, "/ttft_ms/count");
         if streamed {
             assert_eq!(ttft_count, requests, "{backend}: a TTFT per request");
@@ -237,6 +262,30 @@ fn sweep_runs_each_rate_as_its_own_step() {
     assert!(lines[0].starts_with("step,axis,value,requests"));
     assert!(lines[2].starts_with("2,rate,8,"), "{csv}");
     assert!(lines[2].ends_with(",step-02-rate-8"), "{csv}");
+    // Total tokens/s per step: (input + output tokens) / the step's duration.
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "total_tokens_per_second")
+        .expect("a total_tokens_per_second column");
+    for (i, step) in ["step-01-rate-4", "step-02-rate-8"].iter().enumerate() {
+        let summary = dir.read_json(&format!("out/{step}/summary.json"));
+        let tokens = u64_at(&summary, "/llm/input_tokens") + u64_at(&summary, "/llm/output_tokens");
+        let want = tokens as f64 / summary["duration_s"].as_f64().unwrap();
+        let got = steps[i]["total_tokens_per_second"].as_f64().unwrap();
+        assert!(
+            tokens > 0 && (got - want).abs() < 1e-9,
+            "{step}: {got} != {want}"
+        );
+        let cell: f64 = lines[i + 1]
+            .split(',')
+            .nth(column)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((cell - want).abs() < 0.001, "{step}: {cell} != {want}");
+    }
+    assert!(done.stdout.contains("total tok/s"), "{}", done.stdout);
 }
 
 /// `--requests-csv`: the workers' rows reach the master's file, one per request the summary

@@ -515,8 +515,7 @@ async fn custom_metrics(State(c): State<Compat>) -> Response {
 }
 
 /// Locust's view of one run: rows per name then "Aggregated", from the exact summary when the
-/// run is archived, else from the live snapshot (which holds fewer percentiles: the unknown
-/// ones are `null` in JSON and empty in CSV).
+/// run is archived, else from the live snapshot (its run-so-far percentiles and failures).
 struct Table {
     /// Locust's runner state: `ready`, `spawning`, `running`, `stopping`, `stopped`.
     state: &'static str,
@@ -524,7 +523,7 @@ struct Table {
     user_count: u64,
     /// Per name, sorted by name as Locust sorts them, then the aggregate.
     rows: Vec<Row>,
-    /// Locust's `errors` (only known once the run is archived).
+    /// Locust's `errors`: one per request name and failure kind, with its occurrences so far.
     errors: Vec<Value>,
     /// Seconds since load started.
     elapsed_s: f64,
@@ -578,11 +577,16 @@ impl Table {
             "stopping" => ("stopping", view.users),
             _ => ("stopped", 0),
         };
+        let errors = view
+            .failures
+            .iter()
+            .map(|f| error_json(&f.kind, &f.name, &f.error, f.occurrences))
+            .collect();
         Table {
             state,
             user_count,
             rows,
-            errors: Vec::new(),
+            errors,
             elapsed_s: view.elapsed_s,
             workers: workers(snap, Some(view)),
             counters: view.total.counters.clone(),
@@ -613,10 +617,7 @@ impl Table {
         let errors = summary
             .failures
             .iter()
-            .map(|f| {
-                json!({ "method": f.kind, "name": f.name, "error": f.error,
-                        "occurrences": f.occurrences })
-            })
+            .map(|f| error_json(&f.kind, &f.name, &f.error, f.occurrences))
             .collect();
         Table {
             state: "stopped",
@@ -763,7 +764,8 @@ struct Row {
     total_rps: f64,
     total_fps: f64,
     avg_content_length: f64,
-    /// At [`LOCUST_PERCENTILES`]; live only 50%, 90%, 99% and 100% are known.
+    /// At [`LOCUST_PERCENTILES`] (`None`, an empty cell, is never produced today; kept as
+    /// Locust prints one for an unknown figure).
     percentiles_ms: [Option<f64>; 11],
 }
 
@@ -791,14 +793,6 @@ impl Row {
     }
 
     fn of_view(n: &NameView, elapsed_s: f64) -> Row {
-        let percentiles_ms = LOCUST_PERCENTILES.map(|q| match q {
-            0.5 => Some(n.p50_ms),
-            0.9 => Some(n.p90_ms),
-            0.95 => Some(n.p95_ms),
-            0.99 => Some(n.p99_ms),
-            1.0 => Some(n.max_ms),
-            _ => None,
-        });
         Row {
             kind: n.kind.clone(),
             name: n.name.clone(),
@@ -816,7 +810,7 @@ impl Row {
             total_rps: per_second(n.requests, elapsed_s),
             total_fps: per_second(n.failures, elapsed_s),
             avg_content_length: ratio(n.bytes, n.requests),
-            percentiles_ms,
+            percentiles_ms: n.percentiles_ms.map(Some),
         }
     }
 
@@ -875,6 +869,11 @@ impl Row {
             "avg_content_length": self.avg_content_length,
         })
     }
+}
+
+/// One entry of Locust's `errors` (`StatsError.to_dict`).
+fn error_json(method: &str, name: &str, error: &str, occurrences: u64) -> Value {
+    json!({ "method": method, "name": name, "error": error, "occurrences": occurrences })
 }
 
 /// Locust sorts its entries by (name, method).

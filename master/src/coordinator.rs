@@ -26,7 +26,7 @@ use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
 use crate::results;
 use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
-use crate::summary::{NameStats, RunSummary, WorkerSummary};
+use crate::summary::{LOCUST_PERCENTILES, NameStats, RunSummary, WorkerSummary};
 
 /// Identifies a connected worker for the master's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -1172,6 +1172,9 @@ struct Interval {
 }
 
 fn name_view(n: &NameStats, now: Interval) -> NameView {
+    let percentiles_ms = LOCUST_PERCENTILES.map(|q| n.latency_ms(q));
+    // Indices into LOCUST_PERCENTILES: 50%, 90%, 95%, 99%, 100%.
+    let [p50_ms, _, _, _, p90_ms, p95_ms, _, p99_ms, _, _, max_ms] = percentiles_ms;
     NameView {
         kind: n.kind.clone(),
         name: n.name.clone(),
@@ -1186,12 +1189,13 @@ fn name_view(n: &NameStats, now: Interval) -> NameView {
         } else {
             n.latency.min() as f64 / 1000.0
         },
-        p50_ms: n.latency_ms(0.5),
-        p90_ms: n.latency_ms(0.9),
-        p95_ms: n.latency_ms(0.95),
-        p99_ms: n.latency_ms(0.99),
-        max_ms: n.latency_ms(1.0),
+        p50_ms,
+        p90_ms,
+        p95_ms,
+        p99_ms,
+        max_ms,
         mean_ms: n.mean_ms(),
+        percentiles_ms,
         bytes: n.bytes,
         counters: n.counters.clone(),
         metrics: n
@@ -1226,6 +1230,7 @@ pub(crate) fn figures(agg: &Aggregate) -> (Vec<NameView>, NameView, Vec<FailureV
         .failure_rows()
         .into_iter()
         .map(|f| FailureView {
+            kind: f.kind,
             name: f.name,
             error: f.error,
             occurrences: f.occurrences,

@@ -702,6 +702,7 @@ mod tests {
         let run = snap.run.as_mut().unwrap();
         run.failures = (0..50)
             .map(|i| crate::snapshot::FailureView {
+                kind: "GET".into(),
                 name: "login".into(),
                 error: format!("kind {i}"),
                 occurrences: 100 - i,

@@ -70,6 +70,10 @@ pub struct NameView {
     pub max_ms: f64,
     /// Mean, ms.
     pub mean_ms: f64,
+    /// Latency over the whole run so far at [`crate::summary::LOCUST_PERCENTILES`] (50% ..
+    /// 100%), ms: Locust's CSV columns, live. Not in the JSON: `p50_ms` .. `max_ms` are.
+    #[serde(skip)]
+    pub percentiles_ms: [f64; 11],
     /// Response bytes so far.
     pub bytes: u64,
     /// Extra counters the driver records (`input_tokens`, `output_tokens`, ...), totals so far.
@@ -219,6 +223,9 @@ pub struct RunView {
 /// Failures of one kind for one request name, so far.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailureView {
+    /// Locust's "Method" (the name's "Type").
+    #[serde(rename = "type")]
+    pub kind: String,
     /// The request name.
     pub name: String,
     /// The failure kind (`HTTP 503`, `timeout`, ...).

@@ -26,14 +26,15 @@ struct Bench {
     stop: CancellationToken,
 }
 
-/// Start a target, a master whose scenario (2 closed users, 30 s) points at it, and `workers`
-/// workers; return once they have joined.
+/// Start a target (one answer in five a 500), a master whose scenario (2 closed users, 30 s)
+/// points at it, and `workers` workers; return once they have joined.
 async fn start_bench(workers: usize) -> Bench {
     let stop = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = format!("http://{}", listener.local_addr().unwrap());
     let config = HttpTargetConfig {
         delay: Duration::from_millis(2),
+        error_rate: 0.2,
         ..HttpTargetConfig::default()
     };
     tokio::spawn(stampede_targets::http::serve(
@@ -270,8 +271,8 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
     );
     let id = answer["run_id"].as_u64().unwrap();
     let view = bench
-        .run_where(id, "3 users running with requests", |r| {
-            r.state == "running" && r.users == 3 && r.total.requests > 0
+        .run_where(id, "3 users running with requests and failures", |r| {
+            r.state == "running" && r.users == 3 && r.total.failures > 0
         })
         .await;
     assert_eq!(view.duration_s, 60.0, "run_time is the run's duration");
@@ -334,6 +335,37 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
         &stats["current_response_time_percentiles"]["response_time_percentile_0.5"],
         view.total.p50_ms,
     );
+    // Live errors: the snapshot's failures, in Locust's words (not empty until /stop).
+    let errors = stats["errors"].as_array().unwrap();
+    assert!(!view.failures.is_empty(), "{view:#?}");
+    assert_eq!(errors.len(), view.failures.len(), "{stats:#}");
+    for (error, failure) in errors.iter().zip(&view.failures) {
+        assert_eq!(error["method"], "GET");
+        assert_eq!(error["name"], "a");
+        assert_eq!(error["error"], failure.error.as_str());
+        assert_eq!(error["occurrences"], failure.occurrences);
+    }
+    assert_eq!(errors[0]["error"], "HTTP 500", "{stats:#}");
+    let occurrences: u64 = view.failures.iter().map(|f| f.occurrences).sum();
+    assert_eq!(occurrences, view.total.failures);
+
+    // Live CSV: every percentile column filled, from the run-so-far histogram.
+    let (csv, snap) = bench.get_steady("/stats/requests/csv").await;
+    let view = snap.run.as_ref().unwrap();
+    let lines: Vec<&str> = csv.body.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 3, "{}", csv.body);
+    for (line, name) in lines[1..].iter().zip([&view.names[0], &view.total]) {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 22, "{line}");
+        // 50%, 66%, 75%, 80%, 90%, 95%, 98%, 99%, 99.9%, 99.99%, 100%.
+        let want: Vec<String> = name
+            .percentiles_ms
+            .iter()
+            .map(|ms| (ms.round() as u64).to_string())
+            .collect();
+        assert_eq!(fields[11..], want, "{line}");
+        assert!(name.percentiles_ms[1] > 0.0, "{name:#?}");
+    }
 
     // A second /swarm while running sets the user count live: scale 6 / 3.
     let rescaled = bench

@@ -85,6 +85,8 @@ pub struct StepResult {
     pub latency_p99_ms: f64,
     /// Output tokens per second.
     pub output_tokens_per_second: Option<f64>,
+    /// Input and output tokens per second.
+    pub total_tokens_per_second: Option<f64>,
     /// Requests per second that met every SLO of `[slo]`.
     pub goodput_rps: Option<f64>,
     /// Time to first token, p50, ms.
@@ -129,6 +131,7 @@ impl StepResult {
             latency_p50_ms: total.latency_ms(0.50),
             latency_p99_ms: total.latency_ms(0.99),
             output_tokens_per_second: at("/output_tokens_per_second"),
+            total_tokens_per_second: at("/total_tokens_per_second"),
             goodput_rps: at("/goodput_rps"),
             ttft_p50_ms: at("/ttft_ms/p50"),
             ttft_p99_ms: at("/ttft_ms/p99"),
@@ -265,7 +268,7 @@ pub async fn wait_for_workers(
 
 /// The CSV header of `sweep.csv`.
 pub const SWEEP_CSV_HEADER: &str = "step,axis,value,requests,failures,duration_s,achieved_rps,\
-output_tokens_per_second,goodput_rps,ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,\
+output_tokens_per_second,total_tokens_per_second,goodput_rps,ttft_p50_ms,ttft_p99_ms,tpot_p50_ms,tpot_p99_ms,\
 latency_p50_ms,latency_p99_ms,passed,dir";
 
 fn write_files(
@@ -301,7 +304,7 @@ fn write_files(
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
     for r in results {
         csv.push_str(&format!(
-            "{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{:.3},{:.3},{},{}\n",
+            "{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},{:.3},{:.3},{},{}\n",
             r.step,
             r.axis,
             format_value(r.value),
@@ -310,6 +313,7 @@ fn write_files(
             r.duration_s,
             r.achieved_rps,
             opt(r.output_tokens_per_second),
+            opt(r.total_tokens_per_second),
             opt(r.goodput_rps),
             opt(r.ttft_p50_ms),
             opt(r.ttft_p99_ms),
@@ -338,11 +342,12 @@ pub fn table(name: &str, sweep: &Sweep, results: &[StepResult]) -> String {
         sweep.values().len()
     );
     out.push_str(&format!(
-        "{:>8} {:>10} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+        "{:>8} {:>10} {:>8} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
         sweep.axis(),
         "achieved/s",
         "fails",
         "out tok/s",
+        "total tok/s",
         "goodput",
         "TTFT p50",
         "TTFT p99",
@@ -354,11 +359,12 @@ pub fn table(name: &str, sweep: &Sweep, results: &[StepResult]) -> String {
     let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     for r in results {
         out.push_str(&format!(
-            "{:>8} {:>10.2} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>9.1}\n",
+            "{:>8} {:>10.2} {:>8} {:>10} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>9.1}\n",
             format_value(r.value),
             r.achieved_rps,
             r.failures,
             cell(r.output_tokens_per_second),
+            cell(r.total_tokens_per_second),
             r.goodput_rps.map_or("-".into(), |v| format!("{v:.2}")),
             cell(r.ttft_p50_ms),
             cell(r.ttft_p99_ms),
@@ -406,5 +412,77 @@ mod tests {
         let users = StepSpec::all(&Sweep::Users(vec![32]));
         assert_eq!(users[0].dir_name(), "step-01-users-32");
         assert!(severity(Exit::ThresholdBreached) > severity(Exit::Success));
+    }
+
+    /// An `llm` step of 4 s with 300 input and 900 output tokens.
+    fn llm_step() -> StepResult {
+        use stampede_master::summary::{AGGREGATED, NameStats};
+        let mut total = NameStats::new("", AGGREGATED);
+        total.requests = 10;
+        for us in [100_000, 200_000] {
+            stampede_scenarios::recorder::record_clamped(&mut total.latency, us);
+        }
+        total.counters.insert("input_tokens".into(), 300);
+        total.counters.insert("output_tokens".into(), 900);
+        let summary = RunSummary {
+            run_id: 1,
+            scenario: "llm".into(),
+            kind: "llm".into(),
+            target: "http://127.0.0.1:8000".into(),
+            load: "open: 4 req/s".into(),
+            started_unix_ms: 1_700_000_000_000,
+            ended_unix_ms: 1_700_000_004_000,
+            stop_reason: "duration reached".into(),
+            stats: Vec::new(),
+            total,
+            failures: Vec::new(),
+            history: Vec::new(),
+            workers: Vec::new(),
+            schedule_lag: None,
+            thresholds: Vec::new(),
+            events: Vec::new(),
+        };
+        let spec = &StepSpec::all(&Sweep::Rates(vec![4.0]))[0];
+        StepResult::of(spec, None, Arc::new(summary), Exit::Success)
+    }
+
+    #[test]
+    fn steps_report_total_tokens_per_second() {
+        let step = llm_step();
+        // (300 input + 900 output tokens) / 4 s.
+        assert_eq!(step.total_tokens_per_second, Some(300.0));
+        assert_eq!(step.output_tokens_per_second, Some(225.0));
+
+        let dir = tempfile::tempdir().unwrap();
+        let base = ScenarioConfig::parse(
+            "name = \"llm\"\ntarget = \"http://127.0.0.1:8000\"\nduration = \"4s\"\n\
+             [load]\nmodel = \"open\"\nrate = 4\n[[requests]]\npath = \"/\"\n",
+            "llm.toml",
+            &Default::default(),
+        )
+        .unwrap();
+        let sweep = Sweep::Rates(vec![4.0]);
+        write_files(dir.path(), &base, &sweep, std::slice::from_ref(&step)).unwrap();
+        let csv = std::fs::read_to_string(dir.path().join("sweep.csv")).unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let column = header
+            .iter()
+            .position(|c| *c == "total_tokens_per_second")
+            .expect("a total_tokens_per_second column");
+        assert_eq!(row[column], "300.000", "{csv}");
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("sweep.json")).unwrap())
+                .unwrap();
+        assert_eq!(json["steps"][0]["total_tokens_per_second"], 300.0);
+
+        let table = table("llm", &sweep, &[step]);
+        let mut lines = table.lines().skip(1);
+        let head: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        let cells: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+        // "out tok/s" and "total tok/s" are two words each.
+        assert_eq!(&head[3..7], ["out", "tok/s", "total", "tok/s"], "{table}");
+        assert_eq!(cells[4], "300.0", "{table}");
     }
 }

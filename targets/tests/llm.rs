@@ -666,6 +666,35 @@ async fn tgi_generate_with_seed_body_and_details() {
         assert_eq!(token["special"], false);
     }
 
+    // Details without decoder_input_details: an empty prefill; decoder_input_details alone
+    // answers details too (TGI: `details || decoder_input_details`).
+    let answer = post(
+        target.addr,
+        "/generate",
+        json!({"inputs": "What is deep learning", "parameters":
+               {"max_new_tokens": 2, "details": true}}),
+    )
+    .await
+    .json();
+    assert_eq!(answer["details"]["generated_tokens"], 2);
+    assert_eq!(answer["details"]["prefill"], json!([]));
+    let answer = post(
+        target.addr,
+        "/generate",
+        json!({"inputs": "What is deep learning", "parameters":
+               {"max_new_tokens": 2, "decoder_input_details": true}}),
+    )
+    .await
+    .json();
+    assert_eq!(answer["details"]["generated_tokens"], 2);
+    assert_eq!(
+        answer["details"]["prefill"]
+            .as_array()
+            .expect("prefill")
+            .len(),
+        4
+    );
+
     // Compat route: a one-element array.
     let answer = post(
         target.addr,
@@ -683,7 +712,8 @@ async fn tgi_generate_with_seed_body_and_details() {
 #[tokio::test]
 async fn tgi_generate_stream_events() {
     let target = start(fast()).await;
-    let body = json!({"inputs": "one two three", "parameters": {"max_new_tokens": 4}});
+    let body = json!({"inputs": "one two three", "parameters": {"max_new_tokens": 4,
+                                                               "details": true}});
     let streamed = stream(target.addr, "/generate_stream", body.clone(), "\n\n").await;
     assert_eq!(
         streamed.headers[http::header::CONTENT_TYPE],
@@ -708,6 +738,28 @@ async fn tgi_generate_stream_events() {
     assert_eq!(last["details"]["finish_reason"], "length");
     assert_eq!(last["details"]["generated_tokens"], 4);
     assert_eq!(last["details"]["input_length"], 3);
+
+    // Without `details: true` TGI's last event has `"details":null` (the seed's body).
+    let plain = stream(
+        target.addr,
+        "/generate_stream",
+        json!({"inputs": "one two three", "parameters": {"max_new_tokens": 2}}),
+        "\n\n",
+    )
+    .await;
+    let events = plain.data("data:");
+    assert_eq!(events.len(), 2);
+    assert!(events[1]["generated_text"].is_string());
+    assert_eq!(events[1]["details"], Value::Null);
+
+    // TGI refuses prefill details on a stream.
+    let reply = post(
+        target.addr,
+        "/generate_stream",
+        json!({"inputs": "x", "parameters": {"decoder_input_details": true}}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
 
     let compat = stream(
         target.addr,

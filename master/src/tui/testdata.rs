@@ -39,6 +39,7 @@ pub fn name(name: &str, requests: u64, failures: u64, rps: f64, p50: f64) -> Nam
         p99_ms: p50 * 4.0,
         max_ms: p50 * 10.0,
         mean_ms: p50 * 1.2,
+        percentiles_ms: [1.0, 1.2, 1.5, 1.8, 2.0, 3.0, 3.5, 4.0, 6.0, 8.0, 10.0].map(|f| p50 * f),
         bytes: requests * 1024,
         counters: BTreeMap::new(),
         metrics: BTreeMap::new(),
@@ -111,11 +112,13 @@ pub fn running() -> Snapshot {
     );
     r.failures = vec![
         FailureView {
+            kind: "GET".into(),
             name: "login".into(),
             error: "HTTP 503".into(),
             occurrences: 9,
         },
         FailureView {
+            kind: "GET".into(),
             name: "login".into(),
             error: "timeout".into(),
             occurrences: 3,

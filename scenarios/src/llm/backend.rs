@@ -47,8 +47,9 @@ pub enum Backend {
     Vllm,
     /// Hugging Face TGI `POST /generate` and `/generate_stream` (TGI OpenAPI, `StreamResponse`).
     /// Body is the seed's `{inputs, parameters: {best_of, max_new_tokens, do_sample: true}}`,
-    /// plus `details: true` if asked for (to get `details.generated_tokens`). Answer
-    /// `{generated_text, details?}` (an array of one on the `/` route); stream events
+    /// plus `details: true` (see [`LlmRequest::details`]; and `decoder_input_details: true`
+    /// on a whole answer). Answer `{generated_text, details?: {"generated_tokens",
+    /// "prefill", ..}}` (an array of one on the `/` route); stream events
     /// `data:{"index", "token": {"id","text","logprob","special"}, "generated_text": null|str,
     /// "details": null|{"finish_reason","generated_tokens","input_length",..}}` and, on
     /// failure, `data:{"error": str, "error_type": str}`.
@@ -119,12 +120,18 @@ pub struct LlmRequest<'a> {
     pub bad_words: &'a str,
     /// Triton's comma-separated words that stop generation (the seed: empty).
     pub stop_words: &'a str,
-    /// TGI: ask for `details` so a whole answer reports its token count (the seed does not).
+    /// TGI: ask for `details`, so the answer carries the server's token counts (the seed's tool
+    /// does not ask; [`LlmRequest::new`] does). TGI sends them only when asked: a whole answer's
+    /// `details.generated_tokens`, plus its `details.prefill` (the input tokens) when
+    /// `decoder_input_details` is sent too, which this asks for on a whole answer (as TGI's own
+    /// `/v1/completions` does; TGI refuses it when streaming); a stream's last event's
+    /// `details.generated_tokens` and `details.input_length`.
     pub details: bool,
 }
 
 impl<'a> LlmRequest<'a> {
-    /// A request with the seed tool's defaults (`best_of` 1, no beam search, not streaming).
+    /// A request with the seed tool's defaults (`best_of` 1, no beam search, not streaming),
+    /// plus TGI's `details`, so that TGI's answers carry the server's token counts.
     pub fn new(prompt: &'a str, model: &'a str, max_tokens: u32) -> LlmRequest<'a> {
         LlmRequest {
             prompt,
@@ -141,7 +148,7 @@ impl<'a> LlmRequest<'a> {
             beam_width: 1,
             bad_words: "",
             stop_words: "",
-            details: false,
+            details: true,
         }
     }
 
@@ -159,7 +166,8 @@ impl<'a> LlmRequest<'a> {
 /// Token counts a server reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Usage {
-    /// Prompt tokens, when the server says (OpenAI `prompt_tokens`, TGI `input_length`).
+    /// Prompt tokens, when the server says (OpenAI `prompt_tokens`; TGI a stream's
+    /// `input_length`, a whole answer's `prefill` tokens).
     pub prompt_tokens: Option<u32>,
     /// Generated tokens (OpenAI `completion_tokens`, TGI `generated_tokens`).
     pub completion_tokens: u32,
@@ -343,6 +351,7 @@ impl Backend {
                     max_new_tokens: r.max_tokens,
                     do_sample: true,
                     details: r.details,
+                    decoder_input_details: r.details && !r.stream,
                 },
             }),
             Backend::Triton => serde_json::to_vec(&TritonBody {
@@ -726,6 +735,10 @@ struct TgiParameters {
     do_sample: bool,
     #[serde(skip_serializing_if = "is_false")]
     details: bool,
+    /// Ask for `details.prefill`, the input tokens; whole answers only (TGI refuses it when
+    /// streaming).
+    #[serde(skip_serializing_if = "is_false")]
+    decoder_input_details: bool,
 }
 
 #[derive(Serialize)]
@@ -961,17 +974,25 @@ struct TgiToken<'a> {
     special: bool,
 }
 
+/// TGI's `Details` (a whole answer) and `StreamDetails` (a stream's last event), as far as
+/// the counts go.
 #[derive(Debug, Deserialize)]
 struct TgiDetails {
     generated_tokens: u32,
+    /// Input tokens: `StreamDetails` has them.
     #[serde(default)]
     input_length: Option<u32>,
+    /// One entry per input token, filled when `decoder_input_details` was asked (else empty);
+    /// only counted (a vector of zero-sized values does not allocate).
+    #[serde(default)]
+    prefill: Vec<serde::de::IgnoredAny>,
 }
 
 impl TgiDetails {
     fn into_usage(self) -> Usage {
+        let prefill = (!self.prefill.is_empty()).then_some(self.prefill.len() as u32);
         Usage {
-            prompt_tokens: self.input_length,
+            prompt_tokens: self.input_length.or(prefill),
             completion_tokens: self.generated_tokens,
         }
     }

@@ -107,6 +107,13 @@ pub(crate) fn parse(ctx: &mut RequestCtx<'_>, body: &[u8], route: Route) -> Resu
         Route::GenerateStream => true,
         Route::Compat => request.stream,
     };
+    if stream && params.decoder_input_details {
+        // TGI refuses this too (`ValidationError::PrefillDetailsStream`), though as an error
+        // event in a 200 stream rather than a 422.
+        return Err(invalid(
+            "`decoder_input_details` == true is not supported when streaming tokens".into(),
+        ));
+    }
     let seed = match params.seed {
         Some(seed) => Some(seed),
         None if params.do_sample => Some(ctx.rng.random()),
@@ -120,7 +127,9 @@ pub(crate) fn parse(ctx: &mut RequestCtx<'_>, body: &[u8], route: Route) -> Resu
     let encoder = TgiEncoder {
         stream,
         compat_array: route == Route::Compat,
-        details: params.details,
+        // TGI answers details when either is asked (`generate_internal`); a stream only with
+        // `details`.
+        details: params.details || (!stream && params.decoder_input_details),
         prefill: params.decoder_input_details.then(|| request.inputs.clone()),
         seed,
         input_length,
@@ -142,10 +151,12 @@ pub(crate) fn parse(ctx: &mut RequestCtx<'_>, body: &[u8], route: Route) -> Resu
 ///
 /// Stream event (note: no space after `data:`, as axum writes it):
 /// `data:{"index":i,"token":{"id","text","logprob","special":false},"generated_text":null,
-/// "details":null}\n\n`, `index` from 1; the last event has `generated_text` and
-/// `"details":{"finish_reason","generated_tokens","seed","input_length"}`. There is no `[DONE]`.
-/// Whole answer: `{"generated_text"}` plus, with `details: true`, `"details":{"finish_reason",
-/// "generated_tokens","seed","prefill":[...],"tokens":[...]}`.
+/// "details":null}\n\n`, `index` from 1; the last event has `generated_text` and, only when
+/// the request asked `details: true`, `"details":{"finish_reason","generated_tokens","seed",
+/// "input_length"}` (else `"details":null`). There is no `[DONE]`.
+/// Whole answer: `{"generated_text"}` plus, with `details` or `decoder_input_details`,
+/// `"details":{"finish_reason","generated_tokens","seed","prefill":[...],"tokens":[...]}`;
+/// `prefill` (one entry per input word) is empty unless `decoder_input_details` asked for it.
 struct TgiEncoder {
     stream: bool,
     /// The compat route wraps a whole answer in a one-element array.
@@ -235,7 +246,8 @@ impl Encoder for TgiEncoder {
             }
             return;
         }
-        let last = finish.map(|finish| StreamDetails {
+        let done = finish.is_some();
+        let details = finish.filter(|_| self.details).map(|finish| StreamDetails {
             finish_reason: finish_reason(finish),
             generated_tokens: token.index + 1,
             seed: self.seed,
@@ -247,8 +259,8 @@ impl Encoder for TgiEncoder {
             &StreamResponse {
                 index: token.index + 1,
                 token: token.into(),
-                generated_text: last.is_some().then_some(self.text.as_str()),
-                details: last,
+                generated_text: done.then_some(self.text.as_str()),
+                details,
             },
         );
         out.extend_from_slice(b"\n\n");

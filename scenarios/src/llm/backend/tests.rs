@@ -85,7 +85,9 @@ fn paths_and_streaming() {
 
 #[test]
 fn seed_bodies_key_for_key() {
-    let req = LlmRequest::new("Hi \"there\"", "sax-model", 1024);
+    let mut req = LlmRequest::new("Hi \"there\"", "sax-model", 1024);
+    // The seed's tool asks TGI for no details; the default does (`tgi_details_by_default`).
+    req.details = false;
     assert_eq!(
         body(Backend::Vllm, &req),
         r#"{"prompt":"Hi \"there\"","n":1,"best_of":1,"use_beam_search":false,"temperature":1.0,"top_p":1.0,"max_tokens":1024,"ignore_eos":false,"stream":false}"#
@@ -144,10 +146,47 @@ fn openai_bodies() {
 }
 
 #[test]
-fn tgi_details_on_request() {
+fn tgi_details_by_default() {
     let mut req = LlmRequest::new("x", "", 5);
-    req.details = true;
-    assert!(body(Backend::Tgi, &req).ends_with(r#""do_sample":true,"details":true}}"#));
+    assert_eq!(
+        body(Backend::Tgi, &req),
+        r#"{"inputs":"x","parameters":{"best_of":1,"max_new_tokens":5,"do_sample":true,"details":true,"decoder_input_details":true}}"#,
+        "a whole answer asks for details and the prefill (input) tokens"
+    );
+    req.stream = true;
+    assert_eq!(
+        body(Backend::Tgi, &req),
+        r#"{"inputs":"x","parameters":{"best_of":1,"max_new_tokens":5,"do_sample":true,"details":true}}"#,
+        "a stream asks for details only: TGI refuses decoder_input_details when streaming"
+    );
+}
+
+#[test]
+fn tgi_whole_answer_counts() {
+    let parse = |body: &str| Backend::Tgi.parse_response(body.as_bytes(), "x").unwrap();
+    // With decoder_input_details: prefill holds one entry per input token.
+    let with_prefill = parse(
+        r#"{"generated_text":" blue sky","details":{"finish_reason":"length","generated_tokens":3,"seed":7,"prefill":[{"id":1,"text":"<s>","logprob":null},{"id":9,"text":"The","logprob":-2.5},{"id":4,"text":"sky","logprob":-1.0}],"tokens":[{"id":5,"text":" blue","logprob":-0.1,"special":false},{"id":6,"text":" sky","logprob":-0.2,"special":false},{"id":2,"text":"</s>","logprob":-0.3,"special":true}]}}"#,
+    );
+    assert_eq!(with_prefill.text, " blue sky");
+    assert_eq!(
+        with_prefill.usage,
+        Some(Usage {
+            prompt_tokens: Some(3),
+            completion_tokens: 3
+        })
+    );
+    // Details without decoder_input_details: an empty prefill says nothing of the input.
+    let without = parse(
+        r#"[{"generated_text":"a","details":{"finish_reason":"eos_token","generated_tokens":1,"seed":null,"prefill":[],"tokens":[]}}]"#,
+    );
+    assert_eq!(
+        without.usage,
+        Some(Usage {
+            prompt_tokens: None,
+            completion_tokens: 1
+        })
+    );
 }
 
 #[test]
