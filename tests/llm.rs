@@ -149,6 +149,78 @@ fn token_counts_equal_the_servers_for_every_backend() {
     }
 }
 
+/// The number after `key=` in a log line, colour codes or not.
+fn logged_u64(log: &str, key: &str) -> u64 {
+    let mut plain = String::new();
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An ANSI sequence: ESC [ ... m.
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    let at = plain
+        .find(&format!("{key}="))
+        .unwrap_or_else(|| panic!("no {key} in the log:\n{log}"));
+    plain[at + key.len() + 1..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{key} is not a number in the log:\n{log}"))
+}
+
+/// The example scenario as it ships (`builtin:llm`) with `--backend jetstream`: `stampede run`
+/// starts the built-in target's gRPC side too and points the backend at it, so every request
+/// succeeds, and the requests and output tokens counted equal what the target served (its
+/// count, logged when the run ends).
+#[test]
+fn builtin_target_serves_jetstream() {
+    let dir = TestDir::new();
+    let out = dir.join("out");
+    let done = Proc::run(
+        &[
+            "--log",
+            "warn,stampede::cmd::run=info",
+            "run",
+            "scenarios/examples/llm-prompts.toml",
+            "--backend",
+            "jetstream",
+            "--duration",
+            "2s",
+            "--users",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        workspace_root(),
+        RUN_LIMIT,
+    );
+    done.assert_code(0);
+    assert!(
+        done.stderr.contains("JetStream gRPC on http://"),
+        "{}",
+        done.show()
+    );
+    let summary = dir.read_json("out/summary.json");
+    let requests = u64_at(&summary, "/total/requests");
+    assert!(requests > 0, "nothing sent: {summary:#}");
+    assert_eq!(u64_at(&summary, "/total/failures"), 0, "{summary:#}");
+    let output = u64_at(&summary, "/llm/output_tokens");
+    assert!(output > 0, "no output tokens counted: {summary:#}");
+    assert_eq!(
+        requests,
+        logged_u64(&done.stderr, "target_requests"),
+        "requests"
+    );
+    assert_eq!(
+        output,
+        logged_u64(&done.stderr, "target_output_tokens"),
+        "output tokens"
+    );
+}
+
 /// Answers broken on purpose (closed mid-stream, malformed JSON, an unknown event) are
 /// failures of their kind; the run goes on and every request is accounted for.
 #[test]

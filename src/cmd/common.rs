@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use stampede_master::snapshot::Snapshot;
 use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
+use stampede_scenarios::llm::Backend;
 use stampede_scenarios::{Overrides, ScenarioConfig, SweepFile, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
@@ -128,12 +129,23 @@ impl BuiltinStats {
             BuiltinStats::Scheduler(s) => s.counts().received,
         }
     }
+
+    /// Output tokens the target wrote, for `builtin:llm`.
+    pub fn output_tokens(&self) -> Option<u64> {
+        match self {
+            BuiltinStats::Llm(s) => Some(s.snapshot().completion_tokens),
+            _ => None,
+        }
+    }
 }
 
 /// A built-in target started for a run; stops when dropped.
 pub struct BuiltinTarget {
     /// Its base URL.
     pub url: String,
+    /// `builtin:llm`'s JetStream gRPC port (gRPC needs HTTP/2, the HTTP APIs are HTTP/1.1, so
+    /// it is a second listener): where `backend = "jetstream"` is pointed.
+    pub grpc_url: Option<String>,
     /// Its counters.
     pub stats: BuiltinStats,
     stop: CancellationToken,
@@ -154,8 +166,31 @@ pub async fn start_builtin(
         return Ok((config, None));
     };
     let target = start_target(kind, ip).await?;
-    let config = config.retarget(&target.url)?;
+    let url = match &target.grpc_url {
+        Some(grpc) if speaks_grpc(&config) => grpc,
+        _ => &target.url,
+    };
+    let config = config.retarget(url)?;
     Ok((config, Some(target)))
+}
+
+/// Whether the scenario's requests are gRPC: an llm scenario with `backend = "jetstream"`.
+fn speaks_grpc(config: &ScenarioConfig) -> bool {
+    config
+        .file
+        .llm
+        .as_ref()
+        .is_some_and(|llm| llm.backend.parse() == Ok(Backend::JetStream))
+}
+
+impl BuiltinTarget {
+    /// Where it listens, for the terminal: the URL, and the gRPC one if it has one.
+    pub fn addresses(&self) -> String {
+        match &self.grpc_url {
+            Some(grpc) => format!("{} (JetStream gRPC on {grpc})", self.url),
+            None => self.url.clone(),
+        }
+    }
 }
 
 /// Start the built-in target `kind` (`http`, `llm`, `registry`, `scheduler`) on `ip`, any port.
@@ -166,6 +201,7 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
     let addr = listener.local_addr()?;
     let stop = CancellationToken::new();
     let t = stop.clone();
+    let mut grpc_url = None;
     let stats = match kind {
         "http" => {
             let stats = Arc::new(HttpTargetStats::default());
@@ -187,8 +223,15 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
                 any_model: true,
                 ..LlmTargetConfig::default()
             };
+            // JetStream's gRPC on a port of its own, as `stampede target llm --grpc-bind`.
+            let grpc = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
+                .await
+                .context("starting the built-in llm target's gRPC listener")?;
+            grpc_url = Some(format!("http://{}", grpc.local_addr()?));
             tokio::spawn(async move {
-                if let Err(e) = stampede_targets::llm::serve(listener, target, s, t).await {
+                if let Err(e) =
+                    stampede_targets::llm::serve_with_grpc(listener, Some(grpc), target, s, t).await
+                {
                     tracing::error!("built-in target: {e:#}");
                 }
             });
@@ -217,7 +260,12 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
         other => anyhow::bail!("built-in target `{other}` cannot be started by this build"),
     };
     let url = format!("http://{addr}");
-    Ok(BuiltinTarget { url, stats, stop })
+    Ok(BuiltinTarget {
+        url,
+        grpc_url,
+        stats,
+        stop,
+    })
 }
 
 /// Where an API-driven master keeps its runs when no `--out` is given:

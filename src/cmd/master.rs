@@ -25,7 +25,7 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         Some(s) => {
             let (s, target) = common::start_builtin(s, opt.bind.ip()).await?;
             if let Some(t) = &target {
-                eprintln!("built-in target listening on {}", t.url);
+                eprintln!("built-in target listening on {}", t.addresses());
             }
             (Some(s), target)
         }
@@ -37,7 +37,7 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         {
             Some(kind) => {
                 let t = common::start_target(kind, opt.bind.ip()).await?;
-                eprintln!("built-in target listening on {}", t.url);
+                eprintln!("built-in target listening on {}", t.addresses());
                 (None, Some(t))
             }
             None => (None, None),

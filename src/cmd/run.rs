@@ -29,7 +29,7 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
     }
     let (scenario, target) = common::start_builtin(scenario, LOOPBACK).await?;
     if let Some(t) = &target {
-        eprintln!("built-in target listening on {}", t.url);
+        eprintln!("built-in target listening on {}", t.addresses());
     }
     let token = common::random_token();
     let interrupts = common::interrupts();
@@ -104,6 +104,7 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
         if let Some(t) = &target {
             tracing::info!(
                 target_requests = t.stats.requests(),
+                target_output_tokens = t.stats.output_tokens(),
                 "built-in target count"
             );
         }

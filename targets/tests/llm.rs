@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use stampede_targets::llm::{
     Dist, Fault, LlmStatsSnapshot, LlmTargetConfig, LlmTargetStats, OutputLen, StreamDelimiter,
-    serve,
+    serve, serve_with_grpc,
 };
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -1147,6 +1147,97 @@ async fn fault_unknown_event_is_harmless_noise() {
     assert_eq!(totals.failures, 0);
     assert_eq!(totals.completed, 1);
     assert_eq!(totals.completion_tokens, 4);
+}
+
+/// A target serving JetStream's gRPC too: the HTTP address is unused by these tests.
+async fn start_grpc(config: LlmTargetConfig) -> Target {
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
+    let addr = grpc.local_addr().expect("listener address");
+    let stats = Arc::new(LlmTargetStats::new());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(serve_with_grpc(
+        http,
+        Some(grpc),
+        config,
+        Arc::clone(&stats),
+        shutdown.clone(),
+    ));
+    Target {
+        addr,
+        stats,
+        shutdown,
+        task,
+    }
+}
+
+/// `n` JetStream `Decode`s of 10 tokens on one channel; how many ended in an error.
+async fn decode_failures(addr: SocketAddr, n: usize) -> usize {
+    use stampede_grpc::jetstream::decode_request::{Content, TextContent};
+    use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
+    let mut client = OrchestratorClient::connect(format!("http://{addr}"))
+        .await
+        .expect("gRPC connect");
+    let mut failures = 0;
+    for _ in 0..n {
+        let request = stampede_grpc::jetstream::DecodeRequest {
+            content: Some(Content::TextContent(TextContent { text: "x".into() })),
+            max_tokens: 10,
+            ..Default::default()
+        };
+        let mut failed = false;
+        match client.decode(request).await {
+            Ok(answer) => {
+                let mut stream = answer.into_inner();
+                loop {
+                    match stream.message().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(_) => failed = true,
+        }
+        failures += usize::from(failed);
+    }
+    failures
+}
+
+/// JetStream's gRPC side never draws `malformed_json` or `unknown_event`, which it could not
+/// show: its record's failures are the failures its client sees (`close_mid_stream` only).
+#[tokio::test]
+async fn jetstream_faults_are_the_failures_its_client_sees() {
+    let target = start_grpc(faulty(Fault::MalformedJson)).await;
+    assert_eq!(decode_failures(target.addr, 3).await, 0);
+    let totals = target.stats.snapshot();
+    assert_eq!(totals.faults.malformed_json, 0);
+    assert_eq!(totals.failures, 0);
+    assert_eq!(totals.completed, 3);
+    assert_eq!(totals.completion_tokens, 30);
+
+    let target = start_grpc(LlmTargetConfig {
+        fault_rate: 1.0,
+        faults: Fault::ALL.to_vec(),
+        ..fast()
+    })
+    .await;
+    let failed = decode_failures(target.addr, 6).await;
+    assert_eq!(failed, 6, "every fault drawn is close_mid_stream");
+    let totals = target.stats.snapshot();
+    assert_eq!(totals.failures, failed as u64);
+    assert_eq!(totals.faults.close_mid_stream, 6);
+    assert_eq!(
+        (totals.faults.malformed_json, totals.faults.unknown_event),
+        (0, 0)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -138,6 +139,9 @@ struct Inner {
     timeout: Duration,
     /// Whether each request writes a row to the `requests` stream.
     rows: bool,
+    /// Set once the warning that the JetStream target may not speak gRPC has been logged (one
+    /// per run and worker, not one per failed request).
+    warned_not_grpc: AtomicBool,
 }
 
 /// The LLM driver of one run.
@@ -212,6 +216,7 @@ impl LlmDriver {
                 authority: connect_to,
                 timeout: llm.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
                 rows: llm.requests_csv,
+                warned_not_grpc: AtomicBool::new(false),
             }),
             streams: record_streams(&config.file),
         })
@@ -266,6 +271,7 @@ impl Driver for LlmDriver {
             last_arrival: None,
             grpc: None,
             grpc_marks: Arc::default(),
+            grpc_answered: false,
         })
     }
 }
@@ -285,6 +291,8 @@ struct LlmSession {
     grpc: Option<OrchestratorClient<tonic::transport::Channel>>,
     /// The gRPC connection's marks, set by its connector at each (re)connect.
     grpc_marks: Arc<std::sync::Mutex<Option<GrpcMarks>>>,
+    /// Whether the JetStream server has answered a `Decode` of this session (with headers).
+    grpc_answered: bool,
 }
 
 impl Session for LlmSession {
@@ -600,11 +608,11 @@ impl LlmSession {
         }
         let handed = Instant::now();
         self.tally.start(handed);
-        let mut stream = client
-            .decode(request)
-            .await
-            .map_err(|s| (0, grpc_failure(&s)))?
-            .into_inner();
+        let mut stream = match client.decode(request).await {
+            Ok(answer) => answer.into_inner(),
+            Err(status) => return Err((0, self.grpc_failure(&status))),
+        };
+        self.grpc_answered = true;
         // The answer's headers are in, so the request has gone out: TTFT counts from when
         // tonic's connection task wrote it, not from when it was handed over (the first write
         // after that, never earlier than the hand-over). The marks are read again: had the
@@ -651,10 +659,31 @@ impl LlmSession {
                     }
                 }
                 Ok(None) => break,
-                Err(status) => return Err((bytes, grpc_failure(&status))),
+                Err(status) => return Err((bytes, self.grpc_failure(&status))),
             }
         }
         Ok(bytes)
+    }
+
+    /// The failure of a gRPC exchange; the first time in a run that a connection fails before
+    /// the server ever answered, a warning says the target may not speak gRPC (an HTTP/1
+    /// server, such as `stampede target llm`'s HTTP port, drops HTTP/2 connections).
+    fn grpc_failure(&self, status: &tonic::Status) -> Failure {
+        let cause = transport_cause(status);
+        if let Some(cause) = &cause
+            && !self.grpc_answered
+            && !self.inner.warned_not_grpc.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "JetStream: the connection to {} failed before any gRPC answer ({cause}); \
+                 is it a gRPC (HTTP/2) port? An HTTP/1 server drops gRPC's connections",
+                self.inner.authority
+            );
+        }
+        match cause {
+            Some(cause) => Failure::Other(format!("gRPC: {cause}")),
+            None => Failure::Other(format!("gRPC {:?}", status.code())),
+        }
     }
 }
 
@@ -700,9 +729,24 @@ impl tonic::codegen::Service<http::Uri> for StampedConnector {
     }
 }
 
-/// A gRPC status as a failure kind: `gRPC Internal`, `gRPC Aborted`, ...
-fn grpc_failure(status: &tonic::Status) -> Failure {
-    Failure::Other(format!("gRPC {:?}", status.code()))
+/// What failed underneath a status tonic made from a transport error (none for a status the
+/// server sent): the HTTP/2 error's reason, else the I/O error's kind, else that the
+/// connection closed (hyper cancels the requests of a connection that went away).
+fn transport_cause(status: &tonic::Status) -> Option<String> {
+    let mut chain = std::iter::successors(std::error::Error::source(status), |e| e.source());
+    chain.find(|e| e.is::<tonic::transport::Error>())?;
+    for e in chain {
+        if let Some(reason) = e.downcast_ref::<h2::Error>().and_then(h2::Error::reason) {
+            return Some(format!("HTTP/2 {reason:?}"));
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io_kind(io).to_string());
+        }
+    }
+    Some(match status.code() {
+        tonic::Code::Cancelled => "connection closed".to_string(),
+        _ => "transport error".to_string(),
+    })
 }
 
 /// A short kind for a failed gRPC connect: the I/O error's, if there is one underneath.
@@ -985,6 +1029,72 @@ mod tests {
         assert!(
             max < 200_000,
             "TTFT {max} µs: from the hand-over, not the write"
+        );
+    }
+
+    /// A server that speaks HTTP/1, given gRPC's HTTP/2 preface: it reads it, then answers
+    /// `400 Bad Request` and holds the connection for a while (`answer`), or closes it at once,
+    /// as hyper's HTTP/1 server does; returns its URL.
+    async fn http1_server(answer: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf).await;
+                    if answer {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    /// The failure kinds of 3 JetStream requests to `url`.
+    async fn jetstream_failures(url: &str) -> Vec<(String, u64)> {
+        use rand::SeedableRng;
+        let (rec, mut session) = one_user(url, "jetstream", 2);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        for _ in 0..3 {
+            session
+                .call(Call {
+                    rng: &mut rng,
+                    recorder: &rec,
+                    scheduled: Instant::now(),
+                    elapsed: Duration::ZERO,
+                    request: None,
+                })
+                .await;
+        }
+        let n = rec.take().names.remove(0);
+        assert_eq!((n.requests, n.failures), (3, 3), "{n:?}");
+        n.failure_kinds
+    }
+
+    /// JetStream against a server that speaks HTTP/1, not gRPC: the failure names what failed
+    /// underneath (the HTTP/2 error its answer caused, or the dropped connection), not the
+    /// bare `gRPC Unknown` / `gRPC Cancelled` tonic's status says.
+    #[tokio::test]
+    async fn jetstream_against_http1_names_the_cause() {
+        let kinds = jetstream_failures(&http1_server(true).await).await;
+        assert!(
+            kinds
+                .iter()
+                .all(|(k, _)| k == "gRPC: HTTP/2 FRAME_SIZE_ERROR"),
+            "{kinds:?}"
+        );
+        let kinds = jetstream_failures(&http1_server(false).await).await;
+        assert!(
+            kinds
+                .iter()
+                .all(|(k, _)| k.starts_with("gRPC: ") && !k.ends_with("transport error")),
+            "{kinds:?}"
         );
     }
 

@@ -157,7 +157,7 @@ pub async fn run(opt: SweepOpt) -> anyhow::Result<Exit> {
     }
     let (base, target) = common::start_builtin(base, LOOPBACK).await?;
     if let Some(t) = &target {
-        eprintln!("built-in target listening on {}", t.url);
+        eprintln!("built-in target listening on {}", t.addresses());
     }
     std::fs::create_dir_all(&opt.out).with_context(|| format!("creating {}", opt.out.display()))?;
     let csv = opt

@@ -6,7 +6,8 @@
 //! shares the HTTP side's engine: the same batch slots, slowdown, seeds and truth statistics.
 //! Prompt tokens are the words of `text_content` or the length of `token_content`. Injected
 //! errors are `INTERNAL`; the `close_mid_stream` fault ends the stream with `ABORTED` at its
-//! middle token; `malformed_json` and `unknown_event` have no gRPC form and send nothing extra.
+//! middle token; `malformed_json` and `unknown_event` have no gRPC form and are never drawn here
+//! (counted, the one would be a failure no client sees).
 //! With `--precise-timing` a request is timed from its arrival at the socket (kernel receive
 //! timestamps, as on the HTTP side), carried to the handler as the connection's info.
 
@@ -31,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
 
+use super::Fault;
 use super::engine::{Encoder, End, Finish, Job, Token, count_words};
 use super::server::{Shared, pick_fault};
 
@@ -173,7 +175,8 @@ impl Orchestrator for JetStream {
             stats.injected_error();
             return Err(Status::internal("injected error"));
         }
-        let fault = pick_fault(config, &mut rng, true);
+        // The only fault a gRPC stream can show.
+        let fault = pick_fault(config, &mut rng, |fault| fault == Fault::CloseMidStream);
         let job = Job {
             prompt_tokens,
             max_tokens,

@@ -72,7 +72,8 @@
 //! `malformed_json` inserts one truncated JSON event (a non-streamed answer is truncated at
 //! half, with a matching `content-length`), `unknown_event` inserts one event of a kind the API
 //! never sends (SSE: `event: stampede.unknown`; vLLM `/generate`: an object without `text`;
-//! streams only).
+//! streams only). JetStream's gRPC side draws only `close_mid_stream` (the others have no gRPC
+//! form).
 
 mod clock;
 pub mod dist;

@@ -290,7 +290,9 @@ async fn handle(
         );
     }
     let stream = job.stream;
-    let fault = pick_fault(config, &mut rng, stream);
+    let fault = pick_fault(config, &mut rng, |fault| {
+        stream || fault != Fault::UnknownEvent
+    });
     let mut generation = shared.engine.start(job, rng, body_read, fault);
     if stream {
         return response(
@@ -328,12 +330,14 @@ impl ApiJob {
     }
 }
 
-/// Choose whether this answer carries a fault. Non-streamed answers have no events, so
-/// `unknown_event` does not apply to them.
+/// Choose whether this answer carries a fault, among the configured faults the answer can
+/// show (`applies`): non-streamed answers have no events, so `unknown_event` does not apply to
+/// them; gRPC has neither broken JSON nor unknown events. A fault that could not show is never
+/// drawn, so the record counts as failures only what a client sees fail.
 pub(crate) fn pick_fault(
     config: &LlmTargetConfig,
     rng: &mut SmallRng,
-    stream: bool,
+    applies: impl Fn(Fault) -> bool,
 ) -> Option<Fault> {
     if config.fault_rate == 0.0 || !rng.random_bool(config.fault_rate) {
         return None;
@@ -342,7 +346,7 @@ pub(crate) fn pick_fault(
         .faults
         .iter()
         .copied()
-        .filter(|fault| stream || *fault != Fault::UnknownEvent)
+        .filter(|fault| applies(*fault))
         .collect();
     if applicable.is_empty() {
         return None;
