@@ -33,8 +33,13 @@ fn invalid_scenario_names_file_line_field() {
     let dir = TestDir::new();
     dir.write("typo.toml", TYPO_SCENARIO);
     let expected = format!("typo.toml:{TYPO_LINE}: usres: unknown field");
+    check_and_run_refuse(&dir, "typo.toml", &expected);
+}
 
-    let check = Proc::run(&["check", "typo.toml"], dir.path(), LIMIT);
+/// `check FILE` and `run FILE` in `dir` both refuse it, `check` with `error: {expected}...` on
+/// its first line and without saying ok, `run` naming the same cause, neither panicking.
+fn check_and_run_refuse(dir: &TestDir, file: &str, expected: &str) {
+    let check = Proc::run(&["check", file], dir.path(), LIMIT);
     check.assert_code(1);
     let first = check.stderr.lines().next().unwrap_or("");
     assert!(
@@ -44,9 +49,9 @@ fn invalid_scenario_names_file_line_field() {
     );
     assert!(!check.stdout.contains(": ok"), "{}", check.show());
 
-    let run = Proc::run(&["run", "typo.toml", "--duration", "1s"], dir.path(), LIMIT);
+    let run = Proc::run(&["run", file, "--duration", "1s"], dir.path(), LIMIT);
     run.assert_code(1);
-    assert!(run.stderr.contains(&expected), "{}", run.show());
+    assert!(run.stderr.contains(expected), "{}", run.show());
     assert!(!run.stderr.contains("panicked"), "{}", run.show());
 }
 
@@ -91,21 +96,7 @@ path = "{path}"
 fn check_reads_the_prompts_as_run_does() {
     let dir = TestDir::new();
     dir.write("bad.toml", &LLM_SCENARIO.replace("{path}", "nope.txt"));
-    let expected = "bad.toml: llm.prompts.path: nope.txt: ";
-
-    let check = Proc::run(&["check", "bad.toml"], dir.path(), LIMIT);
-    check.assert_code(1);
-    let first = check.stderr.lines().next().unwrap_or("");
-    assert!(
-        first.starts_with(&format!("error: {expected}")),
-        "want `error: {expected}...`\n{}",
-        check.show()
-    );
-    assert!(!check.stdout.contains(": ok"), "{}", check.show());
-
-    let run = Proc::run(&["run", "bad.toml"], dir.path(), LIMIT);
-    run.assert_code(1);
-    assert!(run.stderr.contains(expected), "{}", run.show());
+    check_and_run_refuse(&dir, "bad.toml", "bad.toml: llm.prompts.path: nope.txt: ");
 
     // Relative to the scenario's folder, not the working directory, for both.
     std::fs::create_dir(dir.join("sub")).unwrap();

@@ -49,18 +49,31 @@ fn fast() -> LlmTargetConfig {
 }
 
 async fn start(config: LlmTargetConfig) -> Target {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let listener = bind().await;
     let addr = listener.local_addr().expect("listener address");
+    launch(addr, |stats, shutdown| {
+        serve(listener, config, stats, shutdown)
+    })
+}
+
+async fn bind() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Run `server` (given the target's statistics and shutdown token) in a background task; the
+/// tests talk to `addr`.
+fn launch<F>(
+    addr: SocketAddr,
+    server: impl FnOnce(Arc<LlmTargetStats>, CancellationToken) -> F,
+) -> Target
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let stats = Arc::new(LlmTargetStats::new());
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve(
-        listener,
-        config,
-        Arc::clone(&stats),
-        shutdown.clone(),
-    ));
+    let task = tokio::spawn(server(Arc::clone(&stats), shutdown.clone()));
     Target {
         addr,
         stats,
@@ -1151,28 +1164,11 @@ async fn fault_unknown_event_is_harmless_noise() {
 
 /// A target serving JetStream's gRPC too: the HTTP address is unused by these tests.
 async fn start_grpc(config: LlmTargetConfig) -> Target {
-    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let (http, grpc) = (bind().await, bind().await);
     let addr = grpc.local_addr().expect("listener address");
-    let stats = Arc::new(LlmTargetStats::new());
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(serve_with_grpc(
-        http,
-        Some(grpc),
-        config,
-        Arc::clone(&stats),
-        shutdown.clone(),
-    ));
-    Target {
-        addr,
-        stats,
-        shutdown,
-        task,
-    }
+    launch(addr, |stats, shutdown| {
+        serve_with_grpc(http, Some(grpc), config, stats, shutdown)
+    })
 }
 
 /// `n` JetStream `Decode`s of 10 tokens on one channel; how many ended in an error.
