@@ -23,16 +23,22 @@ fn run(target: &LlmTarget, backend: &str, extra: &[&str]) -> Value {
 
 /// The example scenario with `stream = false`, written to `dir`.
 fn whole_answer_scenario(dir: &TestDir) -> String {
+    example_with(dir, "whole.toml", "stream = true", "stream = false")
+}
+
+/// The example scenario with `from` replaced by `to` (and its prompt file's path made
+/// absolute), written to `dir/name`; its path.
+fn example_with(dir: &TestDir, name: &str, from: &str, to: &str) -> String {
     let root = workspace_root();
     let example = std::fs::read_to_string(root.join("scenarios/examples/llm-prompts.toml"))
         .expect("example scenario");
     let prompts = root.join("scenarios/data/prompts.txt");
-    let toml = example.replace("stream = true", "stream = false").replace(
+    let toml = example.replace(from, to).replace(
         "\"../data/prompts.txt\"",
         &format!("{:?}", prompts.display().to_string()),
     );
-    assert!(toml.contains("stream = false"), "{toml}");
-    let path = dir.write("whole.toml", &toml);
+    assert!(toml.contains(to), "{toml}");
+    let path = dir.write(name, &toml);
     path.to_str().unwrap().to_string()
 }
 
@@ -403,4 +409,63 @@ fn requests_csv_has_a_row_per_request() {
         let bad = rows.iter().find(|r| r[2] == "false").unwrap();
         assert!(bad[3].contains("500"), "{bad:?}");
     }
+}
+
+/// `[llm] seed` (0 unless set) makes a run's draws repeatable: two runs of the same seeded
+/// open-model scenario on 2 workers send the same number of requests with the same prompts
+/// (the arrivals and each worker's picks are the seed's, not the clock's); another seed sends
+/// other prompts.
+#[test]
+fn seeded_runs_send_the_same_prompts() {
+    let target = LlmTarget::start_with(&["--ttft", "5ms", "--tpot", "1ms"]);
+    let dir = TestDir::new();
+    let reseeded = example_with(&dir, "reseeded.toml", "[llm]\n", "[llm]\nseed = 5\n");
+    // The input tokens of every request, sorted: the prompts sent, whatever their order.
+    let prompts_of = |scenario: &str, run: &str| {
+        let out = dir.join(run);
+        let done = Proc::run(
+            &[
+                "run",
+                scenario,
+                "--target",
+                &target.url,
+                "--rate",
+                "40",
+                "--duration",
+                "2s",
+                "--requests-csv",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            workspace_root(),
+            RUN_LIMIT,
+        );
+        done.assert_code(0);
+        let csv = dir.read(&format!("{run}/requests.csv"));
+        let mut tokens: Vec<u32> = csv
+            .lines()
+            .skip(1)
+            .map(|row| {
+                let input = row.split(',').nth(8).unwrap_or("");
+                input
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{run}: no input tokens in {row:?}"))
+            })
+            .collect();
+        tokens.sort_unstable();
+        tokens
+    };
+    let example = "scenarios/examples/llm-prompts.toml";
+    let first = prompts_of(example, "a");
+    assert!(first.len() > 40, "{} requests", first.len());
+    assert_eq!(
+        first,
+        prompts_of(example, "b"),
+        "the same seed, other prompts"
+    );
+    assert_ne!(
+        first,
+        prompts_of(&reseeded, "c"),
+        "another seed, the same prompts"
+    );
 }

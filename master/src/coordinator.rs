@@ -702,6 +702,9 @@ impl Coordinator {
             }
         }
         info!(run = id, scenario = %config.name, workers = self.workers.len(), "starting run");
+        let run_seed = config
+            .sampling_seed()
+            .map_or_else(rand::random, |s| s ^ 0x5851_F42D_4C95_7F2D);
         self.run = Some(Run {
             id,
             toml: config.to_assignment(),
@@ -720,7 +723,7 @@ impl Coordinator {
             records: None,
             events: Vec::new(),
             stop_reason: None,
-            run_seed: rand::random(),
+            run_seed,
             out: out.or_else(|| self.config.out.clone()),
         });
         let ids: Vec<WorkerId> = self.workers.keys().copied().collect();

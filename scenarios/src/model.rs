@@ -785,6 +785,14 @@ impl ScenarioConfig {
         ScenarioConfig::from_file(file, origin)
     }
 
+    /// The seed that makes a run's random draws repeatable, if the scenario has one: an llm
+    /// scenario's `[llm] seed` (0 unless set), as vLLM's bench and guidellm seed theirs. The
+    /// master derives the run's seed from it and each worker its own from that and its slot,
+    /// so every user draws the same prompts (and the open model the same arrivals) each run.
+    pub fn sampling_seed(&self) -> Option<u64> {
+        self.file.llm.as_ref().map(|llm| llm.seed)
+    }
+
     /// The same scenario pointed at another target (used when a built-in target is started).
     pub fn retarget(&self, url: &str) -> Result<ScenarioConfig, ScenarioError> {
         self.with_overrides(&Overrides {

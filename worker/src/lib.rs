@@ -322,7 +322,14 @@ impl Session {
                     start: Instant::now() + delay,
                     elapsed: Duration::from_millis(elapsed_ms),
                     duration: run.config.limit(),
-                    seed: self.id.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ run_id ^ at_unix_ns,
+                    seed: match run.config.sampling_seed() {
+                        // Seeded: the same draws every run; this worker's depend on its slot.
+                        Some(_) => {
+                            run.run_seed
+                                ^ (run.plan.slot as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D)
+                        }
+                        None => self.id.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ run_id ^ at_unix_ns,
+                    },
                     run_seed: run.run_seed,
                 });
                 run.engine = Some(engine);
