@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::api::{ApiState, StartBody, authorized, scenario_for};
-use crate::coordinator::Command;
+use crate::coordinator::{Command, UNTIL_STOPPED};
 use crate::results::STATS_CSV_HEADER;
 use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
@@ -120,9 +120,10 @@ impl Compat {
 // Control: /swarm, /stop, /run
 
 /// `POST /swarm`, form-encoded like Locust's: `user_count` (required), `spawn_rate`, `host`,
-/// `run_time` (`20`, `20s`, `1h30m`). Starts a closed-model run of the master's scenario; while
-/// a run is going on, sets its user count live through the coordinator's scale instead
-/// (`spawn_rate`, `host` and `run_time` then apply to the next run only).
+/// `run_time` (`20`, `20s`, `1h30m`). Starts a closed-model run of the master's scenario that
+/// lasts `run_time`, or without it (as in Locust) until `GET /stop`, whatever the scenario's
+/// duration; while a run is going on, sets its user count live through the coordinator's
+/// scale instead (`spawn_rate`, `host` and `run_time` then apply to the next run only).
 async fn swarm(State(c): State<Compat>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&c.api, &headers) {
         return *r;
@@ -136,11 +137,15 @@ async fn swarm(State(c): State<Compat>, headers: HeaderMap, body: Bytes) -> Resp
     if let Some(run) = snap.run.as_ref().filter(|r| is_live(r)) {
         return rescale(&c, run, request.user_count).await;
     }
+    let until_stopped = || {
+        let text = stampede_scenarios::units::format_duration(UNTIL_STOPPED);
+        (text, UNTIL_STOPPED)
+    };
     let options = StartOptions {
         users: Some(request.user_count),
         spawn_rate: request.spawn_rate,
         host: request.host,
-        duration: request.run_time.clone(),
+        duration: Some(request.run_time.clone().unwrap_or_else(until_stopped)),
     };
     match start(&c, options).await {
         Ok(started) => {

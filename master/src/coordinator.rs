@@ -1256,7 +1256,12 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
         elapsed_s: run.started.map_or(0.0, |s| {
             Instant::now().saturating_duration_since(s).as_secs_f64()
         }),
-        duration_s: run.config.duration.as_secs_f64(),
+        // 0: no planned length (the run lasts until stopped).
+        duration_s: if until_stopped(run.config.duration) {
+            0.0
+        } else {
+            run.config.duration.as_secs_f64()
+        },
         users: totals
             .iter()
             .filter(|(id, _)| live(&WorkerId(**id)))
@@ -1286,24 +1291,42 @@ fn grace(stop_grace: Duration, config: &ScenarioConfig) -> Duration {
     stop_grace.max(config.request_timeout() + Duration::from_secs(5))
 }
 
+/// The duration of a run that lasts until it is stopped (Locust's `/swarm` without
+/// `run_time`): a year, which workers and timers handle like any duration, and which
+/// [`describe`], the snapshot's planned length and the summary read as "until stopped".
+pub const UNTIL_STOPPED: Duration = Duration::from_secs(365 * 86_400);
+
+/// Whether a run of this duration lasts until it is stopped ([`UNTIL_STOPPED`]).
+pub fn until_stopped(duration: Duration) -> bool {
+    duration >= UNTIL_STOPPED
+}
+
 /// One line describing a load model.
 pub fn describe(load: &LoadModel, duration: Duration) -> String {
-    let d = stampede_scenarios::units::format_duration(duration);
+    let span = if until_stopped(duration) {
+        "until stopped".to_string()
+    } else {
+        format!(
+            "for {}",
+            stampede_scenarios::units::format_duration(duration)
+        )
+    };
     match load {
         LoadModel::Closed { users, spawn_rate } if spawn_rate.is_infinite() => {
-            format!("closed: {users} users for {d}")
+            format!("closed: {users} users {span}")
         }
         LoadModel::Closed { users, spawn_rate } => {
-            format!("closed: {users} users, spawn {spawn_rate}/s, for {d}")
+            format!("closed: {users} users, spawn {spawn_rate}/s, {span}")
         }
         LoadModel::Simultaneous { users, mode } => match mode {
             stampede_scenarios::UserMode::Once => {
+                let d = stampede_scenarios::units::format_duration(duration);
                 format!(
                     "simultaneous: {users} users, one request each at the same instant (at most {d})"
                 )
             }
             stampede_scenarios::UserMode::Repeat => {
-                format!("simultaneous: {users} users from the same instant, repeating for {d}")
+                format!("simultaneous: {users} users from the same instant, repeating {span}")
             }
         },
         LoadModel::Open {
@@ -1311,9 +1334,9 @@ pub fn describe(load: &LoadModel, duration: Duration) -> String {
             arrival: stampede_scenarios::Arrival::Gamma,
             burstiness,
             ..
-        } => format!("open: {rate} req/s gamma arrivals (burstiness {burstiness}) for {d}"),
+        } => format!("open: {rate} req/s gamma arrivals (burstiness {burstiness}) {span}"),
         LoadModel::Open { rate, arrival, .. } => {
-            format!("open: {rate} req/s {arrival:?} arrivals for {d}").to_lowercase()
+            format!("open: {rate} req/s {arrival:?} arrivals {span}").to_lowercase()
         }
         LoadModel::Stages { target, stages, .. } => {
             let unit = match target {

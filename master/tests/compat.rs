@@ -29,6 +29,22 @@ struct Bench {
 /// Start a target (one answer in five a 500), a master whose scenario (2 closed users, 30 s)
 /// points at it, and `workers` workers; return once they have joined.
 async fn start_bench(workers: usize) -> Bench {
+    start_bench_with(workers, Setup::default()).await
+}
+
+/// What a bench's master differs in.
+struct Setup {
+    /// The scenario's duration.
+    duration: &'static str,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup { duration: "30s" }
+    }
+}
+
+async fn start_bench_with(workers: usize, setup: Setup) -> Bench {
     let stop = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = format!("http://{}", listener.local_addr().unwrap());
@@ -47,14 +63,15 @@ async fn start_bench(workers: usize) -> Bench {
         r#"
 name = "compat"
 target = "{target}"
-duration = "30s"
+duration = "{duration}"
 [load]
 model = "closed"
 users = 2
 [[requests]]
 name = "a"
 path = "/"
-"#
+"#,
+        duration = setup.duration
     );
     let scenario = ScenarioConfig::parse(&scenario, "compat.toml", &Overrides::default()).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -442,6 +459,43 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
 
     let reset = bench.get("/stats/reset").await;
     assert_eq!(reset.status, 501, "{reset:?}");
+    bench.shutdown().await;
+}
+
+/// Without `run_time`, as in Locust, a swarm runs until `/stop`, past the scenario's
+/// duration; the summary says it was stopped and that it had no planned end.
+#[tokio::test]
+async fn swarm_without_run_time_runs_until_stop() {
+    let mut bench = start_bench_with(1, Setup { duration: "1s" }).await;
+    let started = bench.post_form("/swarm", "user_count=2").await;
+    assert_eq!(started.status, 200, "{started:?}");
+    let answer = started.json();
+    assert_eq!(answer["run_time"], Value::Null, "{answer}");
+    let id = answer["run_id"].as_u64().unwrap();
+    let view = bench
+        .run_where(id, "2 users running", |r| {
+            r.state == "running" && r.users == 2
+        })
+        .await;
+    assert_eq!(view.duration_s, 0.0, "no planned length: {view:#?}");
+    assert!(view.load.contains("until stopped"), "{}", view.load);
+    // Well past the scenario's 1 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let view = bench.run_where(id, "the run", |_| true).await;
+    assert_eq!(view.state, "running", "{view:#?}");
+    assert!(view.elapsed_s > 2.0, "{view:#?}");
+    assert!(bench.master.try_next_finished().is_none());
+
+    let stopped = bench.get("/stop").await;
+    assert_eq!(stopped.status, 200, "{stopped:?}");
+    let summary = tokio::time::timeout(Duration::from_secs(20), bench.master.next_finished())
+        .await
+        .expect("the run ends after /stop")
+        .unwrap();
+    assert_eq!(summary.run_id, id);
+    assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(summary.load, "closed: 2 users until stopped");
+    assert!(summary.duration_s() > 2.0, "{}", summary.duration_s());
     bench.shutdown().await;
 }
 
