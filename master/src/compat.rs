@@ -216,7 +216,7 @@ async fn stop(State(c): State<Compat>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /run?duration=&users=&rate=`, the seed's `locust-runner`: start a timed run and answer
-/// at once; when it finishes, write `locust-run-<id>.json` into `--out` (or the temp dir). As
+/// at once; when it finishes, write `locust-run-<id>.json` ([`result_dir`]). As
 /// in the seed, `rate` is the spawn rate (users started per second), not an arrival rate, and
 /// `duration` is in seconds (Locust's `1h30m` syntax works too). Each is optional: the master's
 /// scenario gives what is missing.
@@ -239,12 +239,8 @@ async fn run(State(c): State<Compat>, headers: HeaderMap, RawQuery(query): RawQu
         Ok(s) => s,
         Err((status, m)) => return failure(status, m),
     };
-    let dir = c
-        .api
-        .out
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("stampede-locust-runner"));
-    let path = dir.join(format!("locust-run-{}.json", started.run_id));
+    let path =
+        result_dir(&c.api, started.run_id).join(format!("locust-run-{}.json", started.run_id));
     let (users, rate) = match started.scenario.load {
         LoadModel::Closed { users, spawn_rate } => {
             (Some(users), spawn_rate.is_finite().then_some(spawn_rate))
@@ -267,6 +263,17 @@ async fn run(State(c): State<Compat>, headers: HeaderMap, RawQuery(query): RawQu
         "result_file": path.display().to_string(),
     }))
     .into_response()
+}
+
+/// Where `/run` writes run `run_id`'s result file: `--out`, else the run's own directory
+/// among the kept runs (`$XDG_DATA_HOME/stampede/runs/<id>/` for `stampede master --api`
+/// without `--out`), else (a master that keeps no runs) the temp dir.
+fn result_dir(api: &ApiState, run_id: u64) -> PathBuf {
+    match (&api.out, &api.runs_dir) {
+        (Some(out), _) => out.clone(),
+        (None, Some(runs)) => runs.join(run_id.to_string()),
+        (None, None) => std::env::temp_dir().join("stampede-locust-runner"),
+    }
 }
 
 /// The overrides of a `/run` query.

@@ -36,11 +36,17 @@ async fn start_bench(workers: usize) -> Bench {
 struct Setup {
     /// The scenario's duration.
     duration: &'static str,
+    /// Whether the master has `--out` (the bench's `out`); else it keeps its runs in
+    /// `out/runs` only, as `stampede master --api` without `--out` does in its data dir.
+    with_out: bool,
 }
 
 impl Default for Setup {
     fn default() -> Setup {
-        Setup { duration: "30s" }
+        Setup {
+            duration: "30s",
+            with_out: true,
+        }
     }
 }
 
@@ -81,9 +87,9 @@ path = "/"
             token: "t".into(),
             scenario: Some(scenario),
             auto_start_at: None,
-            out: Some(out.path().to_path_buf()),
+            out: setup.with_out.then(|| out.path().to_path_buf()),
             records: Default::default(),
-            runs_dir: None,
+            runs_dir: (!setup.with_out).then(|| out.path().join("runs")),
             target: None,
             api: Some("127.0.0.1:0".parse().unwrap()),
             stop_grace: Duration::from_secs(5),
@@ -466,7 +472,14 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
 /// duration; the summary says it was stopped and that it had no planned end.
 #[tokio::test]
 async fn swarm_without_run_time_runs_until_stop() {
-    let mut bench = start_bench_with(1, Setup { duration: "1s" }).await;
+    let mut bench = start_bench_with(
+        1,
+        Setup {
+            duration: "1s",
+            ..Setup::default()
+        },
+    )
+    .await;
     let started = bench.post_form("/swarm", "user_count=2").await;
     assert_eq!(started.status, 200, "{started:?}");
     let answer = started.json();
@@ -559,6 +572,42 @@ async fn run_writes_the_seed_result_file_when_the_run_ends() {
     assert_eq!(
         doc["custom_metrics"]["success-count"],
         summary.total.requests - summary.total.failures
+    );
+    bench.shutdown().await;
+}
+
+/// Without `--out`, `/run`'s result file goes with the run into the master's runs directory.
+#[tokio::test]
+async fn run_without_out_keeps_the_result_file_with_the_run() {
+    let mut bench = start_bench_with(
+        1,
+        Setup {
+            with_out: false,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let answer = bench.get("/run?duration=1&users=1").await.json();
+    let id = answer["run_id"].as_u64().expect("a run id");
+    let path = std::path::PathBuf::from(answer["result_file"].as_str().unwrap());
+    let kept = bench.out.path().join("runs").join(id.to_string());
+    assert_eq!(path, kept.join(format!("locust-run-{id}.json")), "{answer}");
+    tokio::time::timeout(Duration::from_secs(30), bench.master.next_finished())
+        .await
+        .expect("the timed run ends by itself")
+        .unwrap();
+    let mut written = false;
+    for _ in 0..100 {
+        if path.is_file() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "no {}", path.display());
+    assert!(
+        kept.join("summary.json").is_file(),
+        "the run is kept beside it"
     );
     bench.shutdown().await;
 }
