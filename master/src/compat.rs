@@ -325,11 +325,13 @@ async fn write_when_finished(api: ApiState, record: RunRecord) {
         "scenario": summary.scenario,
         "target": summary.target,
         "test_duration_s": record.duration_s,
+        // As in the seed, the test ends when load stops (its `stop` call); the requests in
+        // flight then, which the run waited for, are in the figures.
         "test_start": utc_datetime(summary.started_unix_ms),
-        "test_end": utc_datetime(summary.ended_unix_ms),
+        "test_end": utc_datetime(summary.stopped_unix_ms),
         "test_start_unix_ms": summary.started_unix_ms,
-        "test_end_unix_ms": summary.ended_unix_ms,
-        "elapsed_s": summary.duration_s(),
+        "test_end_unix_ms": summary.stopped_unix_ms,
+        "elapsed_s": summary.load_s(),
         "users": record.users,
         "rate": record.rate,
         "stop_reason": summary.stop_reason,
@@ -607,8 +609,9 @@ impl Table {
     }
 
     /// An archived run; `view` (its last live view, if still published) gives current rates.
+    /// Rates are over the time load ran (Locust's), not the wait for the requests in flight.
     fn finished(snap: &Snapshot, view: Option<&RunView>, summary: &RunSummary) -> Table {
-        let duration = summary.duration_s();
+        let duration = summary.load_s();
         let rates = |name: &str| {
             view.and_then(|v| {
                 v.names

@@ -244,6 +244,9 @@ struct Run {
     /// When load started, master clock (Unix ms) and local instant.
     started_ms: u64,
     started: Option<Instant>,
+    /// When load stopped (the duration's end, or a stop asked), Unix ms; the run then waits
+    /// for the requests in flight.
+    stopped_ms: Option<u64>,
     members: BTreeMap<WorkerId, Member>,
     /// Names and addresses of members, kept after they leave the fleet.
     info: BTreeMap<WorkerId, (String, String)>,
@@ -623,6 +626,10 @@ impl Coordinator {
                     files.flush();
                 }
                 if run.started.is_some_and(|s| now >= s + run.config.limit()) {
+                    // Workers stop at the duration's end by their own (corrected) clocks;
+                    // this tick may come up to a second later.
+                    let end_ms = run.started_ms + run.config.limit().as_millis() as u64;
+                    run.stopped_ms.get_or_insert(end_ms);
                     run.phase = Phase::Stopping {
                         until: now + grace(self.config.stop_grace, &run.config),
                     };
@@ -713,6 +720,7 @@ impl Coordinator {
             scale: 1.0,
             started_ms: 0,
             started: None,
+            stopped_ms: None,
             members,
             info,
             offsets: BTreeMap::new(),
@@ -860,6 +868,7 @@ impl Coordinator {
                     }
                 }
                 if run.phase == Phase::Running {
+                    run.stopped_ms.get_or_insert(unix_now_ns() / 1_000_000);
                     run.phase = Phase::Stopping {
                         until: Instant::now() + grace(self.config.stop_grace, &run.config),
                     };
@@ -1018,6 +1027,12 @@ impl Coordinator {
             target: run.config.target.to_string(),
             load: describe(&run.config.load, run.config.duration),
             started_unix_ms: started,
+            // Not stopped before: every worker ended by itself (at the duration's end, or its
+            // users done) or none is left, by now and at the duration's end at the latest.
+            stopped_unix_ms: run
+                .stopped_ms
+                .unwrap_or_else(|| now_ms.min(started + run.config.limit().as_millis() as u64))
+                .clamp(started, now_ms.max(started)),
             ended_unix_ms: now_ms.max(started),
             stop_reason: run
                 .stop_reason

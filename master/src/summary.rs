@@ -144,6 +144,10 @@ pub struct RunSummary {
     pub load: String,
     /// When load started, Unix ms.
     pub started_unix_ms: u64,
+    /// When load stopped, Unix ms: the duration's end, or when a stop was asked (or the last
+    /// worker finished or was lost). Between the start and the end: the end also waits for
+    /// the requests in flight, whose figures count.
+    pub stopped_unix_ms: u64,
     /// When the last report arrived, Unix ms.
     pub ended_unix_ms: u64,
     /// Why the run ended (`duration reached`, `stopped by user`, `no workers left`).
@@ -170,6 +174,12 @@ impl RunSummary {
     /// Seconds between the start and the end.
     pub fn duration_s(&self) -> f64 {
         (self.ended_unix_ms.saturating_sub(self.started_unix_ms)) as f64 / 1000.0
+    }
+
+    /// Seconds between the start and when load stopped (without waiting for the requests in
+    /// flight): the seed runner's test duration.
+    pub fn load_s(&self) -> f64 {
+        (self.stopped_unix_ms.saturating_sub(self.started_unix_ms)) as f64 / 1000.0
     }
 
     /// Whether every threshold held.

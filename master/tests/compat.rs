@@ -508,6 +508,11 @@ async fn swarm_without_run_time_runs_until_stop() {
     assert_eq!(summary.run_id, id);
     assert_eq!(summary.stop_reason, "stopped by user");
     assert_eq!(summary.load, "closed: 2 users until stopped");
+    assert!(
+        summary.stopped_unix_ms > summary.started_unix_ms
+            && summary.stopped_unix_ms <= summary.ended_unix_ms,
+        "{summary:?}"
+    );
     assert!(summary.duration_s() > 2.0, "{}", summary.duration_s());
     bench.shutdown().await;
 }
@@ -550,12 +555,19 @@ async fn run_writes_the_seed_result_file_when_the_run_ends() {
         let t = doc[key].as_str().unwrap();
         assert_eq!(t.len(), "2024-01-01 00:00:00".len(), "{key}: {t}");
     }
+    // As in the seed, the test ends when load stops: end - start is the duration, and the
+    // rates are over it, though the run waited for the requests in flight after it.
     assert_eq!(doc["test_start_unix_ms"], summary.started_unix_ms);
-    assert_eq!(doc["test_end_unix_ms"], summary.ended_unix_ms);
+    assert_eq!(doc["test_end_unix_ms"], summary.stopped_unix_ms);
+    assert_eq!(summary.stopped_unix_ms, summary.started_unix_ms + 2000);
+    assert!(summary.ended_unix_ms >= summary.stopped_unix_ms);
+    assert_eq!(doc["elapsed_s"], 2.0);
     let total = doc["stats"].as_array().unwrap().last().unwrap();
     assert_eq!(total["name"], "Aggregated");
     assert!(summary.total.requests > 0);
     assert_eq!(total["num_requests"], summary.total.requests);
+    assert_close(&total["total_rps"], summary.total.requests as f64 / 2.0);
+    assert_eq!(doc["custom_metrics"]["test-time"], 2.0);
     assert!(
         doc["stats_csv"]
             .as_str()
