@@ -1025,7 +1025,7 @@ impl Coordinator {
             scenario: run.config.name.clone(),
             kind: run.config.kind.clone(),
             target: run.config.target.to_string(),
-            load: describe(&run.config.load, run.config.duration),
+            load: describe_scaled(&run.config.load, run.config.duration, run.scale),
             started_unix_ms: started,
             // Not stopped before: every worker ended by itself (at the duration's end, or its
             // users done) or none is left, by now and at the duration's end at the latest.
@@ -1314,6 +1314,29 @@ pub const UNTIL_STOPPED: Duration = Duration::from_secs(365 * 86_400);
 /// Whether a run of this duration lasts until it is stopped ([`UNTIL_STOPPED`]).
 pub fn until_stopped(duration: Duration) -> bool {
     duration >= UNTIL_STOPPED
+}
+
+/// [`describe`] for a run whose targets were rescaled (`scale` ≠ 1, by `/swarm`, the API or
+/// the TUI): the latest users or rate, and the run's first beside them
+/// (`closed: 2 users (8 at start), ...`).
+pub fn describe_scaled(load: &LoadModel, duration: Duration, scale: f64) -> String {
+    let line = describe(load, duration);
+    if scale == 1.0 {
+        return line;
+    }
+    match load {
+        LoadModel::Closed { users, .. } => {
+            let now = (*users as f64 * scale).round() as u64;
+            let from = format!("closed: {users} users");
+            line.replacen(&from, &format!("closed: {now} users ({users} at start)"), 1)
+        }
+        LoadModel::Open { rate, .. } => {
+            let now = rate * scale;
+            let from = format!("open: {rate} req/s");
+            line.replacen(&from, &format!("open: {now} req/s ({rate} at start)"), 1)
+        }
+        _ => format!("{line}, at scale {scale}"),
+    }
 }
 
 /// One line describing a load model.

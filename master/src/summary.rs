@@ -140,7 +140,8 @@ pub struct RunSummary {
     pub kind: String,
     /// The target (URL).
     pub target: String,
-    /// A one-line description of the load model (`closed: 50 users, spawn 10/s`).
+    /// A one-line description of the load model (`closed: 50 users, spawn 10/s`), with the
+    /// latest users or rate when the run was rescaled (`closed: 2 users (8 at start), ...`).
     pub load: String,
     /// When load started, Unix ms.
     pub started_unix_ms: u64,

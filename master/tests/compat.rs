@@ -428,6 +428,10 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
         .unwrap();
     assert_eq!(summary.run_id, id);
     assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(
+        summary.load, "closed: 6 users (3 at start), spawn 100/s, for 1m",
+        "the latest user count"
+    );
 
     // Stopped: the archived run's exact figures.
     let stats = bench.get("/stats/requests").await.json();
