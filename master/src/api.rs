@@ -43,6 +43,9 @@ pub struct ApiState {
     /// The master's `--out` directory, where `GET /run` (Locust compatibility) writes its
     /// result files.
     pub out: Option<PathBuf>,
+    /// Where finished runs are kept (`<runs_dir>/<run_id>/`): `GET /run`'s result file goes
+    /// into its run's directory there when there is no `--out`.
+    pub runs_dir: Option<PathBuf>,
     /// The master's `--target`, for runs the API builds (the health workload).
     pub target: Option<String>,
 }

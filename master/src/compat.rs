@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 use crate::api::{ApiState, StartBody, authorized, scenario_for};
-use crate::coordinator::Command;
+use crate::coordinator::{Command, UNTIL_STOPPED};
 use crate::results::STATS_CSV_HEADER;
 use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
@@ -120,9 +120,10 @@ impl Compat {
 // Control: /swarm, /stop, /run
 
 /// `POST /swarm`, form-encoded like Locust's: `user_count` (required), `spawn_rate`, `host`,
-/// `run_time` (`20`, `20s`, `1h30m`). Starts a closed-model run of the master's scenario; while
-/// a run is going on, sets its user count live through the coordinator's scale instead
-/// (`spawn_rate`, `host` and `run_time` then apply to the next run only).
+/// `run_time` (`20`, `20s`, `1h30m`). Starts a closed-model run of the master's scenario that
+/// lasts `run_time`, or without it (as in Locust) until `GET /stop`, whatever the scenario's
+/// duration; while a run is going on, sets its user count live through the coordinator's
+/// scale instead (`spawn_rate`, `host` and `run_time` then apply to the next run only).
 async fn swarm(State(c): State<Compat>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&c.api, &headers) {
         return *r;
@@ -136,11 +137,15 @@ async fn swarm(State(c): State<Compat>, headers: HeaderMap, body: Bytes) -> Resp
     if let Some(run) = snap.run.as_ref().filter(|r| is_live(r)) {
         return rescale(&c, run, request.user_count).await;
     }
+    let until_stopped = || {
+        let text = stampede_scenarios::units::format_duration(UNTIL_STOPPED);
+        (text, UNTIL_STOPPED)
+    };
     let options = StartOptions {
         users: Some(request.user_count),
         spawn_rate: request.spawn_rate,
         host: request.host,
-        duration: request.run_time.clone(),
+        duration: Some(request.run_time.clone().unwrap_or_else(until_stopped)),
     };
     match start(&c, options).await {
         Ok(started) => {
@@ -211,7 +216,7 @@ async fn stop(State(c): State<Compat>, headers: HeaderMap) -> Response {
 }
 
 /// `GET /run?duration=&users=&rate=`, the seed's `locust-runner`: start a timed run and answer
-/// at once; when it finishes, write `locust-run-<id>.json` into `--out` (or the temp dir). As
+/// at once; when it finishes, write `locust-run-<id>.json` ([`result_dir`]). As
 /// in the seed, `rate` is the spawn rate (users started per second), not an arrival rate, and
 /// `duration` is in seconds (Locust's `1h30m` syntax works too). Each is optional: the master's
 /// scenario gives what is missing.
@@ -234,12 +239,8 @@ async fn run(State(c): State<Compat>, headers: HeaderMap, RawQuery(query): RawQu
         Ok(s) => s,
         Err((status, m)) => return failure(status, m),
     };
-    let dir = c
-        .api
-        .out
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("stampede-locust-runner"));
-    let path = dir.join(format!("locust-run-{}.json", started.run_id));
+    let path =
+        result_dir(&c.api, started.run_id).join(format!("locust-run-{}.json", started.run_id));
     let (users, rate) = match started.scenario.load {
         LoadModel::Closed { users, spawn_rate } => {
             (Some(users), spawn_rate.is_finite().then_some(spawn_rate))
@@ -262,6 +263,17 @@ async fn run(State(c): State<Compat>, headers: HeaderMap, RawQuery(query): RawQu
         "result_file": path.display().to_string(),
     }))
     .into_response()
+}
+
+/// Where `/run` writes run `run_id`'s result file: `--out`, else the run's own directory
+/// among the kept runs (`$XDG_DATA_HOME/stampede/runs/<id>/` for `stampede master --api`
+/// without `--out`), else (a master that keeps no runs) the temp dir.
+fn result_dir(api: &ApiState, run_id: u64) -> PathBuf {
+    match (&api.out, &api.runs_dir) {
+        (Some(out), _) => out.clone(),
+        (None, Some(runs)) => runs.join(run_id.to_string()),
+        (None, None) => std::env::temp_dir().join("stampede-locust-runner"),
+    }
 }
 
 /// The overrides of a `/run` query.
@@ -313,11 +325,13 @@ async fn write_when_finished(api: ApiState, record: RunRecord) {
         "scenario": summary.scenario,
         "target": summary.target,
         "test_duration_s": record.duration_s,
+        // As in the seed, the test ends when load stops (its `stop` call); the requests in
+        // flight then, which the run waited for, are in the figures.
         "test_start": utc_datetime(summary.started_unix_ms),
-        "test_end": utc_datetime(summary.ended_unix_ms),
+        "test_end": utc_datetime(summary.stopped_unix_ms),
         "test_start_unix_ms": summary.started_unix_ms,
-        "test_end_unix_ms": summary.ended_unix_ms,
-        "elapsed_s": summary.duration_s(),
+        "test_end_unix_ms": summary.stopped_unix_ms,
+        "elapsed_s": summary.load_s(),
         "users": record.users,
         "rate": record.rate,
         "stop_reason": summary.stop_reason,
@@ -595,8 +609,9 @@ impl Table {
     }
 
     /// An archived run; `view` (its last live view, if still published) gives current rates.
+    /// Rates are over the time load ran (Locust's), not the wait for the requests in flight.
     fn finished(snap: &Snapshot, view: Option<&RunView>, summary: &RunSummary) -> Table {
-        let duration = summary.duration_s();
+        let duration = summary.load_s();
         let rates = |name: &str| {
             view.and_then(|v| {
                 v.names

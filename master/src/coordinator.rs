@@ -244,6 +244,9 @@ struct Run {
     /// When load started, master clock (Unix ms) and local instant.
     started_ms: u64,
     started: Option<Instant>,
+    /// When load stopped (the duration's end, or a stop asked), Unix ms; the run then waits
+    /// for the requests in flight.
+    stopped_ms: Option<u64>,
     members: BTreeMap<WorkerId, Member>,
     /// Names and addresses of members, kept after they leave the fleet.
     info: BTreeMap<WorkerId, (String, String)>,
@@ -623,6 +626,10 @@ impl Coordinator {
                     files.flush();
                 }
                 if run.started.is_some_and(|s| now >= s + run.config.limit()) {
+                    // Workers stop at the duration's end by their own (corrected) clocks;
+                    // this tick may come up to a second later.
+                    let end_ms = run.started_ms + run.config.limit().as_millis() as u64;
+                    run.stopped_ms.get_or_insert(end_ms);
                     run.phase = Phase::Stopping {
                         until: now + grace(self.config.stop_grace, &run.config),
                     };
@@ -716,6 +723,7 @@ impl Coordinator {
             scale: 1.0,
             started_ms: 0,
             started: None,
+            stopped_ms: None,
             members,
             info,
             offsets: BTreeMap::new(),
@@ -863,6 +871,7 @@ impl Coordinator {
                     }
                 }
                 if run.phase == Phase::Running {
+                    run.stopped_ms.get_or_insert(unix_now_ns() / 1_000_000);
                     run.phase = Phase::Stopping {
                         until: Instant::now() + grace(self.config.stop_grace, &run.config),
                     };
@@ -1019,8 +1028,14 @@ impl Coordinator {
             scenario: run.config.name.clone(),
             kind: run.config.kind.clone(),
             target: run.config.target.to_string(),
-            load: describe(&run.config.load, run.config.duration),
+            load: describe_scaled(&run.config.load, run.config.duration, run.scale),
             started_unix_ms: started,
+            // Not stopped before: every worker ended by itself (at the duration's end, or its
+            // users done) or none is left, by now and at the duration's end at the latest.
+            stopped_unix_ms: run
+                .stopped_ms
+                .unwrap_or_else(|| now_ms.min(started + run.config.limit().as_millis() as u64))
+                .clamp(started, now_ms.max(started)),
             ended_unix_ms: now_ms.max(started),
             stop_reason: run
                 .stop_reason
@@ -1259,7 +1274,12 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
         elapsed_s: run.started.map_or(0.0, |s| {
             Instant::now().saturating_duration_since(s).as_secs_f64()
         }),
-        duration_s: run.config.duration.as_secs_f64(),
+        // 0: no planned length (the run lasts until stopped).
+        duration_s: if until_stopped(run.config.duration) {
+            0.0
+        } else {
+            run.config.duration.as_secs_f64()
+        },
         users: totals
             .iter()
             .filter(|(id, _)| live(&WorkerId(**id)))
@@ -1289,24 +1309,65 @@ fn grace(stop_grace: Duration, config: &ScenarioConfig) -> Duration {
     stop_grace.max(config.request_timeout() + Duration::from_secs(5))
 }
 
+/// The duration of a run that lasts until it is stopped (Locust's `/swarm` without
+/// `run_time`): a year, which workers and timers handle like any duration, and which
+/// [`describe`], the snapshot's planned length and the summary read as "until stopped".
+pub const UNTIL_STOPPED: Duration = Duration::from_secs(365 * 86_400);
+
+/// Whether a run of this duration lasts until it is stopped ([`UNTIL_STOPPED`]).
+pub fn until_stopped(duration: Duration) -> bool {
+    duration >= UNTIL_STOPPED
+}
+
+/// [`describe`] for a run whose targets were rescaled (`scale` ≠ 1, by `/swarm`, the API or
+/// the TUI): the latest users or rate, and the run's first beside them
+/// (`closed: 2 users (8 at start), ...`).
+pub fn describe_scaled(load: &LoadModel, duration: Duration, scale: f64) -> String {
+    let line = describe(load, duration);
+    if scale == 1.0 {
+        return line;
+    }
+    match load {
+        LoadModel::Closed { users, .. } => {
+            let now = (*users as f64 * scale).round() as u64;
+            let from = format!("closed: {users} users");
+            line.replacen(&from, &format!("closed: {now} users ({users} at start)"), 1)
+        }
+        LoadModel::Open { rate, .. } => {
+            let now = rate * scale;
+            let from = format!("open: {rate} req/s");
+            line.replacen(&from, &format!("open: {now} req/s ({rate} at start)"), 1)
+        }
+        _ => format!("{line}, at scale {scale}"),
+    }
+}
+
 /// One line describing a load model.
 pub fn describe(load: &LoadModel, duration: Duration) -> String {
-    let d = stampede_scenarios::units::format_duration(duration);
+    let span = if until_stopped(duration) {
+        "until stopped".to_string()
+    } else {
+        format!(
+            "for {}",
+            stampede_scenarios::units::format_duration(duration)
+        )
+    };
     match load {
         LoadModel::Closed { users, spawn_rate } if spawn_rate.is_infinite() => {
-            format!("closed: {users} users for {d}")
+            format!("closed: {users} users {span}")
         }
         LoadModel::Closed { users, spawn_rate } => {
-            format!("closed: {users} users, spawn {spawn_rate}/s, for {d}")
+            format!("closed: {users} users, spawn {spawn_rate}/s, {span}")
         }
         LoadModel::Simultaneous { users, mode } => match mode {
             stampede_scenarios::UserMode::Once => {
+                let d = stampede_scenarios::units::format_duration(duration);
                 format!(
                     "simultaneous: {users} users, one request each at the same instant (at most {d})"
                 )
             }
             stampede_scenarios::UserMode::Repeat => {
-                format!("simultaneous: {users} users from the same instant, repeating for {d}")
+                format!("simultaneous: {users} users from the same instant, repeating {span}")
             }
         },
         LoadModel::Open {
@@ -1314,9 +1375,9 @@ pub fn describe(load: &LoadModel, duration: Duration) -> String {
             arrival: stampede_scenarios::Arrival::Gamma,
             burstiness,
             ..
-        } => format!("open: {rate} req/s gamma arrivals (burstiness {burstiness}) for {d}"),
+        } => format!("open: {rate} req/s gamma arrivals (burstiness {burstiness}) {span}"),
         LoadModel::Open { rate, arrival, .. } => {
-            format!("open: {rate} req/s {arrival:?} arrivals for {d}").to_lowercase()
+            format!("open: {rate} req/s {arrival:?} arrivals {span}").to_lowercase()
         }
         LoadModel::Stages { target, stages, .. } => {
             let unit = match target {

@@ -135,6 +135,7 @@ impl Master {
                     scenario: config.scenario.clone(),
                     exporter: Arc::new(metrics::Exporter),
                     out: config.out.clone(),
+                    runs_dir: config.runs_dir.clone(),
                     target: config.target.clone(),
                 });
                 let api_stop = connections_stop.clone();

@@ -296,7 +296,7 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
     elapsed.mut_metric().push(gauge(&sc, run.elapsed_s));
     let mut planned = family(
         "stampede_run_planned_seconds",
-        "The run's planned length, seconds.",
+        "The run's planned length, seconds (0: until stopped).",
         MetricType::GAUGE,
     );
     planned.mut_metric().push(gauge(&sc, run.duration_s));

@@ -1144,6 +1144,7 @@ mod tests {
             target: "http://127.0.0.1:8080".into(),
             load: "closed: 50 users, spawn 10/s".into(),
             started_unix_ms: START_MS,
+            stopped_unix_ms: START_MS + 60_000,
             ended_unix_ms: START_MS + 60_000,
             stop_reason: "duration reached".into(),
             thresholds: evaluate(&thresholds, &total, duration),
@@ -1346,6 +1347,7 @@ mod tests {
         let summary = RunSummary {
             kind: "download".into(),
             started_unix_ms: START_MS,
+            stopped_unix_ms: START_MS + 60_000,
             ended_unix_ms: START_MS + 63_197,
             stats: vec![],
             failures: vec![],

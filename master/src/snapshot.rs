@@ -194,7 +194,8 @@ pub struct RunView {
     pub state: String,
     /// Seconds since load started.
     pub elapsed_s: f64,
-    /// The run's planned length, seconds.
+    /// The run's planned length, seconds; 0 when it lasts until stopped (Locust's `/swarm`
+    /// without `run_time`).
     pub duration_s: f64,
     /// Users (closed) or requests in flight (open) across workers.
     pub users: u64,

@@ -140,10 +140,15 @@ pub struct RunSummary {
     pub kind: String,
     /// The target (URL).
     pub target: String,
-    /// A one-line description of the load model (`closed: 50 users, spawn 10/s`).
+    /// A one-line description of the load model (`closed: 50 users, spawn 10/s`), with the
+    /// latest users or rate when the run was rescaled (`closed: 2 users (8 at start), ...`).
     pub load: String,
     /// When load started, Unix ms.
     pub started_unix_ms: u64,
+    /// When load stopped, Unix ms: the duration's end, or when a stop was asked (or the last
+    /// worker finished or was lost). Between the start and the end: the end also waits for
+    /// the requests in flight, whose figures count.
+    pub stopped_unix_ms: u64,
     /// When the last report arrived, Unix ms.
     pub ended_unix_ms: u64,
     /// Why the run ended (`duration reached`, `stopped by user`, `no workers left`).
@@ -170,6 +175,12 @@ impl RunSummary {
     /// Seconds between the start and the end.
     pub fn duration_s(&self) -> f64 {
         (self.ended_unix_ms.saturating_sub(self.started_unix_ms)) as f64 / 1000.0
+    }
+
+    /// Seconds between the start and when load stopped (without waiting for the requests in
+    /// flight): the seed runner's test duration.
+    pub fn load_s(&self) -> f64 {
+        (self.stopped_unix_ms.saturating_sub(self.started_unix_ms)) as f64 / 1000.0
     }
 
     /// Whether every threshold held.

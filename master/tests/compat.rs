@@ -29,6 +29,28 @@ struct Bench {
 /// Start a target (one answer in five a 500), a master whose scenario (2 closed users, 30 s)
 /// points at it, and `workers` workers; return once they have joined.
 async fn start_bench(workers: usize) -> Bench {
+    start_bench_with(workers, Setup::default()).await
+}
+
+/// What a bench's master differs in.
+struct Setup {
+    /// The scenario's duration.
+    duration: &'static str,
+    /// Whether the master has `--out` (the bench's `out`); else it keeps its runs in
+    /// `out/runs` only, as `stampede master --api` without `--out` does in its data dir.
+    with_out: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            duration: "30s",
+            with_out: true,
+        }
+    }
+}
+
+async fn start_bench_with(workers: usize, setup: Setup) -> Bench {
     let stop = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let target = format!("http://{}", listener.local_addr().unwrap());
@@ -47,14 +69,15 @@ async fn start_bench(workers: usize) -> Bench {
         r#"
 name = "compat"
 target = "{target}"
-duration = "30s"
+duration = "{duration}"
 [load]
 model = "closed"
 users = 2
 [[requests]]
 name = "a"
 path = "/"
-"#
+"#,
+        duration = setup.duration
     );
     let scenario = ScenarioConfig::parse(&scenario, "compat.toml", &Overrides::default()).unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -64,9 +87,9 @@ path = "/"
             token: "t".into(),
             scenario: Some(scenario),
             auto_start_at: None,
-            out: Some(out.path().to_path_buf()),
+            out: setup.with_out.then(|| out.path().to_path_buf()),
             records: Default::default(),
-            runs_dir: None,
+            runs_dir: (!setup.with_out).then(|| out.path().join("runs")),
             target: None,
             api: Some("127.0.0.1:0".parse().unwrap()),
             stop_grace: Duration::from_secs(5),
@@ -405,6 +428,10 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
         .unwrap();
     assert_eq!(summary.run_id, id);
     assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(
+        summary.load, "closed: 6 users (3 at start), spawn 100/s, for 1m",
+        "the latest user count"
+    );
 
     // Stopped: the archived run's exact figures.
     let stats = bench.get("/stats/requests").await.json();
@@ -442,6 +469,55 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
 
     let reset = bench.get("/stats/reset").await;
     assert_eq!(reset.status, 501, "{reset:?}");
+    bench.shutdown().await;
+}
+
+/// Without `run_time`, as in Locust, a swarm runs until `/stop`, past the scenario's
+/// duration; the summary says it was stopped and that it had no planned end.
+#[tokio::test]
+async fn swarm_without_run_time_runs_until_stop() {
+    let mut bench = start_bench_with(
+        1,
+        Setup {
+            duration: "1s",
+            ..Setup::default()
+        },
+    )
+    .await;
+    let started = bench.post_form("/swarm", "user_count=2").await;
+    assert_eq!(started.status, 200, "{started:?}");
+    let answer = started.json();
+    assert_eq!(answer["run_time"], Value::Null, "{answer}");
+    let id = answer["run_id"].as_u64().unwrap();
+    let view = bench
+        .run_where(id, "2 users running", |r| {
+            r.state == "running" && r.users == 2
+        })
+        .await;
+    assert_eq!(view.duration_s, 0.0, "no planned length: {view:#?}");
+    assert!(view.load.contains("until stopped"), "{}", view.load);
+    // Well past the scenario's 1 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let view = bench.run_where(id, "the run", |_| true).await;
+    assert_eq!(view.state, "running", "{view:#?}");
+    assert!(view.elapsed_s > 2.0, "{view:#?}");
+    assert!(bench.master.try_next_finished().is_none());
+
+    let stopped = bench.get("/stop").await;
+    assert_eq!(stopped.status, 200, "{stopped:?}");
+    let summary = tokio::time::timeout(Duration::from_secs(20), bench.master.next_finished())
+        .await
+        .expect("the run ends after /stop")
+        .unwrap();
+    assert_eq!(summary.run_id, id);
+    assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(summary.load, "closed: 2 users until stopped");
+    assert!(
+        summary.stopped_unix_ms > summary.started_unix_ms
+            && summary.stopped_unix_ms <= summary.ended_unix_ms,
+        "{summary:?}"
+    );
+    assert!(summary.duration_s() > 2.0, "{}", summary.duration_s());
     bench.shutdown().await;
 }
 
@@ -483,12 +559,19 @@ async fn run_writes_the_seed_result_file_when_the_run_ends() {
         let t = doc[key].as_str().unwrap();
         assert_eq!(t.len(), "2024-01-01 00:00:00".len(), "{key}: {t}");
     }
+    // As in the seed, the test ends when load stops: end - start is the duration, and the
+    // rates are over it, though the run waited for the requests in flight after it.
     assert_eq!(doc["test_start_unix_ms"], summary.started_unix_ms);
-    assert_eq!(doc["test_end_unix_ms"], summary.ended_unix_ms);
+    assert_eq!(doc["test_end_unix_ms"], summary.stopped_unix_ms);
+    assert_eq!(summary.stopped_unix_ms, summary.started_unix_ms + 2000);
+    assert!(summary.ended_unix_ms >= summary.stopped_unix_ms);
+    assert_eq!(doc["elapsed_s"], 2.0);
     let total = doc["stats"].as_array().unwrap().last().unwrap();
     assert_eq!(total["name"], "Aggregated");
     assert!(summary.total.requests > 0);
     assert_eq!(total["num_requests"], summary.total.requests);
+    assert_close(&total["total_rps"], summary.total.requests as f64 / 2.0);
+    assert_eq!(doc["custom_metrics"]["test-time"], 2.0);
     assert!(
         doc["stats_csv"]
             .as_str()
@@ -505,6 +588,42 @@ async fn run_writes_the_seed_result_file_when_the_run_ends() {
     assert_eq!(
         doc["custom_metrics"]["success-count"],
         summary.total.requests - summary.total.failures
+    );
+    bench.shutdown().await;
+}
+
+/// Without `--out`, `/run`'s result file goes with the run into the master's runs directory.
+#[tokio::test]
+async fn run_without_out_keeps_the_result_file_with_the_run() {
+    let mut bench = start_bench_with(
+        1,
+        Setup {
+            with_out: false,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let answer = bench.get("/run?duration=1&users=1").await.json();
+    let id = answer["run_id"].as_u64().expect("a run id");
+    let path = std::path::PathBuf::from(answer["result_file"].as_str().unwrap());
+    let kept = bench.out.path().join("runs").join(id.to_string());
+    assert_eq!(path, kept.join(format!("locust-run-{id}.json")), "{answer}");
+    tokio::time::timeout(Duration::from_secs(30), bench.master.next_finished())
+        .await
+        .expect("the timed run ends by itself")
+        .unwrap();
+    let mut written = false;
+    for _ in 0..100 {
+        if path.is_file() {
+            written = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(written, "no {}", path.display());
+    assert!(
+        kept.join("summary.json").is_file(),
+        "the run is kept beside it"
     );
     bench.shutdown().await;
 }

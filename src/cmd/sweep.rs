@@ -431,6 +431,7 @@ mod tests {
             target: "http://127.0.0.1:8000".into(),
             load: "open: 4 req/s".into(),
             started_unix_ms: 1_700_000_000_000,
+            stopped_unix_ms: 1_700_000_004_000,
             ended_unix_ms: 1_700_000_004_000,
             stop_reason: "duration reached".into(),
             stats: Vec::new(),

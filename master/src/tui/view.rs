@@ -84,7 +84,11 @@ fn title_line(model: &Model) -> Paragraph<'static> {
             spans.push(Span::raw(format!(
                 " {} / {} · {live} worker(s) · {} ({}) · run {}",
                 secs(r.elapsed_s),
-                secs(r.duration_s),
+                if r.duration_s > 0.0 {
+                    secs(r.duration_s)
+                } else {
+                    "until stopped".into()
+                },
                 r.scenario,
                 r.kind,
                 r.id
