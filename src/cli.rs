@@ -213,6 +213,12 @@ pub struct WorkerOpt {
     /// the master's clock alignment at work.
     #[arg(long, hide = true, value_name = "DURATION", allow_hyphen_values = true)]
     pub clock_skew: Option<SignedDuration>,
+    /// Set by `run`, `loadgen` and `profile` on the worker processes they start: ignore
+    /// Ctrl-C. A terminal's Ctrl-C reaches the whole process group, and those workers' master
+    /// (their parent) stops the run on it; a worker leaving on its own would race its final
+    /// report against the master's stop.
+    #[arg(long, hide = true)]
+    pub ignore_interrupt: bool,
 }
 
 /// An API address: a bare port binds 127.0.0.1, so the API is local unless told otherwise.

@@ -277,3 +277,64 @@ fn thresholds_breached_exit_3() {
         "p99 {p99} ms with a 30 ms delay on every answer"
     );
 }
+
+/// Ctrl-C in a terminal (SIGINT to `run`'s whole process group: its local workers get it
+/// too) or SIGINT to `run` alone stops the run without losing a worker: no loss event, no
+/// worker `lost`, and every request counted has its row in requests.csv.
+#[test]
+fn sigint_mid_run_loses_no_worker() {
+    use std::os::unix::process::CommandExt;
+    for whole_group in [true, false] {
+        let dir = TestDir::new();
+        let out = dir.join("out");
+        let mut cmd = crate::util::stampede();
+        cmd.args(["run", "scenarios/examples/llm-prompts.toml"])
+            .args(["--duration", "30s", "--headless", "--requests-csv", "--out"])
+            .arg(&out)
+            .current_dir(workspace_root())
+            // Its own process group, as a shell gives a foreground job.
+            .process_group(0);
+        let mut run = Proc::spawn("stampede run (interrupted)", cmd);
+        // Streams in flight on both workers when the signal comes.
+        run.wait_stderr_line("s/30s running", RUN_LIMIT);
+        std::thread::sleep(Duration::from_secs(2));
+        let pid = run.pid().to_string();
+        let target = if whole_group { format!("-{pid}") } else { pid };
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", "--", &target])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        let done = run.wait_exit(RUN_LIMIT);
+        let what = if whole_group {
+            "process group"
+        } else {
+            "run alone"
+        };
+
+        let summary = dir.read_json("out/summary.json");
+        assert_eq!(summary["stop_reason"], "stopped by user", "{what}");
+        let events: Vec<&str> = summary["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            !events.iter().any(|e| e.contains("lost")),
+            "SIGINT to the {what}: {events:#?}\n{}",
+            done.show()
+        );
+        let workers = summary["workers"].as_array().expect("workers");
+        assert_eq!(workers.len(), 2, "{what}: {workers:#?}");
+        for w in workers {
+            assert_eq!(w["state"], "finished", "{what}: {w:#}");
+            assert!(w["lost_at_s"].is_null(), "{what}: {w:#}");
+        }
+        let total = u64_at(&summary, "/total/requests");
+        let by_worker: u64 = workers.iter().map(|w| u64_at(w, "/requests")).sum();
+        assert_eq!(total, by_worker, "{what}: total vs the workers' requests");
+        let rows = dir.read("out/requests.csv").lines().count() as u64 - 1;
+        assert_eq!(rows, total, "{what}: one requests.csv row per request");
+    }
+}

@@ -228,6 +228,7 @@ enum Phase {
 struct Member {
     ready: bool,
     started: bool,
+    /// Sent its final report, or left while the run was stopping: not waited for any more.
     finished: bool,
     lost_at_s: Option<f64>,
     slot: Option<u32>,
@@ -523,6 +524,18 @@ impl Coordinator {
         if m.finished {
             return;
         }
+        if let Phase::Stopping { .. } = run.phase {
+            // Leaving once the run is stopping (often for the same Ctrl-C that stopped it) is
+            // no loss: its share is not needed any more and what it reported is kept. Only
+            // its final report, if it never came, is missing.
+            m.finished = true;
+            run.events.push(format!(
+                "worker {id} ({}) left while the run was stopping, before its final report: {reason}",
+                w.name
+            ));
+            self.maybe_finish();
+            return;
+        }
         m.lost_at_s = Some(elapsed);
         run.agg.mark_lost(id.0);
         let left = run
@@ -551,7 +564,8 @@ impl Coordinator {
                     self.maybe_finish();
                 }
             }
-            Phase::Stopping { .. } => self.maybe_finish(),
+            // Handled above: not a loss.
+            Phase::Stopping { .. } => {}
         }
     }
 

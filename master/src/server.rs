@@ -25,6 +25,9 @@ use crate::sparse::Decoder;
 /// How long a new connection has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a closed connection's report reader gets to forward what arrived before the close.
+const DRAIN_REPORTS: Duration = Duration::from_secs(2);
+
 /// Accepts worker connections.
 pub struct Listener {
     /// The QUIC endpoint.
@@ -174,19 +177,32 @@ impl Handler {
                             m => Event::Message(id, m),
                         };
                         if self.events.send(event).await.is_err() {
-                            return "master shutting down".to_string();
+                            return ("master shutting down".to_string(), false);
                         }
                     }
-                    Err(e) if e.is_disconnect() => return disconnect_reason(conn, &e.to_string()),
+                    Err(e) if e.is_disconnect() => {
+                        return (disconnect_reason(conn, &e.to_string()), true);
+                    }
                     Err(e) => {
-                        return format!("sent an undecodable control message ({e}); disconnected");
+                        return (
+                            format!("sent an undecodable control message ({e}); disconnected"),
+                            false,
+                        );
                     }
                 }
             }
         };
+        tokio::pin!(reports);
         let reason = tokio::select! {
-            reason = control => reason,
-            reason = reports => reason.unwrap_or_else(|e| format!("report reader failed: {e}")),
+            (reason, disconnected) = control => {
+                if disconnected {
+                    // Reports that arrived before the close are still buffered: forward them
+                    // before the loss, or a worker's last report would vanish with it.
+                    let _ = tokio::time::timeout(DRAIN_REPORTS, &mut reports).await;
+                }
+                reason
+            }
+            reason = &mut reports => reason.unwrap_or_else(|e| format!("report reader failed: {e}")),
         };
         abort.abort();
         reason

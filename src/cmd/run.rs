@@ -198,13 +198,14 @@ pub(super) fn spawn_workers(
 }
 
 /// The command that starts this binary (`exe`) as a worker called `name` joining `master`:
-/// this process's `RUST_LOG` (default `warn`), no stdin or stdout, killed when dropped. Callers
-/// add their own flags and decide where stderr goes.
+/// this process's `RUST_LOG` (default `warn`), no stdin or stdout, killed when dropped. It
+/// ignores Ctrl-C: this process's master stops the run on it and the worker ends when that
+/// master closes. Callers add their own flags and decide where stderr goes.
 pub(super) fn worker_command(exe: &Path, master: SocketAddr, name: &str, token: &str) -> Command {
     let log = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let mut cmd = Command::new(exe);
     cmd.args(["worker", "--master", &master.to_string(), "--name", name])
-        .args(["--connect-timeout", "10s"])
+        .args(["--connect-timeout", "10s", "--ignore-interrupt"])
         .env("STAMPEDE_TOKEN", token)
         .env("RUST_LOG", log)
         .stdin(Stdio::null())

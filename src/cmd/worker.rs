@@ -1,4 +1,5 @@
-//! `stampede worker`: join a master and serve it until it goes away or Ctrl-C.
+//! `stampede worker`: join a master and serve it until it goes away or Ctrl-C (unless started
+//! by a local master with `--ignore-interrupt`, which stops it instead).
 
 use stampede_master::own::OwnReport;
 use stampede_worker::{Tapped, WorkerConfig};
@@ -29,9 +30,15 @@ pub async fn run(opt: WorkerOpt) -> anyhow::Result<Exit> {
         tap,
     };
     let on_signal = shutdown.clone();
+    let ignore_interrupt = opt.ignore_interrupt;
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        on_signal.cancel();
+        // Once listened for, Ctrl-C no longer ends the process by default, also when ignored.
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if !ignore_interrupt {
+                on_signal.cancel();
+                break;
+            }
+        }
     });
     let result = stampede_worker::run(config, shutdown.clone()).await;
     shutdown.cancel();

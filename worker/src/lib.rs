@@ -140,6 +140,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         Ok(()) => Ok(()),
     };
     reader.abort();
+    // Closing the connection drops what was written but not yet sent (the last report, when
+    // stopping on Ctrl-C): finish the report stream and give the master a moment to have it
+    // all. Returns at once when the master already closed the connection.
+    if session.reports.finish().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), session.reports.stopped()).await;
+    }
     conn.close(0u32.into(), b"bye");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     result
