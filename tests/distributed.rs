@@ -71,6 +71,19 @@ fn master_two_workers_count_matches_target() {
 
 #[test]
 fn killed_worker_share_moves() {
+    worker_leaving_mid_run_moves_its_share(|w| w.proc.kill(), "killed");
+}
+
+/// A `stampede worker` given Ctrl-C mid-run sends its final report and leaves: no longer
+/// needed for the run's stop, so it is lost as a killed one is, and its share moves.
+#[test]
+fn interrupted_worker_share_moves() {
+    worker_leaving_mid_run_moves_its_share(|w| w.proc.signal("INT", false), "interrupted");
+}
+
+/// One of two workers leaves 3 s into an 8 s run (`leave`): the run still ends on time, the
+/// worker is `lost` with its reported data kept, and the survivor took over its share.
+fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str) {
     const DURATION_S: u64 = 8;
     let target = Target::start();
     let dir = TestDir::new();
@@ -93,7 +106,7 @@ fn killed_worker_share_moves() {
     let _survivor = WorkerProc::start(master.quic, "s", "survivor");
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(3));
-    doomed.proc.kill();
+    leave(&mut doomed);
 
     // The run still ends on time (give or take the 4 s it takes to notice the loss).
     let done = master.proc.wait_exit(Duration::from_secs(DURATION_S + 10));
@@ -110,7 +123,7 @@ fn killed_worker_share_moves() {
             .unwrap_or_else(|| panic!("no worker {name} in {workers:#?}"))
     };
     let (lost, kept) = (by_name("doomed"), by_name("survivor"));
-    assert_eq!(lost["state"], "lost", "{lost:#}");
+    assert_eq!(lost["state"], "lost", "{how}: {lost:#}");
     let lost_at = lost["lost_at_s"].as_f64().expect("lost_at_s set");
     assert!(
         (0.0..=DURATION_S as f64).contains(&lost_at),
@@ -128,7 +141,7 @@ fn killed_worker_share_moves() {
         |e: &&str| e.contains("doomed") && e.contains("lost") && e.contains("moved to 1 worker");
     assert!(
         events.iter().any(about_the_loss),
-        "no event about the lost worker and its share: {events:?}"
+        "{how}: no event about the lost worker and its share: {events:?}"
     );
     let total = u64_at(&summary, "/metrics/total_requests");
     let lost_requests = u64_at(lost, "/requests");

@@ -29,11 +29,7 @@ fn scheduler(args: &[&str]) -> (Proc, String) {
 
 /// Stop the scheduler with SIGINT and read its `received N requests` line.
 fn received(mut p: Proc) -> (u64, String) {
-    let ok = std::process::Command::new("kill")
-        .args(["-INT", &p.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    p.signal("INT", false);
     let done = p.wait_exit(Duration::from_secs(15));
     let line = done
         .stderr

@@ -245,11 +245,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn sigterm(proc: &Proc) {
-    let ok = std::process::Command::new("kill")
-        .args(["-TERM", &proc.pid().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
+    proc.signal("TERM", false);
 }
 
 #[test]

@@ -298,13 +298,7 @@ fn sigint_mid_run_loses_no_worker() {
         // Streams in flight on both workers when the signal comes.
         run.wait_stderr_line("s/30s running", RUN_LIMIT);
         std::thread::sleep(Duration::from_secs(2));
-        let pid = run.pid().to_string();
-        let target = if whole_group { format!("-{pid}") } else { pid };
-        let sent = std::process::Command::new("kill")
-            .args(["-INT", "--", &target])
-            .status()
-            .expect("kill");
-        assert!(sent.success());
+        run.signal("INT", whole_group);
         let done = run.wait_exit(RUN_LIMIT);
         let what = if whole_group {
             "process group"

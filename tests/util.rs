@@ -345,6 +345,22 @@ impl Proc {
         self.child.id()
     }
 
+    /// Send it `signal` (`INT`, `TERM`), or its whole process group with `group` (a terminal's
+    /// Ctrl-C; it must lead its group).
+    pub fn signal(&self, signal: &str, group: bool) {
+        let pid = self.pid();
+        let to = if group {
+            format!("-{pid}")
+        } else {
+            pid.to_string()
+        };
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}").as_str(), "--", &to])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{signal} {to}");
+    }
+
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()

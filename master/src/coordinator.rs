@@ -521,7 +521,14 @@ impl Coordinator {
         let Some(m) = run.members.get_mut(&id) else {
             return;
         };
-        if m.finished {
+        // A worker that sent its final report is done, unless it sent it mid-run and left (a
+        // `stampede worker` given Ctrl-C): then its share is missing as a lost one's is.
+        let left_mid_run = run.phase == Phase::Running
+            && run.config.load.requests_per_user().is_none()
+            && run
+                .started
+                .is_some_and(|s| s.elapsed() + Duration::from_secs(1) < run.config.limit());
+        if m.finished && !left_mid_run {
             return;
         }
         if let Phase::Stopping { .. } = run.phase {
