@@ -284,6 +284,7 @@ fn write_files(
             let mut step = serde_json::to_value(r).unwrap_or(Value::Null);
             if let Some(map) = step.as_object_mut() {
                 map.insert("load".into(), Value::from(r.summary.load.clone()));
+                map.insert("value".into(), json_value(r.value));
             }
             step
         })
@@ -293,7 +294,7 @@ fn write_files(
         "kind": base.kind,
         "target": base.target.to_string(),
         "axis": sweep.axis(),
-        "values": sweep.values(),
+        "values": sweep.values().into_iter().map(json_value).collect::<Vec<_>>(),
         "steps": steps,
     });
     let path = out.join("sweep.json");
@@ -379,11 +380,17 @@ pub fn table(name: &str, sweep: &Sweep, results: &[StepResult]) -> String {
 
 /// A value as steps name it: `2`, `2.5`, `0.25`.
 fn format_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v}")
-    }
+    whole(v).map_or_else(|| v.to_string(), |n| n.to_string())
+}
+
+/// `v` as an integer, if it is one.
+fn whole(v: f64) -> Option<i64> {
+    (v.fract() == 0.0 && v.abs() < 1e15).then_some(v as i64)
+}
+
+/// A step's value in JSON: users (and whole rates) as integers, other rates as they are.
+fn json_value(v: f64) -> Value {
+    whole(v).map_or_else(|| Value::from(v), Value::from)
 }
 
 /// How bad an exit is, to keep the worst of a sweep's steps.
@@ -477,6 +484,10 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("sweep.json")).unwrap())
                 .unwrap();
         assert_eq!(json["steps"][0]["total_tokens_per_second"], 300.0);
+        // Whole values are integers (users always are).
+        assert_eq!(json["values"], serde_json::json!([4]), "{json:#}");
+        assert_eq!(json["steps"][0]["value"], 4, "{json:#}");
+        assert_eq!(json_value(2.5), 2.5);
 
         let table = table("llm", &sweep, &[step]);
         let mut lines = table.lines().skip(1);
