@@ -131,12 +131,7 @@ fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str)
     );
     assert_eq!(kept["state"], "finished", "{kept:#}");
     assert!(u64_at(kept, "/requests") > 0, "{kept:#}");
-    let events: Vec<&str> = summary["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let events = crate::util::events(&summary);
     let about_the_loss =
         |e: &&str| e.contains("doomed") && e.contains("lost") && e.contains("moved to 1 worker");
     assert!(

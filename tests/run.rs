@@ -308,12 +308,7 @@ fn sigint_mid_run_loses_no_worker() {
 
         let summary = dir.read_json("out/summary.json");
         assert_eq!(summary["stop_reason"], "stopped by user", "{what}");
-        let events: Vec<&str> = summary["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
+        let events = crate::util::events(&summary);
         assert!(
             !events.iter().any(|e| e.contains("lost")),
             "SIGINT to the {what}: {events:#?}\n{}",

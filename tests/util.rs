@@ -874,3 +874,13 @@ pub fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+/// The `events` lines of a summary.json.
+pub fn events(summary: &serde_json::Value) -> Vec<&str> {
+    summary["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect()
+}

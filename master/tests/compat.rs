@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stampede_master::results::STATS_CSV_HEADER;
 use stampede_master::snapshot::{RunView, Snapshot};
+use stampede_master::summary::RunSummary;
 use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::{Overrides, ScenarioConfig};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
@@ -125,6 +126,14 @@ path = "/"
 }
 
 impl Bench {
+    /// The next finished run's summary; panics after `secs` s waiting for `what`.
+    async fn finished(&mut self, secs: u64, what: &str) -> Arc<RunSummary> {
+        tokio::time::timeout(Duration::from_secs(secs), self.master.next_finished())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+            .expect("the master runs")
+    }
+
     /// Wait (up to 20 s) for a snapshot that satisfies `pred`.
     async fn snapshot_where(&self, what: &str, pred: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
         let mut rx = self.master.snapshots.clone();
@@ -422,10 +431,7 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
         stopped.json(),
         serde_json::json!({ "success": true, "message": "Test stopped" })
     );
-    let summary = tokio::time::timeout(Duration::from_secs(20), bench.master.next_finished())
-        .await
-        .expect("the run ends after /stop")
-        .unwrap();
+    let summary = bench.finished(20, "the run ends after /stop").await;
     assert_eq!(summary.run_id, id);
     assert_eq!(summary.stop_reason, "stopped by user");
     assert_eq!(
@@ -505,10 +511,7 @@ async fn swarm_without_run_time_runs_until_stop() {
 
     let stopped = bench.get("/stop").await;
     assert_eq!(stopped.status, 200, "{stopped:?}");
-    let summary = tokio::time::timeout(Duration::from_secs(20), bench.master.next_finished())
-        .await
-        .expect("the run ends after /stop")
-        .unwrap();
+    let summary = bench.finished(20, "the run ends after /stop").await;
     assert_eq!(summary.run_id, id);
     assert_eq!(summary.stop_reason, "stopped by user");
     assert_eq!(summary.load, "closed: 2 users until stopped");
@@ -535,10 +538,7 @@ async fn run_writes_the_seed_result_file_when_the_run_ends() {
     let again = bench.get("/run?duration=2").await;
     assert_eq!(again.status, 409, "one timed run at a time: {again:?}");
 
-    let summary = tokio::time::timeout(Duration::from_secs(30), bench.master.next_finished())
-        .await
-        .expect("the timed run ends by itself")
-        .unwrap();
+    let summary = bench.finished(30, "the timed run ends by itself").await;
     assert_eq!(summary.run_id, id);
     assert_eq!(summary.stop_reason, "duration reached");
     let mut text = None;
@@ -608,10 +608,7 @@ async fn run_without_out_keeps_the_result_file_with_the_run() {
     let path = std::path::PathBuf::from(answer["result_file"].as_str().unwrap());
     let kept = bench.out.path().join("runs").join(id.to_string());
     assert_eq!(path, kept.join(format!("locust-run-{id}.json")), "{answer}");
-    tokio::time::timeout(Duration::from_secs(30), bench.master.next_finished())
-        .await
-        .expect("the timed run ends by itself")
-        .unwrap();
+    bench.finished(30, "the timed run ends by itself").await;
     let mut written = false;
     for _ in 0..100 {
         if path.is_file() {
