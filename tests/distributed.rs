@@ -294,3 +294,23 @@ fn worker_gives_up_at_connect_timeout() {
         "--connect-timeout 1s gave up after {took:?}"
     );
 }
+
+/// A master name that does not resolve (yet: a container starting) is tried again until the
+/// connect timeout, then named in the error.
+#[test]
+fn worker_retries_an_unresolved_master_name() {
+    let mut cmd = stampede();
+    cmd.args(["worker", "--master", "master.invalid:7400", "--token", "s"])
+        .args(["--connect-timeout", "2s"]);
+    let done = WorkerProc::spawn("worker", cmd)
+        .proc
+        .wait_exit(Duration::from_secs(30));
+    assert_eq!(done.code(), 1, "{}", done.show());
+    assert!(
+        done.stderr
+            .contains("resolving master address `master.invalid:7400`"),
+        "{}",
+        done.show()
+    );
+    assert!(done.stderr.contains("retrying"), "{}", done.show());
+}

@@ -70,7 +70,10 @@ pub const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// Join the master and serve it until it closes the connection (`Ok`), `shutdown` is
 /// cancelled (`Ok`), or the connection is lost or refused (`Err`).
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let addr = resolve(&config.master).await?;
+    // The master's name may not resolve yet (a container starting): retry it, as the
+    // connection, within the connect timeout.
+    let deadline = Instant::now() + config.connect_timeout;
+    let addr = resolve_until(&config.master, deadline, &shutdown).await?;
     let bind: SocketAddr = if addr.is_ipv6() {
         "[::]:0".parse()?
     } else {
@@ -78,7 +81,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     };
     let mut endpoint = quinn::Endpoint::client(bind).context("opening a UDP socket")?;
     endpoint.set_default_client_config(transport::client_config()?);
-    let conn = connect(&endpoint, addr, config.connect_timeout, &shutdown).await?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    let conn = connect(&endpoint, addr, left, &shutdown).await?;
     let (mut send, mut recv) = conn.open_bi().await.context("opening the control stream")?;
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -166,6 +170,26 @@ async fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("resolving master address `{master}`"))?
         .next()
         .ok_or_else(|| anyhow!("master address `{master}` resolves to nothing"))
+}
+
+/// [`resolve`], retrying every second until `deadline`.
+async fn resolve_until(
+    master: &str,
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<SocketAddr> {
+    loop {
+        let err = match resolve(master).await {
+            Ok(addr) => return Ok(addr),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(e) => e,
+        };
+        warn!("{err:#}; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => bail!("stopped before reaching the master"),
+        }
+    }
 }
 
 /// Connect, retrying every second until `timeout` (a master may start after its workers).
