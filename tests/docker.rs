@@ -246,4 +246,25 @@ fn compose_scales_workers_and_a_killed_worker_container_is_reported() {
         headless["metrics"]["total_requests"].as_u64() > Some(0),
         "{headless:#}"
     );
+
+    // The LLM example against the built-in LLM target's container, as the file's header
+    // shows: its prompt file (`../data/prompts.txt`) is mounted too.
+    let llm = output(
+        project
+            .command()
+            .env("STAMPEDE_SCENARIO", "llm-prompts.toml")
+            .env("STAMPEDE_TARGET", "http://target-llm:8000")
+            .args(["--profile", "headless", "run", "--rm", "headless"]),
+    );
+    assert!(
+        matches!(llm.status.code(), Some(0 | 3)),
+        "the headless LLM run failed:\n{}{}",
+        String::from_utf8_lossy(&llm.stdout),
+        String::from_utf8_lossy(&llm.stderr)
+    );
+    let llm = results.read_json("headless/summary.json");
+    assert_eq!(llm["scenario"], "llm-prompts", "{llm:#}");
+    assert!(llm["total"]["requests"].as_u64() > Some(0), "{llm:#}");
+    assert_eq!(llm["total"]["failures"].as_u64(), Some(0), "{llm:#}");
+    assert!(llm["llm"]["output_tokens"].as_u64() > Some(0), "{llm:#}");
 }
