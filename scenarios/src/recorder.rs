@@ -98,6 +98,8 @@ pub fn io_kind(e: &std::io::Error) -> &'static str {
         NetworkUnreachable => "network unreachable",
         NotFound => "not found",
         PermissionDenied => "permission denied",
+        // The resolver's failure (std names no kind for it): a host name that does not resolve.
+        _ if e.to_string().starts_with("failed to lookup address") => "name not resolved",
         _ => "other",
     }
 }
@@ -385,6 +387,17 @@ fn merge_into(acc: &mut Option<Histogram<u64>>, h: Option<Histogram<u64>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host name that does not resolve is named as such, not `other`.
+    #[tokio::test]
+    async fn an_unresolved_name_is_its_own_kind() {
+        let e = tokio::net::TcpStream::connect("target.invalid:80")
+            .await
+            .expect_err("`.invalid` never resolves");
+        assert_eq!(io_kind(&e), "name not resolved", "{e}");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(io_kind(&refused), "connection refused");
+    }
 
     #[test]
     fn records_and_takes_across_threads() {
