@@ -993,7 +993,11 @@ impl Coordinator {
         }
         info!(run = run.id, requests = summary.total.requests, reason = %summary.stop_reason, "run finished");
         let summary = Arc::new(summary);
-        self.last_view = Some(view(&run, &self.workers, "finished"));
+        let mut last = view(&run, &self.workers, "finished");
+        // The run's own length, as its summary counts it: a reader dividing totals by it (the
+        // terminal UI's rates of a finished run) gets the summary's figures.
+        last.elapsed_s = summary.duration_s();
+        self.last_view = Some(last);
         // The final snapshot goes out before the document is archived: a reader who sees the
         // run completed must not read an older snapshot on `/metrics` after that.
         self.publish();
