@@ -270,6 +270,9 @@ pub struct Coordinator {
     workers: BTreeMap<WorkerId, Worker>,
     run: Option<Run>,
     last_view: Option<RunView>,
+    /// Requests each worker reported in the last finished run: between runs, `/metrics` keeps
+    /// the last run's final figures, these included.
+    last_requests: BTreeMap<WorkerId, u64>,
     next_run: u64,
     snapshots: watch::Sender<Arc<Snapshot>>,
     finished: mpsc::UnboundedSender<Arc<RunSummary>>,
@@ -292,6 +295,7 @@ impl Coordinator {
             workers: BTreeMap::new(),
             run: None,
             last_view: None,
+            last_requests: BTreeMap::new(),
             next_run: first_run,
             snapshots,
             finished,
@@ -993,7 +997,17 @@ impl Coordinator {
         }
         info!(run = run.id, requests = summary.total.requests, reason = %summary.stop_reason, "run finished");
         let summary = Arc::new(summary);
-        self.last_view = Some(view(&run, &self.workers, "finished"));
+        let mut last = view(&run, &self.workers, "finished");
+        // The run's own length, as its summary counts it: a reader dividing totals by it (the
+        // terminal UI's rates of a finished run) gets the summary's figures.
+        last.elapsed_s = summary.duration_s();
+        self.last_view = Some(last);
+        self.last_requests = run
+            .agg
+            .workers()
+            .iter()
+            .map(|(id, w)| (WorkerId(*id), w.requests))
+            .collect();
         // The final snapshot goes out before the document is archived: a reader who sees the
         // run completed must not read an older snapshot on `/metrics` after that.
         self.publish();
@@ -1088,7 +1102,11 @@ impl Coordinator {
                         Some(m) if !m.started => ("assigned", 0.0, 0),
                         _ => ("ready", 0.0, worker_requests(run, *id)),
                     },
-                    None => ("ready", 0.0, 0),
+                    None => (
+                        "ready",
+                        0.0,
+                        self.last_requests.get(id).copied().unwrap_or(0),
+                    ),
                 };
                 WorkerView {
                     id: id.0,

@@ -201,7 +201,7 @@ fn fleet(snap: &Snapshot) -> Vec<MetricFamily> {
     );
     let mut requests = family(
         "stampede_worker_requests_total",
-        "Requests a worker reported in the current run.",
+        "Requests a worker reported in the current run, or between runs in the last one.",
         MetricType::COUNTER,
     );
     let mut seen = family(
@@ -524,7 +524,8 @@ fn labelled(labels: &[(&str, &str)]) -> Metric {
 fn gauge(labels: &[(&str, &str)], v: f64) -> Metric {
     let mut m = labelled(labels);
     let mut g = Gauge::default();
-    g.set_value(if v.is_finite() { v } else { 0.0 });
+    // `+ 0.0` makes -0 (an empty float sum) 0: the exposition would print `-0`.
+    g.set_value(if v.is_finite() { v + 0.0 } else { 0.0 });
     m.set_gauge(g);
     m
 }
@@ -532,7 +533,7 @@ fn gauge(labels: &[(&str, &str)], v: f64) -> Metric {
 fn counter(labels: &[(&str, &str)], v: f64) -> Metric {
     let mut m = labelled(labels);
     let mut c = Counter::default();
-    c.set_value(v);
+    c.set_value(v + 0.0);
     m.set_counter(c);
     m
 }
@@ -735,6 +736,19 @@ mod tests {
                 .any(|l| l.ends_with(&format!("kind=\"other\"}} {other}"))),
             "{lines:#?}"
         );
+    }
+
+    #[test]
+    fn negative_zero_is_rendered_as_zero() {
+        let mut snap = testdata::finished();
+        // A float sum over no live worker (a finished run's target rate) is -0.
+        snap.run.as_mut().unwrap().target_rate = -0.0;
+        let text = Exporter.render(&snap).unwrap();
+        assert!(
+            text.contains("stampede_target_rate{scenario=\"checkout\"} 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains(" -0"), "{text}");
     }
 
     #[test]

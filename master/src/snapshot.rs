@@ -22,7 +22,7 @@ pub struct WorkerView {
     pub state: String,
     /// Its fraction of the current run's load, 0..1.
     pub share: f64,
-    /// Requests it reported in the current run.
+    /// Requests it reported in the current run; between runs, in the last one.
     pub requests: u64,
     /// Requests per second in its last report interval.
     pub rps: f64,

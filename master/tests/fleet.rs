@@ -405,6 +405,40 @@ async fn record_rows_of_every_worker_reach_the_file() {
 }
 
 #[tokio::test]
+async fn worker_requests_of_the_last_run_stay_after_it() {
+    let mut master = start_master().await;
+    let Started {
+        _ep,
+        mut send,
+        mut recv,
+        mut reports,
+        run_id,
+    } = join_until_start(&master).await;
+    write_frame(&mut reports, &report_with_rows(run_id, 1, 0, 7, false))
+        .await
+        .unwrap();
+    master.handle().stop_run(run_id).await.unwrap();
+    until(&mut send, &mut recv, |m| {
+        matches!(m, ToWorker::Stop { .. }).then_some(())
+    })
+    .await;
+    write_frame(&mut reports, &report_with_rows(run_id, 1, 1, 3, true))
+        .await
+        .unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(20), master.next_finished())
+        .await
+        .expect("the run ends")
+        .expect("a summary");
+    assert_eq!(summary.total.requests, 10);
+    // The snapshot of the finished run went out before its summary.
+    let snap = master.snapshots.borrow().clone();
+    assert_eq!(snap.workers.len(), 1, "{:?}", snap.workers);
+    assert_eq!(snap.workers[0].state, "ready");
+    assert_eq!(snap.workers[0].requests, 10, "the last run's count is kept");
+    master.shutdown().await;
+}
+
+#[tokio::test]
 async fn other_protocol_version_is_refused_with_the_reason() {
     let master = start_master().await;
     let (_ep, conn) = connect(&master).await;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::snapshot::{RunView, Snapshot};
+use crate::snapshot::{NameView, RunView, Snapshot};
 
 /// Points kept for the charts: one per aggregated second, so ten minutes.
 pub const HISTORY: usize = 600;
@@ -166,7 +166,8 @@ pub struct Model {
     /// One point per aggregated second of the current (or last) run, oldest first.
     pub history: VecDeque<Sample>,
     /// Rates of every counter (and `bytes`) per request name and for the total (key
-    /// [`crate::summary::AGGREGATED`]), per second over the last sampled interval.
+    /// [`crate::summary::AGGREGATED`]), per second over the last sampled interval; once the
+    /// run has finished, over the whole run (as its summary gives them).
     pub rates: BTreeMap<String, BTreeMap<String, f64>>,
     last_totals: BTreeMap<String, Totals>,
     /// The scale asked with `+`/`-` and not yet seen in a snapshot.
@@ -284,6 +285,9 @@ impl Model {
             if run.intervals > self.history_intervals {
                 self.history_intervals = run.intervals;
                 self.sample(&run);
+            }
+            if run.state == "finished" {
+                self.rates = run_rates(&run);
             }
             if self
                 .scale_asked
@@ -501,6 +505,38 @@ impl Model {
     }
 }
 
+/// A name's req/s as shown: over the last interval while the run goes on, over the whole run
+/// once it has finished (as the run's summary gives it).
+pub fn rps(run: &RunView, n: &NameView) -> f64 {
+    if run.state == "finished" {
+        per_second(n.requests, run.elapsed_s)
+    } else {
+        n.rps
+    }
+}
+
+/// Every counter (and `bytes`) per name and for the total over the whole run: a finished
+/// run's rates.
+fn run_rates(run: &RunView) -> BTreeMap<String, BTreeMap<String, f64>> {
+    run.names
+        .iter()
+        .chain(std::iter::once(&run.total))
+        .map(|n| {
+            let mut r: BTreeMap<String, f64> = n
+                .counters
+                .iter()
+                .map(|(k, v)| (k.clone(), per_second(*v, run.elapsed_s)))
+                .collect();
+            r.insert("bytes".into(), per_second(n.bytes, run.elapsed_s));
+            (n.name.clone(), r)
+        })
+        .collect()
+}
+
+fn per_second(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,6 +688,38 @@ mod tests {
         m.update(Msg::Snapshot(Arc::new(s)));
         assert_eq!(m.history.len(), 1);
         assert!(m.rates.is_empty());
+    }
+
+    #[test]
+    fn a_finished_run_shows_its_rates_over_the_whole_run() {
+        let mut m = Model::new(String::new(), None);
+        for i in 1..=2u64 {
+            let mut s = testdata::llm();
+            let run = s.run.as_mut().unwrap();
+            run.intervals = i;
+            run.elapsed_s = i as f64;
+            run.total.counters.insert("output_tokens".into(), 500 * i);
+            m.update(Msg::Snapshot(Arc::new(s)));
+        }
+        // The last interval ran fast: its rates are not the run's.
+        let mut s = testdata::llm();
+        let run = s.run.as_mut().unwrap();
+        run.state = "finished".into();
+        run.intervals = 3;
+        run.elapsed_s = 4.0;
+        run.total.requests = 80;
+        run.total.rps = 90.0;
+        run.total.bytes = 4000;
+        run.total.counters.insert("output_tokens".into(), 8000);
+        m.update(Msg::Snapshot(Arc::new(s)));
+        assert_eq!(m.rates["Aggregated"]["output_tokens"], 2000.0);
+        assert_eq!(m.rates["Aggregated"]["bytes"], 1000.0);
+        let run = m.run().unwrap();
+        assert_eq!(rps(run, &run.total), 20.0);
+        // While it ran, req/s was the last interval's.
+        let running = testdata::llm();
+        let run = running.run.as_ref().unwrap();
+        assert_eq!(rps(run, &run.total), run.total.rps);
     }
 
     #[test]

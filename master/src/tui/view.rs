@@ -116,7 +116,10 @@ fn figures_line(model: &Model) -> Paragraph<'static> {
                 Style::new()
             };
             Line::from(vec![
-                Span::styled(format!(" {} req/s", rate(r.total.rps)), Style::new().bold()),
+                Span::styled(
+                    format!(" {} req/s", rate(super::model::rps(r, &r.total))),
+                    Style::new().bold(),
+                ),
                 Span::raw(" · "),
                 Span::styled(format!("{} fails", count(r.total.failures)), fail_style),
                 Span::raw(format!(
@@ -325,7 +328,7 @@ fn requests_table(run: &RunView, frame: &mut Frame, area: Rect, scroll: usize) {
             } else {
                 Style::new()
             }),
-            right(rate(n.rps)),
+            right(rate(super::model::rps(run, n))),
             right(ms(n.p50_ms)),
             right(ms(n.p90_ms)),
             right(ms(n.p99_ms)),
