@@ -131,6 +131,30 @@ async fn join_until_start(master: &Master) -> Started {
     }
 }
 
+/// Stop the run as its master's user would; the hand-made worker (its control streams and
+/// report stream) answers the stop with `last`; the run's summary.
+async fn stop_with(
+    master: &mut Master,
+    run_id: u64,
+    (send, recv, reports): (
+        &mut quinn::SendStream,
+        &mut quinn::RecvStream,
+        &mut quinn::SendStream,
+    ),
+    last: &Report,
+) -> std::sync::Arc<stampede_master::summary::RunSummary> {
+    master.handle().stop_run(run_id).await.unwrap();
+    until(send, recv, |m| {
+        matches!(m, ToWorker::Stop { .. }).then_some(())
+    })
+    .await;
+    write_frame(reports, last).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), master.next_finished())
+        .await
+        .expect("the run ends")
+        .expect("a summary")
+}
+
 /// A report of `names` series, each a histogram of `per_name` spread values, and the counters.
 fn big_report(run_id: u64, seq: u64, names: usize, per_name: u64, last: bool) -> Report {
     let mut ser = V2DeflateSerializer::new();
@@ -383,18 +407,14 @@ async fn record_rows_of_every_worker_reach_the_file() {
     // Worker 2 disappears; what it sent stays.
     ep_b.close(0u32.into(), b"gone");
     drop(reports_b);
-    master.handle().stop_run(run_id).await.unwrap();
-    until(&mut send_a, &mut recv_a, |m| {
-        matches!(m, ToWorker::Stop { .. }).then_some(())
-    })
+    let last = report_with_rows(run_id, 1, 3, 7, true);
+    let summary = stop_with(
+        &mut master,
+        run_id,
+        (&mut send_a, &mut recv_a, &mut reports_a),
+        &last,
+    )
     .await;
-    write_frame(&mut reports_a, &report_with_rows(run_id, 1, 3, 7, true))
-        .await
-        .unwrap();
-    let summary = tokio::time::timeout(Duration::from_secs(20), master.next_finished())
-        .await
-        .expect("the run ends")
-        .expect("a summary");
     let text = std::fs::read_to_string(&file).unwrap();
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(summary.total.requests, 100 + 101 + 102 + 7 + 3 * 50);
@@ -417,18 +437,14 @@ async fn worker_requests_of_the_last_run_stay_after_it() {
     write_frame(&mut reports, &report_with_rows(run_id, 1, 0, 7, false))
         .await
         .unwrap();
-    master.handle().stop_run(run_id).await.unwrap();
-    until(&mut send, &mut recv, |m| {
-        matches!(m, ToWorker::Stop { .. }).then_some(())
-    })
+    let last = report_with_rows(run_id, 1, 1, 3, true);
+    let summary = stop_with(
+        &mut master,
+        run_id,
+        (&mut send, &mut recv, &mut reports),
+        &last,
+    )
     .await;
-    write_frame(&mut reports, &report_with_rows(run_id, 1, 1, 3, true))
-        .await
-        .unwrap();
-    let summary = tokio::time::timeout(Duration::from_secs(20), master.next_finished())
-        .await
-        .expect("the run ends")
-        .expect("a summary");
     assert_eq!(summary.total.requests, 10);
     // The snapshot of the finished run went out before its summary.
     let snap = master.snapshots.borrow().clone();
