@@ -185,10 +185,15 @@ async fn resolve_until(
             Err(e) => e,
         };
         warn!("{err:#}; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => bail!("stopped before reaching the master"),
-        }
+        retry_pause(shutdown).await?;
+    }
+}
+
+/// A second between attempts to reach the master; an error if `shutdown` comes first.
+async fn retry_pause(shutdown: &CancellationToken) -> anyhow::Result<()> {
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(1)) => Ok(()),
+        _ = shutdown.cancelled() => bail!("stopped before reaching the master"),
     }
 }
 
@@ -214,10 +219,7 @@ async fn connect(
             bail!("cannot reach the master at {addr}: {err} (is `stampede master` running there?)");
         }
         warn!(master = %addr, "master not reachable yet ({err}); retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.cancelled() => bail!("stopped before reaching the master"),
-        }
+        retry_pause(shutdown).await?;
     }
 }
 
