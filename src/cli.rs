@@ -135,6 +135,14 @@ pub struct ScenarioFlags {
     /// `<out>/requests.csv` (each sweep step's own folder in a sweep).
     #[arg(long, value_name = "PATH", num_args = 0..=1)]
     pub requests_csv: Option<Option<PathBuf>>,
+    /// TLS and HTTP version for `https://` targets (each replaces the scenario's `[tls]` or
+    /// `[http] version`).
+    #[command(flatten)]
+    pub tls: TlsFlags,
+    /// HTTP version: `1.1`, `2` or `auto` (the default: ALPN decides on https://, http://
+    /// stays HTTP/1.1). `2` on http:// is h2c with prior knowledge.
+    #[arg(long, value_name = "VERSION")]
+    pub http_version: Option<stampede_scenarios::model::HttpVersion>,
     /// Write summary.json, stats.csv, stats_history.csv, failures.csv and latency.hlog here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -146,6 +154,29 @@ pub struct ScenarioFlags {
     /// the run and writes results first). Without a terminal, the run goes on headless.
     #[arg(long, conflicts_with = "headless")]
     pub tui: bool,
+}
+
+/// Trust and identity for `https://` targets: the scenario's `[tls]` table as flags.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TlsFlags {
+    /// Trust the certificates in this PEM file, in addition to the system's roots (which
+    /// `SSL_CERT_FILE` and `SSL_CERT_DIR` also set). Example: --ca ca.pem
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Do not verify the target's certificate (a self-signed test server). Warned about, and
+    /// recorded in summary.json.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Mutual TLS: present this PEM certificate (chain) to the target; needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Mutual TLS: the PEM private key of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// The name to send as SNI and to check in the certificate, when the target is given by
+    /// IP address (`https://10.0.0.5` serving `api.example`).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: Option<String>,
 }
 
 /// `stampede run`.

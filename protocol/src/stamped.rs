@@ -87,6 +87,23 @@ impl StampedStream {
         (s, arrival)
     }
 
+    /// Ask the kernel for receive timestamps from now on (for a stream made without them:
+    /// a TLS handshake's bytes need none); whether it agreed.
+    pub fn stamp_arrivals(&mut self) -> bool {
+        self.stamped = self.stamped || stamps::enable(&self.stream);
+        self.stamped
+    }
+
+    /// The TCP stream.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The arrival of its reads (the one [`StampedStream::new`] returned).
+    pub fn arrival(&self) -> &Arrival {
+        &self.arrival
+    }
+
     /// The stream's [`Sent`] mark.
     pub fn sent(&self) -> Sent {
         self.sent.clone()

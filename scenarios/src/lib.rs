@@ -13,6 +13,7 @@
 //! - [`llm`]: LLM protocol parts for the `llm` driver: SSE, backends, prompts, tokens, timings.
 //! - [`recorder`]: per-name HDR histograms, counters and failures, taken once per interval.
 //! - [`threshold`]: k6-style pass/fail criteria.
+//! - [`tls`]: the `[tls]` table, the drivers' rustls client, and TLS failure kinds.
 //! - [`units`]: human units (`30s`, `10k`, `250/s`).
 
 pub mod driver;
@@ -21,6 +22,7 @@ pub mod load;
 pub mod model;
 pub mod recorder;
 pub mod threshold;
+pub mod tls;
 pub mod units;
 
 pub use driver::{Call, Driver, RequestInfo, Session};

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -61,9 +61,13 @@ pub struct ScenarioFile {
     pub duration: Option<HumanDuration>,
     /// The load model.
     pub load: LoadFile,
-    /// Settings of the `http` driver.
+    /// Settings of the HTTP connections (`http`, `llm` and `download` kinds): timeout,
+    /// headers, version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpFile>,
+    /// TLS settings for an `https://` target: roots to trust, client certificate, SNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::tls::TlsFile>,
     /// Settings of the `llm` driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub llm: Option<LlmFile>,
@@ -338,6 +342,51 @@ pub struct HttpFile {
     /// Headers sent with every request (a request's own headers win).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// HTTP version: `"1.1"`, `"2"` or `"auto"` (the default: ALPN decides on `https://`,
+    /// `http://` stays HTTP/1.1). `"2"` on `http://` is h2c with prior knowledge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<HttpVersion>,
+    /// HTTP/2 connections per worker that the users' streams share (h2load's `-c`); one per
+    /// 100 users when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Count>,
+}
+
+/// `[http] version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/1.1 only.
+    #[serde(rename = "1.1")]
+    Http1,
+    /// HTTP/2 only: by ALPN on `https://`, h2c with prior knowledge on `http://`.
+    #[serde(rename = "2")]
+    Http2,
+    /// ALPN decides on `https://` (h2 preferred); `http://` is HTTP/1.1.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+}
+
+impl std::str::FromStr for HttpVersion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "1.1" | "1" | "http/1.1" => Ok(HttpVersion::Http1),
+            "2" | "h2" | "http/2" => Ok(HttpVersion::Http2),
+            "auto" => Ok(HttpVersion::Auto),
+            other => Err(format!("`{other}` is not an HTTP version (1.1, 2 or auto)")),
+        }
+    }
+}
+
+impl fmt::Display for HttpVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HttpVersion::Http1 => "1.1",
+            HttpVersion::Http2 => "2",
+            HttpVersion::Auto => "auto",
+        })
+    }
 }
 
 /// `[download]`: what the `download` driver fetches, and how it checks it.
@@ -463,6 +512,9 @@ struct Assignment {
     /// `[llm]`'s prepared parts, for an `llm` scenario.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     llm: Option<PreparedLlm>,
+    /// The PEM text of the files `[tls]` names, read by the master.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls: Option<crate::tls::TlsMaterial>,
 }
 
 /// The parts of `[llm]` the master prepares: [`LlmFile::resolved`], [`LlmFile::requests_csv`].
@@ -569,6 +621,33 @@ pub struct Overrides {
     pub backend: Option<String>,
     /// `--model` (`llm`).
     pub model: Option<String>,
+    /// `--ca`, `--insecure`, `--client-cert`, `--client-key`, `--server-name`.
+    pub tls: TlsOverrides,
+    /// `--http-version`.
+    pub http_version: Option<HttpVersion>,
+}
+
+/// The `[tls]` settings the command line gives; each replaces the file's. Paths are as given
+/// (relative to the working directory).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsOverrides {
+    /// `--ca FILE`.
+    pub ca: Option<PathBuf>,
+    /// `--insecure`.
+    pub insecure: bool,
+    /// `--client-cert FILE`.
+    pub client_cert: Option<PathBuf>,
+    /// `--client-key FILE`.
+    pub client_key: Option<PathBuf>,
+    /// `--server-name NAME`.
+    pub server_name: Option<String>,
+}
+
+impl TlsOverrides {
+    /// Whether no TLS flag was given.
+    pub fn is_empty(&self) -> bool {
+        *self == TlsOverrides::default()
+    }
 }
 
 /// A validated scenario, ready to split and run.
@@ -631,6 +710,9 @@ impl ScenarioConfig {
             ScenarioConfig::parse(&text, &path.display().to_string(), &Overrides::default())?;
         // Files the scenario names are relative to the scenario's folder.
         let dir = path.parent().unwrap_or(Path::new("."));
+        if let Some(tls) = &mut config.file.tls {
+            *tls = tls.relative_to(dir);
+        }
         if let Some(llm) = &mut config.file.llm {
             llm.prompts = llm.prompts.relative_to(dir);
             if let Some(t) = llm.tokenizer.as_mut().filter(|t| t.is_relative()) {
@@ -638,6 +720,21 @@ impl ScenarioConfig {
             }
         }
         Ok(config)
+    }
+
+    /// Read the files the scenario names into the scenario itself, so workers on other
+    /// machines need none: `[tls]`'s certificates and key ([`crate::tls::TlsFile::resolve`])
+    /// and an `llm` scenario's prompts ([`ScenarioConfig::resolve_prompts`]).
+    pub fn resolve_files(&mut self, origin: &str) -> Result<(), ScenarioError> {
+        if let Some(tls) = self.file.tls.as_mut() {
+            tls.resolve().map_err(|e| ScenarioError {
+                file: origin.to_string(),
+                line: None,
+                field: Some(e.field()),
+                message: e.detail(),
+            })?;
+        }
+        self.resolve_prompts(origin)
     }
 
     /// For an `llm` scenario: read the prompts (and tokenizer) here and put the prompts in the
@@ -766,9 +863,14 @@ impl ScenarioConfig {
             resolved: std::mem::take(&mut l.resolved),
             requests_csv: l.requests_csv,
         });
+        let tls = scenario
+            .tls
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.material))
+            .filter(|m| !m.is_empty());
         // The invariant: an Assignment holds only strings, numbers, tables and arrays, which
         // TOML can always represent, so serialization cannot fail.
-        toml::to_string(&Assignment { scenario, llm })
+        toml::to_string(&Assignment { scenario, llm, tls })
             .expect("an Assignment is always representable as TOML")
     }
 
@@ -781,6 +883,9 @@ impl ScenarioConfig {
         if let (Some(llm), Some(prepared)) = (file.llm.as_mut(), assignment.llm) {
             llm.resolved = prepared.resolved;
             llm.requests_csv = prepared.requests_csv;
+        }
+        if let (Some(tls), Some(material)) = (file.tls.as_mut(), assignment.tls) {
+            tls.material = material;
         }
         ScenarioConfig::from_file(file, origin)
     }
@@ -809,6 +914,28 @@ impl ScenarioFile {
         }
         if let Some(t) = &o.target {
             self.target = t.clone();
+        }
+        if !o.tls.is_empty() {
+            let tls = self.tls.get_or_insert_with(Default::default);
+            let t = &o.tls;
+            if let Some(ca) = &t.ca {
+                tls.ca = Some(ca.clone());
+            }
+            if t.insecure {
+                tls.insecure = true;
+            }
+            if let Some(c) = &t.client_cert {
+                tls.client_cert = Some(c.clone());
+            }
+            if let Some(k) = &t.client_key {
+                tls.client_key = Some(k.clone());
+            }
+            if let Some(n) = &t.server_name {
+                tls.server_name = Some(n.clone());
+            }
+        }
+        if let Some(v) = o.http_version {
+            self.http.get_or_insert_with(Default::default).version = Some(v);
         }
         if let Some(sweep) = &o.sweep {
             self.sweep = Some(sweep.clone());
@@ -1010,6 +1137,14 @@ impl ScenarioFile {
             return err("duration", "must be above 0".into());
         }
         crate::driver::validate(&self)?;
+        if let Some(name) = self.tls.as_ref().and_then(|t| t.server_name.as_ref()) {
+            crate::tls::check_server_name(name).map_err(|m| ("tls.server_name".to_string(), m))?;
+        }
+        if let Some(h) = &self.http
+            && h.connections.is_some_and(|c| c.0 == 0)
+        {
+            return err("http.connections", "must be at least 1".into());
+        }
         let mix = crate::driver::mix(&self, &load, duration)?;
         if let Some(w) = &self.worker_type
             && w.accelerator_type.trim().is_empty()
@@ -1083,17 +1218,16 @@ fn validate_in_flight(v: Option<Count>) -> Result<u64, (String, String)> {
     }
 }
 
-/// Check a base URL: `http://host:port[/base]`, no query or fragment.
+/// Check a base URL: `http[s]://host:port[/base]`, no query or fragment.
 fn parse_base_url(s: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
+        Some("http" | "https") => {}
+        Some(other) => {
             return Err(format!(
-                "`{s}`: https targets are not supported yet (use http://)"
+                "`{s}`: unsupported scheme `{other}` (use http:// or https://)"
             ));
         }
-        Some(other) => return Err(format!("`{s}`: unsupported scheme `{other}` (use http://)")),
         None => return Err(format!("`{s}` has no scheme (write http://{s})")),
     }
     if uri.host().is_none_or(str::is_empty) {

@@ -49,6 +49,12 @@ pub enum Failure {
     Io(&'static str),
     /// The server answered something that is not valid for the protocol.
     Protocol(&'static str),
+    /// The TLS connection failed: certificate, handshake or record (`invalid peer
+    /// certificate: UnknownIssuer`, `handshake: received alert HandshakeFailure`).
+    Tls(String),
+    /// HTTP/2 refused or ended the request (`GOAWAY (ENHANCE_YOUR_CALM)`, `stream reset
+    /// (REFUSED_STREAM)`).
+    Http2(String),
     /// The request was never sent (too many in flight, ...).
     Dropped(&'static str),
     /// Anything else, with a short fixed description.
@@ -75,6 +81,8 @@ impl fmt::Display for Failure {
             Failure::Connect(why) => write!(f, "connect: {why}"),
             Failure::Io(why) => write!(f, "io: {why}"),
             Failure::Protocol(why) => write!(f, "protocol: {why}"),
+            Failure::Tls(why) => write!(f, "tls: {why}"),
+            Failure::Http2(why) => write!(f, "http2: {why}"),
             Failure::Dropped(why) => write!(f, "dropped: {why}"),
             Failure::Other(why) => f.write_str(why),
         }
@@ -255,6 +263,20 @@ impl Recorder {
 
     /// Record one finished request of name `name`: its latency, response bytes and failure.
     pub fn request(&self, name: usize, latency: Duration, bytes: u64, failure: Option<Failure>) {
+        // No counter has index usize::MAX: nothing is counted.
+        self.request_counted(name, latency, bytes, failure, usize::MAX);
+    }
+
+    /// [`Recorder::request`], also adding 1 to counter `counter` under the same lock (the
+    /// connection-reuse count an HTTP driver keeps per request, at no extra cost).
+    pub fn request_counted(
+        &self,
+        name: usize,
+        latency: Duration,
+        bytes: u64,
+        failure: Option<Failure>,
+        counter: usize,
+    ) {
         let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
         self.with_shard(|s| {
             let Some(slot) = s.slots.get_mut(name) else {
@@ -263,6 +285,9 @@ impl Recorder {
             slot.requests += 1;
             slot.bytes += bytes;
             record_clamped(slot.hists[0].get_or_insert_with(new_histogram), us);
+            if let Some(c) = slot.counters.get_mut(counter) {
+                *c += 1;
+            }
             if let Some(f) = failure {
                 slot.failures += 1;
                 *slot.failure_kinds.entry(f).or_insert(0) += 1;

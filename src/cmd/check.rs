@@ -7,7 +7,7 @@ use crate::cli::{CheckOpt, Exit};
 pub fn run(opt: CheckOpt) -> anyhow::Result<Exit> {
     let mut config = ScenarioConfig::load(&opt.scenario)?;
     // The prompts (and tokenizer) as `run` reads them, so a scenario `check` passes can start.
-    config.resolve_prompts(&opt.scenario.display().to_string())?;
+    config.resolve_files(&opt.scenario.display().to_string())?;
     println!("{}: ok", opt.scenario.display());
     println!("  name:     {}", config.name);
     println!("  kind:     {}", config.kind);

@@ -12,6 +12,7 @@ use stampede_master::snapshot::Snapshot;
 use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
 use stampede_scenarios::llm::Backend;
+use stampede_scenarios::model::TlsOverrides;
 use stampede_scenarios::{Overrides, ScenarioConfig, SweepFile, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
@@ -47,6 +48,14 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
         backend: flags.backend.clone(),
         model: flags.model.clone(),
         requests_csv: flags.requests_csv.is_some(),
+        tls: TlsOverrides {
+            ca: flags.tls.ca.clone(),
+            insecure: flags.tls.insecure,
+            client_cert: flags.tls.client_cert.clone(),
+            client_key: flags.tls.client_key.clone(),
+            server_name: flags.tls.server_name.clone(),
+        },
+        http_version: flags.http_version,
     };
     if overrides.requests_csv {
         if base.kind != "llm" {
@@ -80,8 +89,8 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
             path.display()
         );
     }
-    // Prompts travel inside the scenario, so workers on other hosts need no prompt file.
-    config.resolve_prompts(&path.display().to_string())?;
+    // Prompts and TLS files travel inside the scenario, so workers on other hosts need none.
+    config.resolve_files(&path.display().to_string())?;
     if let Some(llm) = &config.file.llm
         && let Ok(backend) = llm.backend.parse::<stampede_scenarios::llm::Backend>()
         && llm.stream

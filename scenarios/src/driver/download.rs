@@ -16,9 +16,10 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::h1::{Framing, H1Conn, H1Error};
+use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::model::{DownloadFile, ScenarioConfig, ScenarioFile, Target};
-use crate::recorder::{Failure, Recorder, io_kind};
+use crate::recorder::{Failure, Recorder};
 
 /// Time to the response head, µs.
 pub const METRIC_TTFB: &str = "ttfb";
@@ -29,12 +30,22 @@ pub const DEFAULT_BUFFER: usize = 64 * 1024;
 /// Largest read buffer accepted.
 pub const MAX_BUFFER: u64 = 16 * 1024 * 1024;
 
-const METRICS: &[&str] = &[METRIC_TTFB, METRIC_CLIENT_THROUGHPUT];
+/// The driver's histograms after latency; the connection metrics
+/// ([`super::transport::CONNECTION_METRICS`]) last.
+const METRICS: &[&str] = &[
+    METRIC_TTFB,
+    METRIC_CLIENT_THROUGHPUT,
+    "connect",
+    "tls_handshake",
+];
+/// Where the connection metrics and counters sit (the driver has no counters of its own).
+const SLOTS: ConnectionSlots = ConnectionSlots::after(2, 0);
 
 struct Inner {
     catalog: Vec<RequestInfo>,
     wire: Bytes,
-    authority: String,
+    /// Where to connect, and TLS for `https://`.
+    endpoint: Endpoint,
     timeout: Duration,
     buffer: usize,
     sha256: Option<[u8; 32]>,
@@ -81,11 +92,7 @@ impl DownloadDriver {
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let connect_to = format!(
-            "{}:{}",
-            authority.host(),
-            authority.port_u16().unwrap_or(80)
-        );
+        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http1)?;
         let path = format!("{}{}", base.path().trim_end_matches('/'), resolve_path(&d));
         let mut wire = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n");
         for (k, v) in &d.headers {
@@ -100,7 +107,7 @@ impl DownloadDriver {
             inner: Arc::new(Inner {
                 catalog: catalog(&config.file),
                 wire: Bytes::from(wire),
-                authority: connect_to,
+                endpoint,
                 timeout: timeout(config),
                 buffer: d.buffer.map_or(DEFAULT_BUFFER, |b| b.0 as usize),
                 sha256,
@@ -117,6 +124,10 @@ impl Driver for DownloadDriver {
 
     fn metrics(&self) -> &[&'static str] {
         METRICS
+    }
+
+    fn counters(&self) -> &[&'static str] {
+        super::transport::CONNECTION_COUNTERS
     }
 
     fn session(&self) -> Box<dyn Session> {
@@ -148,7 +159,7 @@ impl Session for DownloadSession {
             let deadline = tokio::time::Instant::from_std(call.scheduled + self.inner.timeout);
             let outcome = match tokio::time::timeout_at(
                 deadline,
-                self.download(call.scheduled, &mut progress),
+                self.download(call.scheduled, &mut progress, call.recorder),
             )
             .await
             {
@@ -178,12 +189,18 @@ fn record(rec: &Recorder, latency: Duration, p: &Progress, outcome: Result<(), F
 
 impl DownloadSession {
     /// Fetch the file once, streaming the body through the connection's buffer.
-    async fn download(&mut self, scheduled: Instant, p: &mut Progress) -> Result<(), Failure> {
+    async fn download(
+        &mut self,
+        scheduled: Instant,
+        p: &mut Progress,
+        rec: &Recorder,
+    ) -> Result<(), Failure> {
         let inner = &self.inner;
-        if !self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
-            let c = H1Conn::connect_with_buffer(&inner.authority, inner.buffer)
-                .await
-                .map_err(|e| Failure::Connect(io_kind(&e)))?;
+        if self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+            rec.count(0, SLOTS.reused(), 1);
+        } else {
+            let (c, times) = H1Conn::open(&inner.endpoint, inner.buffer).await?;
+            SLOTS.opened(rec, 0, &times);
             self.conn = Some(c);
         }
         // The invariant: set just above unless a reusable one was there.

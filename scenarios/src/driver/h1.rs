@@ -18,9 +18,10 @@ use std::io;
 use std::time::Instant;
 
 use stampede_protocol::stamps;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::transport::{ConnectTimes, Endpoint, Io};
 use crate::recorder::{Failure, io_kind};
 
 /// The buffer a connection reads into.
@@ -53,7 +54,7 @@ impl H1Error {
     /// The failure to record.
     pub fn failure(&self) -> Failure {
         match self {
-            H1Error::Io(e) => Failure::Io(io_kind(e)),
+            H1Error::Io(e) => crate::tls::failure_of(e).unwrap_or(Failure::Io(io_kind(e))),
             H1Error::Closed => Failure::Io("connection closed before the response completed"),
             H1Error::Invalid(why) => Failure::Protocol(why),
         }
@@ -84,9 +85,9 @@ pub struct Head {
     pub keep_alive: bool,
 }
 
-/// One HTTP/1.1 connection.
+/// One HTTP/1.1 connection, over TCP or TLS.
 pub struct H1Conn {
-    stream: TcpStream,
+    stream: Io,
     buf: Vec<u8>,
     /// Unread bytes are `buf[start..end]`.
     start: usize,
@@ -99,11 +100,23 @@ pub struct H1Conn {
 }
 
 impl H1Conn {
-    /// Connect to `host:port`.
+    /// Connect to `host:port` (plain TCP).
     pub async fn connect(authority: &str) -> io::Result<H1Conn> {
         let stream = TcpStream::connect(authority).await?;
         let _ = stream.set_nodelay(true);
         Ok(H1Conn::new(stream))
+    }
+
+    /// Connect to `endpoint` (TCP, then TLS on `https://`) with a read buffer of `buffer`
+    /// bytes (at least 4 KiB); how long the connect and the handshake took.
+    pub async fn open(
+        endpoint: &Endpoint,
+        buffer: usize,
+    ) -> Result<(H1Conn, ConnectTimes), Failure> {
+        let connected = endpoint.connect().await?;
+        let mut c = H1Conn::over(connected.io);
+        c.buf.resize(buffer.max(BUF), 0);
+        Ok((c, connected.times))
     }
 
     /// Connect to `host:port` with a read buffer of `buffer` bytes (at least 4 KiB): larger
@@ -116,6 +129,11 @@ impl H1Conn {
 
     /// Use a connected stream.
     pub fn new(stream: TcpStream) -> H1Conn {
+        H1Conn::over(Io::Plain(stream))
+    }
+
+    /// Use a connection (plain or TLS).
+    pub fn over(stream: Io) -> H1Conn {
         H1Conn {
             stream,
             buf: vec![0; BUF],
@@ -131,7 +149,10 @@ impl H1Conn {
     /// reports when bytes arrived rather than when they were read. Returns whether the socket
     /// took it (only on Linux); without it, arrival is the moment a read returns.
     pub fn stamp_arrivals(&mut self) -> bool {
-        self.stamped = stamps::enable(&self.stream);
+        self.stamped = match &mut self.stream {
+            Io::Plain(s) => stamps::enable(s),
+            Io::Tls(s) => s.get_mut().0.stamp_arrivals(),
+        };
         self.stamped
     }
 
@@ -143,13 +164,30 @@ impl H1Conn {
         }
         // An idle connection must have nothing to read; a 0-byte read means the server closed.
         let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        match &mut self.stream {
+            Io::Plain(s) => {
+                matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            Io::Tls(s) => {
+                // TLS may read records that carry no data (session tickets, a close_notify):
+                // only a pending read with nothing decrypted means idle and open.
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                let mut probe = ReadBuf::new(&mut probe);
+                std::pin::Pin::new(s.as_mut())
+                    .poll_read(&mut cx, &mut probe)
+                    .is_pending()
+            }
+        }
     }
 
     /// Write a whole request (head and body).
     pub async fn send(&mut self, request: &[u8]) -> Result<(), H1Error> {
         self.reusable = false;
         self.stream.write_all(request).await?;
+        if let Io::Tls(s) = &mut self.stream {
+            // TLS buffers records until flushed.
+            s.flush().await?;
+        }
         Ok(())
     }
 
@@ -324,20 +362,34 @@ impl H1Conn {
                 self.buf.resize(grown, 0);
             }
         }
-        let n = if self.stamped {
-            let buf = &mut self.buf[self.end..];
-            let (n, arrived) = self
-                .stream
-                .async_io(Interest::READABLE, || {
-                    stamps::recv_stamped(&self.stream, &mut *buf)
-                })
-                .await?;
-            self.arrived = arrived.unwrap_or_else(Instant::now);
-            n
-        } else {
-            let n = self.stream.read(&mut self.buf[self.end..]).await?;
-            self.arrived = Instant::now();
-            n
+        let n = match &mut self.stream {
+            Io::Plain(stream) if self.stamped => {
+                let buf = &mut self.buf[self.end..];
+                let (n, arrived) = stream
+                    .async_io(Interest::READABLE, || {
+                        stamps::recv_stamped(stream, &mut *buf)
+                    })
+                    .await?;
+                self.arrived = arrived.unwrap_or_else(Instant::now);
+                n
+            }
+            Io::Plain(stream) => {
+                let n = stream.read(&mut self.buf[self.end..]).await?;
+                self.arrived = Instant::now();
+                n
+            }
+            Io::Tls(stream) => {
+                // Plaintext comes from the TCP read that completed its record: that read's
+                // arrival (the kernel's stamp when on) is the plaintext's.
+                let n = stream.read(&mut self.buf[self.end..]).await?;
+                self.arrived = stream
+                    .get_ref()
+                    .0
+                    .arrival()
+                    .last()
+                    .unwrap_or_else(Instant::now);
+                n
+            }
         };
         self.end += n;
         Ok(n)
@@ -656,7 +708,7 @@ mod tests {
         c.send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
         // Wait until the answer is in the socket, then stay busy (blocking the thread) before
         // reading it.
-        c.stream.readable().await.unwrap();
+        c.stream.tcp().readable().await.unwrap();
         let ready = Instant::now();
         std::thread::sleep(std::time::Duration::from_millis(300));
         let head = c.read_head(false).await.unwrap();

@@ -18,9 +18,13 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::h1::H1Conn;
+use super::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS, ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::model::{ScenarioConfig, ScenarioFile, Target};
-use crate::recorder::{Failure, Recorder, io_kind};
+use crate::recorder::{Failure, Recorder};
+
+/// Where the connection metrics and counters sit: the driver has none of its own.
+const SLOTS: ConnectionSlots = ConnectionSlots::after(0, 0);
 
 /// Request timeout when the scenario gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,8 +40,8 @@ struct Inner {
     prepared: Vec<Prepared>,
     /// Running sums of the weights, for picking by weight with one random number.
     cumulative: Vec<u64>,
-    /// `host:port` to connect to.
-    authority: String,
+    /// Where to connect, and TLS for `https://`.
+    endpoint: Endpoint,
     timeout: Duration,
 }
 
@@ -58,9 +62,7 @@ impl HttpDriver {
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let port = authority.port_u16().unwrap_or(80);
-        let host = authority.host();
-        let connect_to = format!("{host}:{port}");
+        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http1)?;
         let base_path = base.path().trim_end_matches('/').to_string();
         let http = config.file.http.clone().unwrap_or_default();
         let mut prepared = Vec::new();
@@ -109,7 +111,7 @@ impl HttpDriver {
                 catalog: catalog(&config.file),
                 prepared,
                 cumulative,
-                authority: connect_to,
+                endpoint,
                 timeout: http.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
             }),
         })
@@ -119,6 +121,14 @@ impl HttpDriver {
 impl Driver for HttpDriver {
     fn requests(&self) -> &[RequestInfo] {
         &self.inner.catalog
+    }
+
+    fn metrics(&self) -> &[&'static str] {
+        CONNECTION_METRICS
+    }
+
+    fn counters(&self) -> &[&'static str] {
+        CONNECTION_COUNTERS
     }
 
     fn session(&self) -> Box<dyn Session> {
@@ -169,7 +179,9 @@ impl Session for HttpSession {
         Box::pin(async move {
             let idx = pick(&self.inner.cumulative, call.rng);
             let timeout = self.inner.timeout;
-            let outcome = match tokio::time::timeout(timeout, self.exchange(idx)).await {
+            let mut counted = usize::MAX;
+            let exchange = self.exchange(idx, call.recorder, &mut counted);
+            let outcome = match tokio::time::timeout(timeout, exchange).await {
                 Ok(r) => r,
                 Err(_) => Err((0, Failure::Timeout)),
             };
@@ -178,26 +190,43 @@ impl Session for HttpSession {
                 // After a timeout or an I/O failure the connection's state is unknown.
                 self.conn = None;
             }
-            record(call.recorder, idx, latency, outcome);
+            record(call.recorder, idx, latency, outcome, counted);
         })
     }
 }
 
-fn record(rec: &Recorder, idx: usize, latency: Duration, outcome: Result<u64, (u64, Failure)>) {
+/// Record a request, adding 1 to counter `counted` (`usize::MAX`: none).
+fn record(
+    rec: &Recorder,
+    idx: usize,
+    latency: Duration,
+    outcome: Result<u64, (u64, Failure)>,
+    counted: usize,
+) {
     match outcome {
-        Ok(bytes) => rec.request(idx, latency, bytes, None),
-        Err((bytes, f)) => rec.request(idx, latency, bytes, Some(f)),
+        Ok(bytes) => rec.request_counted(idx, latency, bytes, None, counted),
+        Err((bytes, f)) => rec.request_counted(idx, latency, bytes, Some(f), counted),
     }
 }
 
 impl HttpSession {
     /// Send request `idx` and read the whole answer; `Ok(bytes)` or `Err((bytes, failure))`.
-    async fn exchange(&mut self, idx: usize) -> Result<u64, (u64, Failure)> {
+    /// A new connection's times are recorded at once; `reused` is set to the counter of a
+    /// request sent on an open connection, for the request's record.
+    async fn exchange(
+        &mut self,
+        idx: usize,
+        rec: &Recorder,
+        reused: &mut usize,
+    ) -> Result<u64, (u64, Failure)> {
         let p = &self.inner.prepared[idx];
-        if !self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
-            let c = H1Conn::connect(&self.inner.authority)
+        if self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+            *reused = SLOTS.reused();
+        } else {
+            let (c, times) = H1Conn::open(&self.inner.endpoint, 0)
                 .await
-                .map_err(|e| (0, Failure::Connect(io_kind(&e))))?;
+                .map_err(|f| (0, f))?;
+            SLOTS.opened(rec, idx, &times);
             self.conn = Some(c);
         }
         // The invariant: set just above unless a reusable one was there.

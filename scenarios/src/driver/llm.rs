@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::h1::{H1Conn, H1Error};
+use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
 use stampede_protocol::stamped::{Arrival, Sent, StampedStream};
@@ -30,15 +31,24 @@ use crate::llm::{
     StreamEvent, TokenCountMethod, TokenCounter,
 };
 use crate::model::{LlmFile, ScenarioConfig, ScenarioFile, Target};
-use crate::recorder::{Failure, RecordStream, io_kind};
+use crate::recorder::{Failure, RecordStream, Recorder, io_kind};
 
 /// Request timeout when the scenario gives none: long answers take minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The largest whole (non-streamed) answer read.
 const MAX_ANSWER: usize = 64 << 20;
 
-/// Extra histogram metrics, in the recorder's index order (after latency).
-pub const METRICS: &[&str] = &["ttft", "tpot", "itl", "latency_per_output_token", "e2e"];
+/// Extra histogram metrics, in the recorder's index order (after latency); the connection
+/// metrics ([`super::transport::CONNECTION_METRICS`]) last.
+pub const METRICS: &[&str] = &[
+    "ttft",
+    "tpot",
+    "itl",
+    "latency_per_output_token",
+    "e2e",
+    "connect",
+    "tls_handshake",
+];
 const TTFT: usize = 1;
 const TPOT: usize = 2;
 const ITL: usize = 3;
@@ -59,7 +69,11 @@ pub const COUNTERS: &[&str] = &[
     "counted_by_tokenizer",
     "counted_by_chunks",
     "counted_by_words",
+    "connections_new",
+    "connections_reused",
 ];
+/// Where the connection metrics and counters sit (the last of each list).
+const SLOTS: ConnectionSlots = ConnectionSlots::after(5, 7);
 const INPUT: usize = 0;
 const OUTPUT: usize = 1;
 const GOOD: usize = 2;
@@ -135,7 +149,10 @@ struct Inner {
     prompts: PromptSet,
     counter: TokenCounter,
     slo: Slo,
+    /// `host:port` of the target, for the JetStream backend's gRPC channel.
     authority: String,
+    /// Where HTTP backends connect, and TLS for `https://`.
+    endpoint: Endpoint,
     timeout: Duration,
     /// Whether each request writes a row to the `requests` stream.
     rows: bool,
@@ -170,11 +187,7 @@ impl LlmDriver {
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let connect_to = format!(
-            "{}:{}",
-            authority.host(),
-            authority.port_u16().unwrap_or(80)
-        );
+        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http1)?;
         let prompts = if llm.resolved.is_empty() {
             PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
                 .map_err(|e| DriverError::Invalid(format!("llm.prompts: {e}")))?
@@ -213,7 +226,12 @@ impl LlmDriver {
                 prompts,
                 counter: settings.counter,
                 slo: config.file.slo.unwrap_or_default(),
-                authority: connect_to,
+                authority: format!(
+                    "{}:{}",
+                    authority.host(),
+                    authority.port_u16().unwrap_or(80)
+                ),
+                endpoint,
                 timeout: llm.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
                 rows: llm.requests_csv,
                 warned_not_grpc: AtomicBool::new(false),
@@ -304,7 +322,7 @@ impl Session for LlmSession {
                 if inner.backend == Backend::JetStream {
                     self.exchange_jetstream(prompt).await
                 } else {
-                    self.exchange(prompt).await
+                    self.exchange(prompt, call.recorder).await
                 }
             };
             let outcome = match tokio::time::timeout(inner.timeout, exchange).await {
@@ -470,7 +488,7 @@ impl LlmSession {
     /// did. How late that was after the scheduled time (the open model's schedule lag, a
     /// connect) is not the server's; it is in the request's latency, which counts from the
     /// scheduled time, and in the schedule lag.
-    async fn exchange(&mut self, prompt: &Prompt) -> Result<u64, (u64, Failure)> {
+    async fn exchange(&mut self, prompt: &Prompt, rec: &Recorder) -> Result<u64, (u64, Failure)> {
         let inner = &*self.inner;
         let mut req = LlmRequest::new(&prompt.text, &inner.model, prompt.max_output_tokens)
             .with_seed_sampling(inner.best_of, inner.use_beam_search);
@@ -489,10 +507,11 @@ impl LlmSession {
             .extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
         self.wire.extend_from_slice(&body);
 
-        if !self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
-            let mut c = H1Conn::connect(&inner.authority)
-                .await
-                .map_err(|e| (0, Failure::Connect(io_kind(&e))))?;
+        if self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+            rec.count(0, SLOTS.reused(), 1);
+        } else {
+            let (mut c, times) = H1Conn::open(&inner.endpoint, 0).await.map_err(|f| (0, f))?;
+            SLOTS.opened(rec, 0, &times);
             // Token times are when the bytes reached the socket, not when this worker read them.
             c.stamp_arrivals();
             self.conn = Some(c);

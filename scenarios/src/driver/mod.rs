@@ -21,6 +21,7 @@ pub mod h1;
 pub mod http;
 pub mod llm;
 pub mod priority;
+pub mod transport;
 
 /// The scenario kinds (`kind = "..."`) this build knows.
 pub const KINDS: &[&str] = &["http", "llm", "download", "priority"];

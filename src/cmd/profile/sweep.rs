@@ -294,7 +294,7 @@ impl Sweep {
             duration: Some(duration),
             ..Overrides::default()
         })?;
-        config.resolve_prompts(&self.opt.scenario.display().to_string())?;
+        config.resolve_files(&self.opt.scenario.display().to_string())?;
         Ok(config)
     }
 
