@@ -453,6 +453,8 @@ fn certificate_kind(c: &rustls::CertificateError) -> String {
         C::NotValidForNameContext { .. } => "NotValidForName".into(),
         C::InvalidPurposeContext { .. } => "InvalidPurpose".into(),
         C::ExpiredRevocationListContext { .. } => "ExpiredRevocationList".into(),
+        // webpki's own reasons (`CaUsedAsEndEntity`, ...) come as `Other`: name them.
+        C::Other(e) => format!("Other({})", variant(&e.to_string())),
         other => variant(&format!("{other:?}")),
     }
 }
