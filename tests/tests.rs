@@ -45,6 +45,9 @@ mod priority;
 mod profiles;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;
+// `https://` targets against nginx with certificates made by rcgen: counts against its access
+// log, TLS 1.3, an untrusted CA, --insecure, SNI, mutual TLS, plaintext behind https, bad files.
+mod tls;
 // `--tui` in tmux: workers listed, s/+/x/q steer the run, the terminal comes back (panics too);
 // without a terminal it goes on headless.
 mod tui;
