@@ -38,7 +38,7 @@ start_llm_target() {
     taskset -c 1 "$STAMPEDE" target llm --bind 127.0.0.1:0 "${@:2}" >"$log" 2>&1 &
     TPID=$!
     trap "kill \$TPID 2>/dev/null; wait \$TPID 2>/dev/null || true; rm -rf $(printf %q "$1")" EXIT
-    for _ in $(seq 50); do URL="$(grep -o 'http://[0-9.:]*' "$log" | head -1 || true)"; [ -n "$URL" ] && break; sleep 0.1; done
+    for _ in $(seq 50); do URL="$(grep -o 'https\?://[0-9.:]*' "$log" | head -1 || true)"; [ -n "$URL" ] && break; sleep 0.1; done
     [ -n "$URL" ] || { cat "$log"; exit 1; }
 }
 
