@@ -45,6 +45,9 @@ mod priority;
 mod profiles;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;
+// `stampede target http --tls --cert-out F`: an https URL, a TLS answer verified with F; --h2c
+// with --tls refused.
+mod target_tls;
 // `--tui` in tmux: workers listed, s/+/x/q steer the run, the terminal comes back (panics too);
 // without a terminal it goes on headless.
 mod tui;
