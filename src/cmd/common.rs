@@ -654,3 +654,47 @@ where
         .with_context(|| format!("starting the built-in {name}'s thread"))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn start_target_with_tls_gives_an_https_url_and_the_certificate() {
+        let ip = Ipv4Addr::LOCALHOST.into();
+        let plain = start_target("http", ip).await.unwrap();
+        assert!(plain.url.starts_with("http://"), "{}", plain.url);
+        assert!(plain.ca_pem.is_none());
+
+        let tls = TargetServe {
+            tls: true,
+            h2c: false,
+        };
+        for kind in ["http", "llm", "registry"] {
+            let target = start_target_with(kind, ip, tls).await.unwrap();
+            assert!(
+                target.url.starts_with("https://127.0.0.1:"),
+                "{}",
+                target.url
+            );
+            let pem = target.ca_pem.as_deref().unwrap();
+            assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        }
+
+        let h2c = TargetServe {
+            tls: false,
+            h2c: true,
+        };
+        let target = start_target_with("http", ip, h2c).await.unwrap();
+        assert!(target.url.starts_with("http://") && target.ca_pem.is_none());
+        assert!(start_target_with("registry", ip, h2c).await.is_err());
+        assert!(start_target_with("scheduler", ip, tls).await.is_err());
+        let both = TargetServe {
+            tls: true,
+            h2c: true,
+        };
+        assert!(start_target_with("http", ip, both).await.is_err());
+    }
+}
