@@ -329,6 +329,41 @@ pub struct TargetRegistryOpt {
     /// Body bytes per second for all connections together (`40M`, `500k`); unlimited if unset.
     #[arg(long, value_name = "BYTES_PER_S")]
     pub bandwidth: Option<Rate>,
+    // TLS (HTTP/1.1 only: the registry writes its answers itself); `--h2c` is refused.
+    #[command(flatten)]
+    pub serve: TargetServeOpt,
+}
+
+/// How `stampede target http|llm|registry` speaks: plaintext HTTP/1.1 unless told otherwise.
+#[derive(Debug, Args)]
+pub struct TargetServeOpt {
+    /// Serve HTTPS: HTTP/2 when the client offers it by ALPN, else HTTP/1.1. Without --cert
+    /// and --key the certificate is self-signed, made at start for localhost, 127.0.0.1, ::1
+    /// and the --bind address; write it out with --cert-out to trust it.
+    ///
+    /// Example: stampede target http --tls --cert-out target.pem, then curl --cacert target.pem
+    /// https://localhost:8080/
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve this PEM certificate (chain) instead of a self-signed one; implies --tls, needs
+    /// --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The PEM private key of --cert (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Write the served certificate (PEM) to FILE, for clients to trust: `--ca FILE`,
+    /// `curl --cacert FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub cert_out: Option<PathBuf>,
+    /// Also speak plaintext HTTP/2 with prior knowledge (h2c) on the same port, beside
+    /// HTTP/1.1: each connection is told apart by its first bytes. Not with --tls (TLS offers
+    /// HTTP/2 by ALPN already).
+    ///
+    /// Example: stampede target http --h2c, then curl --http2-prior-knowledge
+    /// http://127.0.0.1:8080/
+    #[arg(long, conflicts_with_all = ["tls", "cert", "key"])]
+    pub h2c: bool,
 }
 
 /// `stampede target http`.
@@ -352,6 +387,8 @@ pub struct TargetHttpOpt {
     /// Status of injected errors.
     #[arg(long, default_value_t = 500, value_name = "CODE")]
     pub error_status: u16,
+    #[command(flatten)]
+    pub serve: TargetServeOpt,
 }
 
 /// `stampede target llm`.
@@ -429,6 +466,9 @@ pub struct TargetLlmOpt {
     /// timer on Linux; elsewhere a spin through the last millisecond, costing CPU per stream).
     #[arg(long)]
     pub precise_timing: bool,
+    // TLS or h2c for the HTTP APIs (the --grpc-bind port stays plaintext).
+    #[command(flatten)]
+    pub serve: TargetServeOpt,
 }
 
 /// `stampede loadgen`.

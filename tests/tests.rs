@@ -45,6 +45,9 @@ mod priority;
 mod profiles;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;
+// `stampede target http --tls --cert-out F`: an https URL, a TLS answer verified with F; --h2c
+// with --tls refused.
+mod target_tls;
 // `https://` targets against nginx with certificates made by rcgen: counts against its access
 // log, TLS 1.3, an untrusted CA, --insecure, SNI, mutual TLS, plaintext behind https, bad files.
 mod tls;

@@ -18,6 +18,7 @@ use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use stampede_targets::registry::{RegistryConfig, RegistryStats};
 use stampede_targets::scheduler::{SchedulerConfig, SchedulerStats};
+use stampede_targets::tls::{ServerTls, Transport};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -157,8 +158,13 @@ impl BuiltinStats {
 
 /// A built-in target started for a run; stops when dropped.
 pub struct BuiltinTarget {
-    /// Its base URL.
+    /// Its base URL: `https://…` when started with [`TargetServe::tls`].
     pub url: String,
+    /// With TLS, the self-signed certificate it serves (PEM, for `localhost`, `127.0.0.1`, `::1`
+    /// and the bind address): what a client must trust to reach `url`.
+    // Read by the scenario side's TLS trust (written in parallel); nothing here reads it yet.
+    #[allow(dead_code)]
+    pub ca_pem: Option<String>,
     /// `builtin:llm`'s JetStream gRPC port (gRPC needs HTTP/2, the HTTP APIs are HTTP/1.1, so
     /// it is a second listener): where `backend = "jetstream"` is pointed.
     pub grpc_url: Option<String>,
@@ -209,8 +215,52 @@ impl BuiltinTarget {
     }
 }
 
-/// Start the built-in target `kind` (`http`, `llm`, `registry`, `scheduler`) on `ip`, any port.
+/// How [`start_target_with`] makes a built-in target speak. [`Default`]: plaintext HTTP/1.1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetServe {
+    /// HTTPS with a self-signed certificate (HTTP/2 by ALPN, else HTTP/1.1; the registry offers
+    /// HTTP/1.1 only); the certificate comes back in [`BuiltinTarget::ca_pem`].
+    pub tls: bool,
+    /// Plaintext HTTP/2 with prior knowledge beside HTTP/1.1 (`http` and `llm` only).
+    pub h2c: bool,
+}
+
+/// Start the built-in target `kind` (`http`, `llm`, `registry`, `scheduler`) on `ip`, any port,
+/// in plaintext HTTP/1.1.
 pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<BuiltinTarget> {
+    start_target_with(kind, ip, TargetServe::default()).await
+}
+
+/// [`start_target`], speaking as `serve` says. Refuses TLS or h2c for the scheduler (gRPC,
+/// plaintext), h2c for the registry (HTTP/1.1 only), and both at once.
+pub async fn start_target_with(
+    kind: &str,
+    ip: std::net::IpAddr,
+    serve: TargetServe,
+) -> anyhow::Result<BuiltinTarget> {
+    if serve.tls && serve.h2c {
+        anyhow::bail!("built-in target `{kind}`: TLS and h2c exclude each other");
+    }
+    if (serve.tls || serve.h2c) && !matches!(kind, "http" | "llm" | "registry") {
+        anyhow::bail!("built-in target `{kind}` has no TLS or h2c");
+    }
+    if serve.h2c && kind == "registry" {
+        anyhow::bail!("built-in target `registry` speaks HTTP/1.1 only: no h2c");
+    }
+    let tls = if serve.tls {
+        let tls = ServerTls::self_signed(ip)
+            .with_context(|| format!("starting the built-in {kind} target"))?;
+        Some(Arc::new(tls))
+    } else {
+        None
+    };
+    let ca_pem = tls.as_ref().map(|tls| tls.certificate_pem().to_string());
+    let transport = match tls {
+        Some(tls) => Transport::Tls(tls),
+        None if serve.h2c => Transport::H2c,
+        None => Transport::Http1,
+    };
+    let scheme = transport.scheme();
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
         .await
         .with_context(|| format!("starting the built-in {kind} target"))?;
@@ -220,12 +270,14 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
     let mut grpc_url = None;
     let stats = match kind {
         "http" => {
+            let config = HttpTargetConfig {
+                transport,
+                ..HttpTargetConfig::default()
+            };
             let stats = Arc::new(HttpTargetStats::default());
             let s = stats.clone();
             tokio::spawn(async move {
-                if let Err(e) =
-                    stampede_targets::http::serve(listener, HttpTargetConfig::default(), s, t).await
-                {
+                if let Err(e) = stampede_targets::http::serve(listener, config, s, t).await {
                     tracing::error!("built-in target: {e:#}");
                 }
             });
@@ -237,6 +289,7 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
             // The simulated server answers for whatever model the scenario names.
             let target = LlmTargetConfig {
                 any_model: true,
+                transport,
                 ..LlmTargetConfig::default()
             };
             // JetStream's gRPC on a port of its own, as `stampede target llm --grpc-bind`.
@@ -259,7 +312,11 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
             // Its own thread and runtime: serving gigabytes must not starve the master's
             // protocol tasks (a worker that hears nothing for 4 s counts the master as lost).
             serve_on_own_thread("registry", listener, move |l| {
-                stampede_targets::registry::serve(l, RegistryConfig::default(), s, t)
+                let config = RegistryConfig {
+                    transport,
+                    ..RegistryConfig::default()
+                };
+                stampede_targets::registry::serve(l, config, s, t)
             })?;
             BuiltinStats::Registry(stats)
         }
@@ -275,9 +332,10 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
         }
         other => anyhow::bail!("built-in target `{other}` cannot be started by this build"),
     };
-    let url = format!("http://{addr}");
+    let url = format!("{scheme}://{addr}");
     Ok(BuiltinTarget {
         url,
+        ca_pem,
         grpc_url,
         stats,
         stop,
@@ -611,4 +669,48 @@ where
         })
         .with_context(|| format!("starting the built-in {name}'s thread"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn start_target_with_tls_gives_an_https_url_and_the_certificate() {
+        let ip = Ipv4Addr::LOCALHOST.into();
+        let plain = start_target("http", ip).await.unwrap();
+        assert!(plain.url.starts_with("http://"), "{}", plain.url);
+        assert!(plain.ca_pem.is_none());
+
+        let tls = TargetServe {
+            tls: true,
+            h2c: false,
+        };
+        for kind in ["http", "llm", "registry"] {
+            let target = start_target_with(kind, ip, tls).await.unwrap();
+            assert!(
+                target.url.starts_with("https://127.0.0.1:"),
+                "{}",
+                target.url
+            );
+            let pem = target.ca_pem.as_deref().unwrap();
+            assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+        }
+
+        let h2c = TargetServe {
+            tls: false,
+            h2c: true,
+        };
+        let target = start_target_with("http", ip, h2c).await.unwrap();
+        assert!(target.url.starts_with("http://") && target.ca_pem.is_none());
+        assert!(start_target_with("registry", ip, h2c).await.is_err());
+        assert!(start_target_with("scheduler", ip, tls).await.is_err());
+        let both = TargetServe {
+            tls: true,
+            h2c: true,
+        };
+        assert!(start_target_with("http", ip, both).await.is_err());
+    }
 }

@@ -1,18 +1,20 @@
 //! `stampede target http`, `llm`, `registry` and `scheduler`: the built-in targets, until
 //! Ctrl-C.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
+use stampede_targets::registry::{RegistryConfig, RegistryStats};
+use stampede_targets::scheduler::{SchedulerConfig, SchedulerStats};
+use stampede_targets::tls::{ServerTls, Transport};
 use tokio_util::sync::CancellationToken;
 
-use stampede_targets::registry::{RegistryConfig, RegistryStats};
-
-use stampede_targets::scheduler::{SchedulerConfig, SchedulerStats};
-
-use crate::cli::{Exit, TargetHttpOpt, TargetLlmOpt, TargetRegistryOpt, TargetSchedulerOpt};
+use crate::cli::{
+    Exit, TargetHttpOpt, TargetLlmOpt, TargetRegistryOpt, TargetSchedulerOpt, TargetServeOpt,
+};
 
 pub async fn http(opt: TargetHttpOpt) -> anyhow::Result<Exit> {
     if !(0.0..=1.0).contains(&opt.error_rate) {
@@ -21,18 +23,24 @@ pub async fn http(opt: TargetHttpOpt) -> anyhow::Result<Exit> {
     if !(100..=999).contains(&opt.error_status) {
         anyhow::bail!("--error-status {} is not an HTTP status", opt.error_status);
     }
+    let transport = transport(&opt.serve, opt.bind)?;
     let listener = tokio::net::TcpListener::bind(opt.bind)
         .await
         .with_context(|| format!("binding {}", opt.bind))?;
     let addr = listener.local_addr()?;
+    println!(
+        "stampede target http listening on {}://{addr}{}",
+        transport.scheme(),
+        described(&transport)
+    );
     let config = HttpTargetConfig {
         body_size: opt.body_size.0 as usize,
         delay: opt.delay.0,
         jitter: opt.jitter.0,
         error_rate: opt.error_rate,
         error_status: opt.error_status,
+        transport,
     };
-    println!("stampede target http listening on http://{addr}");
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -89,14 +97,19 @@ pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
         vllm_stream_delimiter: opt.vllm_stream_delimiter,
         triton_exclude_input: !opt.triton_include_input,
         precise_timing: opt.precise_timing,
+        transport: transport(&opt.serve, opt.bind)?,
     };
     let listener = tokio::net::TcpListener::bind(opt.bind)
         .await
         .with_context(|| format!("binding {}", opt.bind))?;
     let addr = listener.local_addr()?;
     println!(
-        "stampede target llm serving `{}` on http://{addr} (ttft {}, tpot {})",
-        config.model, config.ttft, config.tpot
+        "stampede target llm serving `{}` on {}://{addr} (ttft {}, tpot {}){}",
+        config.model,
+        config.transport.scheme(),
+        config.ttft,
+        config.tpot,
+        described(&config.transport)
     );
     let grpc = match opt.grpc_bind {
         Some(bind) => {
@@ -134,18 +147,27 @@ pub async fn registry(opt: TargetRegistryOpt) -> anyhow::Result<Exit> {
     {
         anyhow::bail!("--bandwidth {b} must be above 0 bytes per second");
     }
+    if opt.serve.h2c {
+        anyhow::bail!(
+            "--h2c: the registry speaks HTTP/1.1 only (it writes its answers itself, to cut them \
+             at the byte a fault asks for); --tls works"
+        );
+    }
+    let transport = transport(&opt.serve, opt.bind)?;
     let listener = tokio::net::TcpListener::bind(opt.bind)
         .await
         .with_context(|| format!("binding {}", opt.bind))?;
     let addr = listener.local_addr()?;
     println!(
-        "stampede target registry serving {} models on http://{addr} (Tiny-LLM: \
-         /performance/{}/{}/model.zip, {} bytes, sha256 {})",
+        "stampede target registry serving {} models on {}://{addr} (Tiny-LLM: \
+         /performance/{}/{}/model.zip, {} bytes, sha256 {}){}",
         stampede_targets::registry::MODELS,
+        transport.scheme(),
         stampede_targets::registry::sanitize(stampede_targets::registry::TINY_LLM),
         stampede_targets::registry::VERSION,
         stampede_targets::registry::TINY_LLM_BYTES,
         stampede_targets::registry::TINY_LLM_SHA256,
+        described(&transport),
     );
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
@@ -156,7 +178,10 @@ pub async fn registry(opt: TargetRegistryOpt) -> anyhow::Result<Exit> {
     let stats = Arc::new(RegistryStats::new());
     stampede_targets::registry::serve(
         listener,
-        RegistryConfig { bandwidth },
+        RegistryConfig {
+            bandwidth,
+            transport,
+        },
         stats.clone(),
         shutdown,
     )
@@ -205,4 +230,49 @@ pub async fn scheduler(opt: TargetSchedulerOpt) -> anyhow::Result<Exit> {
         c.received, c.completed, c.expired, c.invalid, c.received_by_tier, c.expired_by_tier
     );
     Ok(Exit::Success)
+}
+
+/// The transport `opt` asks for: TLS with the given or a self-signed certificate (written to
+/// `--cert-out` if asked), h2c, or plaintext HTTP/1.1. Clap already refuses `--h2c` with TLS.
+fn transport(opt: &TargetServeOpt, bind: SocketAddr) -> anyhow::Result<Transport> {
+    let tls = match (&opt.cert, &opt.key) {
+        (Some(cert), Some(key)) => Some(ServerTls::from_pem_files(cert, key)?),
+        // Clap makes --cert and --key require each other.
+        (Some(_), None) | (None, Some(_)) => anyhow::bail!("--cert and --key go together"),
+        (None, None) if opt.tls => {
+            Some(ServerTls::self_signed(bind.ip()).context("making a self-signed certificate")?)
+        }
+        (None, None) => None,
+    };
+    let Some(tls) = tls else {
+        if let Some(out) = &opt.cert_out {
+            anyhow::bail!(
+                "--cert-out {} writes the TLS certificate: add --tls",
+                out.display()
+            );
+        }
+        return Ok(if opt.h2c {
+            Transport::H2c
+        } else {
+            Transport::Http1
+        });
+    };
+    if let Some(out) = &opt.cert_out {
+        std::fs::write(out, tls.certificate_pem())
+            .with_context(|| format!("writing the certificate to --cert-out {}", out.display()))?;
+    }
+    Ok(Transport::Tls(Arc::new(tls)))
+}
+
+/// What to add to the "listening on" line about the transport.
+fn described(transport: &Transport) -> String {
+    match transport {
+        Transport::Http1 => String::new(),
+        Transport::H2c => " (HTTP/1.1 and h2c)".into(),
+        Transport::Tls(tls) if tls.names().is_empty() => " (TLS, certificate from --cert)".into(),
+        Transport::Tls(tls) => format!(
+            " (TLS, self-signed certificate for {})",
+            tls.names().join(", ")
+        ),
+    }
 }

@@ -1,9 +1,10 @@
-//! HTTP/1.1 target server: the thing load tests point at in demos, tests and benchmarks.
+//! HTTP target server: the thing load tests point at in demos, tests and benchmarks.
 //!
 //! Callers start it with [`serve`] on a listener they bound (port 0 in tests) and stop it with a
 //! `CancellationToken`. Every request gets a pre-built static body, optionally delayed or swapped
-//! for an injected error; per-request overrides live in the path and query string. It deliberately
-//! has no router, TLS, HTTP/2 or per-request logging: it must stay cheaper than the load hitting it.
+//! for an injected error; per-request overrides live in the path and query string. It speaks
+//! plaintext HTTP/1.1 unless its [`Transport`] says TLS (HTTP/2 by ALPN) or h2c. It deliberately
+//! has no router or per-request logging: it must stay cheaper than the load hitting it.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -22,6 +23,9 @@ use hyper::service::service_fn;
 use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use crate::accept::HyperServer;
+use crate::tls::Transport;
 
 /// Largest body `/bytes/{n}` will send; bigger requests are capped rather than refused so a typo
 /// in a scenario degrades into a big response instead of a failed run.
@@ -53,6 +57,8 @@ pub struct HttpTargetConfig {
     pub error_rate: f64,
     /// Status of injected errors; must be a final (non-1xx) HTTP status.
     pub error_status: u16,
+    /// Plaintext HTTP/1.1 (the default), h2c alongside it, or TLS with HTTP/2 by ALPN.
+    pub transport: Transport,
 }
 
 impl Default for HttpTargetConfig {
@@ -63,6 +69,7 @@ impl Default for HttpTargetConfig {
             jitter: Duration::ZERO,
             error_rate: 0.0,
             error_status: 500,
+            transport: Transport::Http1,
         }
     }
 }
@@ -125,9 +132,20 @@ pub async fn serve(
     stats: Arc<HttpTargetStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let transport = config.transport.clone();
     let shared = Arc::new(Shared::from_config(config, stats)?);
-    crate::accept::serve(listener, "target", &shutdown, |stream, force| {
-        run_connection(stream, Arc::clone(&shared), shutdown.clone(), force)
+    let server = HyperServer {
+        name: "target",
+        transport: &transport,
+        shutdown: &shutdown,
+    };
+    crate::accept::serve_hyper(listener, server, |stream: TcpStream| {
+        let shared = Arc::clone(&shared);
+        let service = service_fn(move |request| {
+            let shared = Arc::clone(&shared);
+            async move { shared.handle(request).await }
+        });
+        (stream, service)
     })
     .await;
     Ok(())
@@ -265,24 +283,6 @@ impl Shared {
 struct StatsSnapshot {
     requests: u64,
     errors: u64,
-}
-
-/// Serve one connection until the peer leaves, or until shutdown (gracefully) or `force`.
-async fn run_connection(
-    stream: TcpStream,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    force: CancellationToken,
-) {
-    let service = service_fn(move |request| {
-        let shared = Arc::clone(&shared);
-        async move { shared.handle(request).await }
-    });
-    let result = crate::accept::serve_http1(stream, service, &shutdown, &force).await;
-    if let Err(err) = result {
-        // Per connection, not per request, and only at debug: peers resetting is normal under load.
-        tracing::debug!(error = %err, "target connection ended with an error");
-    }
 }
 
 /// Read and discard a request body so the connection can serve the next request.

@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //!
-//! - [`http`]: an HTTP/1.1 keep-alive server that answers every request with a
+//! - [`http`]: an HTTP/1.1 (and, when asked, HTTP/2) keep-alive server that answers every request with a
 //!   static body after a configurable delay, injects errors at a given rate, and
 //!   exposes its own counters under `/__stampede/`.
 //! - [`llm`]: a simulated LLM inference server speaking the HTTP APIs of vLLM (OpenAI and
@@ -17,9 +17,15 @@
 //!   `model.zip` generated on the fly, byte ranges, a bandwidth limit, faults on request.
 //! - [`scheduler`]: a simulated GPU scheduler (seed 001) serving `scheduler.proto` over gRPC:
 //!   per-model service times, a queue ordered by tier then deadline, expired requests refused.
+//! - [`tls`]: how the HTTP targets speak ([`tls::Transport`]: plaintext HTTP/1.1, h2c, or TLS
+//!   with HTTP/2 by ALPN) and their certificate, from PEM files or self-signed.
+//!
+//! The accept loop they share (TLS handshakes, HTTP/1.1 or HTTP/2 per connection, graceful
+//! shutdown) is the private `accept` module.
 
 mod accept;
 pub mod http;
 pub mod llm;
 pub mod registry;
 pub mod scheduler;
+pub mod tls;

@@ -6,7 +6,8 @@
 //! can be served, and every byte is the same on every machine (so a client can check
 //! [`TINY_LLM_SHA256`]). A small hand-written HTTP/1.1 server (keep-alive, `GET`/`HEAD`, single
 //! byte ranges, an optional bandwidth limit shared by all connections, faults on request) so
-//! that it can cut a connection exactly where a test asks. No TLS, no HTTP/2, no uploads.
+//! that it can cut a connection exactly where a test asks; over TLS too, where it offers only
+//! `http/1.1` by ALPN. No HTTP/2 (nor h2c), no uploads.
 
 use std::fmt::Write as _;
 use std::io;
@@ -15,10 +16,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::tls::{Alpn, Transport};
 
 /// The seed's model, as Hugging Face names it.
 pub const TINY_LLM: &str = "arnir0/Tiny-LLM";
@@ -47,6 +50,8 @@ pub struct RegistryConfig {
     /// Body bytes per second for all connections together (`None`: as fast as possible), to
     /// play a registry whose storage or network is the bottleneck.
     pub bandwidth: Option<f64>,
+    /// Plaintext HTTP/1.1 (the default) or TLS (HTTP/1.1 by ALPN); h2c is refused.
+    pub transport: Transport,
 }
 
 /// What the registry served; atomics, read while it runs (tests compare them with what the
@@ -269,21 +274,67 @@ pub async fn serve(
         stats,
         catalog: catalog_json(),
     });
-    crate::accept::serve(listener, "registry", &shutdown, |stream, force| {
-        let shared = shared.clone();
-        async move {
-            tokio::select! {
-                r = connection(stream, &shared) => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "registry connection ended with an error");
-                    }
+    match &config.transport {
+        Transport::Http1 => {
+            crate::accept::serve(listener, "registry", &shutdown, |mut stream, force| {
+                let shared = shared.clone();
+                async move {
+                    let end = tokio::select! {
+                        end = connection(&mut stream, &shared) => end,
+                        () = force.cancelled() => return,
+                    };
+                    finish(end, stream);
                 }
-                () = force.cancelled() => {}
-            }
+            })
+            .await;
         }
-    })
-    .await;
+        Transport::Tls(tls) => {
+            let acceptor = tls.acceptor(Alpn::Http1);
+            crate::accept::serve(listener, "registry", &shutdown, |stream, force| {
+                let (shared, acceptor, shutdown) =
+                    (shared.clone(), acceptor.clone(), shutdown.clone());
+                async move {
+                    let Some(mut stream) =
+                        crate::accept::handshake(&acceptor, stream, &shutdown).await
+                    else {
+                        return;
+                    };
+                    let end = tokio::select! {
+                        end = connection(&mut stream, &shared) => end,
+                        () = force.cancelled() => return,
+                    };
+                    // A reset is a TCP one, under the TLS session, as in plaintext.
+                    finish(end, stream.into_inner().0);
+                }
+            })
+            .await;
+        }
+        Transport::H2c => anyhow::bail!(
+            "the registry speaks HTTP/1.1 only (it writes its answers byte by byte to cut them \
+             where a test asks); h2c is not available, TLS is"
+        ),
+    }
     Ok(())
+}
+
+/// After [`connection`]: log an error, or reset the TCP connection when a fault asked for it.
+fn finish(end: io::Result<End>, stream: TcpStream) {
+    match end {
+        Ok(End::Closed) => {}
+        Ok(End::Reset) => {
+            // SO_LINGER 0: closing sends RST instead of FIN.
+            let _ = socket_reset(stream);
+        }
+        Err(e) => tracing::debug!(error = %e, "registry connection ended with an error"),
+    }
+}
+
+/// How a connection ended.
+enum End {
+    /// The client left, or the registry closed (after `connection: close` or a truncation).
+    Closed,
+    /// A `reset_at` fault: the caller must reset the TCP connection.
+    Reset,
 }
 
 struct Shared {
@@ -351,8 +402,12 @@ struct Request {
     body: u64,
 }
 
-/// Serve one connection's requests until the client leaves or asks to close.
-async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+/// Serve one connection's requests until the client leaves or asks to close. Generic so the
+/// plaintext path stays a plain `TcpStream` (no boxing) while TLS runs the same code.
+async fn connection<S>(stream: &mut S, shared: &Shared) -> io::Result<End>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut buf = vec![0u8; 4096];
     let mut filled = 0;
     let mut block = vec![0u8; BLOCK];
@@ -362,20 +417,20 @@ async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 Ok(Some(parsed)) => break parsed,
                 Ok(None) => {}
                 Err(why) => {
-                    write_simple(&mut stream, 400, why, false).await?;
-                    return Ok(());
+                    write_simple(stream, 400, why, false).await?;
+                    return Ok(End::Closed);
                 }
             }
             if filled == buf.len() {
                 if buf.len() >= MAX_HEAD {
-                    write_simple(&mut stream, 431, "request head too large", false).await?;
-                    return Ok(());
+                    write_simple(stream, 431, "request head too large", false).await?;
+                    return Ok(End::Closed);
                 }
                 buf.resize(buf.len() * 2, 0);
             }
             let n = stream.read(&mut buf[filled..]).await?;
             if n == 0 {
-                return Ok(());
+                return Ok(End::Closed);
             }
             filled += n;
         };
@@ -384,14 +439,14 @@ async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
         // Discard a request body (the registry takes none).
         let mut left = req.body;
         if left > MAX_DISCARD {
-            write_simple(&mut stream, 413, "the registry takes no uploads", false).await?;
-            return Ok(());
+            write_simple(stream, 413, "the registry takes no uploads", false).await?;
+            return Ok(End::Closed);
         }
         while left > 0 {
             if filled == 0 {
                 let n = stream.read(&mut buf).await?;
                 if n == 0 {
-                    return Ok(());
+                    return Ok(End::Closed);
                 }
                 filled = n;
             }
@@ -400,17 +455,16 @@ async fn connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
             filled -= take;
             left -= take as u64;
         }
-        match respond(&mut stream, shared, &req, &mut block).await? {
+        let next = respond(stream, shared, &req, &mut block).await?;
+        // Writes may sit in a TLS session's buffer; for a bare `TcpStream` this is a no-op.
+        stream.flush().await?;
+        match next {
             Next::KeepGoing if req.keep_alive => {}
             Next::KeepGoing | Next::Close => {
                 let _ = stream.shutdown().await;
-                return Ok(());
+                return Ok(End::Closed);
             }
-            Next::Reset => {
-                // SO_LINGER 0: closing sends RST instead of FIN.
-                let _ = socket_reset(stream);
-                return Ok(());
-            }
+            Next::Reset => return Ok(End::Reset),
         }
     }
 }
@@ -475,7 +529,7 @@ enum Next {
 }
 
 async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     shared: &Shared,
     req: &Request,
     block: &mut [u8],
@@ -669,7 +723,7 @@ fn byte_range(header: &str, total: u64) -> RangeAsk {
 }
 
 async fn write_simple(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     status: u16,
     message: &str,
     keep_alive: bool,
@@ -678,7 +732,7 @@ async fn write_simple(
 }
 
 async fn write_body(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncWrite + Unpin),
     status: u16,
     content_type: &str,
     body: &str,

@@ -188,6 +188,7 @@ async fn bandwidth_limit_is_shared_by_connections() {
     let rate = 4_000_000.0;
     let (addr, _stats, stop) = start(RegistryConfig {
         bandwidth: Some(rate),
+        ..RegistryConfig::default()
     })
     .await;
     let started = Instant::now();

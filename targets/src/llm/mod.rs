@@ -95,6 +95,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::Transport;
+
 pub use dist::{Dist, ParseDistError};
 pub use stats::{FaultCounts, LlmHistograms, LlmStatsSnapshot, LlmTargetStats, TimingSummary};
 
@@ -142,7 +144,12 @@ pub struct LlmTargetConfig {
     /// Time answers from each request's arrival at the socket (kernel receive timestamps on
     /// Linux) and keep every token deadline to tens of microseconds with one shared timerfd
     /// (elsewhere: spin through the last millisecond before each deadline, costing CPU).
+    /// Over TLS the stamp is that of the last TLS record read; over HTTP/2, of the last bytes
+    /// of any stream on the connection: never later than the read itself.
     pub precise_timing: bool,
+    /// How the HTTP APIs are served: plaintext HTTP/1.1 (the default), h2c alongside it, or TLS
+    /// with HTTP/2 by ALPN. The JetStream gRPC port stays plaintext HTTP/2 regardless.
+    pub transport: Transport,
 }
 
 impl Default for LlmTargetConfig {
@@ -164,6 +171,7 @@ impl Default for LlmTargetConfig {
             vllm_stream_delimiter: StreamDelimiter::Newline,
             triton_exclude_input: true,
             precise_timing: false,
+            transport: Transport::Http1,
         }
     }
 }

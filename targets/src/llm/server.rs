@@ -1,4 +1,4 @@
-//! The HTTP side of the LLM target: accept loop, routing, request bodies, error shapes, and the
+//! The HTTP side of the LLM target (HTTP/1.1, or HTTP/2 over TLS or h2c): accept loop, routing, request bodies, error shapes, and the
 //! response body that streams a [`Generation`].
 //!
 //! Called by [`super::serve`]. Each API module turns a body into a [`Job`]; this module decides
@@ -25,6 +25,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use stampede_protocol::stamped::{Arrival, StampedStream};
+
+use crate::accept::HyperServer;
 
 use super::engine::{Engine, FaultClose, Generation, Job, unix_now};
 use super::stats::LlmTargetStats;
@@ -84,34 +86,29 @@ impl Shared {
     }
 }
 
-/// Accept connections until `shutdown`, then drain them within the grace period.
+/// Accept connections until `shutdown`, then drain them within the grace period, in the
+/// config's transport.
 pub(crate) async fn run(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
-    crate::accept::serve(listener, "llm target", &shutdown, |stream, force| {
-        run_connection(stream, Arc::clone(&shared), shutdown.clone(), force)
+    let transport = shared.config.transport.clone();
+    let server = HyperServer {
+        name: "llm target",
+        transport: &transport,
+        shutdown: &shutdown,
+    };
+    crate::accept::serve_hyper(listener, server, |stream: TcpStream| {
+        // With precise timing, answers are timed from the request's arrival at the socket
+        // (kernel receive timestamps), so a busy server core does not shift its own clock. TLS
+        // sits on top of the stamped stream, so it keeps working there (see `precise_timing`).
+        let (io, arrival) = StampedStream::new(stream, shared.config.precise_timing);
+        let shared = Arc::clone(&shared);
+        let service = service_fn(move |request| {
+            let shared = Arc::clone(&shared);
+            let arrival = arrival.clone();
+            async move { Ok::<_, Infallible>(handle(&shared, request, &arrival).await) }
+        });
+        (io, service)
     })
     .await;
-}
-
-/// Serve one connection until the peer leaves, or until shutdown (gracefully) or `force`.
-async fn run_connection(
-    stream: TcpStream,
-    shared: Arc<Shared>,
-    shutdown: CancellationToken,
-    force: CancellationToken,
-) {
-    // With precise timing, answers are timed from the request's arrival at the socket (kernel
-    // receive timestamps), so a busy server core does not shift its own clock.
-    let (io, arrival) = StampedStream::new(stream, shared.config.precise_timing);
-    let service = service_fn(move |request| {
-        let shared = Arc::clone(&shared);
-        let arrival = arrival.clone();
-        async move { Ok::<_, Infallible>(handle(&shared, request, &arrival).await) }
-    });
-    let result = crate::accept::serve_http1(io, service, &shutdown, &force).await;
-    if let Err(err) = result {
-        // Faults and clients leaving mid-stream end connections with errors on purpose.
-        tracing::debug!(error = %err, "llm target connection ended with an error");
-    }
 }
 
 /// Which API a generation request speaks, as decided by the route (and for `/generate`, the
