@@ -68,10 +68,7 @@ impl Pki {
             server: leaf(&["localhost", "127.0.0.1", "api.test"], false, "server"),
             other: leaf(&["other.test"], false, "other"),
             client: leaf(&["client.test"], true, "client"),
-            stray_key: dir.write(
-                "stray.key",
-                &KeyPair::generate().unwrap().serialize_pem(),
-            ),
+            stray_key: dir.write("stray.key", &KeyPair::generate().unwrap().serialize_pem()),
         }
     }
 }
@@ -319,11 +316,17 @@ fn https_counts_equal_nginx_access_log() {
     assert!(requests > 100, "only {requests} requests\n{}", done.show());
     assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
     let log = nginx.log();
-    assert_eq!(log.len() as u64, requests, "nginx logged {} lines", log.len());
+    assert_eq!(
+        log.len() as u64,
+        requests,
+        "nginx logged {} lines",
+        log.len()
+    );
     assert!(
         log.iter().all(|l| l == "localhost HTTP/1.1 TLSv1.3 200 /"),
         "not all TLSv1.3 HTTP/1.1 200s: {:?}",
-        log.iter().find(|l| *l != "localhost HTTP/1.1 TLSv1.3 200 /")
+        log.iter()
+            .find(|l| *l != "localhost HTTP/1.1 TLSv1.3 200 /")
     );
     // Keep-alive: each user opens one connection and reuses it.
     let metrics = &summary["requests"][0]["metrics"];
@@ -355,7 +358,11 @@ fn an_untrusted_certificate_is_a_tls_failure_not_a_hang() {
     let s = scenario(&dir, &target, "1s", "[tls]\nca = \"other-ca.pem\"\n");
     let started = std::time::Instant::now();
     let (done, summary) = run(&dir, &s, &[]);
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     let requests = total(&summary, "requests");
     assert!(requests > 0, "{}", done.show());
     assert_eq!(total(&summary, "failures"), requests, "{}", done.show());
@@ -379,7 +386,11 @@ fn an_untrusted_certificate_is_a_tls_failure_not_a_hang() {
     let (done, summary) = run(&dir, &s, &["--insecure"]);
     done.assert_code(0);
     assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
-    assert!(done.stderr.contains("verification is OFF"), "{}", done.show());
+    assert!(
+        done.stderr.contains("verification is OFF"),
+        "{}",
+        done.show()
+    );
     assert_eq!(summary["tls"]["insecure"], true, "{summary:#}");
 }
 
@@ -397,7 +408,11 @@ fn sni_reaches_the_server() {
     let (done, summary) = run(&dir, &s, &[]);
     done.assert_code(0);
     assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
-    assert!(nginx.log().iter().all(|l| l.starts_with("- ")), "{:?}", nginx.log().first());
+    assert!(
+        nginx.log().iter().all(|l| l.starts_with("- ")),
+        "{:?}",
+        nginx.log().first()
+    );
     // --server-name other.test: SNI picks the second server, whose certificate names it.
     nginx.clear_log();
     let (done, summary) = run(&dir, &s, &["--server-name", "other.test"]);
@@ -425,7 +440,8 @@ fn mutual_tls_presents_the_client_certificate() {
         return;
     };
     let target = format!("https://localhost:{}", nginx.mtls);
-    let with_cert = "[tls]\nca = \"ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client.key\"\n";
+    let with_cert =
+        "[tls]\nca = \"ca.pem\"\nclient_cert = \"client.pem\"\nclient_key = \"client.key\"\n";
     let s = scenario(&dir, &target, "1s", with_cert);
     let (done, summary) = run(&dir, &s, &[]);
     done.assert_code(0);
@@ -434,7 +450,11 @@ fn mutual_tls_presents_the_client_certificate() {
     assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
     let log = nginx.log();
     assert_eq!(log.len() as u64, requests);
-    assert!(log.iter().all(|l| l == "localhost HTTP/1.1 TLSv1.3 200 /"), "{:?}", log[0]);
+    assert!(
+        log.iter().all(|l| l == "localhost HTTP/1.1 TLSv1.3 200 /"),
+        "{:?}",
+        log[0]
+    );
     // Without the certificate nginx answers 400 (no required SSL certificate was sent).
     let s = scenario(&dir, &target, "1s", "[tls]\nca = \"ca.pem\"\n");
     let (_, summary) = run(&dir, &s, &[]);
@@ -475,7 +495,10 @@ fn bad_certificate_files_are_errors_before_the_run() {
             "client_cert = \"client.pem\"\nclient_key = \"stray.key\"",
             "stray.key is not the key of",
         ),
-        ("client_cert = \"client.pem\"", "both client_cert and client_key"),
+        (
+            "client_cert = \"client.pem\"",
+            "both client_cert and client_key",
+        ),
     ];
     let _ = &pki;
     for (tls, want) in cases {
@@ -497,4 +520,50 @@ fn bad_certificate_files_are_errors_before_the_run() {
             assert!(line.contains("s.toml"), "names the scenario: {line}");
         }
     }
+}
+
+#[test]
+fn https_example_runs_as_it_ships() {
+    let dir = TestDir::new();
+    let out = dir.join("out");
+    let done = Proc::run(
+        &[
+            "run",
+            "scenarios/examples/https.toml",
+            "--duration",
+            "2s",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        crate::util::workspace_root(),
+        RUN_LIMIT,
+    );
+    done.assert_code(0);
+    assert!(
+        done.stderr.contains("listening on https://")
+            || done.stdout.contains("listening on https://"),
+        "the built-in target serves TLS\n{}",
+        done.show()
+    );
+    let summary = dir.read_json("out/summary.json");
+    crate::run::validate_summary(&summary);
+    assert!(summary["target"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
+    for r in summary["requests"].as_array().unwrap() {
+        let requests = r["requests"].as_u64().unwrap();
+        let c = &r["counters"];
+        let new = c["connections_new"].as_u64().unwrap_or(0);
+        let reused = c["connections_reused"].as_u64().unwrap_or(0);
+        assert_eq!(new + reused, requests, "{r:#}");
+    }
+    let handshakes: u64 = summary["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metrics"]["tls_handshake"]["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        (1..=100).contains(&handshakes),
+        "{handshakes} TLS handshakes for 50 users"
+    );
 }

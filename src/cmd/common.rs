@@ -162,8 +162,6 @@ pub struct BuiltinTarget {
     pub url: String,
     /// With TLS, the self-signed certificate it serves (PEM, for `localhost`, `127.0.0.1`, `::1`
     /// and the bind address): what a client must trust to reach `url`.
-    // Read by the scenario side's TLS trust (written in parallel); nothing here reads it yet.
-    #[allow(dead_code)]
     pub ca_pem: Option<String>,
     /// `builtin:llm`'s JetStream gRPC port (gRPC needs HTTP/2, the HTTP APIs are HTTP/1.1, so
     /// it is a second listener): where `backend = "jetstream"` is pointed.
@@ -187,13 +185,41 @@ pub async fn start_builtin(
     let Target::Builtin(kind) = &config.target else {
         return Ok((config, None));
     };
-    let target = start_target(kind, ip).await?;
+    let serve = builtin_serve(&config);
+    let target = start_target_with(kind, ip, serve).await?;
     let url = match &target.grpc_url {
         Some(grpc) if speaks_grpc(&config) => grpc,
         _ => &target.url,
     };
-    let config = config.retarget(url)?;
+    let mut config = config.retarget(url)?;
+    // The target's certificate is made for this run: trust it, as `--ca` would, unless the
+    // scenario says whom to trust itself.
+    if let (Some(pem), Some(tls)) = (&target.ca_pem, config.file.tls.as_mut())
+        && tls.material.ca.is_none()
+        && !tls.insecure
+    {
+        tls.material.ca = Some(pem.clone());
+    }
     Ok((config, Some(target)))
+}
+
+/// How a `builtin:` target serves the scenario: TLS when it has a `[tls]` table (the target's
+/// certificate self-signed for the run), h2c for `[http] version = "2"` without one, else
+/// plain HTTP/1.1. gRPC scenarios (priority, JetStream) and the registry take what they can.
+fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
+    let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != "priority";
+    let h2 = config
+        .file
+        .http
+        .as_ref()
+        .and_then(|h| h.version)
+        .is_some_and(|v| v == stampede_scenarios::model::HttpVersion::Http2);
+    TargetServe {
+        tls,
+        h2c: !tls
+            && h2
+            && matches!(&config.target, Target::Builtin(k) if k == "http" || k == "llm"),
+    }
 }
 
 /// Whether the scenario's requests are gRPC: an llm scenario with `backend = "jetstream"`.
