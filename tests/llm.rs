@@ -469,3 +469,50 @@ fn seeded_runs_send_the_same_prompts() {
         "another seed, the same prompts"
     );
 }
+
+/// Over TLS the driver times tokens by the kernel's arrival of the TCP bytes under them, as on
+/// plain TCP: against the same fixed-timing server, TTFT and TPOT at p50 equal the plain run's
+/// within 1 ms (a streaming server behind `stampede target llm --tls`).
+#[test]
+fn tls_streams_are_timed_as_plain_ones() {
+    let timing = [
+        "--ttft",
+        "50ms",
+        "--tpot",
+        "5ms",
+        "--output-len",
+        "max",
+        "--max-batch",
+        "0",
+        "--batch-slope",
+        "0",
+    ];
+    let dir = TestDir::new();
+    let ca = dir.join("ca.pem");
+    let plain = LlmTarget::start_with(&timing);
+    let mut tls_args = timing.to_vec();
+    tls_args.extend(["--tls", "--cert-out", ca.to_str().unwrap()]);
+    let tls = LlmTarget::start_with(&tls_args);
+    assert!(tls.url.starts_with("https://"), "{}", tls.url);
+    let plain_run = run(&plain, "openai", &[]);
+    let tls_run = run(&tls, "openai", &["--ca", ca.to_str().unwrap()]);
+    for (name, s) in [("plain", &plain_run), ("tls", &tls_run)] {
+        assert_eq!(s["total"]["failures"], 0, "{name}: {s:#}");
+        assert!(u64_at(s, "/total/requests") > 20, "{name}: {s:#}");
+    }
+    let handshakes = tls_run["requests"][0]["metrics"]["tls_handshake"]["count"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        handshakes >= 8,
+        "each of the 8 users shook hands: {handshakes}"
+    );
+    for figure in ["ttft_ms", "tpot_ms"] {
+        let p50 = |s: &Value| s["llm"][figure]["p50"].as_f64().unwrap();
+        let (a, b) = (p50(&plain_run), p50(&tls_run));
+        assert!(
+            (a - b).abs() < 1.0,
+            "{figure} p50: plain {a} ms, TLS {b} ms"
+        );
+    }
+}

@@ -502,12 +502,12 @@ impl Registry {
         let line = proc.wait_stdout_line("stampede target registry serving", STARTUP);
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no URL in {line:?}"))
             .to_string();
         let addr = url
-            .strip_prefix("http://")
-            .and_then(|a| a.parse().ok())
+            .split_once("://")
+            .and_then(|(_, a)| a.parse().ok())
             .unwrap_or_else(|| panic!("registry printed an odd URL: {line:?}"));
         Registry {
             _proc: proc,
@@ -545,12 +545,12 @@ impl LlmTarget {
         let line = proc.wait_stdout_line("stampede target llm serving", STARTUP);
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no URL in {line:?}"))
             .to_string();
         let addr = url
-            .strip_prefix("http://")
-            .and_then(|a| a.parse().ok())
+            .split_once("://")
+            .and_then(|(_, a)| a.parse().ok())
             .unwrap_or_else(|| panic!("target printed an odd URL: {line:?}"));
         // With --grpc-bind, JetStream's gRPC port comes next.
         let grpc_url = args.contains(&"--grpc-bind").then(|| {
