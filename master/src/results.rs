@@ -946,7 +946,7 @@ fn short_ms(ms: f64) -> String {
 }
 
 /// A count with thousands separated by commas: 99,950.
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
