@@ -509,8 +509,8 @@ impl Coordinator {
         if !run.failed_before && !r.failures.is_empty() {
             run.failed_before = true;
             if all_certificate_failures(r.failures.iter().map(|f| f.1.as_str())) {
-                // `info`: `stampede master` logs it; `stampede run` shows the event itself.
-                info!(run = run.id, "{CERTIFICATE_HINT}");
+                // Not logged: `stampede run` and `stampede master` print each hint among the
+                // events as it comes, and a log line would say it twice.
                 run.events.push(CERTIFICATE_HINT.to_string());
             }
         }

@@ -107,7 +107,8 @@ pub const KIND_HISTOGRAMS: [(&str, &str, &str); 7] = [
 pub const CONNECTIONS_FAMILY: &str = "stampede_connections_total";
 
 /// The `kind` label of [`CONNECTIONS_FAMILY`] for each driver counter.
-const CONNECTION_KINDS: [(&str, &str); 2] = [(CONNECTIONS_NEW, "new"), (CONNECTIONS_REUSED, "reused")];
+const CONNECTION_KINDS: [(&str, &str); 2] =
+    [(CONNECTIONS_NEW, "new"), (CONNECTIONS_REUSED, "reused")];
 
 /// Driver counters exported under their own names: (driver counter, family, help).
 pub const KIND_COUNTERS: [(&str, &str, &str); 3] = [
@@ -739,12 +740,22 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
-        let sum = sample_of(&text, "stampede_connect_seconds_sum{scenario=\"checkout\",name=\"index\"}");
+        let sum = sample_of(
+            &text,
+            "stampede_connect_seconds_sum{scenario=\"checkout\",name=\"index\"}",
+        );
         assert!((sum - (36.0 * 80e-6 + 4.0 * 310e-6)).abs() < 1e-6, "{sum}");
 
         let plain = Exporter.render(&testdata::running()).unwrap();
-        for f in ["stampede_connections_total", "stampede_connect_seconds", "stampede_tls_handshake_seconds"] {
-            assert!(!plain.contains(f), "{f} without connection figures:\n{plain}");
+        for f in [
+            "stampede_connections_total",
+            "stampede_connect_seconds",
+            "stampede_tls_handshake_seconds",
+        ] {
+            assert!(
+                !plain.contains(f),
+                "{f} without connection figures:\n{plain}"
+            );
         }
     }
 

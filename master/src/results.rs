@@ -19,9 +19,9 @@ use stampede_scenarios::Threshold;
 use stampede_scenarios::threshold::Figure;
 
 use crate::summary::{
-    AGGREGATED, CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, FailureRow, HistoryEntry,
-    HistoryRow, LOCUST_PERCENTILES, NameStats, RunSummary, TLS_HANDSHAKE, ThresholdOutcome,
-    TlsSummary, WorkerSummary,
+    AGGREGATED, CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, FailureRow, HistoryEntry, HistoryRow,
+    LOCUST_PERCENTILES, NameStats, RunSummary, TLS_HANDSHAKE, ThresholdOutcome, TlsSummary,
+    WorkerSummary,
 };
 
 /// The layout version of `summary.json`; bump it on any incompatible change.
@@ -950,7 +950,7 @@ pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -1335,7 +1335,9 @@ mod tests {
     fn https_fixture() -> RunSummary {
         let mut summary = fixture();
         let connect: Vec<u64> = (0..40).map(|i| if i < 38 { 80 } else { 300 }).collect();
-        let tls: Vec<u64> = (0..40).map(|i| if i < 38 { 1_200 } else { 3_400 }).collect();
+        let tls: Vec<u64> = (0..40)
+            .map(|i| if i < 38 { 1_200 } else { 3_400 })
+            .collect();
         with_connections(&mut summary.stats[0], 40, &connect, &tls);
         with_connections(&mut summary.stats[1], 0, &[], &[]);
         with_connections(&mut summary.total, 40, &connect, &tls);
@@ -1488,8 +1490,14 @@ mod tests {
         let ms = |v: &Value| v.as_f64().unwrap();
         assert!((ms(&c["connect_ms"]["p50"]) - 0.08).abs() < 0.001, "{c:#}");
         assert!((ms(&c["connect_ms"]["max"]) - 0.3).abs() < 0.001, "{c:#}");
-        assert!((ms(&c["tls_handshake_ms"]["p50"]) - 1.2).abs() < 0.01, "{c:#}");
-        assert!((ms(&c["tls_handshake_ms"]["p99"]) - 3.4).abs() < 0.01, "{c:#}");
+        assert!(
+            (ms(&c["tls_handshake_ms"]["p50"]) - 1.2).abs() < 0.01,
+            "{c:#}"
+        );
+        assert!(
+            (ms(&c["tls_handshake_ms"]["p99"]) - 3.4).abs() < 0.01,
+            "{c:#}"
+        );
         assert_eq!(doc["total"]["connections"], *c);
 
         let items = &doc["requests"][0]["connections"];
@@ -1555,7 +1563,10 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("TLS"), "{out}");
-        assert!(!table(&fixture()).contains("connections:"), "no counters, no line");
+        assert!(
+            !table(&fixture()).contains("connections:"),
+            "no counters, no line"
+        );
 
         assert_eq!(thousands(0), "0");
         assert_eq!(thousands(999), "999");

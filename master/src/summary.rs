@@ -188,6 +188,12 @@ pub const CONNECTIONS_REUSED: &str = CONNECTION_COUNTERS[1];
 /// (`tls: invalid peer certificate: UnknownIssuer`).
 pub const CERTIFICATE_FAILURE: &str = "tls: invalid peer certificate";
 
+/// Whether a run event is a hint to the user ([`CERTIFICATE_HINT`], ...): what `stampede run`
+/// prints on stderr as it happens, besides keeping it with the other events.
+pub fn is_hint(event: &str) -> bool {
+    event.starts_with("hint: ")
+}
+
 /// What to tell a user whose run fails on the target's certificate alone.
 pub const CERTIFICATE_HINT: &str = "hint: the target's certificate is not trusted: pass --ca FILE \
 (or [tls] ca) to trust its CA, or --insecure to skip verification";
@@ -348,8 +354,12 @@ mod tests {
             "tls: invalid peer certificate: NotValidForName"
         ]));
         assert!(!all_certificate_failures([bad, "HTTP 503"]));
-        assert!(!all_certificate_failures(["tls: handshake: unexpected eof"]));
+        assert!(!all_certificate_failures([
+            "tls: handshake: unexpected eof"
+        ]));
         assert!(!all_certificate_failures(std::iter::empty()));
+        assert!(is_hint(CERTIFICATE_HINT));
+        assert!(!is_hint(INSECURE_WARNING));
     }
 
     #[test]
@@ -361,7 +371,10 @@ mod tests {
             ca: Some("ca.pem".into()),
             ..TlsFile::default()
         };
-        assert_eq!(TlsSummary::of(&url("http://127.0.0.1:80"), Some(&file)), None);
+        assert_eq!(
+            TlsSummary::of(&url("http://127.0.0.1:80"), Some(&file)),
+            None
+        );
         assert_eq!(TlsSummary::of(&Target::Builtin("http".into()), None), None);
         assert_eq!(
             TlsSummary::of(&url("https://10.0.0.5"), None),

@@ -315,7 +315,9 @@ fn requests_table(run: &RunView, frame: &mut Frame, area: Rect, scroll: usize) {
             .any(|n| n.metrics.contains_key(metric))
     };
     let (connect, tls) = (has(CONNECT), has(TLS_HANDSHAKE));
-    let mut titles = vec!["name", "count", "fails", "req/s", "p50", "p90", "p99", "max"];
+    let mut titles = vec![
+        "name", "count", "fails", "req/s", "p50", "p90", "p99", "max",
+    ];
     let mut widths = vec![
         Constraint::Fill(1),
         Constraint::Length(8),
@@ -1163,7 +1165,12 @@ mod tests {
 
     #[test]
     fn any_size_draws_without_panicking_and_keeps_the_footer() {
-        for s in [testdata::waiting(), testdata::running(), testdata::llm(), testdata::https()] {
+        for s in [
+            testdata::waiting(),
+            testdata::running(),
+            testdata::llm(),
+            testdata::https(),
+        ] {
             let mut m = with_history(
                 if s.run.is_some() {
                     s.clone()
