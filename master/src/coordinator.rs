@@ -26,7 +26,10 @@ use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
 use crate::results;
 use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
-use crate::summary::{LOCUST_PERCENTILES, NameStats, RunSummary, WorkerSummary};
+use crate::summary::{
+    CERTIFICATE_HINT, INSECURE_WARNING, LOCUST_PERCENTILES, NameStats, RunSummary, TlsSummary,
+    WorkerSummary, all_certificate_failures,
+};
 
 /// Identifies a connected worker for the master's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -257,6 +260,10 @@ struct Run {
     /// The record streams' files, open from the start of load to the end of the run.
     records: Option<RecordFiles>,
     events: Vec<String>,
+    /// Whether a report with failures has come: the first such report decides whether
+    /// [`CERTIFICATE_HINT`] is given, so the hint comes once, and only when certificates are
+    /// why requests fail from the start.
+    failed_before: bool,
     stop_reason: Option<String>,
     /// The seed every worker gets: arrivals shared across workers are drawn from it.
     run_seed: u64,
@@ -499,6 +506,14 @@ impl Coordinator {
             return;
         };
         run.agg.apply(id.0, &r);
+        if !run.failed_before && !r.failures.is_empty() {
+            run.failed_before = true;
+            if all_certificate_failures(r.failures.iter().map(|f| f.1.as_str())) {
+                // Not logged: `stampede run` and `stampede master` print each hint among the
+                // events as it comes, and a log line would say it twice.
+                run.events.push(CERTIFICATE_HINT.to_string());
+            }
+        }
         if let Some(files) = run.records.as_mut() {
             for (stream, rows) in &r.rows {
                 files.append(stream, rows);
@@ -734,6 +749,11 @@ impl Coordinator {
             }
         }
         info!(run = id, scenario = %config.name, workers = self.workers.len(), "starting run");
+        let mut events = Vec::new();
+        if TlsSummary::of(&config.target, config.file.tls.as_ref()).is_some_and(|t| t.insecure) {
+            warn!(run = id, "{INSECURE_WARNING}");
+            events.push(INSECURE_WARNING.to_string());
+        }
         let run_seed = config
             .sampling_seed()
             .map_or_else(rand::random, |s| s ^ 0x5851_F42D_4C95_7F2D);
@@ -754,7 +774,8 @@ impl Coordinator {
             offsets: BTreeMap::new(),
             agg: Aggregate::new(&catalog, unix_now_ns() / 1_000_000, None),
             records: None,
-            events: Vec::new(),
+            events,
+            failed_before: false,
             stop_reason: None,
             run_seed,
             out: out.or_else(|| self.config.out.clone()),
@@ -1084,6 +1105,7 @@ impl Coordinator {
             workers,
             schedule_lag: run.agg.lag().cloned(),
             events: run.events.clone(),
+            tls: TlsSummary::of(&run.config.target, run.config.file.tls.as_ref()),
         }
     }
 

@@ -19,8 +19,9 @@ use stampede_scenarios::Threshold;
 use stampede_scenarios::threshold::Figure;
 
 use crate::summary::{
-    AGGREGATED, FailureRow, HistoryEntry, HistoryRow, LOCUST_PERCENTILES, NameStats, RunSummary,
-    ThresholdOutcome, WorkerSummary,
+    AGGREGATED, CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, FailureRow, HistoryEntry, HistoryRow,
+    LOCUST_PERCENTILES, NameStats, RunSummary, TLS_HANDSHAKE, ThresholdOutcome, TlsSummary,
+    WorkerSummary,
 };
 
 /// The layout version of `summary.json`; bump it on any incompatible change.
@@ -76,10 +77,11 @@ pub fn write(dir: &Path, summary: &RunSummary) -> anyhow::Result<Vec<PathBuf>> {
 /// Times are ms (the histograms hold µs), rates are per second of [`RunSummary::duration_s`].
 pub fn summary_json(summary: &RunSummary) -> Value {
     let duration = summary.duration_s();
+    let tls = summary.tls.is_some();
     let requests: Vec<Value> = summary
         .stats
         .iter()
-        .map(|s| request_json(s, duration, &summary.failures))
+        .map(|s| request_json(s, duration, &summary.failures, tls))
         .collect();
     json!({
         "schema_version": SCHEMA_VERSION,
@@ -95,7 +97,7 @@ pub fn summary_json(summary: &RunSummary) -> Value {
         "status": summary.status(),
         "metrics": metrics_json(&summary.total, duration),
         "requests": requests,
-        "total": request_json(&summary.total, duration, &summary.failures),
+        "total": request_json(&summary.total, duration, &summary.failures, tls),
         "workers": summary.workers.iter().map(worker_json).collect::<Vec<_>>(),
         "failures": summary.failures.iter().map(failure_json).collect::<Vec<_>>(),
         "schedule_lag_ms": summary.schedule_lag.as_ref().map(lag_json),
@@ -104,7 +106,78 @@ pub fn summary_json(summary: &RunSummary) -> Value {
         "passed": summary.passed(),
         "events": summary.events,
         "llm": llm_json(&summary.total, duration),
+        "connections": connections_json(&summary.total, tls),
+        "tls": summary.tls.as_ref().map(tls_json),
     })
+}
+
+/// The `connections` block of a request name (or of all of them): requests that opened a new
+/// connection and requests that reused one, with the TCP connect and TLS handshake times of
+/// the new ones. `null` when the driver counts no connections (gRPC, ...). The handshake is
+/// `null` on plain `http://` (`tls` false) unless one was recorded.
+fn connections_json(s: &NameStats, tls: bool) -> Value {
+    let new = s.counters.get(CONNECTIONS_NEW);
+    let reused = s.counters.get(CONNECTIONS_REUSED);
+    if new.is_none() && reused.is_none() {
+        return Value::Null;
+    }
+    let figures = |name: &str| match s.metrics.get(name) {
+        Some(h) => metric_json(h),
+        // Every request of this name went on an open connection: no time, count 0.
+        None => metric_json(&stampede_scenarios::recorder::new_histogram()),
+    };
+    let handshake = if tls || s.metrics.contains_key(TLS_HANDSHAKE) {
+        figures(TLS_HANDSHAKE)
+    } else {
+        Value::Null
+    };
+    json!({
+        "new": new.copied().unwrap_or(0),
+        "reused": reused.copied().unwrap_or(0),
+        "connect_ms": figures(CONNECT),
+        "tls_handshake_ms": handshake,
+    })
+}
+
+/// The `tls` block of an `https://` run: how the target was trusted.
+fn tls_json(t: &TlsSummary) -> Value {
+    json!({
+        "insecure": t.insecure,
+        "server_name": t.server_name,
+        "ca": t.ca,
+        "client_cert": t.client_cert,
+    })
+}
+
+/// The line under the stats table of a run that counted connections: how many were opened and
+/// reused, connect times and, on `https://`, handshake times.
+fn connections_line(summary: &RunSummary) -> String {
+    let total = &summary.total;
+    let c = connections_json(total, summary.tls.is_some());
+    if c.is_null() {
+        return String::new();
+    }
+    let count = |k: &str| c[k].as_u64().unwrap_or(0);
+    let times = |what: &str, name: &str| match total.metrics.get(name).filter(|h| !h.is_empty()) {
+        Some(h) => format!(
+            "{what} p50 {} ms, p99 {} ms",
+            short_ms(quantile_ms(h, 0.50)),
+            short_ms(quantile_ms(h, 0.99))
+        ),
+        None => format!("{what}: none measured"),
+    };
+    let mut out = format!(
+        "\nconnections: {} new, {} reused; {}",
+        thousands(count("new")),
+        thousands(count("reused")),
+        times("connect", CONNECT)
+    );
+    if !c["tls_handshake_ms"].is_null() {
+        out.push_str("; ");
+        out.push_str(&times("TLS handshake", TLS_HANDSHAKE));
+    }
+    out.push('\n');
+    out
 }
 
 /// Token-counting methods, as `counted_by_<method>` counters of the `llm` driver.
@@ -247,6 +320,7 @@ pub fn table(summary: &RunSummary) -> String {
         summary.load
     );
     out.push_str(&stats_table(summary, duration));
+    out.push_str(&connections_line(summary));
     out.push_str(&llm_section(&summary.total, duration));
     out.push_str(&downloads_section(summary, duration));
     out.push_str(&failures_section(&summary.failures));
@@ -486,7 +560,8 @@ fn downloads_section(summary: &RunSummary, duration: f64) -> String {
 }
 
 /// One entry of `requests` (or `total`, whose failures are those of every name).
-fn request_json(s: &NameStats, duration: f64, failures: &[FailureRow]) -> Value {
+/// `tls`: the run's target is `https://` (see [`connections_json`]).
+fn request_json(s: &NameStats, duration: f64, failures: &[FailureRow], tls: bool) -> Value {
     let metrics: Map<String, Value> = s
         .metrics
         .iter()
@@ -514,6 +589,7 @@ fn request_json(s: &NameStats, duration: f64, failures: &[FailureRow]) -> Value 
         "failures_by_kind": failures_by_kind(s, failures),
         "metrics": metrics,
         "counters": s.counters,
+        "connections": connections_json(s, tls),
     })
 }
 
@@ -857,6 +933,29 @@ fn fmt_ms(ms: f64) -> String {
     } else {
         format!("{ms:.3}")
     }
+}
+
+/// ms as [`fmt_ms`] writes them, trailing zeros dropped: 0.08, 0.3, 1.2, 250.
+fn short_ms(ms: f64) -> String {
+    let s = fmt_ms(ms);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A count with thousands separated by commas: 99,950.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// A threshold's figure with up to 4 decimals, trailing zeros dropped.
@@ -1209,7 +1308,47 @@ mod tests {
             events: vec![
                 "worker host-b:202 lost at 12.5s; its 25 users moved to host-a:101".into(),
             ],
+            tls: None,
         }
+    }
+
+    /// Connections of `s`: `new` of them timed at `connect_us` (and `tls_us` on TLS), the rest
+    /// of its requests reused one.
+    fn with_connections(s: &mut NameStats, new: u64, connect_us: &[u64], tls_us: &[u64]) {
+        s.counters.insert(CONNECTIONS_NEW.into(), new);
+        s.counters
+            .insert(CONNECTIONS_REUSED.into(), s.requests - new);
+        for (name, values) in [(CONNECT, connect_us), (TLS_HANDSHAKE, tls_us)] {
+            if values.is_empty() {
+                continue;
+            }
+            let h = s.metrics.entry(name.into()).or_insert_with(new_histogram);
+            for &us in values {
+                record_clamped(h, us);
+            }
+        }
+    }
+
+    /// The fixture as an `https://` run: `/api/items` opened 40 connections (connect 80 µs,
+    /// handshake 1.2 ms, the slowest 300 µs and 3.4 ms), the bulk name reused them all, and
+    /// `/health` had no request.
+    fn https_fixture() -> RunSummary {
+        let mut summary = fixture();
+        let connect: Vec<u64> = (0..40).map(|i| if i < 38 { 80 } else { 300 }).collect();
+        let tls: Vec<u64> = (0..40)
+            .map(|i| if i < 38 { 1_200 } else { 3_400 })
+            .collect();
+        with_connections(&mut summary.stats[0], 40, &connect, &tls);
+        with_connections(&mut summary.stats[1], 0, &[], &[]);
+        with_connections(&mut summary.total, 40, &connect, &tls);
+        summary.target = "https://127.0.0.1:8443".into();
+        summary.tls = Some(TlsSummary {
+            insecure: true,
+            server_name: Some("api.example".into()),
+            ca: false,
+            client_cert: true,
+        });
+        summary
     }
 
     fn validator() -> jsonschema::Validator {
@@ -1327,6 +1466,116 @@ mod tests {
         assert!(validator.is_valid(&doc));
         assert_eq!(doc["schedule_lag_ms"], Value::Null);
         assert_eq!(doc["passed"], true);
+        assert_eq!(doc["connections"], Value::Null, "no connection counters");
+        assert_eq!(doc["requests"][0]["connections"], Value::Null);
+        assert_eq!(doc["tls"], Value::Null, "plain http://");
+    }
+
+    /// An `https://` run: the `connections` blocks (top level, per name, total) with connect
+    /// and handshake figures in ms, and the `tls` block recording `insecure`.
+    #[test]
+    fn summary_json_has_connections_and_tls() {
+        let summary = https_fixture();
+        let doc = summary_json(&summary);
+        let errors: Vec<String> = validator()
+            .iter_errors(&doc)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+
+        let c = &doc["connections"];
+        assert_eq!(c["new"], 40);
+        assert_eq!(c["reused"], 1200 - 40);
+        assert_eq!(c["connect_ms"]["count"], 40);
+        let ms = |v: &Value| v.as_f64().unwrap();
+        assert!((ms(&c["connect_ms"]["p50"]) - 0.08).abs() < 0.001, "{c:#}");
+        assert!((ms(&c["connect_ms"]["max"]) - 0.3).abs() < 0.001, "{c:#}");
+        assert!(
+            (ms(&c["tls_handshake_ms"]["p50"]) - 1.2).abs() < 0.01,
+            "{c:#}"
+        );
+        assert!(
+            (ms(&c["tls_handshake_ms"]["p99"]) - 3.4).abs() < 0.01,
+            "{c:#}"
+        );
+        assert_eq!(doc["total"]["connections"], *c);
+
+        let items = &doc["requests"][0]["connections"];
+        assert_eq!((&items["new"], &items["reused"]), (&json!(40), &json!(960)));
+        // Reusing only: counts, a connect of count 0, and still a handshake block (TLS run).
+        let bulk = &doc["requests"][1]["connections"];
+        assert_eq!((&bulk["new"], &bulk["reused"]), (&json!(0), &json!(200)));
+        assert_eq!(bulk["connect_ms"]["count"], 0);
+        assert_eq!(bulk["tls_handshake_ms"]["count"], 0);
+        assert_eq!(doc["requests"][2]["connections"], Value::Null);
+
+        assert_eq!(
+            doc["tls"],
+            json!({"insecure": true, "server_name": "api.example", "ca": false, "client_cert": true})
+        );
+
+        // On plain http:// the handshake is null, the rest stays.
+        let mut plain = https_fixture();
+        plain.tls = None;
+        for s in plain.stats.iter_mut().chain([&mut plain.total]) {
+            s.metrics.remove(TLS_HANDSHAKE);
+        }
+        let doc = summary_json(&plain);
+        assert!(validator().is_valid(&doc), "{doc:#}");
+        assert_eq!(doc["connections"]["tls_handshake_ms"], Value::Null);
+        assert_eq!(doc["connections"]["connect_ms"]["count"], 40);
+        assert_eq!(doc["tls"], Value::Null);
+    }
+
+    #[test]
+    fn schema_refuses_a_tls_block_without_insecure() {
+        let mut doc = summary_json(&https_fixture());
+        doc["tls"].as_object_mut().unwrap().remove("insecure");
+        assert!(!validator().is_valid(&doc));
+        let mut doc = summary_json(&https_fixture());
+        doc["connections"]["opened"] = json!(1);
+        assert!(!validator().is_valid(&doc));
+    }
+
+    #[test]
+    fn table_has_a_connections_line() {
+        let out = table(&https_fixture());
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("connections:"))
+            .unwrap_or_else(|| panic!("no connections line:\n{out}"));
+        assert_eq!(
+            line,
+            "connections: 40 new, 1,160 reused; connect p50 0.08 ms, p99 0.3 ms; \
+             TLS handshake p50 1.2 ms, p99 3.4 ms"
+        );
+        // Under the stats table: after the aggregate row, before the failures.
+        let agg = out.find(AGGREGATED).unwrap();
+        let at = out.find("connections:").unwrap();
+        assert!(agg < at && at < out.find("Failures").unwrap(), "{out}");
+
+        let mut plain = https_fixture();
+        plain.tls = None;
+        plain.total.metrics.remove(TLS_HANDSHAKE);
+        let out = table(&plain);
+        assert!(
+            out.contains("connections: 40 new, 1,160 reused; connect p50 0.08 ms, p99 0.3 ms\n"),
+            "{out}"
+        );
+        assert!(!out.contains("TLS"), "{out}");
+        assert!(
+            !table(&fixture()).contains("connections:"),
+            "no counters, no line"
+        );
+
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(99_950), "99,950");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(short_ms(0.08), "0.08");
+        assert_eq!(short_ms(0.3), "0.3");
+        assert_eq!(short_ms(250.0), "250");
+        assert_eq!(short_ms(1234.0), "1234");
     }
 
     /// A download run: the seed's figures (its own example numbers: 100 × 24,834,009 bytes in

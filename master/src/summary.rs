@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use stampede_scenarios::driver::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS};
 
 /// The name of the row that sums every request name, as Locust calls it.
 pub const AGGREGATED: &str = "Aggregated";
@@ -169,6 +170,90 @@ pub struct RunSummary {
     pub thresholds: Vec<ThresholdOutcome>,
     /// Things the user should know (a worker lost, its share moved, reports missing).
     pub events: Vec<String>,
+    /// How an `https://` target was trusted; `None` for plain `http://` (and non-URL targets).
+    pub tls: Option<TlsSummary>,
+}
+
+/// The driver histogram of each new connection's TCP connect, µs, recorded under the request
+/// that opened it.
+pub const CONNECT: &str = CONNECTION_METRICS[0];
+/// The driver histogram of each new connection's TLS handshake, µs (`https://` only).
+pub const TLS_HANDSHAKE: &str = CONNECTION_METRICS[1];
+/// The driver counter of requests that opened a new connection.
+pub const CONNECTIONS_NEW: &str = CONNECTION_COUNTERS[0];
+/// The driver counter of requests sent on a connection already open.
+pub const CONNECTIONS_REUSED: &str = CONNECTION_COUNTERS[1];
+
+/// The prefix of the failure kinds of a certificate the client did not accept
+/// (`tls: invalid peer certificate: UnknownIssuer`).
+pub const CERTIFICATE_FAILURE: &str = "tls: invalid peer certificate";
+
+/// Whether a run event is a hint to the user ([`CERTIFICATE_HINT`], ...): what `stampede run`
+/// prints on stderr as it happens, besides keeping it with the other events.
+pub fn is_hint(event: &str) -> bool {
+    event.starts_with("hint: ")
+}
+
+/// What to tell a user whose run fails on the target's certificate alone.
+pub const CERTIFICATE_HINT: &str = "hint: the target's certificate is not trusted: pass --ca FILE \
+(or [tls] ca) to trust its CA, or --insecure to skip verification";
+
+/// What a run against a target whose certificate is not verified says, once, at its start.
+pub const INSECURE_WARNING: &str = "TLS certificate verification is OFF (--insecure / [tls] \
+insecure): any server can pose as the target, and this run's figures may not be its";
+
+/// Whether failure kinds (at least one) are all certificate failures ([`CERTIFICATE_FAILURE`]):
+/// then [`CERTIFICATE_HINT`] applies. The kinds arrive from workers as text, so the prefix is
+/// all there is to classify them by.
+pub fn all_certificate_failures<'a>(kinds: impl IntoIterator<Item = &'a str>) -> bool {
+    let mut any = false;
+    for kind in kinds {
+        if !kind.starts_with(CERTIFICATE_FAILURE) {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// The TLS settings of a run against an `https://` target, as `summary.json` records them:
+/// whether verification was skipped must be on record with the figures it produced. File
+/// contents and paths stay out (a key's path says nothing about the run).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsSummary {
+    /// Certificate verification was skipped (`--insecure`, `[tls] insecure`).
+    pub insecure: bool,
+    /// The name sent as SNI and checked in the certificate, when it was not the target's host.
+    pub server_name: Option<String>,
+    /// A custom CA was trusted besides the system's roots (`--ca`, `[tls] ca`).
+    pub ca: bool,
+    /// A client certificate was presented (mutual TLS).
+    pub client_cert: bool,
+}
+
+impl TlsSummary {
+    /// The summary for a run against `target` with the scenario's `[tls]` table: `None` unless
+    /// the target is an `https://` URL (defaults when the table is absent).
+    pub fn of(
+        target: &stampede_scenarios::Target,
+        tls: Option<&stampede_scenarios::tls::TlsFile>,
+    ) -> Option<TlsSummary> {
+        let stampede_scenarios::Target::Url(uri) = target else {
+            return None;
+        };
+        if uri.scheme_str() != Some("https") {
+            return None;
+        }
+        let Some(file) = tls else {
+            return Some(TlsSummary::default());
+        };
+        Some(TlsSummary {
+            insecure: file.insecure,
+            server_name: file.server_name.clone(),
+            ca: file.ca.is_some() || file.material.ca.is_some(),
+            client_cert: file.client_cert.is_some() || file.material.client_cert.is_some(),
+        })
+    }
 }
 
 impl RunSummary {
@@ -250,5 +335,59 @@ impl NameStats {
         } else {
             self.failures as f64 / self.requests as f64
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stampede_scenarios::Target;
+    use stampede_scenarios::tls::TlsFile;
+
+    use super::*;
+
+    #[test]
+    fn the_hint_needs_certificate_failures_only() {
+        let bad = "tls: invalid peer certificate: UnknownIssuer";
+        assert!(all_certificate_failures([bad]));
+        assert!(all_certificate_failures([
+            bad,
+            "tls: invalid peer certificate: NotValidForName"
+        ]));
+        assert!(!all_certificate_failures([bad, "HTTP 503"]));
+        assert!(!all_certificate_failures([
+            "tls: handshake: unexpected eof"
+        ]));
+        assert!(!all_certificate_failures(std::iter::empty()));
+        assert!(is_hint(CERTIFICATE_HINT));
+        assert!(!is_hint(INSECURE_WARNING));
+    }
+
+    #[test]
+    fn tls_summary_only_for_https_targets() {
+        let url = |u: &str| Target::Url(u.parse().unwrap());
+        let file = TlsFile {
+            insecure: true,
+            server_name: Some("api.example".into()),
+            ca: Some("ca.pem".into()),
+            ..TlsFile::default()
+        };
+        assert_eq!(
+            TlsSummary::of(&url("http://127.0.0.1:80"), Some(&file)),
+            None
+        );
+        assert_eq!(TlsSummary::of(&Target::Builtin("http".into()), None), None);
+        assert_eq!(
+            TlsSummary::of(&url("https://10.0.0.5"), None),
+            Some(TlsSummary::default())
+        );
+        assert_eq!(
+            TlsSummary::of(&url("https://10.0.0.5"), Some(&file)),
+            Some(TlsSummary {
+                insecure: true,
+                server_name: Some("api.example".into()),
+                ca: true,
+                client_cert: false,
+            })
+        );
     }
 }

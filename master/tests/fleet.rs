@@ -472,3 +472,72 @@ async fn other_protocol_version_is_refused_with_the_reason() {
     assert!(master.snapshots.borrow().workers.is_empty());
     master.shutdown().await;
 }
+
+/// A report of `kinds` failures (one each) of request `a`.
+fn failing_report(run_id: u64, seq: u64, kinds: &[&str], last: bool) -> Report {
+    Report {
+        counters: vec![
+            Counter {
+                name: "a".into(),
+                counter: metric::REQUESTS.into(),
+                value: kinds.len() as u64,
+            },
+            Counter {
+                name: "a".into(),
+                counter: metric::FAILURES.into(),
+                value: kinds.len() as u64,
+            },
+        ],
+        failures: kinds
+            .iter()
+            .map(|k| stampede_protocol::FailureCount {
+                name: "a".into(),
+                kind: (*k).into(),
+                count: 1,
+            })
+            .collect(),
+        ..big_report(run_id, seq, 0, 0, last)
+    }
+}
+
+/// The run's events after reports of failures `first` then `then`.
+async fn events_after(first: &[&str], then: &[&str]) -> Vec<String> {
+    let mut master = start_master().await;
+    let Started {
+        _ep,
+        mut send,
+        mut recv,
+        mut reports,
+        run_id,
+    } = join_until_start(&master).await;
+    write_frame(&mut reports, &failing_report(run_id, 0, first, false))
+        .await
+        .unwrap();
+    let last = failing_report(run_id, 1, then, true);
+    let summary = stop_with(
+        &mut master,
+        run_id,
+        (&mut send, &mut recv, &mut reports),
+        &last,
+    )
+    .await;
+    master.shutdown().await;
+    summary.events.clone()
+}
+
+/// Certificate failures from the first failing report on give the hint, once; a run whose
+/// first failures are anything else gets none, even if certificate failures follow.
+#[tokio::test]
+async fn certificate_failures_first_give_the_hint_once() {
+    use stampede_master::summary::CERTIFICATE_HINT;
+    let unknown = "tls: invalid peer certificate: UnknownIssuer";
+    let expired = "tls: invalid peer certificate: Expired";
+    let events = events_after(&[unknown, expired], &[unknown]).await;
+    let hints = events.iter().filter(|e| *e == CERTIFICATE_HINT).count();
+    assert_eq!(hints, 1, "{events:#?}");
+
+    let events = events_after(&["HTTP 503", unknown], &[unknown]).await;
+    assert!(!events.iter().any(|e| e == CERTIFICATE_HINT), "{events:#?}");
+    let events = events_after(&["connect: connection refused"], &[unknown]).await;
+    assert!(!events.iter().any(|e| e == CERTIFICATE_HINT), "{events:#?}");
+}

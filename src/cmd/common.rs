@@ -389,10 +389,13 @@ pub fn random_token() -> String {
         .collect()
 }
 
-/// Shows the run's progress: a bar on a terminal, a line every 5 s otherwise.
+/// Shows the run's progress: a bar on a terminal, a line every 5 s otherwise; and each hint
+/// among the run's events ([`stampede_master::summary::is_hint`]) once, as it comes.
 pub struct Progress {
     bar: Option<ProgressBar>,
     last_line: std::time::Instant,
+    /// Hints already printed: snapshots repeat a run's events every second.
+    hinted: std::collections::BTreeSet<String>,
 }
 
 impl Progress {
@@ -409,11 +412,22 @@ impl Progress {
         Progress {
             bar,
             last_line: std::time::Instant::now(),
+            hinted: std::collections::BTreeSet::new(),
         }
     }
 
     /// Show the latest snapshot.
     pub fn update(&mut self, snap: &Snapshot) {
+        let events = snap.run.iter().flat_map(|r| &r.events);
+        for hint in events.filter(|e| stampede_master::summary::is_hint(e)) {
+            if self.hinted.insert(hint.clone()) {
+                match &self.bar {
+                    // Above the bar, which stays.
+                    Some(bar) => bar.println(hint),
+                    None => eprintln!("{hint}"),
+                }
+            }
+        }
         let line = progress_line(snap);
         let (elapsed, total) = snap
             .run

@@ -449,6 +449,7 @@ mod tests {
             schedule_lag: None,
             thresholds: Vec::new(),
             events: Vec::new(),
+            tls: None,
         };
         let spec = &StepSpec::all(&Sweep::Rates(vec![4.0]))[0];
         StepResult::of(spec, None, Arc::new(summary), Exit::Success)

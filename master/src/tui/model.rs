@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use crate::snapshot::{NameView, RunView, Snapshot};
+use crate::summary::{CONNECTIONS_NEW, CONNECTIONS_REUSED};
 
 /// Points kept for the charts: one per aggregated second, so ten minutes.
 pub const HISTORY: usize = 600;
@@ -505,6 +506,28 @@ impl Model {
     }
 }
 
+/// `connections: 50 new · 6,050 reused` for a name (or the total) whose driver counts
+/// connections; `None` for one that does not.
+pub fn connections_line(n: &NameView) -> Option<String> {
+    let new = n.counters.get(CONNECTIONS_NEW);
+    let reused = n.counters.get(CONNECTIONS_REUSED);
+    if new.is_none() && reused.is_none() {
+        return None;
+    }
+    let (new, reused) = (new.copied().unwrap_or(0), reused.copied().unwrap_or(0));
+    let all = new + reused;
+    let share = if all == 0 {
+        String::new()
+    } else {
+        format!(" ({:.1}% reused)", reused as f64 * 100.0 / all as f64)
+    };
+    Some(format!(
+        "connections: {} new · {} reused{share}",
+        crate::results::thousands(new),
+        crate::results::thousands(reused)
+    ))
+}
+
 /// A name's req/s as shown: over the last interval while the run goes on, over the whole run
 /// once it has finished (as the run's summary gives it).
 pub fn rps(run: &RunView, n: &NameView) -> f64 {
@@ -720,6 +743,22 @@ mod tests {
         let running = testdata::llm();
         let run = running.run.as_ref().unwrap();
         assert_eq!(rps(run, &run.total), run.total.rps);
+    }
+
+    #[test]
+    fn connections_line_only_where_connections_are_counted() {
+        let s = crate::tui::testdata::https();
+        let run = s.run.as_ref().unwrap();
+        assert_eq!(
+            connections_line(&run.total).as_deref(),
+            Some("connections: 50 new · 6,050 reused (99.2% reused)")
+        );
+        assert_eq!(
+            connections_line(&run.names[1]).as_deref(),
+            Some("connections: 10 new · 970 reused (99.0% reused)")
+        );
+        let plain = crate::tui::testdata::running();
+        assert_eq!(connections_line(&plain.run.unwrap().total), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Fixed snapshots for the terminal UI's tests: waiting, running (with a lost worker and
-//! failures), finished, and one per kind view (LLM, priority, downloads).
+//! failures), finished, one per kind view (LLM, priority, downloads), and an `https://` run
+//! with connection figures.
 
 use std::collections::BTreeMap;
 
@@ -217,5 +218,43 @@ pub fn download() -> Snapshot {
     let mut r = run("download", vec![n]);
     r.users = 40;
     s.run = Some(r);
+    s
+}
+
+/// `values` µs as the view of driver metric `metric`, buckets included.
+fn measured(metric: &str, values: &[(u64, u64)]) -> MetricView {
+    let mut h = stampede_scenarios::recorder::new_histogram();
+    for &(us, times) in values {
+        for _ in 0..times {
+            stampede_scenarios::recorder::record_clamped(&mut h, us);
+        }
+    }
+    MetricView::of(metric, &h)
+}
+
+/// The running run against an `https://` target: each name opened a few connections (TCP
+/// connect about 80 µs, TLS handshake about 1.2 ms) and sent the rest of its requests on them.
+pub fn https() -> Snapshot {
+    let mut s = running();
+    let r = s.run.as_mut().expect("running() has a run");
+    let mut names = std::mem::take(&mut r.names);
+    for (n, new) in names.iter_mut().zip([40u64, 10]) {
+        n.counters.insert("connections_new".into(), new);
+        n.counters
+            .insert("connections_reused".into(), n.requests - new);
+        let slow = new / 10;
+        n.metrics.insert(
+            "connect".into(),
+            measured("connect", &[(80, new - slow), (310, slow)]),
+        );
+        n.metrics.insert(
+            "tls_handshake".into(),
+            measured("tls_handshake", &[(1_200, new - slow), (3_400, slow)]),
+        );
+    }
+    let mut https = run("http", names);
+    https.failures = r.failures.clone();
+    https.events = r.events.clone();
+    s.run = Some(https);
     s
 }

@@ -16,6 +16,7 @@ use ratatui::widgets::{
 
 use super::model::{Model, View};
 use crate::snapshot::{NameView, RunView, WorkerView};
+use crate::summary::{CONNECT, TLS_HANDSHAKE};
 
 /// The keys, as the footer shows them.
 const KEYS: &[(&str, &str)] = &[
@@ -306,21 +307,49 @@ fn worker_row(w: &WorkerView) -> Row<'static> {
 }
 
 fn requests_table(run: &RunView, frame: &mut Frame, area: Rect, scroll: usize) {
-    let header = Row::new(
-        [
-            "name", "count", "fails", "req/s", "p50", "p90", "p99", "max",
-        ]
-        .map(|h| {
-            if h == "name" {
-                Cell::from(h)
-            } else {
-                right(h.to_string())
-            }
-        }),
-    )
+    // Connection columns only for drivers that time connections, TLS only on `https://`.
+    let has = |metric: &str| {
+        run.names
+            .iter()
+            .chain([&run.total])
+            .any(|n| n.metrics.contains_key(metric))
+    };
+    let (connect, tls) = (has(CONNECT), has(TLS_HANDSHAKE));
+    let mut titles = vec![
+        "name", "count", "fails", "req/s", "p50", "p90", "p99", "max",
+    ];
+    let mut widths = vec![
+        Constraint::Fill(1),
+        Constraint::Length(8),
+        Constraint::Length(7),
+        Constraint::Length(7),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+    ];
+    for (shown, title) in [(connect, "conn"), (tls, "tls")] {
+        if shown {
+            titles.push(title);
+            widths.push(Constraint::Length(6));
+        }
+    }
+    let header = Row::new(titles.into_iter().map(|h| {
+        if h == "name" {
+            Cell::from(h)
+        } else {
+            right(h.to_string())
+        }
+    }))
     .style(Style::new().bold().underlined());
+    let p50 = |n: &NameView, metric: &str| {
+        n.metrics
+            .get(metric)
+            .filter(|m| m.count > 0)
+            .map_or("-".to_string(), |m| ms(m.p50_ms))
+    };
     let row = |n: &NameView| {
-        Row::new(vec![
+        let mut cells = vec![
             Cell::from(n.name.clone()),
             right(count(n.requests)),
             right(count(n.failures)).style(if n.failures > 0 {
@@ -333,25 +362,28 @@ fn requests_table(run: &RunView, frame: &mut Frame, area: Rect, scroll: usize) {
             right(ms(n.p90_ms)),
             right(ms(n.p99_ms)),
             right(ms(n.max_ms)),
-        ])
+        ];
+        for (shown, metric) in [(connect, CONNECT), (tls, TLS_HANDSHAKE)] {
+            if shown {
+                cells.push(right(p50(n, metric)));
+            }
+        }
+        Row::new(cells)
     };
     let rows: Vec<Row> = run.names.iter().skip(scroll).map(row).collect();
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Fill(1),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(6),
-        ],
-    )
-    .header(header)
-    .footer(row(&run.total).style(Style::new().bold()))
-    .block(Block::bordered().title(" Requests (latency in ms, whole run) "));
+    let title = if connect {
+        " Requests (latency in ms, whole run; conn, tls: p50 of new connections) "
+    } else {
+        " Requests (latency in ms, whole run) "
+    };
+    let mut block = Block::bordered().title(title);
+    if let Some(line) = super::model::connections_line(&run.total) {
+        block = block.title_bottom(format!(" {line} "));
+    }
+    let table = Table::new(rows, widths)
+        .header(header)
+        .footer(row(&run.total).style(Style::new().bold()))
+        .block(block);
     frame.render_widget(table, area);
 }
 
@@ -1044,6 +1076,15 @@ mod tests {
         );
     }
 
+    /// An `https://` run: connect and handshake p50 columns, connection counts at the bottom.
+    #[test]
+    fn requests_view_with_connections() {
+        check(
+            "requests_https",
+            &on(model_of(testdata::https()), View::Requests),
+        );
+    }
+
     #[test]
     fn workers_view_marks_the_lost_one() {
         let m = on(model_of(testdata::running()), View::Workers);
@@ -1124,7 +1165,12 @@ mod tests {
 
     #[test]
     fn any_size_draws_without_panicking_and_keeps_the_footer() {
-        for s in [testdata::waiting(), testdata::running(), testdata::llm()] {
+        for s in [
+            testdata::waiting(),
+            testdata::running(),
+            testdata::llm(),
+            testdata::https(),
+        ] {
             let mut m = with_history(
                 if s.run.is_some() {
                     s.clone()
