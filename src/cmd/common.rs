@@ -92,13 +92,6 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
     }
     // Prompts and TLS files travel inside the scenario, so workers on other hosts need none.
     config.resolve_files(&path.display().to_string())?;
-    if config.file.tls.as_ref().is_some_and(|t| t.insecure) {
-        eprintln!(
-            "WARNING: TLS certificate verification is OFF (--insecure / [tls] insecure = true): \
-             whoever answers on the target's address is trusted, an impostor included. \
-             summary.json records it."
-        );
-    }
     if let Some(llm) = &config.file.llm
         && let Ok(backend) = llm.backend.parse::<stampede_scenarios::llm::Backend>()
         && llm.stream
