@@ -29,6 +29,8 @@ pub(crate) struct Pki {
     pub client: (PathBuf, PathBuf),
     /// A key that belongs to no certificate here.
     pub stray_key: PathBuf,
+    /// `localhost` and `127.0.0.1`, signed by the CA, valid only in 2020.
+    pub expired: (PathBuf, PathBuf),
 }
 
 impl Pki {
@@ -46,11 +48,15 @@ impl Pki {
         };
         let (ca, ca_key) = ca_of("stampede test CA");
         let (other_ca, _) = ca_of("another CA");
-        let leaf = |names: &[&str], client: bool, file: &str| {
+        let leaf_in = |names: &[&str], client: bool, file: &str, expired: bool| {
             let key = KeyPair::generate().unwrap();
             let mut params =
                 CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
                     .unwrap();
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
             params.extended_key_usages = vec![if client {
                 ExtendedKeyUsagePurpose::ClientAuth
             } else {
@@ -62,12 +68,14 @@ impl Pki {
                 dir.write(&format!("{file}.key"), &key.serialize_pem()),
             )
         };
+        let leaf = |names: &[&str], client: bool, file: &str| leaf_in(names, client, file, false);
         Pki {
             ca: dir.write("ca.pem", &ca.pem()),
             other_ca: dir.write("other-ca.pem", &other_ca.pem()),
             server: leaf(&["localhost", "127.0.0.1", "api.test"], false, "server"),
             other: leaf(&["other.test"], false, "other"),
             client: leaf(&["client.test"], true, "client"),
+            expired: leaf_in(&["localhost", "127.0.0.1"], false, "expired", true),
             stray_key: dir.write("stray.key", &KeyPair::generate().unwrap().serialize_pem()),
         }
     }
@@ -565,5 +573,31 @@ fn https_example_runs_as_it_ships() {
     assert!(
         (1..=100).contains(&handshakes),
         "{handshakes} TLS handshakes for 50 users"
+    );
+}
+
+#[test]
+fn an_expired_certificate_is_a_named_failure() {
+    let dir = TestDir::new();
+    let pki = Pki::make(&dir);
+    let target = crate::util::Target::start_with(&[
+        "--cert",
+        pki.expired.0.to_str().unwrap(),
+        "--key",
+        pki.expired.1.to_str().unwrap(),
+    ]);
+    assert!(target.url.starts_with("https://"), "{}", target.url);
+    let s = scenario(&dir, &target.url, "1s", "[tls]\nca = \"ca.pem\"\n");
+    let (done, summary) = run(&dir, &s, &[]);
+    let requests = total(&summary, "requests");
+    assert!(requests > 0, "{}", done.show());
+    assert_eq!(
+        failure_kinds(&summary),
+        vec![(
+            "tls: invalid peer certificate: Expired".to_string(),
+            requests
+        )],
+        "{}",
+        done.show()
     );
 }

@@ -458,11 +458,13 @@ impl Target {
         const PREFIX: &str = "stampede target http listening on ";
         let line = proc.wait_stdout_line(PREFIX, STARTUP);
         let url = line[line.find(PREFIX).unwrap() + PREFIX.len()..]
-            .trim()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
             .to_string();
         let addr = url
-            .strip_prefix("http://")
-            .and_then(|a| a.parse().ok())
+            .split_once("://")
+            .and_then(|(_, a)| a.parse().ok())
             .unwrap_or_else(|| panic!("target printed an odd URL: {line:?}"));
         Target {
             _proc: proc,

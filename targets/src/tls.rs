@@ -170,11 +170,7 @@ impl ServerTls {
         }
         // The file as given: it is what clients should trust, intermediates and all.
         let certificate_pem = String::from_utf8_lossy(&certificate_bytes).into_owned();
-        ServerTls::build(
-            certificate_pem,
-            vec![certificate.display().to_string()],
-            certified,
-        )
+        ServerTls::build(certificate_pem, Vec::new(), certified)
     }
 
     /// A self-signed certificate, made now, for `localhost`, `127.0.0.1` and `::1`, plus `bind`
