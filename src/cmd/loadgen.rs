@@ -200,8 +200,8 @@ fn scenario(opt: &LoadgenOpt) -> anyhow::Result<ScenarioConfig> {
     Ok(config)
 }
 
-/// The seed's `localhost:50051` as a URL; `http://`, `https://` and `builtin:scheduler` pass
-/// as they are.
+/// The MLPerf-LoadGen priority runner's `localhost:50051` as a URL; `http://`, `https://` and
+/// `builtin:scheduler` pass as they are.
 fn scheduler_url(s: &str) -> anyhow::Result<String> {
     let s = s.trim();
     if s.is_empty() {

@@ -1327,7 +1327,7 @@ mod tests {
     /// failure kinds recorded other than `success=false`.
     async fn one_per_class(driver: &PriorityDriver, recorder: &Recorder) -> (u64, Vec<String>) {
         let mut session = driver.session();
-        let mut rng = SmallRng::seed_from_u64(9);
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
         for class in 0..CLASSES {
             session
                 .call(Call {
