@@ -474,8 +474,10 @@ pub struct TargetLlmOpt {
 /// `stampede loadgen`.
 #[derive(Debug, Args)]
 pub struct LoadgenOpt {
-    /// The scheduler's gRPC endpoint, `HOST:PORT` (or `http://HOST:PORT`), or
-    /// `builtin:scheduler` to start the simulated one here.
+    /// The scheduler's gRPC endpoint, `HOST:PORT` (or `http://HOST:PORT`), `https://HOST:PORT`
+    /// for gRPC over TLS (grpc's `secure_channel`; trust and identity from --ca, --insecure,
+    /// --client-cert, --client-key, --server-name), or `builtin:scheduler` to start the
+    /// simulated one here.
     #[arg(long, default_value = "localhost:50051", value_name = "URL")]
     pub scheduler_url: String,
     /// Total requests per second across all classes and workers.
@@ -519,9 +521,14 @@ pub struct LoadgenOpt {
     )]
     pub token: Option<String>,
     /// A priority scenario file to start from (its custom workloads, model mix, spikes,
-    /// timeout); the flags above replace its target, rate, duration, workload and count.
+    /// timeout, `[tls]`); the flags above replace its target, rate, duration, workload and
+    /// count, and the TLS flags its `[tls]` settings.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
+    /// Trust and identity for an `https://` --scheduler-url (each replaces the scenario's
+    /// `[tls]` setting). The files are read here and sent to the workers.
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 /// `stampede target scheduler`.
@@ -537,6 +544,20 @@ pub struct TargetSchedulerOpt {
     /// and vit=12ms). Requests for other models are refused with INVALID_ARGUMENT.
     #[arg(long = "model", value_name = "NAME=DURATION", value_parser = model_time)]
     pub models: Vec<(String, HumanDuration)>,
+    /// Serve gRPC over TLS (ALPN h2), with the certificate of --cert and --key, or without
+    /// them a self-signed one for localhost, 127.0.0.1 and ::1 (made at start; see --cert-out).
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM certificate (chain, leaf first) to serve; implies --tls, needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Write the served certificate (PEM) to this file: what clients pass as --ca to trust a
+    /// self-signed one. Needs --tls or --cert.
+    #[arg(long, value_name = "FILE")]
+    pub cert_out: Option<PathBuf>,
 }
 
 /// `NAME=DURATION`.

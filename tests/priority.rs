@@ -1,6 +1,8 @@
 //! `priority` traffic (seed 001) end to end: `stampede loadgen` with 2 worker processes
 //! against `stampede target scheduler` (a separate process) over real gRPC, and the files it
-//! writes, also on a fleet of joined `stampede worker`s (`--listen`); bad input: an unknown workload, a bad URL, a scheduler that is down or slow.
+//! writes, also on a fleet of joined `stampede worker`s (`--listen`); bad input: an unknown workload, a bad URL, a scheduler that is down or slow;
+//! gRPC over TLS: `target scheduler --tls` with `loadgen --scheduler-url https://` (`--ca`,
+//! `--insecure`, neither) and a `priority` scenario under `stampede run`.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -311,4 +313,153 @@ fn slow_scheduler_times_out_per_request() {
     assert!(slowest < 2_500_000_000, "{slowest} ns");
     let (n, _) = received(sched);
     assert!(n > 0);
+}
+
+/// `stampede target scheduler --tls` (a self-signed certificate, written to `ca.pem` in `dir`);
+/// returns it and its `https://HOST:PORT`.
+fn tls_scheduler(dir: &TestDir) -> (Proc, String) {
+    let ca = dir.join("ca.pem");
+    let (p, addr) = scheduler(&["--gpus", "4", "--tls", "--cert-out", ca.to_str().unwrap()]);
+    assert!(
+        dir.read("ca.pem").contains("-----BEGIN CERTIFICATE-----"),
+        "--cert-out wrote the certificate"
+    );
+    (p, format!("https://{addr}"))
+}
+
+/// The failures of a run, from summary.json: (error, occurrences).
+fn failure_rows(dir: &TestDir) -> Vec<(String, u64)> {
+    let summary = dir.read_json("logs/summary.json");
+    summary["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["error"].as_str().unwrap().to_string(),
+                f["occurrences"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `--scheduler-url https://` with `--ca` the scheduler's certificate, then with `--insecure`:
+/// every request answered over TLS (none failed), and the scheduler received exactly as many
+/// as the CSVs have rows.
+#[test]
+fn loadgen_over_tls_with_ca_or_insecure() {
+    let dir = TestDir::new();
+    let (sched, url) = tls_scheduler(&dir);
+    let mut rows = 0;
+    for trust in [&["--ca", "ca.pem"][..], &["--insecure"][..]] {
+        let done = loadgen(&dir, &[&short_run(&url)[..], trust].concat());
+        done.assert_code(0);
+        let summary = dir.read_json("logs/summary.json");
+        let requests = summary["total"]["requests"].as_u64().unwrap();
+        assert!(requests >= 9, "{}", done.show());
+        // An answer that expired in the queue is `success=false`; nothing else may fail.
+        let failed: Vec<_> = failure_rows(&dir)
+            .into_iter()
+            .filter(|(e, _)| e != "success=false")
+            .collect();
+        assert!(failed.is_empty(), "{trust:?}: {failed:?}\n{}", done.show());
+        let csv_rows = dir.read("metrics.csv").lines().skip(1).count() as u64;
+        assert_eq!(csv_rows, requests, "{trust:?}");
+        rows += requests;
+    }
+    let (count, line) = received(sched);
+    assert_eq!(count, rows, "requests of both runs vs {line}");
+}
+
+/// Without `--ca` the self-signed scheduler is not trusted: every request is a failure whose
+/// kind names the cause, the scheduler received none, and the run still ends on time.
+#[test]
+fn loadgen_over_tls_without_ca_names_the_cause() {
+    let dir = TestDir::new();
+    let (sched, url) = tls_scheduler(&dir);
+    let started = std::time::Instant::now();
+    let done = loadgen(&dir, &short_run(&url));
+    done.assert_code(0);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "a 2.5 s run took {:?}",
+        started.elapsed()
+    );
+    let summary = dir.read_json("logs/summary.json");
+    let requests = summary["total"]["requests"].as_u64().unwrap();
+    assert!(requests >= 9, "{}", done.show());
+    assert_eq!(summary["total"]["failures"].as_u64(), Some(requests));
+    let rows = failure_rows(&dir);
+    assert!(
+        rows.iter()
+            .all(|(e, _)| e == "tls: invalid peer certificate: UnknownIssuer"),
+        "{rows:?}"
+    );
+    assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), requests);
+    let (count, line) = received(sched);
+    assert_eq!(count, 0, "{line}");
+}
+
+/// TLS flags with a plaintext URL, or a CA file that is not there: one line naming the flag,
+/// exit 1, nothing run.
+#[test]
+fn loadgen_tls_flags_are_checked() {
+    let dir = TestDir::new();
+    let done = loadgen(&dir, &["--scheduler-url", "127.0.0.1:9", "--insecure"]);
+    done.assert_code(1);
+    assert!(
+        done.stderr.contains("apply to an https://"),
+        "{}",
+        done.show()
+    );
+    let done = loadgen(
+        &dir,
+        &["--scheduler-url", "https://127.0.0.1:9", "--ca", "nope.pem"],
+    );
+    done.assert_code(1);
+    assert!(done.stderr.contains("--ca: nope.pem"), "{}", done.show());
+    assert!(!dir.join("metrics.csv").exists());
+}
+
+/// A `kind = "priority"` scenario under `stampede run` against the TLS scheduler, trusting it
+/// by `[tls] ca` (relative to the scenario): no request failed on the way, and the scheduler
+/// received each one.
+#[test]
+fn priority_scenario_runs_over_tls() {
+    let dir = TestDir::new();
+    let (sched, url) = tls_scheduler(&dir);
+    let scenario = dir.write(
+        "p.toml",
+        &format!(
+            "name = \"tls\"\nkind = \"priority\"\ntarget = \"{url}\"\nduration = \"2s\"\n\
+             [load]\nmodel = \"open\"\nrate = 12\n[tls]\nca = \"ca.pem\"\n"
+        ),
+    );
+    let out = dir.join("out");
+    let done = Proc::run(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--workers",
+            "1",
+            "--headless",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        crate::util::workspace_root(),
+        RUN_LIMIT,
+    );
+    done.assert_code(0);
+    let summary = dir.read_json("out/summary.json");
+    let requests = summary["total"]["requests"].as_u64().unwrap();
+    assert!(requests > 0, "{}", done.show());
+    let failed: Vec<_> = summary["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["error"] != "success=false")
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    let (count, line) = received(sched);
+    assert_eq!(count, requests, "{line}");
 }

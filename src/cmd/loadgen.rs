@@ -2,7 +2,10 @@
 //! `priority` scenario from the flags (or from `--scenario` with the flags applied), runs it on
 //! local worker processes or, with `--listen`, on a fleet of `stampede worker`s, and writes
 //! what the seed writes: the per-request CSV (`--metrics-csv`), the per-class table on stdout,
-//! and per class a LoadGen-style summary in `--output-dir/tier{T}_{slo}/`.
+//! and per class a LoadGen-style summary in `--output-dir/tier{T}_{slo}/`. An `https://`
+//! scheduler is reached over TLS (grpc's `secure_channel`) with the `--ca`, `--insecure`,
+//! `--client-cert`, `--client-key` and `--server-name` of the other commands; their files are
+//! read here and travel to the workers in the scenario.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -11,6 +14,7 @@ use std::time::Duration;
 use anyhow::bail;
 use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::driver::priority::{PriorityFile, STREAM};
+use stampede_scenarios::model::TlsOverrides;
 use stampede_scenarios::units::{Count, HumanDuration, Rate};
 use stampede_scenarios::{Overrides, ScenarioConfig};
 
@@ -127,6 +131,19 @@ fn scenario(opt: &LoadgenOpt) -> anyhow::Result<ScenarioConfig> {
         bail!("--duration-ms must be above 0");
     }
     let url = scheduler_url(&opt.scheduler_url)?;
+    let tls = TlsOverrides {
+        ca: opt.tls.ca.clone(),
+        insecure: opt.tls.insecure,
+        client_cert: opt.tls.client_cert.clone(),
+        client_key: opt.tls.client_key.clone(),
+        server_name: opt.tls.server_name.clone(),
+    };
+    if !tls.is_empty() && !url.starts_with("https://") {
+        bail!(
+            "--ca, --insecure, --client-cert, --client-key and --server-name apply to an \
+             https:// --scheduler-url; `{url}` is plaintext"
+        );
+    }
     let mut file = match &opt.scenario {
         Some(path) => {
             let c = ScenarioConfig::load(path)?;
@@ -159,20 +176,32 @@ fn scenario(opt: &LoadgenOpt) -> anyhow::Result<ScenarioConfig> {
         .scenario
         .as_ref()
         .map_or("<loadgen flags>".to_string(), |p| p.display().to_string());
-    let config = ScenarioConfig::parse(&text, &origin, &Overrides::default()).map_err(|e| {
-        // Name the flag rather than the field it fills.
+    let overrides = Overrides {
+        tls: tls.clone(),
+        ..Overrides::default()
+    };
+    // Name the flag rather than the field it fills.
+    let named = |e: stampede_scenarios::ScenarioError| {
         let flag = match e.field.as_deref() {
             Some("priority.workload") => "--workload",
             Some("target") => "--scheduler-url",
             Some("load.rate") => "--total-qps",
+            Some("tls.ca") if tls.ca.is_some() => "--ca",
+            Some("tls.client_cert") if tls.client_cert.is_some() => "--client-cert",
+            Some("tls.client_key") if tls.client_key.is_some() => "--client-key",
+            Some("tls.server_name") if tls.server_name.is_some() => "--server-name",
             _ => return anyhow::Error::from(e),
         };
         anyhow::anyhow!("{flag}: {}", e.message)
-    })?;
+    };
+    let mut config = ScenarioConfig::parse(&text, &origin, &overrides).map_err(named)?;
+    // The TLS files travel inside the scenario, so workers on other hosts need none.
+    config.resolve_files(&origin).map_err(named)?;
     Ok(config)
 }
 
-/// The seed's `localhost:50051` as a URL; `http://` and `builtin:scheduler` pass as they are.
+/// The MLPerf-LoadGen priority runner's `localhost:50051` as a URL; `http://`, `https://` and
+/// `builtin:scheduler` pass as they are.
 fn scheduler_url(s: &str) -> anyhow::Result<String> {
     let s = s.trim();
     if s.is_empty() {
@@ -182,7 +211,7 @@ fn scheduler_url(s: &str) -> anyhow::Result<String> {
         return Ok(s.to_string());
     }
     if s.contains("://") {
-        bail!("--scheduler-url `{s}`: use HOST:PORT or http://HOST:PORT");
+        bail!("--scheduler-url `{s}`: use HOST:PORT, http://HOST:PORT or https://HOST:PORT (TLS)");
     }
     Ok(format!("http://{s}"))
 }

@@ -202,6 +202,7 @@ pub async fn scheduler(opt: TargetSchedulerOpt) -> anyhow::Result<Exit> {
     if !opt.models.is_empty() {
         config.service_times = opt.models.iter().map(|(m, t)| (m.clone(), t.0)).collect();
     }
+    config.tls = scheduler_tls(&opt)?;
     let listener = tokio::net::TcpListener::bind(opt.bind)
         .await
         .with_context(|| format!("binding {}", opt.bind))?;
@@ -211,8 +212,13 @@ pub async fn scheduler(opt: TargetSchedulerOpt) -> anyhow::Result<Exit> {
         .iter()
         .map(|(m, t)| format!("{m} {}", stampede_scenarios::units::format_duration(*t)))
         .collect();
+    let over = if config.tls.is_some() {
+        "over TLS, "
+    } else {
+        ""
+    };
     println!(
-        "stampede target scheduler on {addr} (gRPC scheduler.SchedulerService, {} GPU(s); {})",
+        "stampede target scheduler on {addr} (gRPC scheduler.SchedulerService, {over}{} GPU(s); {})",
         config.gpus,
         models.join(", ")
     );
@@ -275,4 +281,33 @@ fn described(transport: &Transport) -> String {
             tls.names().join(", ")
         ),
     }
+}
+
+/// The scheduler's TLS from `--tls`, `--cert`/`--key` and `--cert-out`: none without them.
+fn scheduler_tls(
+    opt: &TargetSchedulerOpt,
+) -> anyhow::Result<Option<stampede_targets::scheduler::tls::SchedulerTls>> {
+    use stampede_targets::scheduler::tls::SchedulerTls;
+    let tls = match (&opt.cert, &opt.key) {
+        (Some(cert), Some(key)) => {
+            let read = |flag: &str, path: &std::path::Path| {
+                std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))
+            };
+            let (cert_pem, key_pem) = (read("--cert", cert)?, read("--key", key)?);
+            SchedulerTls::from_pem(&cert_pem, &key_pem)
+                .with_context(|| format!("--cert {} --key {}", cert.display(), key.display()))?
+        }
+        _ if opt.tls => SchedulerTls::self_signed()?,
+        _ => {
+            if opt.cert_out.is_some() {
+                anyhow::bail!("--cert-out needs --tls (or --cert and --key)");
+            }
+            return Ok(None);
+        }
+    };
+    if let Some(out) = &opt.cert_out {
+        std::fs::write(out, tls.cert_pem())
+            .with_context(|| format!("writing --cert-out {}", out.display()))?;
+    }
+    Ok(Some(tls))
 }

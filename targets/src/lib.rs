@@ -16,7 +16,8 @@
 //! - [`registry`]: a simulated model registry (seed 002): 500 models, Tiny-LLM's 24.8 MB
 //!   `model.zip` generated on the fly, byte ranges, a bandwidth limit, faults on request.
 //! - [`scheduler`]: a simulated GPU scheduler (seed 001) serving `scheduler.proto` over gRPC:
-//!   per-model service times, a queue ordered by tier then deadline, expired requests refused.
+//!   per-model service times, a queue ordered by tier then deadline, expired requests refused;
+//!   over TLS with a given or self-signed certificate (`scheduler::tls`).
 //! - [`tls`]: how the HTTP targets speak ([`tls::Transport`]: plaintext HTTP/1.1, h2c, or TLS
 //!   with HTTP/2 by ALPN) and their certificate, from PEM files or self-signed.
 //!

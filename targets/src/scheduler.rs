@@ -7,7 +7,8 @@
 //! answered at once with `success = false` ("expired"), so under load the low tiers and tight
 //! SLOs show how a priority scheduler treats them. A request that is not well formed (tier not
 //! 1..3, tensor length not the shape's product, unknown model) is answered `INVALID_ARGUMENT`.
-//! No inference is done: the tensor is only counted.
+//! No inference is done: the tensor is only counted. With [`SchedulerConfig::tls`] it serves
+//! gRPC over TLS ([`tls`]).
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -23,13 +24,18 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
+#[path = "scheduler_tls.rs"]
+pub mod tls;
+
 /// How the simulated scheduler behaves.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// Requests run at once (GPUs); each takes the head of the queue.
     pub gpus: usize,
     /// Service time per model; requests for other models are refused.
     pub service_times: BTreeMap<String, Duration>,
+    /// Serve over TLS (ALPN `h2`) instead of plaintext HTTP/2.
+    pub tls: Option<tls::SchedulerTls>,
 }
 
 impl Default for SchedulerConfig {
@@ -40,6 +46,7 @@ impl Default for SchedulerConfig {
                 ("resnet50".to_string(), Duration::from_millis(5)),
                 ("vit".to_string(), Duration::from_millis(12)),
             ]),
+            tls: None,
         }
     }
 }
@@ -265,21 +272,33 @@ pub async fn serve(
     for _ in 0..config.gpus {
         tasks.spawn(gpu(queue.clone(), stats.clone(), shutdown.clone()));
     }
+    let tls = config.tls.clone();
     let service = Service {
         config,
         stats,
         queue,
     };
-    let served = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         // 600 KB requests: a window of several requests avoids a round trip per 64 KB.
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
-        .add_service(SchedulerServiceServer::new(service))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown.clone().cancelled_owned(),
-        )
-        .await;
+        .add_service(SchedulerServiceServer::new(service));
+    let stop = shutdown.clone().cancelled_owned();
+    let served = match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls.incoming(listener, shutdown.clone()), stop)
+                .await
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop,
+                )
+                .await
+        }
+    };
     tasks.close();
     tasks.wait().await;
     served.map_err(anyhow::Error::from)

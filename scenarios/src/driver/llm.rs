@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::grpc::{GrpcConnector, GrpcMarks, failure_under};
 use super::h1::{H1Conn, H1Error};
 use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
-use stampede_protocol::stamped::{Arrival, Sent, StampedStream};
+use stampede_protocol::stamped::Arrival;
 
 use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
@@ -149,10 +150,13 @@ struct Inner {
     prompts: PromptSet,
     counter: TokenCounter,
     slo: Slo,
-    /// `host:port` of the target, for the JetStream backend's gRPC channel.
+    /// `host:port` of the target, for messages.
     authority: String,
     /// Where HTTP backends connect, and TLS for `https://`.
     endpoint: Endpoint,
+    /// The JetStream backend's gRPC target (`http://` or `https://` and `host:port`) and its
+    /// connector (TLS with ALPN `h2` on `https://`); `None` for the HTTP backends.
+    grpc: Option<(String, GrpcConnector)>,
     timeout: Duration,
     /// Whether each request writes a row to the `requests` stream.
     rows: bool,
@@ -188,6 +192,16 @@ impl LlmDriver {
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
         let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http1)?;
+        let grpc = if settings.backend == Backend::JetStream {
+            let grpc = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http2)?;
+            let scheme = if grpc.is_tls() { "https" } else { "http" };
+            Some((
+                format!("{scheme}://{}", grpc.authority),
+                GrpcConnector::new(grpc),
+            ))
+        } else {
+            None
+        };
         let prompts = if llm.resolved.is_empty() {
             PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
                 .map_err(|e| DriverError::Invalid(format!("llm.prompts: {e}")))?
@@ -232,6 +246,7 @@ impl LlmDriver {
                     authority.port_u16().unwrap_or(80)
                 ),
                 endpoint,
+                grpc,
                 timeout: llm.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
                 rows: llm.requests_csv,
                 warned_not_grpc: AtomicBool::new(false),
@@ -599,17 +614,17 @@ impl LlmSession {
         use stampede_grpc::jetstream::decode_response::Content;
         let inner = &*self.inner;
         if self.grpc.is_none() {
-            let endpoint =
-                tonic::transport::Endpoint::from_shared(format!("http://{}", inner.authority))
-                    .map_err(|_| (0, Failure::Connect("bad address")))?;
-            let connector = StampedConnector {
-                authority: inner.authority.clone(),
-                marks: self.grpc_marks.clone(),
+            let Some((url, connector)) = &inner.grpc else {
+                return Err((0, Failure::Other("JetStream: no gRPC target".into())));
             };
+            let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|_| (0, Failure::Connect("bad address")))?;
+            // Each connection's reads stamped (after the handshake on TLS), its marks here.
+            let connector = connector.clone().with_marks(self.grpc_marks.clone());
             let channel = endpoint
                 .connect_with_connector(connector)
                 .await
-                .map_err(|e| (0, Failure::Connect(transport_kind(&e))))?;
+                .map_err(|e| (0, connect_failure(&e)))?;
             self.grpc = Some(OrchestratorClient::new(channel));
         }
         // The invariant: set just above unless it was there.
@@ -688,6 +703,11 @@ impl LlmSession {
     /// the server ever answered, a warning says the target may not speak gRPC (an HTTP/1
     /// server, such as `stampede target llm`'s HTTP port, drops HTTP/2 connections).
     fn grpc_failure(&self, status: &tonic::Status) -> Failure {
+        // The connection's own failure (a TLS handshake refused, a connect refused on a
+        // reconnect) names itself: `tls: invalid peer certificate: UnknownIssuer`.
+        if let Some(f) = failure_under(status) {
+            return f;
+        }
         let cause = transport_cause(status);
         if let Some(cause) = &cause
             && !self.grpc_answered
@@ -703,48 +723,6 @@ impl LlmSession {
             Some(cause) => Failure::Other(format!("gRPC: {cause}")),
             None => Failure::Other(format!("gRPC {:?}", status.code())),
         }
-    }
-}
-
-/// A gRPC connection's marks: when its reads' bytes arrived, when a request went out.
-#[derive(Clone)]
-struct GrpcMarks {
-    arrival: Arrival,
-    sent: Sent,
-}
-
-/// Connects the JetStream channel's TCP stream with kernel receive timestamps and hands the
-/// connection's [`GrpcMarks`] to the session (again at each reconnect).
-#[derive(Clone)]
-struct StampedConnector {
-    authority: String,
-    marks: Arc<std::sync::Mutex<Option<GrpcMarks>>>,
-}
-
-impl tonic::codegen::Service<http::Uri> for StampedConnector {
-    type Response = hyper_util::rt::TokioIo<StampedStream>;
-    type Error = std::io::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: http::Uri) -> Self::Future {
-        let (authority, slot) = (self.authority.clone(), self.marks.clone());
-        Box::pin(async move {
-            let tcp = tokio::net::TcpStream::connect(&authority).await?;
-            tcp.set_nodelay(true)?;
-            let (stream, arrival) = StampedStream::new(tcp, true);
-            let sent = stream.sent();
-            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(GrpcMarks { arrival, sent });
-            Ok(hyper_util::rt::TokioIo::new(stream))
-        })
     }
 }
 
@@ -768,16 +746,20 @@ fn transport_cause(status: &tonic::Status) -> Option<String> {
     })
 }
 
-/// A short kind for a failed gRPC connect: the I/O error's, if there is one underneath.
-fn transport_kind(e: &tonic::transport::Error) -> &'static str {
+/// The failure of a gRPC connect: the connector's (TCP or TLS), else the I/O error's kind
+/// underneath, else `connect: failed`.
+fn connect_failure(e: &tonic::transport::Error) -> Failure {
+    if let Some(f) = failure_under(e) {
+        return f;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io_kind(io);
+            return Failure::Connect(io_kind(io));
         }
         source = err.source();
     }
-    "failed"
+    Failure::Connect("failed")
 }
 
 fn body_failure(e: H1Error) -> Failure {
@@ -902,6 +884,13 @@ mod tests {
     /// A JetStream server on its own thread and runtime: each `Decode` answers 50 ms after it
     /// is called with one token, then another 10 ms later; returns its address.
     fn jetstream_server() -> String {
+        jetstream_server_with(None)
+    }
+
+    /// [`jetstream_server`], over TLS when given (ALPN h2, the scheduler target's acceptor).
+    fn jetstream_server_with(
+        tls: Option<stampede_targets::scheduler::tls::SchedulerTls>,
+    ) -> String {
         use stampede_grpc::jetstream::decode_response::stream_content::Sample;
         use stampede_grpc::jetstream::decode_response::{Content, StreamContent};
         use stampede_grpc::jetstream::orchestrator_server::{Orchestrator, OrchestratorServer};
@@ -956,12 +945,21 @@ mod tests {
             rt.block_on(async move {
                 listener.set_nonblocking(true).unwrap();
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let incoming = tonic::transport::server::TcpIncoming::from(listener);
-                tonic::transport::Server::builder()
-                    .add_service(OrchestratorServer::new(Slow))
-                    .serve_with_incoming(incoming)
-                    .await
-                    .unwrap();
+                let router =
+                    tonic::transport::Server::builder().add_service(OrchestratorServer::new(Slow));
+                match tls {
+                    Some(tls) => {
+                        let stop = tokio_util::sync::CancellationToken::new();
+                        router
+                            .serve_with_incoming(tls.incoming(listener, stop))
+                            .await
+                    }
+                    None => {
+                        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                        router.serve_with_incoming(incoming).await
+                    }
+                }
+                .unwrap();
             });
         });
         addr
@@ -974,15 +972,26 @@ mod tests {
         backend: &str,
         output: u32,
     ) -> (crate::recorder::Recorder, Box<dyn Session>) {
+        one_user_with(target, backend, output, "")
+    }
+
+    /// [`one_user`] with more scenario text (`[tls]`), its files resolved.
+    fn one_user_with(
+        target: &str,
+        backend: &str,
+        output: u32,
+        extra: &str,
+    ) -> (crate::recorder::Recorder, Box<dyn Session>) {
         use crate::model::{Overrides, ScenarioConfig};
         let text = format!(
             "name = \"l\"\ntarget = \"{target}\"\nkind = \"llm\"\nduration = \"5s\"\n\
              [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nbackend = \"{backend}\"\n\
              model = \"m\"\nstream = true\n[llm.prompts]\nsource = \"synthetic\"\n\
              input = {{ dist = \"fixed\", tokens = 2 }}\n\
-             output = {{ dist = \"fixed\", tokens = {output} }}\n"
+             output = {{ dist = \"fixed\", tokens = {output} }}\n{extra}"
         );
-        let config = ScenarioConfig::parse(&text, "l.toml", &Overrides::default()).unwrap();
+        let mut config = ScenarioConfig::parse(&text, "l.toml", &Overrides::default()).unwrap();
+        config.resolve_files("l.toml").unwrap();
         let driver = LlmDriver::new(&config).unwrap();
         let rec = crate::recorder::Recorder::new(
             vec!["l".into()],
@@ -997,9 +1006,19 @@ mod tests {
     /// blocked for 300 ms from `busy_from` after the request is handed to tonic (a first call
     /// connects, untimed; the second is the one measured).
     async fn jetstream_ttft_with_busy_worker(busy_from: Duration) -> (u64, u64) {
-        use rand::SeedableRng;
         let addr = jetstream_server();
-        let (rec, mut session) = one_user(&format!("http://{addr}"), "jetstream", 2);
+        let (rec, session) = one_user(&format!("http://{addr}"), "jetstream", 2);
+        ttft_with_busy_worker(rec, session, busy_from).await
+    }
+
+    /// The TTFT (min, max, µs) of the second of two requests of `session`, its worker blocked
+    /// for 300 ms from `busy_from` after the hand-over.
+    async fn ttft_with_busy_worker(
+        rec: crate::recorder::Recorder,
+        mut session: Box<dyn Session>,
+        busy_from: Duration,
+    ) -> (u64, u64) {
+        use rand::SeedableRng;
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         for round in 0..2 {
             let call = session.call(Call {
@@ -1048,6 +1067,37 @@ mod tests {
         assert!(
             max < 200_000,
             "TTFT {max} µs: from the hand-over, not the write"
+        );
+    }
+
+    /// JetStream over TLS (`https://`, the server's certificate as `[tls] ca`): the tokens
+    /// still carry their kernel arrival times and TTFT still counts from the write, read
+    /// through rustls off the stamped stream; without the certificate, each request is a
+    /// failure naming the TLS cause.
+    #[tokio::test(flavor = "current_thread")]
+    async fn jetstream_over_tls_keeps_its_timing_marks() {
+        let tls = stampede_targets::scheduler::tls::SchedulerTls::self_signed().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, tls.cert_pem()).unwrap();
+        let url = format!("https://{}", jetstream_server_with(Some(tls)));
+        let trusted = format!("[tls]\nca = \"{}\"\n", ca.display());
+        for busy_from in [Duration::from_millis(20), Duration::ZERO] {
+            let (rec, session) = one_user_with(&url, "jetstream", 2, &trusted);
+            let (min, max) = ttft_with_busy_worker(rec, session, busy_from).await;
+            assert!(min >= 50_000, "TTFT min {min} µs");
+            assert!(
+                max < 200_000,
+                "TTFT {max} µs over TLS, busy from {busy_from:?}"
+            );
+        }
+        let kinds = jetstream_failures(&url).await;
+        assert_eq!(
+            kinds,
+            vec![(
+                "tls: invalid peer certificate: UnknownIssuer".to_string(),
+                3
+            )]
         );
     }
 

@@ -17,6 +17,7 @@ pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
 
 pub mod download;
+pub mod grpc;
 pub mod h1;
 pub mod http;
 pub mod llm;

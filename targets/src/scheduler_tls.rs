@@ -1,0 +1,219 @@
+//! TLS for the scheduler's gRPC server (`stampede target scheduler --tls`): the rustls server
+//! configuration (the certificate given, or one made here, self-signed, for `localhost`,
+//! `127.0.0.1` and `::1`), ALPN `h2`, and the stream of TLS connections tonic serves.
+//!
+//! Each handshake runs in a task of its own, so a slow or failed one never holds up the accept
+//! loop; a failed one is dropped (the client records why). It does not ask for client
+//! certificates. tonic's own server TLS is not used: its TLS features would also change how
+//! the drivers' tonic clients treat `https://` URLs (they connect through their own rustls).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::Stream;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The names a self-signed certificate is made for.
+pub const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// How long a client may take over its handshake before the server hangs up.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the server's TLS cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerTlsError {
+    /// Making the self-signed certificate failed.
+    #[error("making a self-signed certificate: {0}")]
+    SelfSigned(#[from] rcgen::Error),
+    /// The certificate text holds no PEM certificate, or a broken one.
+    #[error("the certificate is not a PEM certificate file{0}")]
+    Certificate(String),
+    /// The key text is not a PEM private key.
+    #[error("the key is not a PEM private key: {0}")]
+    Key(String),
+    /// rustls refused the pair (a key that is not the certificate's, an unsupported key).
+    #[error("the certificate and key cannot be served: {0}")]
+    Rejected(#[from] rustls::Error),
+}
+
+/// The server side of TLS: the rustls configuration and the certificate chain it presents
+/// (what a client passes as `--ca` for a self-signed one).
+#[derive(Clone)]
+pub struct SchedulerTls {
+    config: Arc<rustls::ServerConfig>,
+    cert_pem: String,
+}
+
+impl std::fmt::Debug for SchedulerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulerTls")
+            .field("alpn", &self.config.alpn_protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SchedulerTls {
+    /// A fresh self-signed certificate for [`SELF_SIGNED_NAMES`].
+    pub fn self_signed() -> Result<SchedulerTls, ServerTlsError> {
+        let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|n| n.to_string()).collect();
+        let made = rcgen::generate_simple_self_signed(names)?;
+        SchedulerTls::from_pem(&made.cert.pem(), &made.key_pair.serialize_pem())
+    }
+
+    /// Serve `cert_pem` (a certificate chain, leaf first) with `key_pem`, its private key.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<SchedulerTls, ServerTlsError> {
+        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ServerTlsError::Certificate(format!(": {e}")))?;
+        if chain.is_empty() {
+            return Err(ServerTlsError::Certificate(
+                " (no -----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| ServerTlsError::Key(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?;
+        // gRPC is HTTP/2 only.
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(SchedulerTls {
+            config: Arc::new(config),
+            cert_pem: cert_pem.to_string(),
+        })
+    }
+
+    /// The certificate chain served, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The TLS connections accepted on `listener` until `shutdown`, for tonic's
+    /// `serve_with_incoming_shutdown`. The accept loop and the handshakes run as tasks.
+    pub fn incoming(
+        &self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> impl Stream<Item = io::Result<TlsConn>> + Send + 'static {
+        // A few handshakes finished ahead of tonic taking them.
+        let (tx, rx) = mpsc::channel(64);
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
+        tokio::spawn(accept(listener, acceptor, tx, shutdown));
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|conn| (Ok(conn), rx))
+        })
+    }
+}
+
+/// Accept TCP connections until `shutdown`, each handshake in its own task, handing the
+/// finished ones to `tx`. Ends (and so ends the stream) when tonic has dropped the stream.
+async fn accept(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tx: mpsc::Sender<TlsConn>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    tracing::debug!("accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+            _ = tx.closed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        tokio::spawn(async move {
+            let local = tcp.local_addr().ok();
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = tx
+                        .send(TlsConn {
+                            stream: Box::new(stream),
+                            local,
+                            remote,
+                        })
+                        .await;
+                }
+                Ok(Err(e)) => tracing::debug!("TLS handshake with {remote}: {e}"),
+                Err(_) => tracing::debug!("TLS handshake with {remote}: timed out"),
+            }
+        });
+    }
+}
+
+/// One accepted TLS connection.
+pub struct TlsConn {
+    /// Boxed: rustls' state is a few KiB.
+    stream: Box<tokio_rustls::server::TlsStream<TcpStream>>,
+    local: Option<SocketAddr>,
+    remote: SocketAddr,
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        tonic::transport::server::TcpConnectInfo {
+            local_addr: self.local,
+            remote_addr: Some(self.remote),
+        }
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().stream.as_mut()).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().stream.as_mut()).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(self.get_mut().stream.as_mut()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().stream.as_mut()).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self.get_mut().stream.as_mut()).poll_shutdown(cx)
+    }
+}
