@@ -15,20 +15,17 @@ use crate::util::{Proc, TestDir, wait_until};
 /// A short run's limit: its duration plus start-up, final reports and the results.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 
-/// A CA, the certificates it signed, and their keys, as PEM files in a folder.
+/// A CA, the certificates it signed, and their keys, as PEM files in a folder; also written
+/// there, named by the scenarios: `other-ca.pem` (a second CA, which signed nothing the
+/// servers present), `client.pem`/`client.key` (a client certificate signed by the CA) and
+/// `stray.key` (a key of no certificate here).
 pub(crate) struct Pki {
     /// The CA's certificate: what clients trust.
     pub ca: PathBuf,
-    /// A second CA's certificate, which signed nothing the servers present.
-    pub other_ca: PathBuf,
     /// `localhost`, `127.0.0.1` and `api.test`: the default server's certificate and key.
     pub server: (PathBuf, PathBuf),
     /// `other.test`: the second virtual server's.
     pub other: (PathBuf, PathBuf),
-    /// A client certificate (client auth) and key, signed by the CA.
-    pub client: (PathBuf, PathBuf),
-    /// A key that belongs to no certificate here.
-    pub stray_key: PathBuf,
     /// `localhost` and `127.0.0.1`, signed by the CA, valid only in 2020.
     pub expired: (PathBuf, PathBuf),
 }
@@ -69,14 +66,14 @@ impl Pki {
             )
         };
         let leaf = |names: &[&str], client: bool, file: &str| leaf_in(names, client, file, false);
+        dir.write("other-ca.pem", &other_ca.pem());
+        leaf(&["client.test"], true, "client");
+        dir.write("stray.key", &KeyPair::generate().unwrap().serialize_pem());
         Pki {
             ca: dir.write("ca.pem", &ca.pem()),
-            other_ca: dir.write("other-ca.pem", &other_ca.pem()),
             server: leaf(&["localhost", "127.0.0.1", "api.test"], false, "server"),
             other: leaf(&["other.test"], false, "other"),
-            client: leaf(&["client.test"], true, "client"),
             expired: leaf_in(&["localhost", "127.0.0.1"], false, "expired", true),
-            stray_key: dir.write("stray.key", &KeyPair::generate().unwrap().serialize_pem()),
         }
     }
 }

@@ -288,15 +288,9 @@ fn scheduler_tls(
     opt: &TargetSchedulerOpt,
 ) -> anyhow::Result<Option<stampede_targets::scheduler::tls::SchedulerTls>> {
     use stampede_targets::scheduler::tls::SchedulerTls;
+    use stampede_targets::tls::ServerTls;
     let tls = match (&opt.cert, &opt.key) {
-        (Some(cert), Some(key)) => {
-            let read = |flag: &str, path: &std::path::Path| {
-                std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))
-            };
-            let (cert_pem, key_pem) = (read("--cert", cert)?, read("--key", key)?);
-            SchedulerTls::from_pem(&cert_pem, &key_pem)
-                .with_context(|| format!("--cert {} --key {}", cert.display(), key.display()))?
-        }
+        (Some(cert), Some(key)) => SchedulerTls::from(ServerTls::from_pem_files(cert, key)?),
         _ if opt.tls => SchedulerTls::self_signed()?,
         _ => {
             if opt.cert_out.is_some() {

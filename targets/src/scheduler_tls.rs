@@ -15,88 +15,49 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The names a self-signed certificate is made for.
-pub const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+use crate::tls::{Alpn, ServerTls, TlsError};
 
 /// How long a client may take over its handshake before the server hangs up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why the server's TLS cannot be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerTlsError {
-    /// Making the self-signed certificate failed.
-    #[error("making a self-signed certificate: {0}")]
-    SelfSigned(#[from] rcgen::Error),
-    /// The certificate text holds no PEM certificate, or a broken one.
-    #[error("the certificate is not a PEM certificate file{0}")]
-    Certificate(String),
-    /// The key text is not a PEM private key.
-    #[error("the key is not a PEM private key: {0}")]
-    Key(String),
-    /// rustls refused the pair (a key that is not the certificate's, an unsupported key).
-    #[error("the certificate and key cannot be served: {0}")]
-    Rejected(#[from] rustls::Error),
-}
-
-/// The server side of TLS: the rustls configuration and the certificate chain it presents
-/// (what a client passes as `--ca` for a self-signed one).
+/// The server side of TLS: the certificate ([`ServerTls`], shared with the HTTP targets: given
+/// as PEM files or self-signed) and its acceptor. Clients offer only `h2` (gRPC), which the
+/// acceptor's `h2` first choice gives them.
 #[derive(Clone)]
 pub struct SchedulerTls {
-    config: Arc<rustls::ServerConfig>,
-    cert_pem: String,
+    tls: Arc<ServerTls>,
 }
 
 impl std::fmt::Debug for SchedulerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SchedulerTls")
-            .field("alpn", &self.config.alpn_protocols)
+            .field("names", &self.tls.names())
             .finish_non_exhaustive()
     }
 }
 
+impl From<ServerTls> for SchedulerTls {
+    fn from(tls: ServerTls) -> SchedulerTls {
+        SchedulerTls { tls: Arc::new(tls) }
+    }
+}
+
 impl SchedulerTls {
-    /// A fresh self-signed certificate for [`SELF_SIGNED_NAMES`].
-    pub fn self_signed() -> Result<SchedulerTls, ServerTlsError> {
-        let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|n| n.to_string()).collect();
-        let made = rcgen::generate_simple_self_signed(names)?;
-        SchedulerTls::from_pem(&made.cert.pem(), &made.key_pair.serialize_pem())
+    /// A fresh self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
+    pub fn self_signed() -> Result<SchedulerTls, TlsError> {
+        Ok(SchedulerTls::from(ServerTls::self_signed(
+            std::net::Ipv4Addr::LOCALHOST.into(),
+        )?))
     }
 
-    /// Serve `cert_pem` (a certificate chain, leaf first) with `key_pem`, its private key.
-    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<SchedulerTls, ServerTlsError> {
-        let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServerTlsError::Certificate(format!(": {e}")))?;
-        if chain.is_empty() {
-            return Err(ServerTlsError::Certificate(
-                " (no -----BEGIN CERTIFICATE-----)".into(),
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .map_err(|e| ServerTlsError::Key(e.to_string()))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
-        // gRPC is HTTP/2 only.
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        Ok(SchedulerTls {
-            config: Arc::new(config),
-            cert_pem: cert_pem.to_string(),
-        })
-    }
-
-    /// The certificate chain served, PEM.
+    /// The certificate chain served, PEM (what a client passes as `--ca` for a self-signed one).
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        self.tls.certificate_pem()
     }
 
     /// The TLS connections accepted on `listener` until `shutdown`, for tonic's
@@ -108,7 +69,7 @@ impl SchedulerTls {
     ) -> impl Stream<Item = io::Result<TlsConn>> + Send + 'static {
         // A few handshakes finished ahead of tonic taking them.
         let (tx, rx) = mpsc::channel(64);
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.config.clone());
+        let acceptor = self.tls.acceptor(Alpn::H2AndHttp1);
         tokio::spawn(accept(listener, acceptor, tx, shutdown));
         futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|conn| (Ok(conn), rx))
