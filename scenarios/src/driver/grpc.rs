@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use stampede_protocol::stamped::{Arrival, Sent, StampedStream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::transport::{Endpoint, Io};
 use crate::recorder::Failure;
@@ -78,18 +77,15 @@ impl tonic::codegen::Service<http::Uri> for GrpcConnector {
         Box::pin(async move {
             let connected = endpoint.connect().await.map_err(ConnectFailed)?;
             let stamp = slot.is_some();
-            let io = match connected.io {
-                Io::Plain(tcp) => GrpcIo::Plain(StampedStream::new(tcp, stamp).0),
-                Io::Tls(mut tls) => {
-                    if stamp {
-                        // The handshake's bytes needed no stamps; the answers' do.
-                        tls.get_mut().0.stamp_arrivals();
-                    }
-                    GrpcIo::Tls(tls)
-                }
-            };
+            let mut io = connected
+                .io
+                .map_plain(|tcp| StampedStream::new(tcp, stamp).0);
+            if let (Io::Tls(tls), true) = (&mut io, stamp) {
+                // The handshake's bytes needed no stamps; the answers' do.
+                tls.get_mut().0.stamp_arrivals();
+            }
             if let Some(slot) = slot {
-                let stream = io.stamped();
+                let stream = stamped(&io);
                 let marks = GrpcMarks {
                     arrival: stream.arrival().clone(),
                     sent: stream.sent(),
@@ -102,78 +98,13 @@ impl tonic::codegen::Service<http::Uri> for GrpcConnector {
 }
 
 /// A gRPC connection: a [`StampedStream`], under TLS on `https://`.
-pub enum GrpcIo {
-    /// `http://` (h2c with prior knowledge, as gRPC does).
-    Plain(StampedStream),
-    /// `https://` (boxed: rustls' state is a few KiB).
-    Tls(Box<tokio_rustls::client::TlsStream<StampedStream>>),
-}
+pub type GrpcIo = Io<StampedStream>;
 
-impl GrpcIo {
-    /// The stamped TCP stream under the connection.
-    fn stamped(&self) -> &StampedStream {
-        match self {
-            GrpcIo::Plain(s) => s,
-            GrpcIo::Tls(s) => s.get_ref().0,
-        }
-    }
-}
-
-impl AsyncRead for GrpcIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            GrpcIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for GrpcIo {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            GrpcIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            GrpcIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            GrpcIo::Plain(s) => s.is_write_vectored(),
-            GrpcIo::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            GrpcIo::Plain(s) => Pin::new(s).poll_flush(cx),
-            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            GrpcIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            GrpcIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+/// The stamped TCP stream under a gRPC connection.
+fn stamped(io: &GrpcIo) -> &StampedStream {
+    match io {
+        Io::Plain(s) => s,
+        Io::Tls(s) => s.get_ref().0,
     }
 }
 

@@ -170,16 +170,25 @@ pub struct Connected {
     pub times: ConnectTimes,
 }
 
-/// A connection: plain TCP, or TLS over a [`StampedStream`].
-pub enum Io {
+/// A connection: plain (TCP, or another stream over it: gRPC's stamped one), or TLS over a
+/// [`StampedStream`].
+pub enum Io<P = TcpStream> {
     /// `http://`.
-    Plain(TcpStream),
+    Plain(P),
     /// `https://` (boxed: rustls' state is a few KiB, and most users of a plain run never
     /// hold one).
     Tls(Box<tokio_rustls::client::TlsStream<StampedStream>>),
 }
 
-impl Io {
+impl<P> Io<P> {
+    /// The same connection with its plain stream made into another (TLS stays as it is).
+    pub fn map_plain<Q>(self, f: impl FnOnce(P) -> Q) -> Io<Q> {
+        match self {
+            Io::Plain(p) => Io::Plain(f(p)),
+            Io::Tls(s) => Io::Tls(s),
+        }
+    }
+
     /// The negotiated ALPN protocol (`h2`, `http/1.1`), if TLS negotiated one.
     pub fn alpn(&self) -> Option<&[u8]> {
         match self {
@@ -187,7 +196,9 @@ impl Io {
             Io::Tls(s) => s.get_ref().1.alpn_protocol(),
         }
     }
+}
 
+impl Io {
     /// The TCP stream under the connection.
     pub fn tcp(&self) -> &TcpStream {
         match self {
@@ -197,7 +208,7 @@ impl Io {
     }
 }
 
-impl AsyncRead for Io {
+impl<P: AsyncRead + Unpin> AsyncRead for Io<P> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -210,7 +221,7 @@ impl AsyncRead for Io {
     }
 }
 
-impl AsyncWrite for Io {
+impl<P: AsyncWrite + Unpin> AsyncWrite for Io<P> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
