@@ -99,6 +99,8 @@ pub(crate) struct Nginx {
     pub plain: u16,
     /// Plaintext HTTP/2 (h2c, prior knowledge).
     pub h2c: u16,
+    /// `ssl` without `http2`: an HTTP/1.1-only TLS server.
+    pub h1_only: u16,
 }
 
 impl Nginx {
@@ -109,6 +111,7 @@ impl Nginx {
             return None;
         };
         let (tls, mtls, plain, h2c) = (free_port(), free_port(), free_port(), free_port());
+        let h1_only = free_port();
         let root = dir.path().display().to_string();
         let p = |f: &Path| f.display().to_string();
         let (cert, key) = (p(&pki.server.0), p(&pki.server.1));
@@ -159,6 +162,13 @@ http {{
         location / {{ return 200 "plain\n"; }}
     }}
     server {{
+        listen 127.0.0.1:{h1_only} ssl;
+        server_name h1.test;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{ return 200 "h1\n"; }}
+    }}
+    server {{
         listen 127.0.0.1:{h2c} http2;
         server_name h2c.test;
         location / {{ return 200 "h2c\n"; }}
@@ -181,9 +191,10 @@ http {{
             mtls,
             plain,
             h2c,
+            h1_only,
         };
         wait_until(Duration::from_secs(10), "nginx listening", || {
-            [tls, mtls, plain, h2c]
+            [tls, mtls, plain, h2c, h1_only]
                 .iter()
                 .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
                 .then_some(())
@@ -597,4 +608,73 @@ fn an_expired_certificate_is_a_named_failure() {
         "{}",
         done.show()
     );
+}
+
+#[test]
+fn http2_counts_equal_nginx_access_log_over_tls_and_h2c() {
+    let dir = TestDir::new();
+    let pki = Pki::make(&dir);
+    let Some(nginx) = Nginx::start(&dir, &pki) else {
+        return;
+    };
+    // Over TLS, by ALPN: `auto` picks h2 where nginx offers it, as `2` does.
+    for version in ["auto", "2"] {
+        nginx.clear_log();
+        let target = format!("https://localhost:{}", nginx.tls);
+        let s = scenario(&dir, &target, "2s", "[tls]\nca = \"ca.pem\"\n");
+        let (done, summary) = run(&dir, &s, &["--http-version", version]);
+        done.assert_code(0);
+        let requests = total(&summary, "requests");
+        assert!(requests > 100, "{version}: {requests} requests\n{}", done.show());
+        assert_eq!(total(&summary, "failures"), 0, "{version}: {}", done.show());
+        let log = nginx.log();
+        assert_eq!(log.len() as u64, requests, "{version}: nginx logged {}", log.len());
+        assert!(
+            log.iter().all(|l| l == "localhost HTTP/2.0 TLSv1.3 200 /"),
+            "{version}: {:?}",
+            log.iter().find(|l| *l != "localhost HTTP/2.0 TLSv1.3 200 /")
+        );
+        // 4 users on 2 workers share one connection per worker.
+        let new = summary["requests"][0]["counters"]["connections_new"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!((1..=4).contains(&new), "{version}: {new} connections for 2 workers");
+    }
+    // h2c: HTTP/2 with prior knowledge on nginx's plaintext HTTP/2 listener.
+    nginx.clear_log();
+    let s = scenario(&dir, &format!("http://127.0.0.1:{}", nginx.h2c), "2s", "");
+    let (done, summary) = run(&dir, &s, &["--http-version", "2"]);
+    done.assert_code(0);
+    let requests = total(&summary, "requests");
+    assert!(requests > 100, "h2c: {requests}\n{}", done.show());
+    assert_eq!(total(&summary, "failures"), 0, "h2c: {}", done.show());
+    let log = nginx.log();
+    assert_eq!(log.len() as u64, requests);
+    assert!(log.iter().all(|l| l == "- HTTP/2.0 - 200 /"), "{:?}", log.first());
+}
+
+#[test]
+fn http2_against_an_http1_only_server_is_a_named_failure() {
+    let dir = TestDir::new();
+    let pki = Pki::make(&dir);
+    let Some(nginx) = Nginx::start(&dir, &pki) else {
+        return;
+    };
+    let target = format!("https://localhost:{}", nginx.h1_only);
+    let s = scenario(&dir, &target, "1s", "[tls]\nca = \"ca.pem\"\n");
+    let started = std::time::Instant::now();
+    let (done, summary) = run(&dir, &s, &["--http-version", "2"]);
+    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    let requests = total(&summary, "requests");
+    assert!(requests > 0, "{}", done.show());
+    let kinds = failure_kinds(&summary);
+    assert_eq!(kinds.len(), 1, "{kinds:?}");
+    assert!(kinds[0].0.starts_with("http2: "), "{kinds:?}");
+    assert_eq!(kinds[0].1, requests);
+    // `auto` falls back to HTTP/1.1 there.
+    nginx.clear_log();
+    let (done, summary) = run(&dir, &s, &["--http-version", "auto"]);
+    done.assert_code(0);
+    assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
+    assert!(nginx.log().iter().all(|l| l == "localhost HTTP/1.1 TLSv1.3 200 /"));
 }
