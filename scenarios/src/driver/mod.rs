@@ -18,6 +18,7 @@ use crate::recorder::Recorder;
 
 pub mod download;
 pub mod h1;
+pub mod h2;
 pub mod http;
 pub mod llm;
 pub mod priority;
