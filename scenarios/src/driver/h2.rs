@@ -161,22 +161,6 @@ impl H2Pool {
         });
         Ok(H2Conn { send, state })
     }
-
-    /// Use a connection that a driver opened itself (ALPN `h2` under `auto`) as slot `i`'s if
-    /// that slot has none alive; the connection to use either way.
-    pub async fn adopt(&self, i: usize, connected: Connected) -> Result<H2Conn, Failure> {
-        let conn = match self.start(connected).await {
-            Ok(c) => c,
-            Err(Opened::Failed(f)) => return Err(f),
-            Err(Opened::Http1(_)) => return Err(Failure::Http2(NO_ALPN.into())),
-        };
-        let slot = self.slot(i % self.connections());
-        let mut held = slot.lock().await;
-        if !held.as_ref().is_some_and(H2Conn::is_open) {
-            *held = Some(conn.clone());
-        }
-        Ok(conn)
-    }
 }
 
 /// The failure of `version = "2"` against a TLS server whose ALPN did not pick `h2`.
@@ -204,10 +188,12 @@ impl H2Client {
     /// is replaced: no request had gone out on it for this call.
     pub async fn connection(&mut self) -> Result<(H2Conn, Option<ConnectTimes>), Opened> {
         let slot = self.index % self.pool.connections();
-        if let Some((s, c)) = &mut self.held {
-            if *s == slot && c.is_open() && c.can_open() {
-                return Ok((c.clone(), None));
-            }
+        if let Some((s, c)) = &mut self.held
+            && *s == slot
+            && c.is_open()
+            && c.can_open()
+        {
+            return Ok((c.clone(), None));
         }
         self.held = None;
         // At most twice: a slot's connection can turn out dead at the check, then it is made
@@ -224,13 +210,6 @@ impl H2Client {
         }
     }
 
-    /// Take a connection the driver opened itself (see [`H2Pool::adopt`]).
-    pub async fn adopt(&mut self, connected: Connected) -> Result<H2Conn, Failure> {
-        let c = self.pool.adopt(self.index, connected).await?;
-        self.held = Some((self.index % self.pool.connections(), c.clone()));
-        Ok(c)
-    }
-
     /// Forget the held connection (after a timeout: its state is unknown; the pool replaces
     /// it once it is closed).
     pub fn forget(&mut self) {
@@ -244,7 +223,8 @@ struct ConnState {
     arrival: Arrival,
     /// What the first bytes from the server looked like ([`FIRST_NONE`], ...).
     first: AtomicU8,
-    /// The connection task ended.
+    /// The connection takes no more streams: its task ended, or a client found it refusing
+    /// new streams (a GOAWAY received) and it is to be replaced.
     closed: AtomicBool,
     /// The error code of the GOAWAY the server sent ([`NO_GOAWAY`]: none yet).
     goaway: AtomicU32,
@@ -514,10 +494,10 @@ impl AsyncRead for Probed {
             };
             this.state.first.store(first, Ordering::Release);
         }
-        if this.state.first.load(Ordering::Relaxed) == FIRST_FRAMES {
-            if let Some(code) = this.frames.feed(got) {
-                this.state.goaway.store(code, Ordering::Release);
-            }
+        if this.state.first.load(Ordering::Relaxed) == FIRST_FRAMES
+            && let Some(code) = this.frames.feed(got)
+        {
+            this.state.goaway.store(code, Ordering::Release);
         }
         r
     }
