@@ -1447,10 +1447,10 @@ mod tests {
     /// reuses the connection.
     #[tokio::test]
     async fn http2_streams_time_tokens_by_their_arrival() {
-        use rand::SeedableRng;
+        use rand::prelude::*;
         let (url, seen) = h2_sse_server();
         let (rec, mut session) = one_user_over(&url, "openai", 3, "2");
-        let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+        let mut rng = SmallRng::from_os_rng();
         for _ in 0..2 {
             session
                 .call(Call {
