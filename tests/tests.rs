@@ -20,6 +20,9 @@ mod check;
 // `download` scenarios against `stampede target registry`: a simultaneous start across two
 // workers (one with a skewed clock), bytes and checksums, the worker's memory, bad answers.
 mod downloads;
+// `[http] version = "2"` over h2c against an in-test HTTP/2 server and nginx: requests and
+// connections counted on both sides, an HTTP/1.1-only server as a named failure.
+mod http2;
 // The seed's health API: the workload's 202/poll/complete cycle, 401, bad JSON, runs kept
 // across a master restart.
 mod health;

@@ -1,14 +1,16 @@
 //! The `http` driver: weighted requests (method, path, headers, body) over HTTP/1.1 keep-alive
-//! connections, one connection per session, with the small client of [`super::h1`].
+//! connections, one connection per session, with the small client of [`super::h1`]; or over
+//! HTTP/2 (`[http] version = "2"`, or `"auto"` when ALPN picks `h2` on `https://`), the
+//! sessions' streams sharing a few connections ([`super::h2`]).
 //!
-//! Each request's bytes are written once at build time. Each session connects lazily,
+//! Each request's bytes (HTTP/1.1) or head and body (HTTP/2) are made once at build time. Each session connects lazily,
 //! reconnects after any failure or a `connection: close`, and reads bodies slice by slice
 //! counting bytes (a body is never held whole). It records latency, bytes and failures by kind
 //! (`HTTP 503`, `timeout`, `connect: connection refused`, ...). No retries, no redirects, no
 //! cookies: a load test measures what the server does with exactly the requests written.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,9 +20,10 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 
 use super::h1::H1Conn;
+use super::h2::{H2Client, H2Pool, Negotiation, Opened};
 use super::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS, ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
-use crate::model::{ScenarioConfig, ScenarioFile, Target};
+use crate::model::{HttpVersion, ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, Recorder};
 
 /// Where the connection metrics and counters sit: the driver has none of its own.
@@ -35,9 +38,36 @@ struct Prepared {
     head: bool,
 }
 
+/// A request ready to send over HTTP/2: its head (an absolute URI, no connection-specific
+/// headers) and body, made once at build time and cloned per request (h2 takes the head by
+/// value).
+struct H2Prepared {
+    head: http::Request<()>,
+    body: Bytes,
+}
+
+/// Which client the sessions use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// HTTP/1.1 (`version = "1.1"`, and `auto` on `http://`).
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+    /// HTTP/2 if the server picks it by ALPN, else HTTP/1.1 (`auto` on `https://`).
+    Auto,
+}
+
 struct Inner {
     catalog: Vec<RequestInfo>,
     prepared: Vec<Prepared>,
+    /// The HTTP/2 forms of `prepared` (empty in [`Mode::Http1`]).
+    h2_prepared: Vec<H2Prepared>,
+    mode: Mode,
+    /// The HTTP/2 connections, outside [`Mode::Http1`].
+    pool: Option<Arc<H2Pool>>,
+    /// Under [`Mode::Auto`], set once a connection found that the server does not pick `h2`:
+    /// sessions made later go straight to HTTP/1.1.
+    http1_only: OnceLock<()>,
     /// Running sums of the weights, for picking by weight with one random number.
     cumulative: Vec<u64>,
     /// Where to connect, and TLS for `https://`.
@@ -62,10 +92,24 @@ impl HttpDriver {
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http1)?;
-        let base_path = base.path().trim_end_matches('/').to_string();
         let http = config.file.http.clone().unwrap_or_default();
+        let secure = base.scheme_str() == Some("https");
+        let mode = match (http.version.unwrap_or_default(), secure) {
+            (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => Mode::Http1,
+            (HttpVersion::Http2, _) => Mode::Http2,
+            (HttpVersion::Auto, true) => Mode::Auto,
+        };
+        // `version = "2"` offers http/1.1 too, so that a server without h2 still completes the
+        // handshake and the failure names ALPN, not a TLS alert.
+        let alpn = match mode {
+            Mode::Http1 => crate::tls::Alpn::Http1,
+            Mode::Http2 | Mode::Auto => crate::tls::Alpn::Any,
+        };
+        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), alpn)?;
+        let base_path = base.path().trim_end_matches('/').to_string();
+        let origin = format!("{}://{authority}", base.scheme_str().unwrap_or("http"));
         let mut prepared = Vec::new();
+        let mut h2_prepared = Vec::new();
         let mut cumulative = Vec::new();
         let mut sum = 0u64;
         for (i, r) in config.file.requests.iter().enumerate() {
@@ -98,6 +142,10 @@ impl HttpDriver {
             }
             sum += u64::from(r.weight);
             cumulative.push(sum);
+            if mode != Mode::Http1 {
+                let uri = format!("{origin}{base_path}{}", r.path);
+                h2_prepared.push(h2_request(&method, &uri, &headers, body.clone())?);
+            }
             prepared.push(Prepared {
                 wire: wire(&method, &uri, &headers, &body),
                 head: method == Method::HEAD,
@@ -106,10 +154,27 @@ impl HttpDriver {
         if sum == 0 {
             return Err(DriverError::Invalid("requests: every weight is 0".into()));
         }
+        let pool = (mode != Mode::Http1).then(|| {
+            let negotiation = match mode {
+                Mode::Auto => Negotiation::Preferred,
+                _ => Negotiation::Required,
+            };
+            let connections = http.connections.map(|c| c.0 as usize);
+            Arc::new(H2Pool::new(
+                endpoint.clone(),
+                negotiation,
+                connections,
+                false,
+            ))
+        });
         Ok(HttpDriver {
             inner: Arc::new(Inner {
                 catalog: catalog(&config.file),
                 prepared,
+                h2_prepared,
+                mode,
+                pool,
+                http1_only: OnceLock::new(),
                 cumulative,
                 endpoint,
                 timeout: http.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
@@ -132,14 +197,69 @@ impl Driver for HttpDriver {
     }
 
     fn session(&self) -> Box<dyn Session> {
-        Box::new(HttpSession {
+        let h1 = HttpSession {
             inner: self.inner.clone(),
             conn: None,
-        })
+        };
+        let h2 = |pool: &Arc<H2Pool>| H2Session {
+            inner: self.inner.clone(),
+            client: pool.client(),
+        };
+        match (&self.inner.pool, self.inner.mode) {
+            (Some(pool), Mode::Http2) => Box::new(h2(pool)),
+            (Some(pool), Mode::Auto) if self.inner.http1_only.get().is_none() => {
+                Box::new(AutoSession {
+                    h1,
+                    h2: h2(pool),
+                    http1: false,
+                })
+            }
+            _ => Box::new(h1),
+        }
     }
 }
 
-/// One user's connection.
+/// The HTTP/2 form of a request: `uri` absolute (h2 takes `:scheme` and `:authority` from it),
+/// without the headers HTTP/2 forbids (`host` becomes `:authority`), with a `content-length`
+/// when HTTP/1.1 would send one.
+fn h2_request(
+    method: &Method,
+    uri: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<H2Prepared, DriverError> {
+    use http::header;
+    let uri: Uri = uri
+        .parse()
+        .map_err(|e| DriverError::Invalid(format!("request URI `{uri}`: {e}")))?;
+    let mut head = http::Request::new(());
+    *head.method_mut() = method.clone();
+    *head.uri_mut() = uri;
+    *head.version_mut() = http::Version::HTTP_2;
+    for (name, value) in headers {
+        let connection_specific = [
+            header::HOST,
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+        ]
+        .contains(name)
+            || (name == header::TE && value != "trailers");
+        if !connection_specific {
+            head.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    let wants_length =
+        !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if wants_length && !head.headers().contains_key(header::CONTENT_LENGTH) {
+        head.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    Ok(H2Prepared { head, body })
+}
+
 /// The bytes of a request: request line, headers (a `content-length` when there is a body or
 /// the method usually has one), blank line, body.
 fn wire(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Bytes {
@@ -169,6 +289,7 @@ fn wire(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// One user's connection.
 struct HttpSession {
     inner: Arc<Inner>,
     conn: Option<H1Conn>,
@@ -191,6 +312,133 @@ impl Session for HttpSession {
                 self.conn = None;
             }
             record(call.recorder, idx, latency, outcome, counted);
+        })
+    }
+}
+
+/// One user's streams on the driver's HTTP/2 connections.
+struct H2Session {
+    inner: Arc<Inner>,
+    client: H2Client,
+}
+
+impl Session for H2Session {
+    fn call<'a>(&'a mut self, call: Call<'a>) -> CallFuture<'a> {
+        Box::pin(async move {
+            let idx = pick(&self.inner.cumulative, call.rng);
+            let mut counted = usize::MAX;
+            let exchange = async {
+                match self.client.connection().await {
+                    Ok((conn, times)) => {
+                        match times {
+                            Some(t) => SLOTS.opened(call.recorder, idx, &t),
+                            None => counted = SLOTS.reused(),
+                        }
+                        h2_exchange(&self.inner, conn, idx).await
+                    }
+                    Err(Opened::Failed(f)) => Err((0, f)),
+                    // The pool of `version = "2"` never hands one back.
+                    Err(Opened::Http1(_)) => Err((0, Failure::Http2("no h2 (ALPN)".into()))),
+                }
+            };
+            let outcome = match tokio::time::timeout(self.inner.timeout, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err((0, Failure::Timeout)),
+            };
+            if matches!(&outcome, Err((_, f)) if f.is_timeout()) {
+                // The stream was reset by dropping it; the connection may be stuck.
+                self.client.forget();
+            }
+            record(
+                call.recorder,
+                idx,
+                call.scheduled.elapsed(),
+                outcome,
+                counted,
+            );
+        })
+    }
+}
+
+/// Send request `idx` on `conn` and read the whole answer; `Ok(bytes)` or
+/// `Err((bytes, failure))`.
+async fn h2_exchange(
+    inner: &Inner,
+    mut conn: super::h2::H2Conn,
+    idx: usize,
+) -> Result<u64, (u64, Failure)> {
+    let p = &inner.h2_prepared[idx];
+    let mut response = conn
+        .send(p.head.clone(), &p.body)
+        .await
+        .map_err(|f| (0, f))?;
+    let mut bytes = 0u64;
+    response.read_body(|d| bytes += d.len() as u64).await?;
+    if response.status >= 400 {
+        return Err((bytes, Failure::Status(response.status)));
+    }
+    Ok(bytes)
+}
+
+/// `auto` on `https://`: HTTP/2 through the pool until a connection's ALPN says the server
+/// does not pick `h2`, then HTTP/1.1 on that connection and every later one.
+struct AutoSession {
+    h1: HttpSession,
+    h2: H2Session,
+    /// This session speaks HTTP/1.1.
+    http1: bool,
+}
+
+impl Session for AutoSession {
+    fn call<'a>(&'a mut self, call: Call<'a>) -> CallFuture<'a> {
+        if self.http1 || self.h2.inner.http1_only.get().is_some() {
+            self.http1 = true;
+            return self.h1.call(call);
+        }
+        Box::pin(async move {
+            let inner = self.h2.inner.clone();
+            let idx = pick(&inner.cumulative, call.rng);
+            let mut counted = usize::MAX;
+            let mut fell_back = false;
+            let exchange = async {
+                match self.h2.client.connection().await {
+                    Ok((conn, times)) => {
+                        match times {
+                            Some(t) => SLOTS.opened(call.recorder, idx, &t),
+                            None => counted = SLOTS.reused(),
+                        }
+                        h2_exchange(&inner, conn, idx).await
+                    }
+                    Err(Opened::Failed(f)) => Err((0, f)),
+                    Err(Opened::Http1(connected)) => {
+                        SLOTS.opened(call.recorder, idx, &connected.times);
+                        let _ = inner.http1_only.set(());
+                        fell_back = true;
+                        self.h1.conn = Some(H1Conn::over(connected.io));
+                        let mut reused = usize::MAX;
+                        self.h1.exchange(idx, call.recorder, &mut reused).await
+                    }
+                }
+            };
+            let outcome = match tokio::time::timeout(inner.timeout, exchange).await {
+                Ok(r) => r,
+                Err(_) => Err((0, Failure::Timeout)),
+            };
+            if fell_back {
+                self.http1 = true;
+                if matches!(&outcome, Err((_, f)) if !f.is_status()) {
+                    self.h1.conn = None;
+                }
+            } else if matches!(&outcome, Err((_, f)) if f.is_timeout()) {
+                self.h2.client.forget();
+            }
+            record(
+                call.recorder,
+                idx,
+                call.scheduled.elapsed(),
+                outcome,
+                counted,
+            );
         })
     }
 }

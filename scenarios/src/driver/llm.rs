@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::grpc::{GrpcConnector, GrpcMarks, failure_under};
-use super::h1::{H1Conn, H1Error};
+use super::h1::{H1Conn, H1Error, Head};
+use super::h2::{H2Client, H2Pool, H2Response, Negotiation, Opened};
 use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
@@ -31,7 +32,7 @@ use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
     StreamEvent, TokenCountMethod, TokenCounter,
 };
-use crate::model::{LlmFile, ScenarioConfig, ScenarioFile, Target};
+use crate::model::{HttpVersion, LlmFile, ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, RecordStream, Recorder, io_kind};
 
 /// Request timeout when the scenario gives none: long answers take minutes.
@@ -157,6 +158,9 @@ struct Inner {
     /// The JetStream backend's gRPC target (`http://` or `https://` and `host:port`) and its
     /// connector (TLS with ALPN `h2` on `https://`); `None` for the HTTP backends.
     grpc: Option<(String, GrpcConnector)>,
+    /// HTTP/2 (`[http] version = "2"`, or `"auto"` on `https://`): the connections the
+    /// sessions' streams share, and the request head without its `content-length`.
+    h2: Option<(Arc<H2Pool>, http::Request<()>)>,
     timeout: Duration,
     /// Whether each request writes a row to the `requests` stream.
     rows: bool,
@@ -191,7 +195,20 @@ impl LlmDriver {
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http1)?;
+        let http = config.file.http.clone().unwrap_or_default();
+        let secure = base.scheme_str() == Some("https");
+        let negotiation = match (http.version.unwrap_or_default(), secure) {
+            // JetStream is gRPC on its own channel: [http] version does not apply.
+            _ if settings.backend == Backend::JetStream => None,
+            (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => None,
+            (HttpVersion::Http2, _) => Some(Negotiation::Required),
+            (HttpVersion::Auto, true) => Some(Negotiation::Preferred),
+        };
+        let alpn = match negotiation {
+            None => crate::tls::Alpn::Http1,
+            Some(_) => crate::tls::Alpn::Any,
+        };
+        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), alpn)?;
         let grpc = if settings.backend == Backend::JetStream {
             let grpc = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http2)?;
             let scheme = if grpc.is_tls() { "https" } else { "http" };
@@ -225,6 +242,17 @@ impl LlmDriver {
             settings.backend.path(&llm.model, stream)
         );
         let head = request_head(&path, authority.as_str(), &llm.headers)?;
+        let h2 = match negotiation {
+            None => None,
+            Some(negotiation) => {
+                let origin = format!("{}://{authority}", base.scheme_str().unwrap_or("http"));
+                let head = h2_request_head(&format!("{origin}{path}"), &llm.headers)?;
+                let connections = http.connections.map(|c| c.0 as usize);
+                // Token times are when the bytes reached the socket (kernel stamps).
+                let pool = H2Pool::new(endpoint.clone(), negotiation, connections, true);
+                Some((Arc::new(pool), head))
+            }
+        };
         Ok(LlmDriver {
             inner: Arc::new(Inner {
                 catalog: catalog(&config.file),
@@ -247,6 +275,7 @@ impl LlmDriver {
                 ),
                 endpoint,
                 grpc,
+                h2,
                 timeout: llm.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT),
                 rows: llm.requests_csv,
                 warned_not_grpc: AtomicBool::new(false),
@@ -254,6 +283,34 @@ impl LlmDriver {
             streams: record_streams(&config.file),
         })
     }
+}
+
+/// The HTTP/2 head of every request: `POST uri` (absolute) with the same headers as
+/// [`request_head`] but `host` (`:authority` says it).
+fn h2_request_head(
+    uri: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<http::Request<()>, DriverError> {
+    let mut builder = http::Request::post(uri)
+        .version(http::Version::HTTP_2)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "*/*");
+    // HTTP/2 forbids connection-specific headers; `:authority` replaces `host`.
+    let forbidden = [
+        "host",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    for (k, v) in headers {
+        if !forbidden.iter().any(|f| k.eq_ignore_ascii_case(f)) {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+    }
+    builder
+        .body(())
+        .map_err(|e| DriverError::Invalid(format!("llm: request head: {e}")))
 }
 
 fn request_head(
@@ -297,6 +354,8 @@ impl Driver for LlmDriver {
         Box::new(LlmSession {
             inner: self.inner.clone(),
             conn: None,
+            h2: self.inner.h2.as_ref().map(|(pool, _)| pool.client()),
+            http1: false,
             decoder: StreamDecoder::new(self.inner.backend, ""),
             tally: ResponseTally::new(),
             wire: Vec::new(),
@@ -313,6 +372,10 @@ impl Driver for LlmDriver {
 struct LlmSession {
     inner: Arc<Inner>,
     conn: Option<H1Conn>,
+    /// The session's way to the HTTP/2 connections, when the driver has them.
+    h2: Option<H2Client>,
+    /// `auto` found a server without h2: this session speaks HTTP/1.1 on `conn`.
+    http1: bool,
     decoder: Option<StreamDecoder>,
     tally: ResponseTally,
     wire: Vec<u8>,
@@ -404,6 +467,11 @@ impl Session for LlmSession {
                         // state is unknown.
                         self.conn = None;
                         self.grpc = None;
+                        if failure.is_timeout()
+                            && let Some(client) = &mut self.h2
+                        {
+                            client.forget();
+                        }
                     }
                     if inner.rows {
                         let kind = failure.to_string();
@@ -516,13 +584,43 @@ impl LlmSession {
             req.top_p = p;
         }
         let body = inner.backend.request_body(&req);
+        let mut fresh = None;
+        if let (Some(client), Some((_, h2_head)), false) = (&mut self.h2, &inner.h2, self.http1) {
+            match client.connection().await {
+                Ok((mut conn, times)) => {
+                    match times {
+                        Some(t) => SLOTS.opened(rec, 0, &t),
+                        None => rec.count(0, SLOTS.reused(), 1),
+                    }
+                    let mut head = h2_head.clone();
+                    head.headers_mut()
+                        .insert(http::header::CONTENT_LENGTH, body.len().into());
+                    self.tally.start(Instant::now());
+                    let response = conn
+                        .send(head, &Bytes::from(body))
+                        .await
+                        .map_err(|f| (0, f))?;
+                    return self.read_answer(prompt, Answer::H2(response)).await;
+                }
+                Err(Opened::Failed(f)) => return Err((0, f)),
+                Err(Opened::Http1(connected)) => {
+                    // `auto`, and the server's ALPN chose HTTP/1.1: this session speaks it.
+                    self.http1 = true;
+                    SLOTS.opened(rec, 0, &connected.times);
+                    fresh = Some(H1Conn::over(connected.io));
+                }
+            }
+        }
         self.wire.clear();
         self.wire.extend_from_slice(&inner.head);
         self.wire
             .extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
         self.wire.extend_from_slice(&body);
 
-        if self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+        if let Some(mut c) = fresh {
+            c.stamp_arrivals();
+            self.conn = Some(c);
+        } else if self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
             rec.count(0, SLOTS.reused(), 1);
         } else {
             let (mut c, times) = H1Conn::open(&inner.endpoint, 0).await.map_err(|f| (0, f))?;
@@ -536,12 +634,24 @@ impl LlmSession {
         self.tally.start(Instant::now());
         conn.send(&self.wire).await.map_err(|e| (0, e.failure()))?;
         let head = conn.read_head(false).await.map_err(|e| (0, e.failure()))?;
+        self.read_answer(prompt, Answer::H1(head)).await
+    }
+
+    /// Read an answer (whose head has arrived) into the tally; `Ok(bytes)` or the failure.
+    async fn read_answer(
+        &mut self,
+        prompt: &Prompt,
+        mut answer: Answer,
+    ) -> Result<u64, (u64, Failure)> {
+        let inner = &*self.inner;
         let mut bytes = 0u64;
-        if head.status >= 400 {
-            conn.read_body(&head, |d| bytes += d.len() as u64)
+        let status = answer.status();
+        if status >= 400 {
+            answer
+                .read(&mut self.conn, |d, _| bytes += d.len() as u64)
                 .await
-                .map_err(|e| (bytes, e.failure()))?;
-            return Err((bytes, Failure::Status(head.status)));
+                .map_err(|f| (bytes, f))?;
+            return Err((bytes, Failure::Status(status)));
         }
         match (&mut self.decoder, inner.stream) {
             (Some(decoder), true) => {
@@ -549,8 +659,8 @@ impl LlmSession {
                 let tally = &mut self.tally;
                 let mut broken = None;
                 let mut last = None;
-                let read = conn
-                    .read_body_stamped(&head, |d, at| {
+                let read = answer
+                    .read(&mut self.conn, |d, at| {
                         bytes += d.len() as u64;
                         last = Some(at);
                         if broken.is_some() {
@@ -561,7 +671,7 @@ impl LlmSession {
                         }
                     })
                     .await;
-                read.map_err(|e| (bytes, body_failure(e)))?;
+                read.map_err(|f| (bytes, f))?;
                 if let Some(e) = broken {
                     return Err((bytes, e.failure()));
                 }
@@ -576,20 +686,21 @@ impl LlmSession {
             }
             _ => {
                 self.answer.clear();
-                let answer = &mut self.answer;
+                let text = &mut self.answer;
                 let mut too_large = false;
                 let mut last = None;
-                conn.read_body_stamped(&head, |d, at| {
-                    bytes += d.len() as u64;
-                    last = Some(at);
-                    if answer.len() + d.len() <= MAX_ANSWER {
-                        answer.extend_from_slice(d);
-                    } else {
-                        too_large = true;
-                    }
-                })
-                .await
-                .map_err(|e| (bytes, body_failure(e)))?;
+                answer
+                    .read(&mut self.conn, |d, at| {
+                        bytes += d.len() as u64;
+                        last = Some(at);
+                        if text.len() + d.len() <= MAX_ANSWER {
+                            text.extend_from_slice(d);
+                        } else {
+                            too_large = true;
+                        }
+                    })
+                    .await
+                    .map_err(|f| (bytes, f))?;
                 self.last_arrival = last;
                 if too_large {
                     return Err((bytes, Failure::Protocol("answer too large")));
@@ -760,6 +871,46 @@ fn connect_failure(e: &tonic::transport::Error) -> Failure {
         source = err.source();
     }
     Failure::Connect("failed")
+}
+
+/// An answer whose head has arrived: on the session's HTTP/1.1 connection, or an HTTP/2
+/// stream.
+enum Answer {
+    H1(Head),
+    H2(H2Response),
+}
+
+impl Answer {
+    fn status(&self) -> u16 {
+        match self {
+            Answer::H1(head) => head.status,
+            Answer::H2(r) => r.status,
+        }
+    }
+
+    /// Read the body, each slice with its arrival; `conn` is the session's HTTP/1.1
+    /// connection, which an [`Answer::H1`] was read from.
+    async fn read(
+        &mut self,
+        conn: &mut Option<H1Conn>,
+        on_data: impl FnMut(&[u8], Instant),
+    ) -> Result<(), Failure> {
+        match self {
+            Answer::H1(head) => {
+                // The invariant: an H1 answer's head was read from this connection.
+                let conn = conn.as_mut().expect("the answer's connection");
+                conn.read_body_stamped(head, on_data)
+                    .await
+                    .map(drop)
+                    .map_err(body_failure)
+            }
+            Answer::H2(r) => r
+                .read_body_stamped(on_data)
+                .await
+                .map(drop)
+                .map_err(|e| e.1),
+        }
+    }
 }
 
 fn body_failure(e: H1Error) -> Failure {
@@ -972,19 +1123,21 @@ mod tests {
         backend: &str,
         output: u32,
     ) -> (crate::recorder::Recorder, Box<dyn Session>) {
-        one_user_with(target, backend, output, "")
+        one_user_with(target, backend, output, "1.1", "")
     }
 
-    /// [`one_user`] with more scenario text (`[tls]`), its files resolved.
+    /// [`one_user`] with `[http] version` and more scenario text (`[tls]`), its files resolved.
     fn one_user_with(
         target: &str,
         backend: &str,
         output: u32,
+        version: &str,
         extra: &str,
     ) -> (crate::recorder::Recorder, Box<dyn Session>) {
         use crate::model::{Overrides, ScenarioConfig};
         let text = format!(
             "name = \"l\"\ntarget = \"{target}\"\nkind = \"llm\"\nduration = \"5s\"\n\
+             [http]\nversion = \"{version}\"\n\
              [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nbackend = \"{backend}\"\n\
              model = \"m\"\nstream = true\n[llm.prompts]\nsource = \"synthetic\"\n\
              input = {{ dist = \"fixed\", tokens = 2 }}\n\
@@ -1083,7 +1236,7 @@ mod tests {
         let url = format!("https://{}", jetstream_server_with(Some(tls)));
         let trusted = format!("[tls]\nca = \"{}\"\n", ca.display());
         for busy_from in [Duration::from_millis(20), Duration::ZERO] {
-            let (rec, session) = one_user_with(&url, "jetstream", 2, &trusted);
+            let (rec, session) = one_user_with(&url, "jetstream", 2, "1.1", &trusted);
             let (min, max) = ttft_with_busy_worker(rec, session, busy_from).await;
             assert!(min >= 50_000, "TTFT min {min} µs");
             assert!(
@@ -1272,5 +1425,107 @@ mod tests {
         assert!(head.windows(24).any(|w| w == b"authorization: Bearer x\r"));
         h.insert("bad name".to_string(), "x".to_string());
         assert!(request_head("/", "h", &h).is_err());
+    }
+
+    /// An HTTP/2 (h2c) SSE server on its own thread: each request's answer starts 50 ms after
+    /// its body arrived, then three events 30 ms apart, then the usage; returns its URL and how
+    /// many requests it saw.
+    fn h2_sse_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (tcp, _) = listener.accept().await.unwrap();
+                    let count = count.clone();
+                    tokio::spawn(async move {
+                        let mut conn = h2::server::handshake(tcp).await.unwrap();
+                        while let Some(Ok((req, mut respond))) = conn.accept().await {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            tokio::spawn(async move {
+                                let mut body = req.into_body();
+                                while let Some(d) = body.data().await {
+                                    let n = d.unwrap().len();
+                                    let _ = body.flow_control().release_capacity(n);
+                                }
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                let head = http::Response::builder()
+                                    .header("content-type", "text/event-stream")
+                                    .body(())
+                                    .unwrap();
+                                let mut out = respond.send_response(head, false).unwrap();
+                                for (i, text) in ["a", " b", " c"].into_iter().enumerate() {
+                                    if i > 0 {
+                                        tokio::time::sleep(Duration::from_millis(30)).await;
+                                    }
+                                    let data = format!(
+                                        "data: {{\"choices\":[{{\"index\":0,\"text\":\"{text}\"}}],\"usage\":null}}\n\n"
+                                    );
+                                    out.send_data(Bytes::from(data), false).unwrap();
+                                }
+                                let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
+                                out.send_data(Bytes::from_static(usage.as_bytes()), true)
+                                    .unwrap();
+                            });
+                        }
+                    });
+                }
+            });
+        });
+        (url, seen)
+    }
+
+    /// Over HTTP/2 the timing truth is the same as over HTTP/1.1: TTFT from the write to the
+    /// first event's arrival, ITL between events' arrivals, tokens counted; the second request
+    /// reuses the connection.
+    #[tokio::test]
+    async fn http2_streams_time_tokens_by_their_arrival() {
+        use rand::prelude::*;
+        let (url, seen) = h2_sse_server();
+        let (rec, mut session) = one_user_with(&url, "openai", 3, "2", "");
+        let mut rng = SmallRng::from_os_rng();
+        for _ in 0..2 {
+            session
+                .call(Call {
+                    rng: &mut rng,
+                    recorder: &rec,
+                    scheduled: Instant::now(),
+                    elapsed: Duration::ZERO,
+                    request: None,
+                })
+                .await;
+        }
+        let n = rec.take().names.remove(0);
+        assert_eq!((n.requests, n.failures), (2, 0), "{n:?}");
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        let hist = |i: usize| n.hists[i].as_ref().expect("recorded");
+        let ms = |us: u64| us as f64 / 1000.0;
+        let (ttft_min, ttft_max) = (ms(hist(TTFT).min()), ms(hist(TTFT).max()));
+        assert!(
+            ttft_min >= 49.0 && ttft_max < 150.0,
+            "TTFT {ttft_min}..{ttft_max} ms"
+        );
+        let itl = hist(ITL);
+        assert_eq!(itl.len(), 4, "2 gaps per answer");
+        // Each gap is 30 ms at the server; a busy machine can delay one event and shorten
+        // the next gap, not the mean.
+        let mean = itl.mean() / 1000.0;
+        assert!(
+            (27.0..60.0).contains(&mean) && ms(itl.max()) < 100.0,
+            "ITL mean {mean} ms, {}..{} ms",
+            ms(itl.min()),
+            ms(itl.max())
+        );
+        assert_eq!(n.counters[OUTPUT], 6, "tokens");
+        assert_eq!(n.counters[SLOTS.counter], 1, "connections_new");
+        assert_eq!(n.counters[SLOTS.reused()], 1, "connections_reused");
     }
 }

@@ -19,6 +19,7 @@ use crate::recorder::Recorder;
 pub mod download;
 pub mod grpc;
 pub mod h1;
+pub mod h2;
 pub mod http;
 pub mod llm;
 pub mod priority;
