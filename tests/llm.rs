@@ -495,24 +495,42 @@ fn tls_streams_are_timed_as_plain_ones() {
     let tls = LlmTarget::start_with(&tls_args);
     assert!(tls.url.starts_with("https://"), "{}", tls.url);
     let plain_run = run(&plain, "openai", &[]);
-    let tls_run = run(&tls, "openai", &["--ca", ca.to_str().unwrap()]);
-    for (name, s) in [("plain", &plain_run), ("tls", &tls_run)] {
+    let ca = ca.to_str().unwrap();
+    // HTTP/1.1 over TLS: one connection per user; auto over TLS: HTTP/2 by ALPN, one
+    // connection per worker that its users' streams share.
+    let h1_run = run(&tls, "openai", &["--ca", ca, "--http-version", "1.1"]);
+    let h2_run = run(&tls, "openai", &["--ca", ca]);
+    for (name, s) in [
+        ("plain", &plain_run),
+        ("tls h1", &h1_run),
+        ("tls h2", &h2_run),
+    ] {
         assert_eq!(s["total"]["failures"], 0, "{name}: {s:#}");
         assert!(u64_at(s, "/total/requests") > 20, "{name}: {s:#}");
     }
-    let handshakes = tls_run["requests"][0]["metrics"]["tls_handshake"]["count"]
-        .as_u64()
-        .unwrap_or(0);
+    let handshakes = |s: &Value| {
+        s["requests"][0]["metrics"]["tls_handshake"]["count"]
+            .as_u64()
+            .unwrap_or(0)
+    };
     assert!(
-        handshakes >= 8,
-        "each of the 8 users shook hands: {handshakes}"
+        handshakes(&h1_run) >= 8,
+        "each of the 8 users shook hands: {}",
+        handshakes(&h1_run)
     );
-    for figure in ["ttft_ms", "tpot_ms"] {
-        let p50 = |s: &Value| s["llm"][figure]["p50"].as_f64().unwrap();
-        let (a, b) = (p50(&plain_run), p50(&tls_run));
-        assert!(
-            (a - b).abs() < 1.0,
-            "{figure} p50: plain {a} ms, TLS {b} ms"
-        );
+    assert!(
+        (1..=4).contains(&handshakes(&h2_run)),
+        "one HTTP/2 connection per worker: {}",
+        handshakes(&h2_run)
+    );
+    for (name, over) in [("TLS HTTP/1.1", &h1_run), ("TLS HTTP/2", &h2_run)] {
+        for figure in ["ttft_ms", "tpot_ms"] {
+            let p50 = |s: &Value| s["llm"][figure]["p50"].as_f64().unwrap();
+            let (a, b) = (p50(&plain_run), p50(over));
+            assert!(
+                (a - b).abs() < 1.0,
+                "{figure} p50: plain {a} ms, {name} {b} ms"
+            );
+        }
     }
 }

@@ -625,20 +625,33 @@ fn http2_counts_equal_nginx_access_log_over_tls_and_h2c() {
         let (done, summary) = run(&dir, &s, &["--http-version", version]);
         done.assert_code(0);
         let requests = total(&summary, "requests");
-        assert!(requests > 100, "{version}: {requests} requests\n{}", done.show());
+        assert!(
+            requests > 100,
+            "{version}: {requests} requests\n{}",
+            done.show()
+        );
         assert_eq!(total(&summary, "failures"), 0, "{version}: {}", done.show());
         let log = nginx.log();
-        assert_eq!(log.len() as u64, requests, "{version}: nginx logged {}", log.len());
+        assert_eq!(
+            log.len() as u64,
+            requests,
+            "{version}: nginx logged {}",
+            log.len()
+        );
         assert!(
             log.iter().all(|l| l == "localhost HTTP/2.0 TLSv1.3 200 /"),
             "{version}: {:?}",
-            log.iter().find(|l| *l != "localhost HTTP/2.0 TLSv1.3 200 /")
+            log.iter()
+                .find(|l| *l != "localhost HTTP/2.0 TLSv1.3 200 /")
         );
         // 4 users on 2 workers share one connection per worker.
         let new = summary["requests"][0]["counters"]["connections_new"]
             .as_u64()
             .unwrap_or(0);
-        assert!((1..=4).contains(&new), "{version}: {new} connections for 2 workers");
+        assert!(
+            (1..=4).contains(&new),
+            "{version}: {new} connections for 2 workers"
+        );
     }
     // h2c: HTTP/2 with prior knowledge on nginx's plaintext HTTP/2 listener.
     nginx.clear_log();
@@ -650,7 +663,11 @@ fn http2_counts_equal_nginx_access_log_over_tls_and_h2c() {
     assert_eq!(total(&summary, "failures"), 0, "h2c: {}", done.show());
     let log = nginx.log();
     assert_eq!(log.len() as u64, requests);
-    assert!(log.iter().all(|l| l == "- HTTP/2.0 - 200 /"), "{:?}", log.first());
+    assert!(
+        log.iter().all(|l| l == "- HTTP/2.0 - 200 /"),
+        "{:?}",
+        log.first()
+    );
 }
 
 #[test]
@@ -664,7 +681,11 @@ fn http2_against_an_http1_only_server_is_a_named_failure() {
     let s = scenario(&dir, &target, "1s", "[tls]\nca = \"ca.pem\"\n");
     let started = std::time::Instant::now();
     let (done, summary) = run(&dir, &s, &["--http-version", "2"]);
-    assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
     let requests = total(&summary, "requests");
     assert!(requests > 0, "{}", done.show());
     let kinds = failure_kinds(&summary);
@@ -676,5 +697,10 @@ fn http2_against_an_http1_only_server_is_a_named_failure() {
     let (done, summary) = run(&dir, &s, &["--http-version", "auto"]);
     done.assert_code(0);
     assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
-    assert!(nginx.log().iter().all(|l| l == "localhost HTTP/1.1 TLSv1.3 200 /"));
+    assert!(
+        nginx
+            .log()
+            .iter()
+            .all(|l| l == "localhost HTTP/1.1 TLSv1.3 200 /")
+    );
 }
