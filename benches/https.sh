@@ -106,7 +106,7 @@ run_stampede() { # label
         || { cat "$TMP/st.out"; exit 1; }
     local req fails
     req=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"]["total_requests"])' "$TMP/out/summary.json")
-    fails=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["metrics"]["total_failures"])' "$TMP/out/summary.json")
+    fails=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["failures"])' "$TMP/out/summary.json")
     [ "$fails" = 0 ] || { echo "stampede: $fails failures"; grep -A5 Failures "$TMP/st.out"; }
     read -r u s _ _ <"$TMP/t"; record "$1" "$req" "$u" "$s"
 }
@@ -177,7 +177,7 @@ for run in $(seq "$RUNS"); do
             done
             wait "$RUN_PID" || { cat "$TMP/st.out"; exit 1; }
             echo "memory: 10,000 users over HTTPS on one worker: peak worker RSS $((peak / 1024)) MiB;" \
-                "$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print(m["total_requests"], "requests,", m["total_failures"], "failures")' "$TMP/out/summary.json")"
+                "$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print(m["total_requests"], "requests,", json.load(open(sys.argv[1]))["total"]["failures"], "failures")' "$TMP/out/summary.json")"
             ;;
         esac
     done
