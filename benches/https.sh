@@ -176,6 +176,7 @@ for run in $(seq "$RUNS"); do
                 sleep 0.2
             done
             wait "$RUN_PID" || { cat "$TMP/st.out"; exit 1; }
+            grep -A4 "^Failures" "$TMP/st.out" || true
             echo "memory: 10,000 users over HTTPS on one worker: peak worker RSS $((peak / 1024)) MiB;" \
                 "$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1]))["metrics"]; print(m["total_requests"], "requests,", json.load(open(sys.argv[1]))["total"]["failures"], "failures")' "$TMP/out/summary.json")"
             ;;
