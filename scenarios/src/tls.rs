@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::{Deserialize, Serialize};
+use stampede_protocol::transport::AnyCertificate;
 
 use crate::recorder::Failure;
 
@@ -339,7 +339,8 @@ impl TlsClient {
         let verifying = if file.insecure {
             versions
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+                // `insecure = true`: any certificate, its handshake signatures still checked.
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
         } else {
             let mut roots = rustls::RootCertStore::empty();
             roots.add_parsable_certificates(system_roots().iter().cloned());
@@ -466,48 +467,6 @@ fn variant(debug: &str) -> String {
         .next()
         .unwrap_or(debug)
         .to_string()
-}
-
-/// `insecure = true`: accepts any certificate, but still checks the handshake's signatures
-/// (the connection is encrypted to whoever holds the presented certificate's key).
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]
