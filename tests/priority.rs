@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use stampede_master::priority::SEED_COLUMNS;
+use stampede_master::priority::RUNNER_COLUMNS;
 
 use crate::util::{Proc, STARTUP, TestDir, WorkerProc, stampede};
 
@@ -144,7 +144,7 @@ fn loadgen_rows_equal_what_the_scheduler_received() {
         );
     }
     let table = done.stdout.lines().next().unwrap_or_default().to_string();
-    for col in SEED_COLUMNS {
+    for col in RUNNER_COLUMNS {
         assert!(table.contains(col), "{}", done.show());
     }
     let summary = dir.read_json("logs/summary.json");

@@ -275,7 +275,8 @@ fn llm_section(total: &NameStats, duration: f64) -> String {
         ));
     }
     if v["ttft_ms"]["count"] == 0 {
-        // The seed's figure for answers read whole: E2E ÷ output tokens.
+        // For answers read whole, the latency figure of ig-wva's Performance Profile Generator: E2E
+        // ÷ output tokens.
         let per_token = total.metrics.get("latency_per_output_token");
         if let Some(h) = per_token.filter(|h| !h.is_empty()) {
             out.push_str(&format!(
@@ -438,10 +439,10 @@ impl HlogWriter {
 // ---------------------------------------------------------------------------------------------
 // summary.json
 
-/// Bytes in the seed's MB (its 37.48 MB/s are 39,296,263.99 bytes/s ÷ 2^20).
+/// Bytes in the ACME performance track's MB (its 37.48 MB/s are 39,296,263.99 bytes/s ÷ 2^20).
 pub const MEGABYTE: f64 = 1_048_576.0;
 
-/// The seed document's `metrics` block, from the aggregate, with time to first byte and
+/// The ACME performance track's `metrics` block, from the aggregate, with time to first byte and
 /// per-client throughput when the driver recorded them (`download`).
 pub fn metrics_json(total: &NameStats, duration: f64) -> Value {
     let ttfb = total.metrics.get(TTFB).filter(|h| !h.is_empty()).map(|h| {
@@ -496,8 +497,8 @@ pub const TTFB: &str = "ttfb";
 /// The metric the `download` driver records each download's throughput under (kB/s).
 pub const CLIENT_THROUGHPUT: &str = "client_throughput";
 
-/// The seed's figures under the stats table, for runs that recorded time to first byte
-/// (`download`): throughput, latency, errors, totals, TTFB, per-client throughput and how
+/// The ACME performance track's figures under the stats table, for runs that recorded time to first
+/// byte (`download`): throughput, latency, errors, totals, TTFB, per-client throughput and how
 /// close together the clients started.
 fn downloads_section(summary: &RunSummary, duration: f64) -> String {
     let m = metrics_json(&summary.total, duration);
@@ -1085,7 +1086,8 @@ fn rfc3339(unix_ms: u64) -> String {
     )
 }
 
-/// RFC 3339 UTC to the second, as the seed's API writes times: `2024-01-15T10:05:00Z`.
+/// RFC 3339 UTC to the second, as the ACME performance track's API writes times:
+/// `2024-01-15T10:05:00Z`.
 pub fn rfc3339_seconds(unix_ms: u64) -> String {
     let c = civil(unix_ms);
     format!(
@@ -1578,10 +1580,11 @@ mod tests {
         assert_eq!(short_ms(1234.0), "1234");
     }
 
-    /// A download run: the seed's figures (its own example numbers: 100 × 24,834,009 bytes in
-    /// 63.197 s is 37.48 MB/s), TTFB and per-client throughput in summary.json and the table.
+    /// A download run: the ACME performance track's figures (its own example numbers: 100 ×
+    /// 24,834,009 bytes in 63.197 s is 37.48 MB/s), TTFB and per-client throughput in summary.json
+    /// and the table.
     #[test]
-    fn download_figures_follow_the_seed() {
+    fn download_figures_follow_the_performance_track() {
         let mut total = NameStats::new("", AGGREGATED);
         total.requests = 100;
         total.bytes = 2_483_400_900;
@@ -1919,7 +1922,8 @@ mod tests {
 
     /// The `llm` block's E2E counts the successes only (a fast HTTP 500 must not pull it
     /// down); what nothing measured (TTFT, TPOT, ITL of answers read whole) is null in the
-    /// JSON and `-` in the table, which shows the seed's time per output token instead.
+    /// JSON and `-` in the table, which shows the time per output token (the Performance Profile
+    /// Generator's figure) instead.
     #[test]
     fn llm_block_counts_successes_and_leaves_unmeasured_figures_null() {
         let mut total = NameStats::new("", AGGREGATED);
