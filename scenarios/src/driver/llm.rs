@@ -55,7 +55,7 @@ const TTFT: usize = 1;
 const TPOT: usize = 2;
 const ITL: usize = 3;
 /// E2E latency divided by the output tokens of each successful request (the per-output-token
-/// latency of the capacity-profile seed, whose p90 over a run is its
+/// latency of ig-wva's Performance Profile Generator, whose p90 over a run is its
 /// `metrics_p90_per_output_token_latency_mean`).
 const PER_TOKEN: usize = 4;
 /// E2E latency of each successful request (from its scheduled time, like the request
