@@ -55,10 +55,11 @@ pub enum Command {
     Target(TargetCommand),
     /// Validate a scenario file and describe it, without running it.
     Check(CheckOpt),
-    /// Seed 001's load generator, flag for flag: 9 classes (tier 1..3 × urgent 100 ms, normal
-    /// 500 ms, relaxed 2000 ms), one Poisson process per class at total-qps × the workload's
-    /// share, gRPC `SchedulerService.Infer` with a random `[1,3,224,224]` tensor, per-request CSV,
-    /// per-class table and LoadGen-style `tier{T}_{slo}/mlperf_log_summary.txt` (VALID/INVALID).
+    /// The command line of the MLPerf-LoadGen priority runner (`loadgen_runner.py`), flag for flag:
+    /// 9 classes (tier 1..3 × urgent 100 ms, normal 500 ms, relaxed 2000 ms), one Poisson process
+    /// per class at total-qps × the workload's share, gRPC `SchedulerService.Infer` with a random
+    /// `[1,3,224,224]` tensor, per-request CSV, per-class table and LoadGen-style
+    /// `tier{T}_{slo}/mlperf_log_summary.txt` (VALID/INVALID).
     ///
     /// Runs on local worker processes (--workers, default 2), or as a master that a fleet of
     /// `stampede worker`s joins (--listen with --expect-workers).
@@ -66,16 +67,16 @@ pub enum Command {
     /// Example: stampede loadgen --scheduler-url localhost:50051 --total-qps 70 --workload
     /// urgent_heavy --duration-ms 60000 --metrics-csv results/urgent_heavy_70qps.csv
     Loadgen(LoadgenOpt),
-    /// Device placement (seed 004): learn execution times from recorded runs, then say on
-    /// which node a model runs fastest.
+    /// Device placement, as PEPPER's Profiler does it: learn execution times from recorded runs,
+    /// then say on which node a model runs fastest.
     ///
     /// Example: stampede placement fit --data runs.csv --out model.json && stampede placement
     /// serve --port 7001 --model model.json --prometheus http://prometheus:9090
     #[command(subcommand)]
     Placement(PlacementCommand),
-    /// Capacity profiles (seed 000): the highest request rate each worker type sustains per
-    /// request type within a TPOT SLO, from benchmark CSVs or Stampede's own sweeps, computed
-    /// here or served as the seed's gRPC service.
+    /// Capacity profiles, as ig-wva's Performance Profile Generator computes them: the highest
+    /// request rate each worker type sustains per request type within a TPOT SLO, from benchmark
+    /// CSVs or Stampede's own sweeps, computed here or served as the generator's gRPC service.
     ///
     /// Example: stampede profile sweep llm.toml --rates 2,4,8,16 --out sweep/ && stampede
     /// profile serve --port 8080 --results sweep/
@@ -299,8 +300,9 @@ pub enum TargetCommand {
     ///
     /// Example: stampede target llm --ttft normal:300ms,30ms --tpot 25ms --batch-knee 16
     Llm(TargetLlmOpt),
-    /// A simulated model registry (seed 002): 500 models, Tiny-LLM's model.zip of exactly
-    /// 24,834,009 bytes generated on the fly, the other 499 with config.json and README.md.
+    /// A simulated model registry, as the ACME performance track downloads from: 500 models,
+    /// Tiny-LLM's model.zip of exactly 24,834,009 bytes generated on the fly, the other 499 with
+    /// config.json and README.md.
     ///
     /// Paths: GET|HEAD /performance/{model_id}/{version}/{file} (model_id sanitized, e.g.
     /// arnir0_Tiny-LLM; version main; file model.zip, config.json or README.md) with byte ranges
@@ -310,10 +312,11 @@ pub enum TargetCommand {
     ///
     /// Example: stampede target registry --bind 127.0.0.1:8000 --bandwidth 40M
     Registry(TargetRegistryOpt),
-    /// A simulated GPU inference scheduler (seed 001) serving the seed's scheduler.proto over
-    /// gRPC: requests queue by tier (1 first), then deadline; --gpus run at once, each for its
-    /// model's service time; a request whose deadline_ns has passed when a GPU takes it is
-    /// answered success=false. Prints what it received when stopped (Ctrl-C).
+    /// A simulated GPU inference scheduler, the system the MLPerf-LoadGen priority runner drives,
+    /// serving its scheduler.proto over gRPC: requests queue by tier (1 first), then deadline;
+    /// --gpus run at once, each for its model's service time; a request whose deadline_ns has
+    /// passed when a GPU takes it is answered success=false. Prints what it received when stopped
+    /// (Ctrl-C).
     ///
     /// Example: stampede target scheduler --bind 127.0.0.1:50051 --gpus 2 --model resnet50=8ms
     /// --model vit=20ms
@@ -534,7 +537,7 @@ pub struct LoadgenOpt {
 /// `stampede target scheduler`.
 #[derive(Debug, Args)]
 pub struct TargetSchedulerOpt {
-    /// Address to listen on (the seed's scheduler port).
+    /// Address to listen on (the priority runner's scheduler port).
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
     pub bind: SocketAddr,
     /// Requests run at once (simulated GPUs).
@@ -591,7 +594,7 @@ pub enum PlacementCommand {
     ///
     /// Example: stampede placement fit --data runs.csv --data lab.csv --out model.json
     Fit(PlacementFitOpt),
-    /// Answer `POST /api/profiling` (the seed's Profiler): the predicted execution time on a
+    /// Answer `POST /api/profiling` (as PEPPER's Profiler does): the predicted execution time on a
     /// given device and load, or, with Prometheus, the fastest node of the cluster.
     ///
     /// Example: stampede placement serve --port 7001 --model model.json --prometheus
@@ -640,7 +643,7 @@ pub struct PlacementFitOpt {
 /// `stampede placement serve`.
 #[derive(Debug, Args)]
 pub struct PlacementServeOpt {
-    /// Port to listen on (the seed's Profiler listens on 7001).
+    /// Port to listen on (PEPPER's Profiler listens on 7001).
     #[arg(long, default_value_t = 7001)]
     pub port: u16,
     /// Address to listen on.
@@ -650,7 +653,7 @@ pub struct PlacementServeOpt {
     /// exists, requests get 503 saying how to make it.
     #[arg(long, default_value = "model.json", value_name = "FILE")]
     pub model: PathBuf,
-    /// Prometheus for cluster-form requests: `http://host:port` (or the seed's `host:port`).
+    /// Prometheus for cluster-form requests: `http://host:port` (or PEPPER's `host:port`).
     #[arg(long, env = "PROMETHEUS_IP", value_name = "URL")]
     pub prometheus: Option<String>,
 }

@@ -266,8 +266,8 @@ fn tui_watches_and_steers_a_distributed_run() {
     );
 }
 
-/// A `priority` run under `--tui`: once the UI closes, the seed's per-class table is printed
-/// on the terminal after the run's table, and the LoadGen folders are written.
+/// A `priority` run under `--tui`: once the UI closes, the priority runner's per-class table is
+/// printed on the terminal after the run's table, and the LoadGen folders are written.
 #[test]
 fn tui_prints_the_priority_table_after_closing() {
     let dir = TestDir::new();

@@ -17,12 +17,13 @@
 //! - [`records`]: record streams (per-request CSV rows from workers) appended to files.
 //! - [`api`]: the HTTP API and `/metrics`.
 //! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
-//!   ai-on-gke seed's `/run` and `/stats/custom_metrics`, merged into the HTTP API.
-//! - [`health`]: the seed's health-dashboard API (`/health/components`, the performance
-//!   workload and its results).
+//!   `/run` and `/stats/custom_metrics` of ai-on-gke's Locust benchmark, merged into the HTTP API.
+//! - [`health`]: the ACME performance track's health-dashboard API (`/health/components`, the
+//!   performance workload and its results).
 //! - [`metrics`]: Prometheus exposition from snapshots.
 //! - [`own`]: a worker's own figures from its reports, for `stampede worker --metrics`.
-//! - [`priority`]: per-class tables and LoadGen-style summaries of `priority` runs (seed 001).
+//! - [`priority`]: per-class tables and LoadGen-style summaries of `priority` runs, as the
+//!   MLPerf-LoadGen priority runner (`loadgen_runner.py`) writes them.
 //! - [`tui`]: the terminal UI (`--tui`): watch a run, start, stop and rescale it with keys.
 
 pub mod aggregate;

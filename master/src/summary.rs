@@ -265,7 +265,7 @@ impl RunSummary {
     }
 
     /// Seconds between the start and when load stopped (without waiting for the requests in
-    /// flight): the seed runner's test duration.
+    /// flight): the test duration of ai-on-gke's `locust-runner`.
     pub fn load_s(&self) -> f64 {
         (self.stopped_unix_ms.saturating_sub(self.started_unix_ms)) as f64 / 1000.0
     }

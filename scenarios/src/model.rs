@@ -74,7 +74,8 @@ pub struct ScenarioFile {
     /// Settings of the `download` driver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download: Option<DownloadFile>,
-    /// Settings of the `priority` driver (seed 001's 9-class traffic over gRPC).
+    /// Settings of the `priority` driver (the MLPerf-LoadGen priority runner's 9-class traffic over
+    /// gRPC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<crate::driver::priority::PriorityFile>,
     /// Latency objectives of one request (`llm`): a request meeting all of them counts
@@ -95,8 +96,9 @@ pub struct ScenarioFile {
     /// (counts past 2^63 have no TOML integer form).
     #[serde(default, skip_serializing)]
     pub placement: Option<PlacementFile>,
-    /// The worker type an `llm` scenario measures (seed 000's `WorkerType`), written in every
-    /// row of `stampede profile sweep`. Runs ignore it, and it is not sent to workers.
+    /// The worker type an `llm` scenario measures (the `WorkerType` of ig-wva's Performance Profile
+    /// Generator), written in every row of `stampede profile sweep`. Runs ignore it, and it is not
+    /// sent to workers.
     #[serde(default, skip_serializing)]
     pub worker_type: Option<WorkerTypeFile>,
 }
@@ -121,8 +123,8 @@ pub struct WorkerTypeFile {
     pub model_server_image: String,
 }
 
-/// `[placement]`: the model a run measures (the seed's characteristics) and the device type of
-/// each worker node, for `stampede placement record`.
+/// `[placement]`: the model a run measures (as PEPPER's Profiler characterizes it) and the device
+/// type of each worker node, for `stampede placement record`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlacementFile {
@@ -134,7 +136,7 @@ pub struct PlacementFile {
     pub pool_layers: Count,
     /// Fully connected layers.
     pub fc_layers: Count,
-    /// The seed's `filter_details`.
+    /// PEPPER's Profiler's `filter_details`.
     pub filter_details: Count,
     /// Trainable parameters (`25.6M`, or a string for counts past 2^63).
     pub total_parameters: Count,
@@ -397,11 +399,11 @@ pub struct DownloadFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Path appended to the target URL; `{model_id}` and `{version}` are replaced (default
-    /// `/performance/{model_id}/{version}/model.zip`, the seed's endpoint).
+    /// `/performance/{model_id}/{version}/model.zip`, the ACME performance track's endpoint).
     #[serde(default = "default::download_path")]
     pub path: String,
     /// The model, as Hugging Face names it (default `arnir0/Tiny-LLM`); sanitized into the
-    /// path as the seed does (`/` → `_`: `arnir0_Tiny-LLM`).
+    /// path as the ACME performance track does (`/` → `_`: `arnir0_Tiny-LLM`).
     #[serde(default = "default::model_id")]
     pub model_id: String,
     /// The version in the path (default `main`).
@@ -455,20 +457,21 @@ pub struct LlmFile {
     /// Ask for a streamed answer (where the backend has one): TTFT and ITL need it.
     #[serde(default = "default::yes")]
     pub stream: bool,
-    /// Sampling temperature (default: the seed tool's, from `best_of` and beam search).
+    /// Sampling temperature (default: that of ai-on-gke's Locust benchmark, from `best_of` and beam
+    /// search).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Nucleus sampling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_p: Option<f64>,
-    /// The seed's `best_of`.
+    /// The `best_of` of ai-on-gke's Locust benchmark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_of: Option<u32>,
-    /// The seed's `use_beam_search`.
+    /// The `use_beam_search` of ai-on-gke's Locust benchmark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_beam_search: Option<bool>,
     /// Ask the server to generate `max_tokens` whatever the end-of-sequence token says
-    /// (vLLM's `ignore_eos`; the seed sets it).
+    /// (vLLM's `ignore_eos`; ai-on-gke's Locust benchmark sends it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ignore_eos: Option<bool>,
     /// A Hugging Face `tokenizer.json` (read locally; relative to the scenario file) to count
@@ -691,7 +694,8 @@ impl fmt::Display for Target {
     }
 }
 
-/// Users of a simultaneous start when the scenario gives none (the seed's 100 clients).
+/// Users of a simultaneous start when the scenario gives none (the ACME performance track's 100
+/// clients).
 pub const DEFAULT_SIMULTANEOUS_USERS: u64 = 100;
 
 /// The default run duration when a scenario gives none.

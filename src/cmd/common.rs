@@ -620,8 +620,8 @@ pub fn conclude(summary: &RunSummary, out: Option<&Path>) -> Exit {
     Exit::Success
 }
 
-/// For a `priority` run: the seed's per-class table on stdout and, with `loadgen_dir`, each
-/// class's LoadGen-style summary in `loadgen_dir/tier{T}_{slo}/`.
+/// For a `priority` run: the MLPerf-LoadGen priority runner's per-class table on stdout and, with
+/// `loadgen_dir`, each class's LoadGen-style summary in `loadgen_dir/tier{T}_{slo}/`.
 pub fn priority_report(
     summary: &RunSummary,
     scenario: &ScenarioConfig,

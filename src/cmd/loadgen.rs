@@ -1,11 +1,12 @@
-//! `stampede loadgen`: seed 001's `loadgen_runner.py` command line on Stampede. It builds a
-//! `priority` scenario from the flags (or from `--scenario` with the flags applied), runs it on
-//! local worker processes or, with `--listen`, on a fleet of `stampede worker`s, and writes
-//! what the seed writes: the per-request CSV (`--metrics-csv`), the per-class table on stdout,
-//! and per class a LoadGen-style summary in `--output-dir/tier{T}_{slo}/`. An `https://`
-//! scheduler is reached over TLS (grpc's `secure_channel`) with the `--ca`, `--insecure`,
-//! `--client-cert`, `--client-key` and `--server-name` of the other commands; their files are
-//! read here and travel to the workers in the scenario.
+//! `stampede loadgen`: the command line of the MLPerf-LoadGen priority runner (`loadgen_runner.py`)
+//! on Stampede. It builds a `priority` scenario from the flags (or from `--scenario` with the flags
+//! applied), runs it on local worker processes or, with `--listen`, on a fleet of
+//! `stampede worker`s, and writes what the runner writes: the per-request CSV (`--metrics-csv`),
+//! the per-class table on stdout, and per class a LoadGen-style summary in
+//! `--output-dir/tier{T}_{slo}/`. An `https://` scheduler is reached over TLS (grpc's
+//! `secure_channel`) with the `--ca`, `--insecure`, `--client-cert`, `--client-key` and
+//! `--server-name` of the other commands; their files are read here and travel to the workers in
+//! the scenario.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

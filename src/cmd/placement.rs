@@ -1,6 +1,6 @@
-//! `stampede placement {fit, serve, record, generate}`: device placement (seed 004) on the command
-//! line. The work is in the `stampede-placement` crate; this reads flags, prints, and maps
-//! errors.
+//! `stampede placement {fit, serve, record, generate}`: device placement (as PEPPER's Profiler does
+//! it) on the command line. The work is in the `stampede-placement` crate; this reads flags,
+//! prints, and maps errors.
 
 use std::io::Write;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
-//! The `download` driver: each call fetches one file (by default the seed's
-//! `/performance/{model_id}/{version}/model.zip`) and streams its body through one fixed
-//! buffer per connection into a sink that counts bytes and, when asked, hashes them (SHA-256):
-//! a body is never held, so 100 clients × 24.8 MB cost 100 buffers, not 2.5 GB.
+//! The `download` driver: each call fetches one file (by default the ACME performance track's
+//! `/performance/{model_id}/{version}/model.zip`) and streams its body through one fixed buffer per
+//! connection into a sink that counts bytes and, when asked, hashes them (SHA-256): a body is never
+//! held, so 100 clients × 24.8 MB cost 100 buffers, not 2.5 GB.
 //!
 //! Records per download: latency (scheduled start → last byte), `ttfb` (→ response head, µs),
 //! `client_throughput` (bytes ÷ latency of a successful download, kB/s), bytes, and failures by
@@ -57,7 +57,8 @@ pub struct DownloadDriver {
     inner: Arc<Inner>,
 }
 
-/// The model id as the seed puts it in paths: `arnir0/Tiny-LLM` → `arnir0_Tiny-LLM`.
+/// The model id as the ACME performance track puts it in paths: `arnir0/Tiny-LLM` →
+/// `arnir0_Tiny-LLM`.
 pub fn sanitize_model_id(model_id: &str) -> String {
     model_id.replace('/', "_")
 }

@@ -55,7 +55,7 @@ const TTFT: usize = 1;
 const TPOT: usize = 2;
 const ITL: usize = 3;
 /// E2E latency divided by the output tokens of each successful request (the per-output-token
-/// latency of the capacity-profile seed, whose p90 over a run is its
+/// latency of ig-wva's Performance Profile Generator, whose p90 over a run is its
 /// `metrics_p90_per_output_token_latency_mean`).
 const PER_TOKEN: usize = 4;
 /// E2E latency of each successful request (from its scheduled time, like the request
@@ -574,7 +574,7 @@ impl LlmSession {
     async fn exchange(&mut self, prompt: &Prompt, rec: &Recorder) -> Result<u64, (u64, Failure)> {
         let inner = &*self.inner;
         let mut req = LlmRequest::new(&prompt.text, &inner.model, prompt.max_output_tokens)
-            .with_seed_sampling(inner.best_of, inner.use_beam_search);
+            .with_locust_sampling(inner.best_of, inner.use_beam_search);
         req.stream = inner.stream;
         req.ignore_eos = inner.ignore_eos;
         if let Some(t) = inner.temperature {
@@ -920,7 +920,8 @@ fn body_failure(e: H1Error) -> Failure {
     }
 }
 
-/// The request name of an llm scenario: the backend's path, as the seed's Locust reports it.
+/// The request name of an llm scenario: the backend's path, as ai-on-gke's Locust benchmark reports
+/// it.
 pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
     let Some(llm) = &file.llm else {
         return Vec::new();

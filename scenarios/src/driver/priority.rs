@@ -1,6 +1,6 @@
-//! The `priority` driver (seed 001): MLPerf-LoadGen-style traffic of 9 request classes (tier
-//! 1..3 × SLO urgent 100 ms / normal 500 ms / relaxed 2000 ms) to a GPU scheduler over gRPC
-//! (`SchedulerService.Infer` of the seed's `scheduler.proto`).
+//! The `priority` driver: the traffic of the MLPerf-LoadGen priority runner (`loadgen_runner.py`),
+//! of 9 request classes (tier 1..3 × SLO urgent 100 ms / normal 500 ms / relaxed 2000 ms) to a GPU
+//! scheduler over gRPC (`SchedulerService.Infer` of the runner's `scheduler.proto`).
 //!
 //! The class of each arrival is the schedule's pick ([`crate::load::Mix`]: one Poisson process
 //! per class at `total × share`, split across workers); the driver picks the model (urgent →
@@ -16,7 +16,7 @@
 //! the call begins), latency (scheduled send → answer), the `slo_met` counter (an answer
 //! with `success = true` within the class's SLO), failures by kind (`timeout`, `grpc
 //! unavailable`, `success=false`, ...), and one row of the `metrics` record stream with the
-//! seed's CSV columns. It does not decide when requests go out: the engine does.
+//! runner's CSV columns. It does not decide when requests go out: the engine does.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -41,17 +41,17 @@ use crate::model::{ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, RecordStream, Recorder};
 use crate::units::{Count, HumanDuration};
 
-/// The SLO classes: name and latency target, in the seed's order.
+/// The SLO classes: name and latency target, in the runner's order.
 pub const SLOS: [(&str, Duration); 3] = [
     ("urgent", Duration::from_millis(100)),
     ("normal", Duration::from_millis(500)),
     ("relaxed", Duration::from_millis(2000)),
 ];
 
-/// Request classes: tier 1..3 × [`SLOS`], in the seed's order (1U, 1N, 1R, 2U, ...).
+/// Request classes: tier 1..3 × [`SLOS`], in the runner's order (1U, 1N, 1R, 2U, ...).
 pub const CLASSES: usize = 9;
 
-/// The seed's workload distributions: fraction of the total rate per class, in class order.
+/// The runner's workload distributions: fraction of the total rate per class, in class order.
 pub const WORKLOADS: [(&str, [f64; CLASSES]); 3] = [
     (
         "balanced",
@@ -67,20 +67,20 @@ pub const WORKLOADS: [(&str, [f64; CLASSES]); 3] = [
     ),
 ];
 
-/// Classes below this rate (requests per second, across workers) are skipped, as the seed does.
+/// Classes below this rate (requests per second, across workers) are skipped, as the runner does.
 pub const MIN_CLASS_QPS: f64 = 0.01;
 
-/// The input tensor's shape (the same for both models in the seed).
+/// The input tensor's shape (the same for both models in the runner).
 pub const INPUT_SHAPE: [i32; 4] = [1, 3, 224, 224];
 /// Floats per tensor: 1 × 3 × 224 × 224.
 pub const TENSOR_LEN: usize = 150_528;
 
-/// The seed's `stub.Infer(request, timeout=5.0)`.
+/// The runner's `stub.Infer(request, timeout=5.0)`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The per-request record stream (the seed's `--metrics-csv`).
+/// The per-request record stream (the runner's `--metrics-csv`).
 pub const STREAM: &str = "metrics";
-/// Its columns, exactly the seed's.
+/// Its columns, exactly the runner's.
 pub const HEADER: &str = "timestamp_issued,sample_id,tier,slo,model,latency_ns,latency_ms,slo_met";
 
 /// Counter of requests answered with `success = true` within their class's SLO.
@@ -96,8 +96,8 @@ const COUNTERS: &[&str] = &[COUNTER_SLO_MET, COUNTER_SCHEDULED, COUNTER_DROPPED]
 /// The gRPC method.
 const INFER_PATH: &str = "/scheduler.SchedulerService/Infer";
 
-/// The name of class `i`: `tier{T}_{slo}` (the seed's LoadGen log folder, and the request
-/// name in reports).
+/// The name of class `i`: `tier{T}_{slo}` (the runner's LoadGen log folder, and the request name in
+/// reports).
 pub fn class_name(i: usize) -> String {
     format!("tier{}_{}", tier_of(i), SLOS[i % 3].0)
 }
@@ -124,7 +124,7 @@ pub struct PriorityFile {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub workloads: BTreeMap<String, BTreeMap<String, f64>>,
     /// Model mix per SLO class (`urgent`, `normal`, `relaxed`) → model → weight; default the
-    /// seed's (urgent: resnet50; normal and relaxed: 70 % resnet50, 30 % vit).
+    /// runner's (urgent: resnet50; normal and relaxed: 70 % resnet50, 30 % vit).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub models: BTreeMap<String, BTreeMap<String, f64>>,
     /// MLPerf LoadGen's `min_query_count` per class, across workers: with it, each class goes
@@ -136,7 +136,7 @@ pub struct PriorityFile {
     /// duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<HumanDuration>,
-    /// Per-request timeout (default 5 s, the seed's); a request past it is a `timeout` failure.
+    /// Per-request timeout (default 5 s, the runner's); a request past it is a `timeout` failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
     /// Bursts: windows in which the chosen classes arrive `factor` times as often.
@@ -198,7 +198,7 @@ impl ModelMix {
         ModelMix { models }
     }
 
-    /// A model picked by weight (`random.choices` in the seed).
+    /// A model picked by weight (`random.choices` in the runner).
     pub fn pick(&self, rng: &mut SmallRng) -> &str {
         let total = self.models.last().map_or(0.0, |m| m.1);
         let x = rng.random::<f64>() * total;
@@ -399,7 +399,7 @@ impl Settings {
     }
 
     /// The shares the schedule uses: a class whose rate (`total × share`) is below
-    /// [`MIN_CLASS_QPS`] is skipped (share 0), as the seed does.
+    /// [`MIN_CLASS_QPS`] is skipped (share 0), as the runner does.
     pub fn active_shares(&self, total_qps: f64) -> [f64; CLASSES] {
         let mut s = self.shares;
         for share in &mut s {
@@ -508,7 +508,7 @@ fn count_reached_by(count: u64, rate: f64) -> Duration {
 struct Inner {
     catalog: Vec<RequestInfo>,
     streams: Vec<RecordStream>,
-    /// One channel (HTTP/2 connection) per class, as the seed has one per LoadGen instance.
+    /// One channel (HTTP/2 connection) per class, as the runner has one per LoadGen instance.
     channels: Vec<Channel>,
     settings: Settings,
     /// Tensors made ahead of their requests.
@@ -930,7 +930,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_workloads_and_classes() {
+    fn the_runners_workloads_and_classes() {
         assert_eq!(class_name(0), "tier1_urgent");
         assert_eq!(class_name(4), "tier2_normal");
         assert_eq!(class_name(8), "tier3_relaxed");
@@ -992,10 +992,10 @@ mod tests {
         assert_eq!(e.0, "priority.spikes[0].classes");
     }
 
-    /// The seed's model mix: urgent → resnet50 only; normal and relaxed 70/30, within 4σ over
+    /// The runner's model mix: urgent → resnet50 only; normal and relaxed 70/30, within 4σ over
     /// 20,000 draws with a fixed seed.
     #[test]
-    fn model_mix_is_the_seeds() {
+    fn model_mix_is_the_runners() {
         let s = Settings::of(&file("")).unwrap();
         let mut rng = SmallRng::seed_from_u64(7);
         let n = 20_000;
@@ -1013,7 +1013,7 @@ mod tests {
     }
 
     /// The hand-written encoding is a valid `InferRequest`: prost decodes it to the same
-    /// fields, 150,528 floats in [0, 1) with the seed's shape, fresh for each seed.
+    /// fields, 150,528 floats in [0, 1) with the runner's shape, fresh for each seed.
     #[test]
     fn payload_decodes_as_an_infer_request() {
         let p = InferPayload {
@@ -1105,9 +1105,9 @@ mod tests {
         }
     }
 
-    /// Every workload of the seed, 200 qps over 2 equal workers for 600 s: each class's count
-    /// across the fleet is within 4σ of total × share × time, and (balanced) the fleet's
-    /// arrivals of each class have exponential gaps of the class's rate (KS test, α = 0.01).
+    /// Every workload of the runner, 200 qps over 2 equal workers for 600 s: each class's count
+    /// across the fleet is within 4σ of total × share × time, and (balanced) the fleet's arrivals
+    /// of each class have exponential gaps of the class's rate (KS test, α = 0.01).
     #[test]
     fn every_workload_gives_each_class_its_share_across_two_workers() {
         use crate::load::{LoadPlan, Next, Schedule};
@@ -1224,7 +1224,7 @@ mod tests {
 
     /// A real gRPC server (tonic, loopback) sees each class's tier, model and tensor; its
     /// `deadline_ns` is exactly the row's `timestamp_issued` + the class's SLO, and never
-    /// later than the server's clock at receipt + the SLO. The CSV rows carry the seed's columns.
+    /// later than the server's clock at receipt + the SLO. The CSV rows carry the runner's columns.
     #[tokio::test]
     async fn requests_carry_tier_model_tensor_and_deadline() {
         use stampede_grpc::scheduler::InferRequest;

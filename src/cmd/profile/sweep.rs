@@ -1,6 +1,7 @@
 //! `stampede profile sweep`: an LLM scenario measured once per rate and request type, each
 //! step a whole run (a master on 127.0.0.1 and local worker processes, as `stampede run`),
-//! each step's figures appended as one benchmark row in the seed's CSV schema.
+//! each step's figures appended as one benchmark row in the CSV schema of ig-wva's Performance
+//! Profile Generator.
 //!
 //! Self-contained on purpose: it drives the master through its public API (`Master::start`,
 //! `next_finished`, `MasterHandle::stop_run`) and owns its worker processes; the rows, buckets
