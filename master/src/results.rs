@@ -311,11 +311,12 @@ fn llm_section(total: &NameStats, duration: f64) -> String {
 pub fn table(summary: &RunSummary) -> String {
     let duration = summary.duration_s();
     let mut out = format!(
-        "Run {} of {} against {}: {:.1}s, {} ({})\n\n",
+        "Run {} of {} against {}: {:.1}s, {}: {} ({})\n\n",
         summary.run_id,
         summary.scenario,
         summary.target,
         duration,
+        summary.status(),
         summary.stop_reason,
         summary.load
     );
@@ -1168,7 +1169,7 @@ mod tests {
     use stampede_scenarios::recorder::{new_histogram, record_clamped};
 
     use super::*;
-    use crate::state::WorkerState;
+    use crate::state::{RunEnd, WorkerState};
 
     const SCHEMA: &str = include_str!("../schema/summary.schema.json");
     const START_MS: u64 = 1_700_000_000_250;
@@ -1246,7 +1247,8 @@ mod tests {
             started_unix_ms: START_MS,
             stopped_unix_ms: START_MS + 60_000,
             ended_unix_ms: START_MS + 60_000,
-            stop_reason: "duration reached".into(),
+            stop_reason: RunEnd::DurationReached,
+            tolerate_worker_loss: false,
             thresholds: evaluate(&thresholds, &total, duration),
             stats: vec![items, bulk, health],
             total,
