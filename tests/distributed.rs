@@ -114,7 +114,8 @@ fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str)
     assert_ne!(done.code(), 4, "the run could not finish\n{}", done.show());
     done.assert_code(6);
     assert!(
-        done.stderr.contains("the run is degraded: a worker was lost"),
+        done.stderr
+            .contains("the run is degraded: a worker was lost"),
         "{}",
         done.show()
     );
@@ -250,10 +251,11 @@ fn lost_worker_users_leave_the_history() {
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(2));
     doomed.proc.kill();
+    // A lost worker makes the run degraded: exit 6.
     master
         .proc
         .wait_exit(Duration::from_secs(20))
-        .assert_code(0);
+        .assert_code(6);
 
     let history = dir.read("out/stats_history.csv");
     let users: Vec<u64> = history
@@ -360,14 +362,26 @@ fn headless_master_stops_cleanly_on_sigterm_sighup_and_sigint() {
         );
         let summary = dir.read_json("out/summary.json");
         assert_eq!(summary["status"], "stopped", "SIG{signal}: {summary:#}");
-        assert_eq!(summary["stop_reason"], "master shutting down", "SIG{signal}");
+        assert_eq!(
+            summary["stop_reason"], "master shutting down",
+            "SIG{signal}"
+        );
         assert_eq!(summary["passed"], false, "SIG{signal}");
-        for f in ["stats.csv", "stats_history.csv", "failures.csv", "latency.hlog"] {
+        for f in [
+            "stats.csv",
+            "stats_history.csv",
+            "failures.csv",
+            "latency.hlog",
+        ] {
             assert!(out.join(f).is_file(), "SIG{signal}: no {f}");
         }
         let workers = summary["workers"].as_array().expect("workers");
         assert_eq!(workers.len(), 1);
-        assert_eq!(workers[0]["state"], "finished", "SIG{signal}: {:#}", workers[0]);
+        assert_eq!(
+            workers[0]["state"], "finished",
+            "SIG{signal}: {:#}",
+            workers[0]
+        );
         let total = u64_at(&summary, "/metrics/total_requests");
         assert!(total > 0, "SIG{signal}");
         assert_eq!(
