@@ -20,9 +20,12 @@ use tracing_subscriber::fmt::MakeWriter;
 /// A master splits a scenario across worker processes over QUIC; workers generate the load
 /// and record it in HDR histograms; the master merges them exactly.
 ///
-/// Exit codes: 0 run finished and every threshold held; 1 error (bad scenario, bad flag
-/// value, cannot bind, ...); 2 bad command line; 3 a threshold was breached; 4 the run could
-/// not finish (every worker lost or rejected the scenario); 130 interrupted twice.
+/// Exit codes: 0 the run completed and passed (every threshold held, some request
+/// succeeded); 1 error (bad scenario, bad flag value, cannot bind, ...); 2 bad command line;
+/// 3 it did not pass (a threshold was breached, or every request failed); 4 it failed (no
+/// worker got ready, every worker rejected the scenario or was lost, no request was made);
+/// 5 stopped before its end (a signal, the API, the TUI); 6 degraded (a worker was lost and
+/// its share moved; --tolerate-worker-loss accepts it); 130 interrupted twice.
 #[derive(Debug, Parser)]
 #[command(name = "stampede", version, about, long_about, max_term_width = 100)]
 pub struct Opt {
@@ -147,6 +150,14 @@ pub struct ScenarioFlags {
     /// Write summary.json, stats.csv, stats_history.csv, failures.csv and latency.hlog here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// A run that lost a worker (its share moved to the others) is `degraded` and does not
+    /// pass (exit 6); with this flag it passes when every threshold held.
+    #[arg(long)]
+    pub tolerate_worker_loss: bool,
+    /// Exit with code N when any request failed, even if every threshold held (Locust's
+    /// `--exit-code-on-error`).
+    #[arg(long, value_name = "N")]
+    pub exit_code_on_error: Option<u8>,
     /// No interactive display: start when the workers are there, exit when the run ends.
     #[arg(long)]
     pub headless: bool,
@@ -696,10 +707,16 @@ pub enum Exit {
     Success,
     /// Something went wrong before or around the run.
     Error,
-    /// A threshold was breached.
+    /// The run did not pass: a threshold was breached, or every request failed.
     ThresholdBreached,
-    /// The run could not finish.
+    /// The run failed: it could not take place, or lost every worker.
     Incomplete,
+    /// The run was stopped before its end (a signal, the API, the TUI).
+    Stopped,
+    /// A worker was lost and its share moved (without `--tolerate-worker-loss`).
+    Degraded,
+    /// Some request failed, with `--exit-code-on-error N`: exit N.
+    OnError(u8),
     /// Interrupted twice.
     Interrupted,
 }
@@ -711,6 +728,9 @@ impl From<Exit> for std::process::ExitCode {
             Exit::Error => 1,
             Exit::ThresholdBreached => 3,
             Exit::Incomplete => 4,
+            Exit::Stopped => 5,
+            Exit::Degraded => 6,
+            Exit::OnError(n) => n,
             Exit::Interrupted => 130,
         })
     }

@@ -85,6 +85,8 @@ pub struct MasterConfig {
     pub api: Option<SocketAddr>,
     /// How long to wait for the workers' final reports after a run's end.
     pub stop_grace: Duration,
+    /// Whether a run that lost a worker (its share moved) may still pass.
+    pub tolerate_worker_loss: bool,
 }
 
 /// A running master.
@@ -162,6 +164,7 @@ impl Master {
                 records: config.records,
                 runs_dir: config.runs_dir,
                 stop_grace: config.stop_grace,
+                tolerate_worker_loss: config.tolerate_worker_loss,
                 clock: Arc::new(coordinator::SystemClock),
             },
             snap_tx,
@@ -228,6 +231,15 @@ pub struct MasterHandle {
 }
 
 impl MasterHandle {
+    /// Finish the current run now with what has been reported (a second stop signal): no
+    /// waiting for the workers' final reports; the results are written as for any run.
+    pub async fn finish_now(&self) {
+        let _ = self
+            .events
+            .send(Event::Command(Box::new(Command::FinishNow)))
+            .await;
+    }
+
     /// Start a run of the master's own scenario on the connected workers; its id, or why not.
     pub async fn start(&self) -> Result<u64, String> {
         self.start_run(None, None).await

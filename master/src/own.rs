@@ -120,6 +120,7 @@ impl OwnFigures {
                 failures,
                 events: Vec::new(),
                 stop_reason: None,
+                status: None,
                 schedule_lag: run.agg.lag().map_or_else(Buckets::default, |h| {
                     Buckets::of(h, &DURATION_BUCKETS, 1e-6)
                 }),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use crate::state::{RunState, WorkerState};
+pub use crate::state::{RunState, RunStatus, WorkerState};
 
 /// A worker as the master sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -218,6 +218,8 @@ pub struct RunView {
     pub events: Vec<String>,
     /// Why it ended, once it has.
     pub stop_reason: Option<String>,
+    /// How it ended, once it has (summary.json's `status`).
+    pub status: Option<RunStatus>,
     /// Schedule lag (open model) at the bounds of [`crate::metrics::DURATION_BUCKETS`].
     #[serde(skip)]
     pub schedule_lag: Buckets,

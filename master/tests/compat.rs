@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stampede_master::results::STATS_CSV_HEADER;
 use stampede_master::snapshot::{RunState, RunView, Snapshot};
+use stampede_master::state::RunEnd;
 use stampede_master::summary::RunSummary;
 use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::{Overrides, ScenarioConfig};
@@ -94,6 +95,7 @@ path = "/"
             target: None,
             api: Some("127.0.0.1:0".parse().unwrap()),
             stop_grace: Duration::from_secs(5),
+            tolerate_worker_loss: false,
         },
         stop.child_token(),
     )
@@ -433,7 +435,7 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
     );
     let summary = bench.finished(20, "the run ends after /stop").await;
     assert_eq!(summary.run_id, id);
-    assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(summary.stop_reason, RunEnd::StoppedByUser);
     assert_eq!(
         summary.load, "closed: 6 users (3 at start), spawn 100/s, for 1m",
         "the latest user count"
@@ -513,7 +515,7 @@ async fn swarm_without_run_time_runs_until_stop() {
     assert_eq!(stopped.status, 200, "{stopped:?}");
     let summary = bench.finished(20, "the run ends after /stop").await;
     assert_eq!(summary.run_id, id);
-    assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(summary.stop_reason, RunEnd::StoppedByUser);
     assert_eq!(summary.load, "closed: 2 users until stopped");
     assert!(
         summary.stopped_unix_ms > summary.started_unix_ms
@@ -540,7 +542,7 @@ async fn run_writes_the_locust_runner_result_file_when_the_run_ends() {
 
     let summary = bench.finished(30, "the timed run ends by itself").await;
     assert_eq!(summary.run_id, id);
-    assert_eq!(summary.stop_reason, "duration reached");
+    assert_eq!(summary.stop_reason, RunEnd::DurationReached);
     let mut text = None;
     for _ in 0..100 {
         if let Ok(t) = std::fs::read_to_string(&path) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use stampede_master::snapshot::{Snapshot, WorkerState};
+use stampede_master::snapshot::{RunStatus, Snapshot, WorkerState};
 use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
 use stampede_scenarios::llm::Backend;
@@ -578,9 +578,10 @@ pub fn conclude_all(
     summaries: &[Arc<RunSummary>],
     scenario: Option<&ScenarioConfig>,
     out: Option<&Path>,
+    on_error: Option<u8>,
 ) -> Option<Exit> {
     summaries.iter().fold(None, |_, s| {
-        let exit = conclude(s, out);
+        let exit = conclude(s, out, on_error);
         if let Some(scenario) = scenario {
             priority_report(s, scenario, out);
         }
@@ -597,27 +598,60 @@ pub fn scenario_line(s: &ScenarioConfig) -> String {
     )
 }
 
-/// Print the table and say how the run ended, as an exit code.
-pub fn conclude(summary: &RunSummary, out: Option<&Path>) -> Exit {
+/// Print the table and say how the run ended, as an exit code: the run's status first
+/// (failed, stopped), then whether it passed, then how it lost workers; `on_error` is
+/// `--exit-code-on-error`.
+pub fn conclude(summary: &RunSummary, out: Option<&Path>, on_error: Option<u8>) -> Exit {
     println!("{}", stampede_master::results::table(summary));
     if let Some(dir) = out {
         eprintln!("results written to {}", dir.display());
     }
-    if summary.total.requests == 0 && summary.workers.iter().all(|w| w.state == WorkerState::Lost) {
-        eprintln!("the run could not finish: {}", summary.stop_reason);
-        return Exit::Incomplete;
+    match summary.status() {
+        RunStatus::Failed => {
+            eprintln!("the run failed: {}", failed_because(summary));
+            return Exit::Incomplete;
+        }
+        RunStatus::Stopped => {
+            eprintln!(
+                "the run was stopped before its end ({}); its results cover the time it ran",
+                summary.stop_reason
+            );
+            return Exit::Stopped;
+        }
+        RunStatus::Completed | RunStatus::Degraded => {}
     }
-    if summary.stop_reason.starts_with("every worker rejected")
-        || summary.stop_reason == "no workers left"
-    {
-        eprintln!("the run could not finish: {}", summary.stop_reason);
-        return Exit::Incomplete;
+    if summary.all_failed() {
+        eprintln!("every request failed");
+        return Exit::ThresholdBreached;
     }
-    if !summary.passed() {
+    if summary.thresholds.iter().any(|t| !t.passed) {
         eprintln!("a threshold was breached");
         return Exit::ThresholdBreached;
     }
+    if summary.status() == RunStatus::Degraded && !summary.tolerate_worker_loss {
+        eprintln!(
+            "the run is degraded: a worker was lost and its share moved to the others \
+             (--tolerate-worker-loss accepts that)"
+        );
+        return Exit::Degraded;
+    }
+    if let Some(code) = on_error.filter(|_| summary.total.failures > 0) {
+        eprintln!(
+            "{} request(s) failed (--exit-code-on-error {code})",
+            summary.total.failures
+        );
+        return Exit::OnError(code);
+    }
     Exit::Success
+}
+
+/// Why a failed run failed, in words.
+fn failed_because(summary: &RunSummary) -> String {
+    if summary.stop_reason.is_failure() {
+        summary.stop_reason.to_string()
+    } else {
+        "no request was made".to_string()
+    }
 }
 
 /// For a `priority` run: the MLPerf-LoadGen priority runner's per-class table on stdout and, with
@@ -648,15 +682,17 @@ pub fn priority_report(
     }
 }
 
-/// Ctrl-C, counted: the first asks for a graceful stop, the second for quitting at once.
+/// Stop signals, counted: the first asks for a graceful stop, the second for quitting at
+/// once. SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes) and SIGHUP (a closed terminal)
+/// all count.
 pub struct Interrupts {
-    /// Cancelled at the first Ctrl-C.
+    /// Cancelled at the first signal.
     pub first: CancellationToken,
     /// Cancelled at the second.
     pub second: CancellationToken,
 }
 
-/// Start counting Ctrl-C presses.
+/// Start counting stop signals.
 pub fn interrupts() -> Interrupts {
     let i = Interrupts {
         first: CancellationToken::new(),
@@ -664,14 +700,64 @@ pub fn interrupts() -> Interrupts {
     };
     let (first, second) = (i.first.clone(), i.second.clone());
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let mut signals = StopSignals::new();
+        if signals.recv().await.is_some() {
             first.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if signals.recv().await.is_some() {
                 second.cancel();
             }
         }
     });
     i
+}
+
+/// The signals that ask a process to stop: SIGINT, SIGTERM and SIGHUP (Ctrl-C elsewhere).
+/// Once created, none of them ends the process by itself any more.
+pub struct StopSignals {
+    #[cfg(unix)]
+    unix: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl StopSignals {
+    /// Listen from now on.
+    pub fn new() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let kinds = [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+            ];
+            let unix = match kinds.map(signal) {
+                [Ok(int), Ok(term), Ok(hup)] => Some([int, term, hup]),
+                _ => None,
+            };
+            StopSignals { unix }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// The next stop signal's name as Go and the shell print it (`interrupt`, `terminated`,
+    /// `hangup`); `None` if signals cannot be received.
+    pub async fn recv(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        if let Some([int, term, hup]) = self.unix.as_mut() {
+            return tokio::select! {
+                s = int.recv() => s.map(|_| "interrupt"),
+                s = term.recv() => s.map(|_| "terminated"),
+                s = hup.recv() => s.map(|_| "hangup"),
+            };
+        }
+        tokio::signal::ctrl_c().await.ok().map(|_| "interrupt")
+    }
+}
+
+impl Default for StopSignals {
+    fn default() -> Self {
+        StopSignals::new()
+    }
 }
 
 /// Serve a built-in target on a thread of its own with a current-thread runtime, so that its

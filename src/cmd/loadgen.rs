@@ -63,6 +63,7 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
             target: Some(scenario.target.to_string()),
             api: None,
             stop_grace: stop_grace(&scenario),
+            tolerate_worker_loss: false,
         },
         tokio_util::sync::CancellationToken::new(),
     )

@@ -113,7 +113,7 @@ pub async fn serve(opt: PlacementServeOpt) -> anyhow::Result<Exit> {
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = super::common::StopSignals::new().recv().await;
         on_signal.cancel();
     });
     server::serve(

@@ -301,30 +301,12 @@ async fn serve(opt: ServeOpt) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Wait for SIGINT or SIGTERM; the signal's name.
+/// Wait for SIGINT, SIGTERM or SIGHUP; the signal's name, as Go's `os/signal` prints it.
 async fn termination() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "interrupt",
-                _ = term.recv() => "terminated",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "interrupt"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupt"
-    }
+    super::common::StopSignals::new()
+        .recv()
+        .await
+        .unwrap_or("interrupt")
 }
 
 /// Go's flag package also takes one dash (`-port=8080`, `-use_mock_data`): for

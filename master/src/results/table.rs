@@ -18,11 +18,12 @@ pub(super) const TABLE_NAME_WIDTH: usize = 48;
 pub fn table(summary: &RunSummary) -> String {
     let duration = summary.duration_s();
     let mut out = format!(
-        "Run {} of {} against {}: {:.1}s, {} ({})\n\n",
+        "Run {} of {} against {}: {:.1}s, {}: {} ({})\n\n",
         summary.run_id,
         summary.scenario,
         summary.target,
         duration,
+        summary.status(),
         summary.stop_reason,
         summary.load
     );

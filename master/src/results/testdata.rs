@@ -8,7 +8,7 @@ use stampede_scenarios::Threshold;
 use stampede_scenarios::recorder::{new_histogram, record_clamped};
 
 use super::thresholds::evaluate;
-use crate::state::WorkerState;
+use crate::state::{RunEnd, WorkerState};
 use crate::summary::{
     AGGREGATED, CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, FailureRow, HistoryEntry, HistoryRow,
     NameStats, RunSummary, TLS_HANDSHAKE, TlsSummary, WorkerSummary,
@@ -89,7 +89,8 @@ pub(super) fn fixture() -> RunSummary {
         started_unix_ms: START_MS,
         stopped_unix_ms: START_MS + 60_000,
         ended_unix_ms: START_MS + 60_000,
-        stop_reason: "duration reached".into(),
+        stop_reason: RunEnd::DurationReached,
+        tolerate_worker_loss: false,
         thresholds: evaluate(&thresholds, &total, duration),
         stats: vec![items, bulk, health],
         total,

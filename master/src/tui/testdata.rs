@@ -95,6 +95,7 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
         failures: Vec::new(),
         events: Vec::new(),
         stop_reason: None,
+        status: None,
         schedule_lag: Buckets::default(),
     }
 }

@@ -314,6 +314,7 @@ impl Sweep {
                 bind: SocketAddr::new(LOOPBACK, 0),
                 token: token.clone(),
                 stop_grace: scenario.request_timeout() + Duration::from_secs(5),
+                tolerate_worker_loss: false,
                 scenario: Some(scenario),
                 auto_start_at: Some(self.opt.workers),
                 out: Some(dir.to_path_buf()),
