@@ -345,7 +345,8 @@ mod tests {
         assert_eq!(doc["started_at"], "2023-11-14T22:13:20.250Z");
         assert_eq!(doc["completed_at"], "2023-11-14T22:14:20.250Z");
         assert_eq!(doc["duration_s"], 60.0);
-        assert_eq!(doc["status"], "completed");
+        // One of the fixture's two workers was lost: the run is degraded.
+        assert_eq!(doc["status"], "degraded");
         let metrics = &doc["metrics"];
         assert_eq!(metrics["total_requests"], 1200);
         assert_eq!(metrics["total_bytes"], 1200 * 512);
@@ -394,7 +395,13 @@ mod tests {
         let doc = summary_json(&closed);
         assert!(validator.is_valid(&doc));
         assert_eq!(doc["schedule_lag_ms"], Value::Null);
-        assert_eq!(doc["passed"], true);
+        // No threshold, but a lost worker: degraded, which passes only when tolerated.
+        assert_eq!(doc["passed"], false);
+        let tolerated = summary_json(&RunSummary {
+            tolerate_worker_loss: true,
+            ..closed.clone()
+        });
+        assert_eq!(tolerated["passed"], true);
         assert_eq!(doc["connections"], Value::Null, "no connection counters");
         assert_eq!(doc["requests"][0]["connections"], Value::Null);
         assert_eq!(doc["tls"], Value::Null, "plain http://");
