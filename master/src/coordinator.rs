@@ -1082,7 +1082,7 @@ impl Coordinator {
         RunSummary {
             run_id: run.id,
             scenario: run.config.name.clone(),
-            kind: run.config.kind.clone(),
+            kind: run.config.kind.to_string(),
             target: run.config.target.to_string(),
             load: describe_scaled(&run.config.load, run.config.duration, run.scale),
             started_unix_ms: started,
@@ -1329,7 +1329,7 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
     RunView {
         id: run.id,
         scenario: run.config.name.clone(),
-        kind: run.config.kind.clone(),
+        kind: run.config.kind,
         load: describe(&run.config.load, run.config.duration),
         state: state.to_string(),
         elapsed_s: run.started.map_or(0.0, |s| {

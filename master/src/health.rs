@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stampede_protocol::unix_now_ns;
-use stampede_scenarios::{Overrides, ScenarioConfig, ScenarioFile};
+use stampede_scenarios::{Kind, Overrides, ScenarioConfig, ScenarioFile};
 use tokio::sync::oneshot;
 
 use crate::api::{ApiState, authorized, error, json_body};
@@ -143,7 +143,7 @@ fn scenario(s: &ApiState, w: &Workload) -> Result<ScenarioConfig, (StatusCode, S
     );
     let fresh: ScenarioFile =
         toml::from_str(&text).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let file = match s.scenario.as_ref().filter(|sc| sc.kind == "download") {
+    let file = match s.scenario.as_ref().filter(|sc| sc.kind == Kind::Download) {
         Some(base) => {
             let mut file = base.file.clone();
             let mut download = file.download.take().unwrap_or_default();

@@ -27,7 +27,7 @@ use stampede_scenarios::driver::priority::{
     self, CLASSES, COUNTER_DROPPED, COUNTER_SCHEDULED, COUNTER_SLO_MET, Settings, class_name,
     slo_of, tier_of,
 };
-use stampede_scenarios::{LoadPlan, ScenarioConfig};
+use stampede_scenarios::{Kind, LoadPlan, ScenarioConfig};
 
 use crate::summary::RunSummary;
 
@@ -81,7 +81,7 @@ impl ClassReport {
         let Ok(settings) = Settings::of(&config.file) else {
             return Vec::new();
         };
-        if config.kind != "priority" {
+        if config.kind != Kind::Priority {
             return Vec::new();
         }
         let total = config.load.peak();

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use stampede_scenarios::Kind;
 
 /// A worker as the master sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -186,7 +187,7 @@ pub struct RunView {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind (its request driver: `http`, `llm`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// The load as the scenario states it, one line (`closed: 10 users for 30s`), before
     /// [`RunView::scale`].
     pub load: String,

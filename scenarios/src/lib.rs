@@ -8,6 +8,7 @@
 //! - [`model`]: the scenario file (TOML) and the validated [`ScenarioConfig`], with errors
 //!   naming file, line and field.
 //! - [`load`]: load models (closed, open, stages), one worker's [`LoadPlan`], and [`split`].
+//! - [`kinds`]: the scenario kinds ([`Kind`]).
 //! - [`driver`]: the [`Driver`] and [`Session`] traits and the drivers (`http`, `llm`,
 //!   `download`, `priority`).
 //! - [`llm`]: LLM protocol parts for the `llm` driver: SSE, backends, prompts, tokens, timings.
@@ -17,6 +18,7 @@
 //! - [`units`]: human units (`30s`, `10k`, `250/s`).
 
 pub mod driver;
+pub mod kinds;
 pub mod llm;
 pub mod load;
 pub mod model;
@@ -26,6 +28,7 @@ pub mod tls;
 pub mod units;
 
 pub use driver::{Call, Driver, RequestInfo, Session};
+pub use kinds::Kind;
 pub use load::{Arrival, LoadModel, LoadPlan, UserMode, split};
 pub use model::{
     Overrides, PlacementFile, ScenarioConfig, ScenarioError, ScenarioFile, Sweep, SweepFile,

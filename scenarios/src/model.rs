@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kinds::Kind;
 use crate::load::{Arrival, LoadModel, Mix, Stage, StageTarget, UserMode};
 use crate::threshold::Threshold;
 use crate::units::{Count, HumanDuration, Rate};
@@ -54,8 +55,8 @@ pub struct ScenarioFile {
     /// Stampede start its own target.
     pub target: String,
     /// Which request driver generates the requests. `http` by default.
-    #[serde(default = "default::kind")]
-    pub kind: String,
+    #[serde(default)]
+    pub kind: Kind,
     /// How long the run lasts (stages: their sum, unless this is given). 30 s by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<HumanDuration>,
@@ -564,9 +565,6 @@ pub struct RequestFile {
 }
 
 mod default {
-    pub fn kind() -> String {
-        "http".into()
-    }
     pub fn accelerator_count() -> u32 {
         1
     }
@@ -660,7 +658,7 @@ pub struct ScenarioConfig {
     /// The target: a base URL, or `builtin:<kind>`.
     pub target: Target,
     /// The driver kind (`http`).
-    pub kind: String,
+    pub kind: Kind,
     /// How long the run lasts.
     pub duration: Duration,
     /// The validated load model.
@@ -806,16 +804,16 @@ impl ScenarioConfig {
     /// How long one request may take at most, by the driver's settings: what a run's end waits
     /// for in-flight requests.
     pub fn request_timeout(&self) -> Duration {
-        match self.kind.as_str() {
-            "download" => crate::driver::download::timeout(self),
-            "priority" => crate::driver::priority::timeout(self),
-            "llm" => self
+        match self.kind {
+            Kind::Download => crate::driver::download::timeout(self),
+            Kind::Priority => crate::driver::priority::timeout(self),
+            Kind::Llm => self
                 .file
                 .llm
                 .as_ref()
                 .and_then(|l| l.timeout)
                 .map_or(crate::driver::llm::DEFAULT_TIMEOUT, |t| t.0),
-            _ => self
+            Kind::Http => self
                 .file
                 .http
                 .as_ref()
@@ -1038,16 +1036,6 @@ impl ScenarioFile {
                 Target::Url(parse_base_url(&self.target).map_err(|m| ("target".to_string(), m))?)
             }
         };
-        if !crate::driver::KINDS.contains(&self.kind.as_str()) {
-            return err(
-                "kind",
-                format!(
-                    "unknown scenario kind `{}` (known: {})",
-                    self.kind,
-                    crate::driver::KINDS.join(", ")
-                ),
-            );
-        }
         let load = match &self.load {
             LoadFile::Closed { users, spawn_rate } => {
                 if users.0 == 0 {
@@ -1178,7 +1166,7 @@ impl ScenarioFile {
         let sweep = self.sweep.as_ref().map(Sweep::of).transpose()?;
         Ok(ScenarioConfig {
             name: self.name.clone(),
-            kind: self.kind.clone(),
+            kind: self.kind,
             target,
             duration,
             load,
@@ -1665,6 +1653,16 @@ path = "{path}"
         assert!(
             e.message.ends_with("did you mean kind = \"download\"?"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_located_and_lists_the_known_ones() {
+        let text = GOOD.replace("duration = \"10s\"", "duration = \"10s\"\nkind = \"grpc\"");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "t.toml:5: kind: unknown scenario kind `grpc` (known: http, llm, download, priority)"
         );
     }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use rand::rngs::SmallRng;
 
+use crate::kinds::Kind;
 use crate::model::{ScenarioConfig, ScenarioFile};
 pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
@@ -24,9 +25,6 @@ pub mod http;
 pub mod llm;
 pub mod priority;
 pub mod transport;
-
-/// The scenario kinds (`kind = "..."`) this build knows.
-pub const KINDS: &[&str] = &["http", "llm", "download", "priority"];
 
 /// A boxed future, as sessions return from [`Session::call`].
 pub type CallFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -100,9 +98,6 @@ pub enum DriverError {
     /// The built-in target was not replaced by an address before building.
     #[error("target `{0}` must be started and given as a URL before the driver is built")]
     UnresolvedTarget(String),
-    /// The scenario kind has no driver in this build.
-    #[error("unknown scenario kind `{0}`")]
-    UnknownKind(String),
     /// The scenario's driver settings are invalid.
     #[error("{0}")]
     Invalid(String),
@@ -110,33 +105,31 @@ pub enum DriverError {
 
 /// Build the driver of a scenario.
 pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
-    match config.kind.as_str() {
-        "http" => Ok(Arc::new(http::HttpDriver::new(config)?)),
-        "llm" => Ok(Arc::new(llm::LlmDriver::new(config)?)),
-        "download" => Ok(Arc::new(download::DownloadDriver::new(config)?)),
-        "priority" => Ok(Arc::new(priority::PriorityDriver::new(config)?)),
-        other => Err(DriverError::UnknownKind(other.to_string())),
+    match config.kind {
+        Kind::Http => Ok(Arc::new(http::HttpDriver::new(config)?)),
+        Kind::Llm => Ok(Arc::new(llm::LlmDriver::new(config)?)),
+        Kind::Download => Ok(Arc::new(download::DownloadDriver::new(config)?)),
+        Kind::Priority => Ok(Arc::new(priority::PriorityDriver::new(config)?)),
     }
 }
 
 /// The request names and kinds of a scenario, without building a driver (for the master).
 pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
-    match config.kind.as_str() {
-        "http" => http::catalog(&config.file),
-        "llm" => llm::catalog(&config.file),
-        "download" => download::catalog(&config.file),
-        "priority" => priority::catalog(&config.file),
-        _ => Vec::new(),
+    match config.kind {
+        Kind::Http => http::catalog(&config.file),
+        Kind::Llm => llm::catalog(&config.file),
+        Kind::Download => download::catalog(&config.file),
+        Kind::Priority => priority::catalog(&config.file),
     }
 }
 
 /// The record streams a scenario's driver writes, without building a driver (for the master,
 /// which writes each stream's header and appends the rows workers send).
 pub fn record_streams(config: &ScenarioConfig) -> Vec<RecordStream> {
-    match config.kind.as_str() {
-        "llm" => llm::record_streams(&config.file),
-        "priority" => priority::record_streams(),
-        _ => Vec::new(),
+    match config.kind {
+        Kind::Llm => llm::record_streams(&config.file),
+        Kind::Priority => priority::record_streams(),
+        Kind::Http | Kind::Download => Vec::new(),
     }
 }
 
@@ -148,20 +141,20 @@ pub(crate) fn mix(
     duration: std::time::Duration,
 ) -> Result<Option<crate::load::Mix>, (String, String)> {
     // A kind with a mix adds its line here.
-    match file.kind.as_str() {
-        "priority" => priority::mix(file, load, duration).map(Some),
-        _ => Ok(None),
+    match file.kind {
+        Kind::Priority => priority::mix(file, load, duration).map(Some),
+        Kind::Http | Kind::Llm | Kind::Download => Ok(None),
     }
 }
 
 /// The kinds other than `http` whose own table (`[llm]`, `[download]`, `[priority]`) the file
-/// has, in [`KINDS`] order: what its `kind` was likely meant to be.
-pub(crate) fn kinds_with_table(file: &ScenarioFile) -> Vec<&'static str> {
+/// has, in [`Kind::ALL`] order: what its `kind` was likely meant to be.
+pub(crate) fn kinds_with_table(file: &ScenarioFile) -> Vec<Kind> {
     // A kind with a table of its own adds its line here.
     let tables = [
-        ("llm", file.llm.is_some()),
-        ("download", file.download.is_some()),
-        ("priority", file.priority.is_some()),
+        (Kind::Llm, file.llm.is_some()),
+        (Kind::Download, file.download.is_some()),
+        (Kind::Priority, file.priority.is_some()),
     ];
     tables
         .into_iter()
@@ -171,11 +164,10 @@ pub(crate) fn kinds_with_table(file: &ScenarioFile) -> Vec<&'static str> {
 
 /// Kind-specific checks of a scenario file; `Err((field, message))`.
 pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
-    match file.kind.as_str() {
-        "http" => http::validate(file),
-        "llm" => llm::validate(file),
-        "download" => download::validate(file),
-        "priority" => priority::validate(file),
-        _ => Ok(()),
+    match file.kind {
+        Kind::Http => http::validate(file),
+        Kind::Llm => llm::validate(file),
+        Kind::Download => download::validate(file),
+        Kind::Priority => priority::validate(file),
     }
 }
