@@ -416,7 +416,7 @@ impl Session {
     fn prepare(&self, a: Assign) -> Result<Run, String> {
         let config = ScenarioConfig::from_assignment(&a.scenario, "<assigned scenario>")
             .map_err(|e| e.to_string())?;
-        let driver = driver::build(&config).map_err(|e| e.to_string())?;
+        let driver = config.driver().map_err(|e| e.to_string())?;
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
         let recorder = Arc::new(
             Recorder::new(

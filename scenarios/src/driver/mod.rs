@@ -1,19 +1,19 @@
 //! Request drivers: what one request of a scenario is, and how to send it.
 //!
 //! The worker's engine owns the pacing (when to send, how many users); a driver owns the
-//! protocol (what to send, how to read the answer, what to record). A new scenario kind is a new
-//! module here plus a line in [`build`], `validate` and [`KINDS`]; nothing in the protocol,
-//! the worker's engine or the master changes. Drivers never decide when requests go out.
+//! protocol (what to send, how to read the answer, what to record) and its kind's table of the
+//! scenario file (`[llm]`, `[download]`, ...), with that table's checks. A new scenario kind is
+//! a new module here plus one line in the registry ([`crate::kinds`]); nothing in the protocol,
+//! the worker's engine or the master changes. Drivers never decide when requests go out, and
+//! read of the scenario only its common parts ([`crate::model::Common`]) and their own table.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::SmallRng;
 
-use crate::kinds::Kind;
-use crate::model::{ScenarioConfig, ScenarioFile};
+use crate::model::Target;
 pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
 
@@ -55,7 +55,8 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// Per-request record streams the driver writes rows to with [`Recorder::row`], in index
-    /// order (none by default). The master gets the same list from [`record_streams`].
+    /// order (none by default). The master gets the same list from the scenario
+    /// ([`crate::ScenarioConfig::record_streams`]).
     fn record_streams(&self) -> &[RecordStream] {
         &[]
     }
@@ -103,71 +104,11 @@ pub enum DriverError {
     Invalid(String),
 }
 
-/// Build the driver of a scenario.
-pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
-    match config.kind {
-        Kind::Http => Ok(Arc::new(http::HttpDriver::new(config)?)),
-        Kind::Llm => Ok(Arc::new(llm::LlmDriver::new(config)?)),
-        Kind::Download => Ok(Arc::new(download::DownloadDriver::new(config)?)),
-        Kind::Priority => Ok(Arc::new(priority::PriorityDriver::new(config)?)),
-    }
-}
-
-/// The request names and kinds of a scenario, without building a driver (for the master).
-pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
-    match config.kind {
-        Kind::Http => http::catalog(&config.file),
-        Kind::Llm => llm::catalog(&config.file),
-        Kind::Download => download::catalog(&config.file),
-        Kind::Priority => priority::catalog(&config.file),
-    }
-}
-
-/// The record streams a scenario's driver writes, without building a driver (for the master,
-/// which writes each stream's header and appends the rows workers send).
-pub fn record_streams(config: &ScenarioConfig) -> Vec<RecordStream> {
-    match config.kind {
-        Kind::Llm => llm::record_streams(&config.file),
-        Kind::Priority => priority::record_streams(),
-        Kind::Http | Kind::Download => Vec::new(),
-    }
-}
-
-/// The rates per request of a scenario whose kind fixes them (a [`crate::load::Mix`]), from
-/// its validated load and duration; `Err((field, message))`.
-pub(crate) fn mix(
-    file: &ScenarioFile,
-    load: &crate::load::LoadModel,
-    duration: std::time::Duration,
-) -> Result<Option<crate::load::Mix>, (String, String)> {
-    // A kind with a mix adds its line here.
-    match file.kind {
-        Kind::Priority => priority::mix(file, load, duration).map(Some),
-        Kind::Http | Kind::Llm | Kind::Download => Ok(None),
-    }
-}
-
-/// The kinds other than `http` whose own table (`[llm]`, `[download]`, `[priority]`) the file
-/// has, in [`Kind::ALL`] order: what its `kind` was likely meant to be.
-pub(crate) fn kinds_with_table(file: &ScenarioFile) -> Vec<Kind> {
-    // A kind with a table of its own adds its line here.
-    let tables = [
-        (Kind::Llm, file.llm.is_some()),
-        (Kind::Download, file.download.is_some()),
-        (Kind::Priority, file.priority.is_some()),
-    ];
-    tables
-        .into_iter()
-        .filter_map(|(kind, present)| present.then_some(kind))
-        .collect()
-}
-
-/// Kind-specific checks of a scenario file; `Err((field, message))`.
-pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
-    match file.kind {
-        Kind::Http => http::validate(file),
-        Kind::Llm => llm::validate(file),
-        Kind::Download => download::validate(file),
-        Kind::Priority => priority::validate(file),
+/// The base URL of a scenario's target: a built-in target must have been started and given as
+/// a URL before a driver is built.
+pub(crate) fn base_url(target: &Target) -> Result<::http::Uri, DriverError> {
+    match target {
+        Target::Url(uri) => Ok(uri.clone()),
+        Target::Builtin(kind) => Err(DriverError::UnresolvedTarget(format!("builtin:{kind}"))),
     }
 }
