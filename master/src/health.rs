@@ -226,7 +226,7 @@ async fn components(State(s): State<ApiState>) -> Response {
         .ids()
         .into_iter()
         .filter_map(|id| s.archive.document(id))
-        .filter(|d| d["kind"] == "download")
+        .filter(|d| d["kind"].as_str().and_then(|k| k.parse().ok()) == Some(Kind::Download))
         .collect();
     let completed = docs.iter().filter(|d| d["status"] == "completed").count();
     let latest = docs.last();

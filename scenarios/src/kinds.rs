@@ -40,8 +40,8 @@ pub struct Parts<'a> {
     pub priority: Option<&'a priority::PriorityFile>,
 }
 
-/// A failed check: the dotted field and what is wrong with it.
-type Invalid = (String, String);
+/// A failed check, as `Err((field, message))`: the dotted field and what is wrong with it.
+pub type Invalid = (String, String);
 
 /// What the registry knows of one kind: functions of the scenario's [`Parts`], each calling
 /// the kind's driver module.

@@ -13,15 +13,12 @@ use crate::threshold::Threshold;
 use crate::tls::TlsFile;
 use crate::units::{Count, HumanDuration};
 
-/// A failed check: the dotted field and what is wrong with it.
-type Invalid = (String, String);
-
-fn err<T>(field: &str, message: String) -> Result<T, Invalid> {
+fn err<T>(field: &str, message: String) -> Result<T, (String, String)> {
     Err((field.to_string(), message))
 }
 
 /// `target`: a base URL, or a built-in target (`builtin:http`).
-pub fn target(text: &str) -> Result<Target, Invalid> {
+pub fn target(text: &str) -> Result<Target, (String, String)> {
     let target = match text.strip_prefix("builtin:") {
         Some(kind) if super::BUILTIN_TARGETS.contains(&kind) => Target::Builtin(kind.to_string()),
         Some(kind) => {
@@ -39,7 +36,7 @@ pub fn target(text: &str) -> Result<Target, Invalid> {
 }
 
 /// `[load]`: the load model.
-pub fn load(file: &LoadFile) -> Result<LoadModel, Invalid> {
+pub fn load(file: &LoadFile) -> Result<LoadModel, (String, String)> {
     let load = match file {
         LoadFile::Closed { users, spawn_rate } => {
             if users.0 == 0 {
@@ -130,7 +127,10 @@ pub fn load(file: &LoadFile) -> Result<LoadModel, Invalid> {
 }
 
 /// `duration`: as given, else the stages' sum, else [`DEFAULT_DURATION`]; above 0.
-pub fn duration(given: Option<HumanDuration>, load: &LoadModel) -> Result<Duration, Invalid> {
+pub fn duration(
+    given: Option<HumanDuration>,
+    load: &LoadModel,
+) -> Result<Duration, (String, String)> {
     let duration = match (given, load) {
         (Some(d), _) => d.0,
         (None, LoadModel::Stages { stages, .. }) => stages.iter().map(|s| s.duration).sum(),
@@ -143,7 +143,7 @@ pub fn duration(given: Option<HumanDuration>, load: &LoadModel) -> Result<Durati
 }
 
 /// `[tls]` and `[http]`: a valid server name, at least one HTTP/2 connection.
-pub fn connection(tls: Option<&TlsFile>, http: Option<&HttpFile>) -> Result<(), Invalid> {
+pub fn connection(tls: Option<&TlsFile>, http: Option<&HttpFile>) -> Result<(), (String, String)> {
     if let Some(name) = tls.and_then(|t| t.server_name.as_ref()) {
         crate::tls::check_server_name(name).map_err(|m| ("tls.server_name".to_string(), m))?;
     }
@@ -159,7 +159,7 @@ pub fn connection(tls: Option<&TlsFile>, http: Option<&HttpFile>) -> Result<(), 
 pub fn tables(
     worker_type: Option<&WorkerTypeFile>,
     placement: Option<&PlacementFile>,
-) -> Result<(), Invalid> {
+) -> Result<(), (String, String)> {
     if let Some(w) = worker_type
         && w.accelerator_type.trim().is_empty()
     {
@@ -187,7 +187,7 @@ pub fn tables(
 }
 
 /// `[thresholds]`, in the file's (sorted) order.
-pub fn thresholds(table: &BTreeMap<String, String>) -> Result<Vec<Threshold>, Invalid> {
+pub fn thresholds(table: &BTreeMap<String, String>) -> Result<Vec<Threshold>, (String, String)> {
     let mut thresholds = Vec::new();
     for (key, expr) in table {
         thresholds.push(Threshold::parse(key, expr).map_err(|m| (format!("thresholds.{key}"), m))?);
@@ -197,7 +197,10 @@ pub fn thresholds(table: &BTreeMap<String, String>) -> Result<Vec<Threshold>, In
 
 /// The arrivals and their gamma shape: `burstiness` makes them gamma (it must be a positive
 /// number, and makes no sense with `constant`); gamma without it has shape 1 (Poisson).
-fn validate_arrival(arrival: Arrival, burstiness: Option<f64>) -> Result<(Arrival, f64), Invalid> {
+fn validate_arrival(
+    arrival: Arrival,
+    burstiness: Option<f64>,
+) -> Result<(Arrival, f64), (String, String)> {
     match (arrival, burstiness) {
         (_, Some(b)) if !(b.is_finite() && b > 0.0) => Err((
             "load.burstiness".into(),
@@ -212,7 +215,7 @@ fn validate_arrival(arrival: Arrival, burstiness: Option<f64>) -> Result<(Arriva
     }
 }
 
-fn validate_in_flight(v: Option<Count>) -> Result<u64, Invalid> {
+fn validate_in_flight(v: Option<Count>) -> Result<u64, (String, String)> {
     match v {
         Some(Count(0)) => Err(("load.max_in_flight".into(), "must be at least 1".into())),
         Some(Count(n)) => Ok(n),
