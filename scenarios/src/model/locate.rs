@@ -1,6 +1,6 @@
-//! Where in the scenario's text an error is: [`toml_error`] turns toml's errors into
-//! [`ScenarioError`]s with line and field, [`missing_table`] names a missing top-level key,
-//! and [`locate`] finds the line of a dotted field path (`requests[1].method`) for the errors
+//! Where in the scenario's text an error is: `toml_error` turns toml's errors into
+//! [`ScenarioError`]s with line and field, `missing_table` names a missing top-level key,
+//! and `locate` finds the line of a dotted field path (`requests[1].method`) for the errors
 //! of checks that run after parsing.
 
 use super::ScenarioError;

@@ -7,7 +7,7 @@
 //! which each driver owns ([`crate::driver`]). Nothing here knows a driver or a kind.
 //!
 //! # Layout
-//! - [`file`]: the common tables as written (serde, `deny_unknown_fields`).
+//! - [`mod@file`]: the common tables as written (serde, `deny_unknown_fields`).
 //! - [`sweep`]: `[sweep]` and the validated [`Sweep`].
 //! - [`overrides`]: what the command line may override ([`Overrides`]).
 //! - [`validate`]: the checks of the common parts, turning them into validated values.
