@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stampede_protocol::unix_now_ns;
-use stampede_scenarios::{Overrides, ScenarioConfig, ScenarioFile};
+use stampede_scenarios::{Kind, Overrides, ScenarioConfig, ScenarioFile};
 use tokio::sync::oneshot;
 
 use crate::api::{ApiState, authorized, error, json_body};
@@ -145,7 +145,7 @@ fn scenario(s: &ApiState, w: &Workload) -> Result<ScenarioConfig, (StatusCode, S
     );
     let fresh: ScenarioFile =
         toml::from_str(&text).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let file = match s.scenario.as_ref().filter(|sc| sc.kind == "download") {
+    let file = match s.scenario.as_ref().filter(|sc| sc.kind == Kind::Download) {
         Some(base) => {
             let mut file = base.file.clone();
             let mut download = file.download.take().unwrap_or_default();
@@ -227,7 +227,7 @@ async fn components(State(s): State<ApiState>) -> Response {
         .ids()
         .into_iter()
         .filter_map(|id| s.archive.document(id))
-        .filter(|d| d["kind"] == "download")
+        .filter(|d| d["kind"].as_str().and_then(|k| k.parse().ok()) == Some(Kind::Download))
         .collect();
     let completed = docs.iter().filter(|d| d["status"] == "completed").count();
     let latest = docs.last();

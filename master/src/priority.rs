@@ -27,7 +27,7 @@ use stampede_scenarios::driver::priority::{
     self, CLASSES, COUNTER_DROPPED, COUNTER_SCHEDULED, COUNTER_SLO_MET, Settings, class_name,
     slo_of, tier_of,
 };
-use stampede_scenarios::{LoadPlan, ScenarioConfig};
+use stampede_scenarios::{Kind, LoadPlan, ScenarioConfig};
 
 use crate::summary::RunSummary;
 
@@ -78,10 +78,10 @@ impl ClassReport {
     /// The reports of the classes a priority run sent (classes skipped for a rate under 0.01
     /// qps are left out); empty for other kinds.
     pub fn of(summary: &RunSummary, config: &ScenarioConfig) -> Vec<ClassReport> {
-        let Ok(settings) = Settings::of(&config.file) else {
+        let Ok(settings) = Settings::of(config.file.priority.as_ref()) else {
             return Vec::new();
         };
-        if config.kind != "priority" {
+        if config.kind != Kind::Priority {
             return Vec::new();
         }
         let total = config.load.peak();
@@ -503,7 +503,8 @@ fn log_add(a: f64, b: f64) -> f64 {
 /// zeros when the scenario has no priority mix.
 fn nominal_counts(config: &ScenarioConfig) -> [f64; CLASSES] {
     let mut out = [0.0; CLASSES];
-    let Ok(mix) = priority::mix(&config.file, &config.load, config.duration) else {
+    let Ok(mix) = priority::mix(config.file.priority.as_ref(), &config.load, config.duration)
+    else {
         return out;
     };
     // Spikes step the rates: integrate each stretch between steps on its own, so the steps

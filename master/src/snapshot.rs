@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use stampede_scenarios::Kind;
 
 pub use crate::state::{RunState, RunStatus, WorkerState};
 
@@ -188,7 +189,7 @@ pub struct RunView {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind (its request driver: `http`, `llm`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// The load as the scenario states it, one line (`closed: 10 users for 30s`), before
     /// [`RunView::scale`].
     pub load: String,

@@ -13,7 +13,7 @@ use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
 use stampede_scenarios::llm::Backend;
 use stampede_scenarios::model::TlsOverrides;
-use stampede_scenarios::{Overrides, ScenarioConfig, SweepFile, Target};
+use stampede_scenarios::{Kind, Overrides, ScenarioConfig, SweepFile, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use stampede_targets::registry::{RegistryConfig, RegistryStats};
@@ -59,7 +59,7 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
         http_version: flags.http_version,
     };
     if overrides.requests_csv {
-        if base.kind != "llm" {
+        if base.kind != Kind::Llm {
             anyhow::bail!(
                 "--requests-csv applies to llm scenarios; {} is a `{}` scenario",
                 path.display(),
@@ -72,7 +72,7 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
             );
         }
     }
-    if (overrides.backend.is_some() || overrides.model.is_some()) && base.kind != "llm" {
+    if (overrides.backend.is_some() || overrides.model.is_some()) && base.kind != Kind::Llm {
         anyhow::bail!(
             "--backend and --model apply to llm scenarios; {} is a `{}` scenario",
             path.display(),
@@ -200,7 +200,7 @@ pub async fn start_builtin(
 /// certificate self-signed for the run), h2c for `[http] version = "2"` without one, else
 /// plain HTTP/1.1. gRPC scenarios (priority, JetStream) and the registry take what they can.
 fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
-    let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != "priority";
+    let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != Kind::Priority;
     let h2 = config
         .file
         .http

@@ -18,7 +18,7 @@ use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::driver::priority::{PriorityFile, STREAM};
 use stampede_scenarios::model::TlsOverrides;
 use stampede_scenarios::units::{Count, HumanDuration, Rate};
-use stampede_scenarios::{Overrides, ScenarioConfig};
+use stampede_scenarios::{Kind, Overrides, ScenarioConfig};
 
 use super::common;
 use super::run::{follow_to_end, reap, spawn_workers, stop_grace, wait_for_workers};
@@ -150,7 +150,7 @@ fn scenario(opt: &LoadgenOpt) -> anyhow::Result<ScenarioConfig> {
     let mut file = match &opt.scenario {
         Some(path) => {
             let c = ScenarioConfig::load(path)?;
-            if c.kind != "priority" {
+            if c.kind != Kind::Priority {
                 bail!(
                     "{}: a `{}` scenario; --scenario needs kind = \"priority\"",
                     path.display(),

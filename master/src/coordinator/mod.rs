@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_protocol::{Assign, FromWorker, Share, ToWorker};
-use stampede_scenarios::{RequestInfo, ScenarioConfig, driver};
+use stampede_scenarios::{RequestInfo, ScenarioConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -675,7 +675,7 @@ impl Coordinator {
         }
         self.next_run += 1;
         let id = self.next_run;
-        let catalog = driver::catalog(&config);
+        let catalog = config.catalog();
         let members = self
             .workers
             .keys()
@@ -778,7 +778,7 @@ impl Coordinator {
         });
         run.agg = Aggregate::new(&run.catalog, at_ms, hlog);
         run.records = Some(RecordFiles::create(
-            &driver::record_streams(&run.config),
+            &run.config.record_streams(),
             run.out.as_deref(),
             &self.config.records,
         ));

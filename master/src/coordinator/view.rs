@@ -61,7 +61,7 @@ impl Coordinator {
         RunSummary {
             run_id: run.id,
             scenario: run.config.name.clone(),
-            kind: run.config.kind.clone(),
+            kind: run.config.kind.to_string(),
             target: run.config.target.to_string(),
             load: describe_scaled(&run.config.load, run.config.duration, run.scale),
             started_unix_ms: started,
@@ -261,7 +261,7 @@ pub(super) fn view(
     RunView {
         id: run.id,
         scenario: run.config.name.clone(),
-        kind: run.config.kind.clone(),
+        kind: run.config.kind,
         load: describe(&run.config.load, run.config.duration),
         state,
         elapsed_s: run

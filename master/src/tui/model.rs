@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use stampede_scenarios::Kind;
+
 use crate::snapshot::{NameView, RunView, Snapshot};
 use crate::state::{RunState, WorkerState};
 use crate::summary::{CONNECTIONS_NEW, CONNECTIONS_REUSED};
@@ -232,13 +234,13 @@ impl Model {
             View::Failures,
         ];
         if let Some(run) = self.run() {
-            if run.kind == "llm" || run.total.metrics.contains_key("ttft") {
+            if run.kind == Kind::Llm || run.total.metrics.contains_key("ttft") {
                 v.push(View::Llm);
             }
-            if run.kind == "priority" || !super::view::priority_cells(run).is_empty() {
+            if run.kind == Kind::Priority || !super::view::priority_cells(run).is_empty() {
                 v.push(View::Priority);
             }
-            if run.kind == "download" || run.total.metrics.contains_key("ttfb") {
+            if run.kind == Kind::Download || run.total.metrics.contains_key("ttfb") {
                 v.push(View::Downloads);
             }
         }

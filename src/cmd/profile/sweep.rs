@@ -23,7 +23,7 @@ use stampede_profiles::profile::{self, Point};
 use stampede_profiles::sweep::{self, Search, Shape, StepFigures, WorkerFields};
 use stampede_scenarios::llm::{LengthDist, PromptSource, SyntheticSource};
 use stampede_scenarios::units::HumanDuration;
-use stampede_scenarios::{Arrival, Overrides, ScenarioConfig};
+use stampede_scenarios::{Arrival, Kind, Overrides, ScenarioConfig};
 use tokio::process::Child;
 
 use crate::cli::Exit;
@@ -146,7 +146,7 @@ pub async fn run(opt: SweepOpt) -> anyhow::Result<Exit> {
         bail!("--slo-ms {slo}: the SLO must be a number of milliseconds above 0");
     }
     let mut base = ScenarioConfig::load(&opt.scenario)?;
-    if base.kind != "llm" {
+    if base.kind != Kind::Llm {
         bail!(
             "{} is a `{}` scenario; a profile sweep needs kind = \"llm\"",
             opt.scenario.display(),
