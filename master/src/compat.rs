@@ -35,6 +35,7 @@ use crate::api::{ApiState, StartBody, authorized, scenario_for};
 use crate::coordinator::{Command, UNTIL_STOPPED};
 use crate::results::STATS_CSV_HEADER;
 use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::state::{RunState, WorkerState};
 use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
 
 /// The counter an LLM driver records prompt tokens under (the seed's "tokens sent").
@@ -203,7 +204,7 @@ async fn stop(State(c): State<Compat>, headers: HeaderMap) -> Response {
         return *r;
     }
     let snap = c.api.snapshots.borrow().clone();
-    if let Some(run) = snap.run.as_ref().filter(|r| r.state != "finished") {
+    if let Some(run) = snap.run.as_ref().filter(|r| r.state != RunState::Finished) {
         let run_id = run.id;
         // "Not going on" means it ended meanwhile: stopped either way.
         if let Err((StatusCode::SERVICE_UNAVAILABLE, m)) =
@@ -432,7 +433,7 @@ async fn start(c: &Compat, o: StartOptions) -> Result<Started, (StatusCode, Stri
     let mut snapshots = c.api.snapshots.clone();
     let _ = tokio::time::timeout(
         SETTLE_LIMIT,
-        snapshots.wait_for(|s| s.run.as_ref().is_none_or(|r| r.state != "stopping")),
+        snapshots.wait_for(|s| s.run.as_ref().is_none_or(|r| r.state != RunState::Stopping)),
     )
     .await;
     let boxed = Box::new(scenario.clone());
@@ -556,7 +557,7 @@ impl Table {
             Some(view) => match api
                 .archive
                 .get(view.id)
-                .filter(|_| view.state == "finished")
+                .filter(|_| view.state == RunState::Finished)
             {
                 Some(summary) => Table::finished(&snap, Some(view), &summary),
                 None => Table::live(&snap, view),
@@ -907,7 +908,9 @@ fn workers(snap: &Snapshot, run: Option<&RunView>) -> Vec<Value> {
                 other => other,
             };
             let users = match run {
-                Some(r) if w.state == "running" => (w.share * r.users as f64).round() as u64,
+                Some(r) if w.state == WorkerState::Running => {
+                    (w.share * r.users as f64).round() as u64
+                }
                 _ => 0,
             };
             json!({ "id": w.name, "state": state, "user_count": users,

@@ -26,6 +26,7 @@ use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
 use crate::results;
 use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::state::{RunState, WorkerState};
 use crate::summary::{
     CERTIFICATE_HINT, INSECURE_WARNING, LOCUST_PERCENTILES, NameStats, RunSummary, TlsSummary,
     WorkerSummary, all_certificate_failures,
@@ -1018,7 +1019,7 @@ impl Coordinator {
         }
         info!(run = run.id, requests = summary.total.requests, reason = %summary.stop_reason, "run finished");
         let summary = Arc::new(summary);
-        let mut last = view(&run, &self.workers, "finished");
+        let mut last = view(&run, &self.workers, RunState::Finished);
         // The run's own length, as its summary counts it: a reader dividing totals by it (the
         // terminal UI's rates of a finished run) gets the summary's figures.
         last.elapsed_s = summary.duration_s();
@@ -1059,13 +1060,12 @@ impl Coordinator {
                     requests: t.requests,
                     failures: t.failures,
                     state: if lost_at_s.is_some() {
-                        "lost"
+                        WorkerState::Lost
                     } else if t.finished {
-                        "finished"
+                        WorkerState::Finished
                     } else {
-                        "unfinished"
-                    }
-                    .to_string(),
+                        WorkerState::Unfinished
+                    },
                     lost_at_s,
                     first_sends_ms: t.first_sends_unix_us.map(|(min, max)| {
                         // Worker clock (µs) → master clock → ms after the run's start.
@@ -1117,15 +1117,15 @@ impl Coordinator {
                 let (state, share, requests) = match &self.run {
                     Some(run) => match run.members.get(id) {
                         Some(m) if m.started && !m.finished => (
-                            "running",
+                            WorkerState::Running,
                             share_of(&self.workers, &run.members, *id),
                             worker_requests(run, *id),
                         ),
-                        Some(m) if !m.started => ("assigned", 0.0, 0),
-                        _ => ("ready", 0.0, worker_requests(run, *id)),
+                        Some(m) if !m.started => (WorkerState::Assigned, 0.0, 0),
+                        _ => (WorkerState::Ready, 0.0, worker_requests(run, *id)),
                     },
                     None => (
-                        "ready",
+                        WorkerState::Ready,
                         0.0,
                         self.last_requests.get(id).copied().unwrap_or(0),
                     ),
@@ -1135,7 +1135,7 @@ impl Coordinator {
                     name: w.name.clone(),
                     addr: w.addr.clone(),
                     cores: w.cores,
-                    state: state.into(),
+                    state,
                     share,
                     requests,
                     rps: w.last_rps,
@@ -1153,7 +1153,7 @@ impl Coordinator {
                         name: name.clone(),
                         addr: addr.clone(),
                         cores: 0,
-                        state: "lost".into(),
+                        state: WorkerState::Lost,
                         share: 0.0,
                         requests: worker_requests(run, *id),
                         rps: 0.0,
@@ -1167,9 +1167,9 @@ impl Coordinator {
         let run = match &self.run {
             Some(run) => {
                 let state = match run.phase {
-                    Phase::Assigning { .. } => "assigning",
-                    Phase::Running => "running",
-                    Phase::Stopping { .. } => "stopping",
+                    Phase::Assigning { .. } => RunState::Assigning,
+                    Phase::Running => RunState::Running,
+                    Phase::Stopping { .. } => RunState::Stopping,
                 };
                 Some(view(run, &self.workers, state))
             }
@@ -1320,7 +1320,7 @@ pub(crate) fn figures(agg: &Aggregate) -> (Vec<NameView>, NameView, Vec<FailureV
     (names, total, failures)
 }
 
-fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
+fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: RunState) -> RunView {
     let (names, total, failures) = figures(&run.agg);
     let totals = run.agg.workers();
     let live = |id: &WorkerId| {
@@ -1331,7 +1331,7 @@ fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView
         scenario: run.config.name.clone(),
         kind: run.config.kind.clone(),
         load: describe(&run.config.load, run.config.duration),
-        state: state.to_string(),
+        state,
         elapsed_s: run.started.map_or(0.0, |s| {
             Instant::now().saturating_duration_since(s).as_secs_f64()
         }),

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use crate::api::{ApiState, authorized, error, json_body};
 use crate::coordinator::{Command, Event};
 use crate::results::{MEGABYTE, rfc3339_seconds};
+use crate::state::WorkerState;
 
 /// The seed's defaults for fields a workload request leaves out.
 pub const DEFAULT_CLIENTS: u64 = 100;
@@ -250,7 +251,11 @@ async fn components(State(s): State<ApiState>) -> Response {
         _ => "ok",
     };
     let snap = s.snapshots.borrow().clone();
-    let connected = snap.workers.iter().filter(|w| w.state != "lost").count();
+    let connected = snap
+        .workers
+        .iter()
+        .filter(|w| w.state != WorkerState::Lost)
+        .count();
     Json(json!({
         "components": [
             {

@@ -11,6 +11,7 @@
 //! - [`aggregate`]: exact merging of interval histograms and counters, history rows.
 //! - [`sparse`]: reading a worker's V2 histogram as its non-zero buckets only.
 //! - [`snapshot`]: what the master publishes each second for readers.
+//! - [`state`]: the run and worker states every reader sees.
 //! - [`summary`]: the finished run's figures, as every sink reads them.
 //! - [`results`]: the files of `--out DIR` and the end-of-run table.
 //! - [`records`]: record streams (per-request CSV rows from workers) appended to files.
@@ -37,6 +38,7 @@ pub mod results;
 pub mod server;
 pub mod snapshot;
 pub mod sparse;
+pub mod state;
 pub mod summary;
 pub mod tui;
 

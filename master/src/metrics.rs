@@ -15,6 +15,7 @@ use prometheus::proto::{
 use prometheus::{Encoder, TextEncoder};
 
 use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
+use crate::state::WorkerState;
 use crate::summary::{CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, TLS_HANDSHAKE};
 
 /// Upper bounds of every time histogram's buckets, seconds: ten per decade from 100 µs to
@@ -208,10 +209,16 @@ fn fleet(snap: &Snapshot) -> Vec<MetricFamily> {
         "Workers known to the master, by state (lost: lost during the current run).",
         MetricType::GAUGE,
     );
-    for state in ["ready", "assigned", "running", "lost"] {
-        workers
-            .mut_metric()
-            .push(gauge(&[("state", state)], snap.count(state) as f64));
+    for state in [
+        WorkerState::Ready,
+        WorkerState::Assigned,
+        WorkerState::Running,
+        WorkerState::Lost,
+    ] {
+        workers.mut_metric().push(gauge(
+            &[("state", state.as_str())],
+            snap.count(state) as f64,
+        ));
     }
     let mut share = family(
         "stampede_worker_share",

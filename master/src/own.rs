@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::metrics::{DURATION_BUCKETS, Exporter};
 use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
+use crate::state::{RunState, WorkerState};
 
 /// One worker's runs, aggregated from its own reports.
 pub struct OwnFigures {
@@ -76,17 +77,25 @@ impl OwnFigures {
     pub fn snapshot(&self) -> Snapshot {
         let Some(run) = &self.run else {
             return Snapshot {
-                workers: vec![self.worker("ready", 0, Default::default())],
+                workers: vec![self.worker(WorkerState::Ready, 0, Default::default())],
                 run: None,
             };
         };
         let totals = run.agg.workers().get(&0).cloned().unwrap_or_default();
         let (names, total, failures) = crate::coordinator::figures(&run.agg);
-        let state = if run.finished { "finished" } else { "running" };
+        let state = if run.finished {
+            RunState::Finished
+        } else {
+            RunState::Running
+        };
         let now_ms = unix_now_ns() / 1_000_000;
         Snapshot {
             workers: vec![self.worker(
-                if run.finished { "ready" } else { "running" },
+                if run.finished {
+                    WorkerState::Ready
+                } else {
+                    WorkerState::Running
+                },
                 totals.requests,
                 totals.gauges.clone(),
             )],
@@ -95,7 +104,7 @@ impl OwnFigures {
                 scenario: run.scenario.clone(),
                 kind: run.kind.clone(),
                 load: String::new(),
-                state: state.into(),
+                state,
                 elapsed_s: now_ms.saturating_sub(run.started_ms) as f64 / 1000.0,
                 duration_s: 0.0,
                 users: if run.finished { 0 } else { totals.users },
@@ -120,7 +129,7 @@ impl OwnFigures {
 
     fn worker(
         &self,
-        state: &str,
+        state: WorkerState,
         requests: u64,
         gauges: std::collections::BTreeMap<String, f64>,
     ) -> WorkerView {
@@ -129,7 +138,7 @@ impl OwnFigures {
             name: self.name.clone(),
             addr: String::new(),
             cores: 0,
-            state: state.into(),
+            state,
             share: 0.0,
             requests,
             rps: 0.0,

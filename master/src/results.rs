@@ -1168,6 +1168,7 @@ mod tests {
     use stampede_scenarios::recorder::{new_histogram, record_clamped};
 
     use super::*;
+    use crate::state::WorkerState;
 
     const SCHEMA: &str = include_str!("../schema/summary.schema.json");
     const START_MS: u64 = 1_700_000_000_250;
@@ -1285,7 +1286,7 @@ mod tests {
                     addr: "10.0.0.1:5000".into(),
                     requests: 900,
                     failures: 4,
-                    state: "finished".into(),
+                    state: WorkerState::Finished,
                     lost_at_s: None,
                     first_sends_ms: Some((0.25, 1.75)),
                     mean_ms: 12.5,
@@ -1297,7 +1298,7 @@ mod tests {
                     addr: "10.0.0.2:5000".into(),
                     requests: 300,
                     failures: 3,
-                    state: "lost".into(),
+                    state: WorkerState::Lost,
                     lost_at_s: Some(12.5),
                     first_sends_ms: Some((-0.5, 0.75)),
                     mean_ms: 0.0,

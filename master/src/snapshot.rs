@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use crate::state::{RunState, WorkerState};
+
 /// A worker as the master sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerView {
@@ -19,7 +21,7 @@ pub struct WorkerView {
     /// Cores it offers (its weight in the split).
     pub cores: u32,
     /// `ready` (idle), `assigned`, `running`, or `lost`.
-    pub state: String,
+    pub state: WorkerState,
     /// Its fraction of the current run's load, 0..1.
     pub share: f64,
     /// Requests it reported in the current run; between runs, in the last one.
@@ -191,7 +193,7 @@ pub struct RunView {
     /// [`RunView::scale`].
     pub load: String,
     /// `assigning`, `running`, `stopping`, `finished`.
-    pub state: String,
+    pub state: RunState,
     /// Seconds since load started.
     pub elapsed_s: f64,
     /// The run's planned length, seconds; 0 when it lasts until stopped (Locust's `/swarm`
@@ -246,7 +248,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Workers in a state.
-    pub fn count(&self, state: &str) -> usize {
+    pub fn count(&self, state: WorkerState) -> usize {
         self.workers.iter().filter(|w| w.state == state).count()
     }
 }

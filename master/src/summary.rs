@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use stampede_scenarios::driver::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS};
 
+use crate::state::{RunStatus, WorkerState};
+
 /// The name of the row that sums every request name, as Locust calls it.
 pub const AGGREGATED: &str = "Aggregated";
 
@@ -105,7 +107,7 @@ pub struct WorkerSummary {
     /// Failures it reported.
     pub failures: u64,
     /// `finished`, or `lost` if the connection dropped before its last report.
-    pub state: String,
+    pub state: WorkerState,
     /// Seconds into the run when it was lost.
     pub lost_at_s: Option<f64>,
     /// When its earliest and its latest user sent their first request, ms after the run's
@@ -276,13 +278,17 @@ impl RunSummary {
     /// `failed` when the run could not take place (every worker rejected the scenario or was
     /// lost before reporting anything, no worker got ready), else `completed`: a run whose
     /// requests all failed still measured something.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> RunStatus {
         let could_not_run = self.stop_reason.starts_with("every worker rejected")
             || self.stop_reason == "no worker got ready"
             || (self.total.requests == 0
                 && !self.workers.is_empty()
-                && self.workers.iter().all(|w| w.state == "lost"));
-        if could_not_run { "failed" } else { "completed" }
+                && self.workers.iter().all(|w| w.state == WorkerState::Lost));
+        if could_not_run {
+            RunStatus::Failed
+        } else {
+            RunStatus::Completed
+        }
     }
 
     /// Spread of the first requests across every worker, ms: from the earliest user's first

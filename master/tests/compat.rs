@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stampede_master::results::STATS_CSV_HEADER;
-use stampede_master::snapshot::{RunView, Snapshot};
+use stampede_master::snapshot::{RunState, RunView, Snapshot};
 use stampede_master::summary::RunSummary;
 use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::{Overrides, ScenarioConfig};
@@ -304,7 +304,7 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
     let id = answer["run_id"].as_u64().unwrap();
     let view = bench
         .run_where(id, "3 users running with requests and failures", |r| {
-            r.state == "running" && r.users == 3 && r.total.failures > 0
+            r.state == RunState::Running && r.users == 3 && r.total.failures > 0
         })
         .await;
     assert_eq!(view.duration_s, 60.0, "run_time is the run's duration");
@@ -413,7 +413,7 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
     let view = bench
         .run_where(id, "6 users at scale 2", |r| r.scale == 2.0 && r.users == 6)
         .await;
-    assert_eq!(view.state, "running");
+    assert_eq!(view.state, RunState::Running);
 
     // An HTTP scenario records no tokens: the seed's figures are there, at 0.
     let custom = bench.get("/stats/custom_metrics").await.json();
@@ -497,7 +497,7 @@ async fn swarm_without_run_time_runs_until_stop() {
     let id = answer["run_id"].as_u64().unwrap();
     let view = bench
         .run_where(id, "2 users running", |r| {
-            r.state == "running" && r.users == 2
+            r.state == RunState::Running && r.users == 2
         })
         .await;
     assert_eq!(view.duration_s, 0.0, "no planned length: {view:#?}");
@@ -505,7 +505,7 @@ async fn swarm_without_run_time_runs_until_stop() {
     // Well past the scenario's 1 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let view = bench.run_where(id, "the run", |_| true).await;
-    assert_eq!(view.state, "running", "{view:#?}");
+    assert_eq!(view.state, RunState::Running, "{view:#?}");
     assert!(view.elapsed_s > 2.0, "{view:#?}");
     assert!(bench.master.try_next_finished().is_none());
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use stampede_master::snapshot::Snapshot;
+use stampede_master::snapshot::{Snapshot, WorkerState};
 use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
 use stampede_scenarios::llm::Backend;
@@ -452,7 +452,9 @@ impl Progress {
 
 /// One line: elapsed, workers, users or rate, requests, rate, failures, p99.
 pub fn progress_line(snap: &Snapshot) -> String {
-    let workers = snap.count("running") + snap.count("assigned") + snap.count("ready");
+    let workers = snap.count(WorkerState::Running)
+        + snap.count(WorkerState::Assigned)
+        + snap.count(WorkerState::Ready);
     match &snap.run {
         None => format!("waiting: {workers} worker(s) joined"),
         Some(r) => {
@@ -601,7 +603,7 @@ pub fn conclude(summary: &RunSummary, out: Option<&Path>) -> Exit {
     if let Some(dir) = out {
         eprintln!("results written to {}", dir.display());
     }
-    if summary.total.requests == 0 && summary.workers.iter().all(|w| w.state == "lost") {
+    if summary.total.requests == 0 && summary.workers.iter().all(|w| w.state == WorkerState::Lost) {
         eprintln!("the run could not finish: {}", summary.stop_reason);
         return Exit::Incomplete;
     }

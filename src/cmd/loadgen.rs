@@ -12,6 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::bail;
+use stampede_master::state::RunStatus;
 use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::driver::priority::{PriorityFile, STREAM};
 use stampede_scenarios::model::TlsOverrides;
@@ -110,7 +111,7 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
         for e in &summary.events {
             eprintln!("note: {e}");
         }
-        if summary.status() == "failed" {
+        if summary.status() == RunStatus::Failed {
             eprintln!("the run could not finish: {}", summary.stop_reason);
             Exit::Incomplete
         } else {
