@@ -161,6 +161,7 @@ impl Master {
                 records: config.records,
                 runs_dir: config.runs_dir,
                 stop_grace: config.stop_grace,
+                clock: Arc::new(coordinator::SystemClock),
             },
             snap_tx,
             fin_tx,
