@@ -22,7 +22,8 @@ use tokio::sync::oneshot;
 
 use crate::api::{ApiState, authorized, error, json_body};
 use crate::coordinator::{Command, Event};
-use crate::results::{MEGABYTE, rfc3339_seconds};
+use crate::results::MEGABYTE;
+use crate::results::dates::rfc3339_seconds;
 use crate::state::WorkerState;
 
 /// The seed's defaults for fields a workload request leaves out.

@@ -524,8 +524,8 @@ pub fn connections_line(n: &NameView) -> Option<String> {
     };
     Some(format!(
         "connections: {} new · {} reused{share}",
-        crate::results::thousands(new),
-        crate::results::thousands(reused)
+        crate::results::table::thousands(new),
+        crate::results::table::thousands(reused)
     ))
 }
 
