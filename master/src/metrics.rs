@@ -5,7 +5,7 @@
 //! exact HDR histograms. Labels stay bounded: scenario, request name, failure kind (at most
 //! [`MAX_FAILURE_KINDS`] per name), worker name, tier and SLO class; never URLs or ids. Uses the
 //! `prometheus` crate's data model and text encoder; it keeps no state between scrapes. The
-//! README's "Prometheus metrics" table lists every family rendered here.
+//! docs/metrics.md table lists every family rendered here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
