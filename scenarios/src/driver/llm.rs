@@ -26,7 +26,7 @@ use super::h2::{H2Client, H2Pool, H2Response, Negotiation, Opened};
 use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
-use stampede_protocol::stamped::Arrival;
+use stampede_kstamp::stamped::Arrival;
 
 use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
