@@ -7,10 +7,12 @@
 //!
 //! # Layout
 //! - [`engine`]: the load engine (closed users, open arrivals) for one run.
+//! - [`fit`]: whether an assignment fits the worker's memory, checked before Ready.
 //! - [`host`]: the host's CPU and disk usage, sent as report gauges.
 //! - [`report`]: turns the recorder's intervals into protocol reports.
 
 pub mod engine;
+pub mod fit;
 pub mod host;
 pub mod report;
 
@@ -434,6 +436,7 @@ impl Session {
             scale: a.scale,
             mix: config.mix.clone(),
         };
+        fit::check(&plan, fit::available_memory())?;
         Ok(Run {
             id: a.run_id,
             config,
