@@ -132,7 +132,7 @@ fn a_hundred_thousand_requests_are_checked_in_linear_time() {
         let started = std::time::Instant::now();
         let done = Proc::run(
             &["check", file.to_str().unwrap()],
-            &workspace_root(),
+            workspace_root(),
             Duration::from_secs(60),
         );
         println!(
@@ -163,7 +163,7 @@ fn a_load_that_cannot_fit_is_refused_with_the_numbers() {
             "1",
             "--headless",
         ],
-        &workspace_root(),
+        workspace_root(),
         Duration::from_secs(30),
     );
     done.assert_code(4);
