@@ -475,6 +475,10 @@ pub struct LlmFile {
     /// prompt and output tokens where the server gives no usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<std::path::PathBuf>,
+    /// The text of `tokenizer`, read by the master ([`ScenarioConfig::resolve_files`]) and
+    /// sent in the assignment, so workers open no file. Never read from a scenario file.
+    #[serde(skip)]
+    pub tokenizer_json: Option<String>,
     /// The preferred way to count output tokens: `usage` (default), `tokenizer`, `chunks`,
     /// `words`; the next available is used when it has nothing to count with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -517,7 +521,8 @@ struct Assignment {
     tls: Option<crate::tls::TlsMaterial>,
 }
 
-/// The parts of `[llm]` the master prepares: [`LlmFile::resolved`], [`LlmFile::requests_csv`].
+/// The parts of `[llm]` the master prepares: [`LlmFile::resolved`], [`LlmFile::requests_csv`],
+/// [`LlmFile::tokenizer_json`].
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PreparedLlm {
@@ -525,6 +530,9 @@ struct PreparedLlm {
     resolved: Vec<ResolvedPrompt>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     requests_csv: bool,
+    /// [`LlmFile::tokenizer_json`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokenizer: Option<String>,
 }
 
 /// One prompt as the master sends it to workers.
@@ -723,9 +731,24 @@ impl ScenarioConfig {
     }
 
     /// Read the files the scenario names into the scenario itself, so workers on other
-    /// machines need none: `[tls]`'s certificates and key ([`crate::tls::TlsFile::resolve`])
-    /// and an `llm` scenario's prompts ([`ScenarioConfig::resolve_prompts`]).
+    /// machines need none (and open none): `[tls]`'s certificates and key
+    /// ([`crate::tls::TlsFile::resolve`]), an `llm` scenario's tokenizer and its prompts
+    /// ([`ScenarioConfig::resolve_prompts`]).
     pub fn resolve_files(&mut self, origin: &str) -> Result<(), ScenarioError> {
+        if let Some(llm) = self.file.llm.as_mut()
+            && let Some(path) = llm
+                .tokenizer
+                .as_ref()
+                .filter(|_| llm.tokenizer_json.is_none())
+        {
+            let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+                file: origin.to_string(),
+                line: None,
+                field: Some("llm.tokenizer".into()),
+                message: format!("{}: {e}", path.display()),
+            })?;
+            llm.tokenizer_json = Some(text);
+        }
         if let Some(tls) = self.file.tls.as_mut() {
             tls.resolve().map_err(|e| ScenarioError {
                 file: origin.to_string(),
@@ -862,6 +885,7 @@ impl ScenarioConfig {
         let llm = scenario.llm.as_mut().map(|l| PreparedLlm {
             resolved: std::mem::take(&mut l.resolved),
             requests_csv: l.requests_csv,
+            tokenizer: l.tokenizer_json.take(),
         });
         let tls = scenario
             .tls
@@ -883,6 +907,7 @@ impl ScenarioConfig {
         if let (Some(llm), Some(prepared)) = (file.llm.as_mut(), assignment.llm) {
             llm.resolved = prepared.resolved;
             llm.requests_csv = prepared.requests_csv;
+            llm.tokenizer_json = prepared.tokenizer;
         }
         if let (Some(tls), Some(material)) = (file.tls.as_mut(), assignment.tls) {
             tls.material = material;

@@ -12,8 +12,13 @@
 //! counters `input_tokens`, `output_tokens`, `good` (requests meeting every `[slo]` objective)
 //! and `counted_by_<method>` (which rule counted the output tokens). A server error, a
 //! malformed or unknown event, or a connection closed mid-answer is a failure of its kind.
+//!
+//! The driver opens no file: prompts and the tokenizer arrive in the scenario, read by the
+//! master ([`ScenarioConfig::resolve_files`]); a scenario that names a file without its
+//! contents is refused.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -116,18 +121,21 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Check and load the settings (the tokenizer is read here); `Err((field, message))`.
+    /// Check and load the settings (the tokenizer is parsed here, from the text the master
+    /// read, else from its file); `Err((field, message))`.
     pub fn of(llm: &LlmFile) -> Result<Settings, (String, String)> {
         let backend: Backend = llm
             .backend
             .parse()
             .map_err(|e: crate::llm::UnknownBackend| ("llm.backend".to_string(), e.to_string()))?;
-        let tokenizer = match &llm.tokenizer {
-            Some(path) => Some(Arc::new(
-                HfTokenizer::from_file(path)
-                    .map_err(|e| ("llm.tokenizer".to_string(), e.to_string()))?,
-            )),
-            None => None,
+        let named = |e: crate::llm::TokenizerError| ("llm.tokenizer".to_string(), e.to_string());
+        let tokenizer = match (&llm.tokenizer_json, &llm.tokenizer) {
+            (Some(text), path) => {
+                let path = path.as_deref().unwrap_or(Path::new("tokenizer.json"));
+                Some(Arc::new(HfTokenizer::from_json(text, path).map_err(named)?))
+            }
+            (None, Some(path)) => Some(Arc::new(HfTokenizer::from_file(path).map_err(named)?)),
+            (None, None) => None,
         };
         let method = llm.token_count.unwrap_or_default();
         let counter = TokenCounter::new(method, tokenizer)
@@ -177,8 +185,8 @@ pub struct LlmDriver {
 }
 
 impl LlmDriver {
-    /// Build from a scenario whose target is a URL and whose `[llm]` prompts are resolved (or
-    /// readable here).
+    /// Build from a scenario whose target is a URL and whose `[llm]` prompts (and tokenizer,
+    /// if any) are resolved; a file named but not sent is an error, never read here.
     pub fn new(config: &ScenarioConfig) -> Result<LlmDriver, DriverError> {
         let base = match &config.target {
             Target::Url(uri) => uri.clone(),
@@ -190,6 +198,13 @@ impl LlmDriver {
             config.file.llm.as_ref().ok_or_else(|| {
                 DriverError::Invalid("an llm scenario needs an [llm] table".into())
             })?;
+        if let Some(path) = llm
+            .tokenizer
+            .as_ref()
+            .filter(|_| llm.tokenizer_json.is_none())
+        {
+            return Err(DriverError::Invalid(unsent_file("llm.tokenizer", path)));
+        }
         let settings =
             Settings::of(llm).map_err(|(f, m)| DriverError::Invalid(format!("{f}: {m}")))?;
         let authority = base
@@ -220,6 +235,10 @@ impl LlmDriver {
             None
         };
         let prompts = if llm.resolved.is_empty() {
+            // Synthetic prompts need no file; a prompt file is the master's to read.
+            if let Some(path) = llm.prompts.file() {
+                return Err(DriverError::Invalid(unsent_file("llm.prompts.path", path)));
+            }
             PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
                 .map_err(|e| DriverError::Invalid(format!("llm.prompts: {e}")))?
         } else {
@@ -283,6 +302,14 @@ impl LlmDriver {
             streams: record_streams(&config.file),
         })
     }
+}
+
+/// Why a scenario naming a local file without its contents is refused.
+fn unsent_file(field: &str, path: &Path) -> String {
+    format!(
+        "{field} names the file {} but the assignment does not carry its contents; a worker never opens a local file named by an assignment (the master reads such files and sends them)",
+        path.display()
+    )
 }
 
 /// The HTTP/2 head of every request: `POST uri` (absolute) with the same headers as
@@ -1124,6 +1151,48 @@ mod tests {
         output: u32,
     ) -> (crate::recorder::Recorder, Box<dyn Session>) {
         one_user_with(target, backend, output, "1.1", "")
+    }
+
+    /// A worker builds its driver from the assignment alone: the tokenizer the master read
+    /// travels in it, and a prompt or tokenizer file named without its contents is refused,
+    /// never opened.
+    #[test]
+    fn files_travel_in_the_assignment_or_are_refused() {
+        use crate::model::{Overrides, ScenarioConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let tokenizer = dir.path().join("tokenizer.json");
+        std::fs::write(&tokenizer, crate::llm::tokenizer::tests::TINY_BPE).unwrap();
+        let prompts = dir.path().join("prompts.txt");
+        std::fs::write(&prompts, "a local secret line\n").unwrap();
+        let text = |source: &str| {
+            format!(
+                "name = \"l\"\ntarget = \"http://127.0.0.1:9\"\nkind = \"llm\"\n\
+                 [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nmodel = \"m\"\n\
+                 tokenizer = \"{}\"\nprompts = {source}\n",
+                tokenizer.display()
+            )
+        };
+        let lines = format!("{{ source = \"lines\", path = \"{}\" }}", prompts.display());
+        let mut master =
+            ScenarioConfig::parse(&text(&lines), "l.toml", &Overrides::default()).unwrap();
+        master.resolve_files("l.toml").unwrap();
+        let sent = master.to_assignment();
+        // The files are gone from this machine: the worker never needed them.
+        std::fs::remove_file(&tokenizer).unwrap();
+        std::fs::remove_file(&prompts).unwrap();
+        let worker = ScenarioConfig::from_assignment(&sent, "a").unwrap();
+        assert!(worker.file.llm.as_ref().unwrap().tokenizer_json.is_some());
+        assert!(LlmDriver::new(&worker).is_ok());
+        // An assignment naming files but not carrying them (not what a master sends).
+        let unsent = ScenarioConfig::parse(&text(&lines), "l.toml", &Overrides::default()).unwrap();
+        let unsent = ScenarioConfig::from_assignment(&unsent.to_assignment(), "a").unwrap();
+        let err = LlmDriver::new(&unsent).err().unwrap().to_string();
+        assert!(err.contains("llm.tokenizer names the file"), "{err}");
+        let mut no_tokenizer = unsent.clone();
+        no_tokenizer.file.llm.as_mut().unwrap().tokenizer = None;
+        let err = LlmDriver::new(&no_tokenizer).err().unwrap().to_string();
+        assert!(err.contains("llm.prompts.path names the file"), "{err}");
+        assert!(err.contains("never opens a local file"), "{err}");
     }
 
     /// [`one_user`] with `[http] version` and more scenario text (`[tls]`), its files resolved.
