@@ -51,7 +51,7 @@ pub struct Token(Arc<str>);
 pub enum TokenError {
     /// Shorter than [`MIN_TOKEN_BYTES`].
     #[error(
-        "the token is {len} bytes long; at least {MIN_TOKEN_BYTES} are needed (leave it out and the master makes one, or use `openssl rand -hex 16`)"
+        "the token is {len} bytes long; at least {MIN_TOKEN_BYTES} are needed (a master given none makes one and prints it; `openssl rand -hex 16` makes one too)"
     )]
     TooShort {
         /// Its length in bytes.
