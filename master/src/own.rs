@@ -15,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use stampede_protocol::{Report, unix_now_ns};
+use stampede_scenarios::Kind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +33,7 @@ pub struct OwnFigures {
 struct OwnRun {
     id: u64,
     scenario: String,
-    kind: String,
+    kind: Kind,
     agg: Aggregate,
     started_ms: u64,
     finished: bool,
@@ -49,14 +50,14 @@ impl OwnFigures {
 
     /// Add a report of the run of scenario `scenario` (kind `kind`); a new run id starts
     /// afresh. A report that does not decode is skipped (it was sent to the master as is).
-    pub fn apply(&mut self, scenario: &str, kind: &str, mut report: Report) {
+    pub fn apply(&mut self, scenario: &str, kind: Kind, mut report: Report) {
         report.records.clear();
         let now_ms = unix_now_ns() / 1_000_000;
         if self.run.as_ref().is_none_or(|r| r.id != report.run_id) {
             self.run = Some(OwnRun {
                 id: report.run_id,
                 scenario: scenario.to_string(),
-                kind: kind.to_string(),
+                kind,
                 agg: Aggregate::new(&[], now_ms, None),
                 started_ms: now_ms,
                 finished: false,
@@ -102,7 +103,7 @@ impl OwnFigures {
             run: Some(RunView {
                 id: run.id,
                 scenario: run.scenario.clone(),
-                kind: run.kind.clone(),
+                kind: run.kind,
                 load: String::new(),
                 state,
                 elapsed_s: now_ms.saturating_sub(run.started_ms) as f64 / 1000.0,
@@ -120,6 +121,7 @@ impl OwnFigures {
                 failures,
                 events: Vec::new(),
                 stop_reason: None,
+                status: None,
                 schedule_lag: run.agg.lag().map_or_else(Buckets::default, |h| {
                     Buckets::of(h, &DURATION_BUCKETS, 1e-6)
                 }),
@@ -155,7 +157,7 @@ pub struct OwnReport {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind.
-    pub kind: String,
+    pub kind: Kind,
     /// The report.
     pub report: Report,
 }
@@ -183,7 +185,7 @@ pub async fn serve(
                 r = reports.recv() => match r {
                     Some(t) => {
                         if let Ok(mut f) = feed.lock() {
-                            f.apply(&t.scenario, &t.kind, t.report);
+                            f.apply(&t.scenario, t.kind, t.report);
                         }
                     }
                     None => break,

@@ -6,8 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use stampede_scenarios::Kind;
 
-pub use crate::state::{RunState, WorkerState};
+pub use crate::state::{RunState, RunStatus, WorkerState};
 
 /// A worker as the master sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -188,7 +189,7 @@ pub struct RunView {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind (its request driver: `http`, `llm`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// The load as the scenario states it, one line (`closed: 10 users for 30s`), before
     /// [`RunView::scale`].
     pub load: String,
@@ -218,6 +219,8 @@ pub struct RunView {
     pub events: Vec<String>,
     /// Why it ended, once it has.
     pub stop_reason: Option<String>,
+    /// How it ended, once it has (summary.json's `status`).
+    pub status: Option<RunStatus>,
     /// Schedule lag (open model) at the bounds of [`crate::metrics::DURATION_BUCKETS`].
     #[serde(skip)]
     pub schedule_lag: Buckets,

@@ -78,14 +78,22 @@ impl std::fmt::Display for WorkerState {
     }
 }
 
-/// How a finished run ended, as summary.json's `status` says.
+/// How a finished run ended, as summary.json's `status`, the API, `/metrics`, the table and
+/// the exit code all say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
-    /// The run took place: it measured something (even if every request failed).
+    /// The run went as planned: to its duration's end (or every user's requests done), with
+    /// every worker it started with.
     Completed,
-    /// The run could not take place (no worker got ready, every worker rejected the
-    /// scenario or was lost before reporting anything).
+    /// Someone stopped it before its planned end (a signal, the API, the TUI, Locust's
+    /// `/stop`): its figures cover the time it ran.
+    Stopped,
+    /// A worker was lost and its share moved to the others: the load was as planned, but not
+    /// from the fleet that started it, and the lost worker's last interval may be missing.
+    Degraded,
+    /// The run could not take place, or lost every worker: no worker got ready, every worker
+    /// rejected the scenario, none was left, or no request was made.
     Failed,
 }
 
@@ -94,6 +102,8 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Completed => "completed",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Degraded => "degraded",
             RunStatus::Failed => "failed",
         }
     }
@@ -102,5 +112,60 @@ impl RunStatus {
 impl std::fmt::Display for RunStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Why a run ended (summary.json's `stop_reason` says it in words).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The planned duration passed.
+    DurationReached,
+    /// Every user of a one-shot load sent its requests.
+    RequestsDone,
+    /// Stopped from the API, the TUI or Locust's `/stop`.
+    StoppedByUser,
+    /// The master was told to stop (a signal: SIGINT, SIGTERM, SIGHUP).
+    Shutdown,
+    /// Every worker taking part was lost.
+    NoWorkersLeft,
+    /// Every worker rejected the scenario; the first reason given.
+    Rejected(String),
+    /// No worker got ready in time.
+    NoneReady,
+}
+
+impl RunEnd {
+    /// Whether the run could not take place or lost every worker: its figures are not a run's.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            RunEnd::NoWorkersLeft | RunEnd::Rejected(_) | RunEnd::NoneReady
+        )
+    }
+
+    /// Whether someone stopped the run before its planned end.
+    pub fn is_stop(&self) -> bool {
+        matches!(self, RunEnd::StoppedByUser | RunEnd::Shutdown)
+    }
+}
+
+impl std::fmt::Display for RunEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunEnd::DurationReached => f.write_str("duration reached"),
+            RunEnd::RequestsDone => f.write_str("every user's requests done"),
+            RunEnd::StoppedByUser => f.write_str("stopped by user"),
+            RunEnd::Shutdown => f.write_str("master shutting down"),
+            RunEnd::NoWorkersLeft => f.write_str("no workers left"),
+            RunEnd::Rejected(reason) => write!(f, "every worker rejected the scenario: {reason}"),
+            RunEnd::NoneReady => f.write_str("no worker got ready"),
+        }
+    }
+}
+
+impl Serialize for RunEnd {
+    /// As its words, which summary.json and the API have always carried.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }

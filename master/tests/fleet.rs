@@ -47,6 +47,7 @@ async fn start_master_with(workers: usize, out: Option<std::path::PathBuf>) -> M
             target: None,
             api: None,
             stop_grace: Duration::from_secs(5),
+            tolerate_worker_loss: false,
         },
         CancellationToken::new(),
     )
@@ -322,7 +323,10 @@ async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
         "the data reported before the garbage is kept"
     );
     assert_eq!(summary.total.latency.len(), 10);
-    assert_eq!(summary.stop_reason, "no workers left");
+    assert_eq!(
+        summary.stop_reason,
+        stampede_master::state::RunEnd::NoWorkersLeft
+    );
     assert_eq!(summary.workers.len(), 1);
     assert_eq!(summary.workers[0].state, WorkerState::Lost);
     assert!(

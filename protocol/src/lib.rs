@@ -13,15 +13,10 @@
 //!   token (an HMAC over the connection's TLS exporter secret), then the version check.
 //! - [`transport`]: QUIC endpoint configuration (the master's certificate and how a worker
 //!   checks it, idle timeout, keep-alive, the limits before auth).
-//! - [`stamps`]: kernel receive timestamps on a TCP stream, for the drivers and the targets
-//!   (not part of the wire).
 
 pub mod frame;
 pub mod handshake;
 pub mod message;
-pub mod stamped;
-pub mod stamps;
-pub mod timer;
 pub mod transport;
 
 pub use frame::{FrameError, MAX_FRAME, PRE_AUTH_FRAME, read_frame, write_frame};

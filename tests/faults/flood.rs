@@ -40,6 +40,10 @@ struct Tally {
     announced: AtomicUsize,
     /// Strangers the master closed with its "unauthenticated" code.
     closed_unauthenticated: AtomicUsize,
+    /// Strangers whose connection ended otherwise (the idle timeout on a loaded machine).
+    closed_otherwise: AtomicUsize,
+    /// Strangers whose connection was still open 10 s after they announced.
+    still_open: AtomicUsize,
     /// Body bytes the master's flow control let through, all strangers together.
     pushed: AtomicUsize,
     /// Strangers that gave up (no connection within the test's patience).
@@ -101,11 +105,17 @@ async fn stranger(
     })
     .await;
     tally.pushed.fetch_add(pushed, Ordering::SeqCst);
-    if let Some(quinn::ConnectionError::ApplicationClosed(c)) = conn.close_reason()
-        && c.error_code == CLOSE_UNAUTHENTICATED.into()
-    {
-        tally.closed_unauthenticated.fetch_add(1, Ordering::SeqCst);
-    }
+    let why = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+    let counter = match why {
+        Ok(quinn::ConnectionError::ApplicationClosed(c))
+            if c.error_code == CLOSE_UNAUTHENTICATED.into() =>
+        {
+            &tally.closed_unauthenticated
+        }
+        Ok(_) => &tally.closed_otherwise,
+        Err(_) => &tally.still_open,
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
     conn.close(0u32.into(), b"");
     ep.wait_idle().await;
 }
@@ -187,12 +197,14 @@ fn unauthenticated_flood_keeps_the_master_small_and_a_worker_joins() {
     println!(
         "flood: {PEERS} strangers announcing {ANNOUNCED}-byte frames in {flood_took:?}; \
          {} waiting to authenticate at once; {} refused attempts (pending limit); \
-         {} announced; {} closed by the master as unauthenticated; {} body bytes let through \
-         in all; {} gave up; {warned} warnings (one per source)",
+         {} announced; {} closed by the master as unauthenticated, {} otherwise, {} still open; \
+         {} body bytes let through in all; {} gave up; {warned} warnings (one per source)",
         t.waiting.load(Ordering::SeqCst),
         t.refused.load(Ordering::SeqCst),
         t.announced.load(Ordering::SeqCst),
         t.closed_unauthenticated.load(Ordering::SeqCst),
+        t.closed_otherwise.load(Ordering::SeqCst),
+        t.still_open.load(Ordering::SeqCst),
         t.pushed.load(Ordering::SeqCst),
         t.gave_up.load(Ordering::SeqCst),
     );
@@ -205,7 +217,10 @@ fn unauthenticated_flood_keeps_the_master_small_and_a_worker_joins() {
     );
     assert_eq!(t.gave_up.load(Ordering::SeqCst), 0);
     assert_eq!(t.announced.load(Ordering::SeqCst), PEERS);
-    assert_eq!(t.closed_unauthenticated.load(Ordering::SeqCst), PEERS);
+    // The master keeps none of them; on a loaded machine a few may end by the idle timeout
+    // before its close arrives.
+    assert_eq!(t.still_open.load(Ordering::SeqCst), 0);
+    assert!(t.closed_unauthenticated.load(Ordering::SeqCst) >= PEERS * 9 / 10);
     assert!(
         hwm.saturating_sub(before) < 50 * 1024,
         "the master's peak RSS grew by {} kB",

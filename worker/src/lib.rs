@@ -29,7 +29,7 @@ use stampede_protocol::{
     Assign, FromWorker, MAX_FRAME, Report, ToWorker, frame, read_frame, transport, unix_now_ns,
     write_frame,
 };
-use stampede_scenarios::{LoadPlan, Recorder, ScenarioConfig, driver};
+use stampede_scenarios::{Kind, LoadPlan, Recorder, ScenarioConfig, driver};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +71,7 @@ pub struct Tapped {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind (`http`, `llm`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// The report, before it is split to fit frames.
     pub report: Report,
 }
@@ -484,7 +484,7 @@ impl Session {
         let config = ScenarioConfig::from_assignment(&a.scenario, "<assigned scenario>")
             .map_err(|e| e.to_string())?;
         self.policy.check(&config)?;
-        let driver = driver::build(&config).map_err(|e| e.to_string())?;
+        let driver = config.driver().map_err(|e| e.to_string())?;
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
         let recorder = Arc::new(
             Recorder::new(
@@ -557,7 +557,7 @@ impl Session {
         if let Some(tap) = &self.tap {
             let _ = tap.send(Tapped {
                 scenario: run.config.name.clone(),
-                kind: run.config.kind.clone(),
+                kind: run.config.kind,
                 report: report.clone(),
             });
         }

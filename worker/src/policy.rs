@@ -240,7 +240,7 @@ mod tests {
         // Sent with the assignment: taken, the path never opened.
         let mut resolved = lines.clone();
         resolved.file.llm.as_mut().unwrap().resolved =
-            vec![stampede_scenarios::model::ResolvedPrompt {
+            vec![stampede_scenarios::driver::llm::ResolvedPrompt {
                 text: "hello".into(),
                 input_tokens: Some(1),
                 max_tokens: 4,

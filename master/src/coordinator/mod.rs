@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stampede_protocol::{Assign, FromWorker, Share, ToWorker};
-use stampede_scenarios::{RequestInfo, ScenarioConfig, driver};
+use stampede_scenarios::{RequestInfo, ScenarioConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +24,7 @@ use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
 use crate::results;
 use crate::snapshot::{RunView, Snapshot};
-use crate::state::RunState;
+use crate::state::{RunEnd, RunState};
 use crate::summary::{
     CERTIFICATE_HINT, INSECURE_WARNING, RunSummary, TlsSummary, all_certificate_failures,
 };
@@ -105,6 +105,9 @@ pub enum Command {
         /// Whether it was running.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Finish the current run now with what has been reported, without waiting for final
+    /// reports (a second stop signal): its results are written as for any run.
+    FinishNow,
     /// Multiply the current run's targets by a factor (relative to the scenario).
     Scale {
         /// The new scale.
@@ -128,6 +131,8 @@ pub struct CoordinatorConfig {
     pub runs_dir: Option<PathBuf>,
     /// How long to wait for final reports after the run's end.
     pub stop_grace: Duration,
+    /// Whether a run that lost a worker (its share moved) may still pass.
+    pub tolerate_worker_loss: bool,
     /// Where the coordinator reads the time ([`SystemClock`] but in its tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -189,7 +194,7 @@ struct Run {
     /// [`CERTIFICATE_HINT`] is given, so the hint comes once, and only when certificates are
     /// why requests fail from the start.
     failed_before: bool,
-    stop_reason: Option<String>,
+    stop_reason: Option<RunEnd>,
     /// The seed every worker gets: arrivals shared across workers are drawn from it.
     run_seed: u64,
     /// Where the run's results go (the master's `--out`, or the run's own).
@@ -267,7 +272,7 @@ impl Coordinator {
                 _ = shutdown.cancelled(), if !stopping_for_shutdown => {
                     stopping_for_shutdown = true;
                     if self.run.is_some() {
-                        self.stop_run("master shutting down");
+                        self.stop_run(RunEnd::Shutdown);
                     } else {
                         break;
                     }
@@ -362,7 +367,7 @@ impl Coordinator {
                     .push(format!("worker {id} rejected the scenario: {reason}"));
                 run.members.remove(&id);
                 if run.members.is_empty() {
-                    run.stop_reason = Some(format!("every worker rejected the scenario: {reason}"));
+                    run.stop_reason = Some(RunEnd::Rejected(reason));
                     self.finish_run();
                 } else {
                     self.maybe_go();
@@ -511,7 +516,7 @@ impl Coordinator {
             }
             Phase::Running => {
                 if left == 0 {
-                    run.stop_reason = Some("no workers left".into());
+                    run.stop_reason = Some(RunEnd::NoWorkersLeft);
                     self.finish_run();
                 } else if run.config.load.requests_per_user().is_none() {
                     self.rebalance();
@@ -541,12 +546,22 @@ impl Coordinator {
             Command::Stop { run_id, reply } => {
                 let r = match &self.run {
                     Some(run) if run.id == run_id => {
-                        self.stop_run("stopped by user");
+                        self.stop_run(RunEnd::StoppedByUser);
                         Ok(())
                     }
                     _ => Err(format!("run {run_id} is not going on")),
                 };
                 let _ = reply.send(r);
+            }
+            Command::FinishNow => {
+                if self.run.is_some() {
+                    self.stop_run(RunEnd::Shutdown);
+                    if let Some(run) = self.run.as_mut() {
+                        run.events
+                            .push("finished at once, without waiting for final reports".into());
+                    }
+                    self.finish_run();
+                }
             }
             Command::Scale { scale, reply } => {
                 let r = match self.run.as_mut() {
@@ -605,8 +620,7 @@ impl Coordinator {
                     run.phase = Phase::Stopping {
                         until: now + grace(self.config.stop_grace, &run.config),
                     };
-                    run.stop_reason
-                        .get_or_insert_with(|| "duration reached".into());
+                    run.stop_reason.get_or_insert(RunEnd::DurationReached);
                 }
             }
             Phase::Stopping { until } => {
@@ -661,7 +675,7 @@ impl Coordinator {
         }
         self.next_run += 1;
         let id = self.next_run;
-        let catalog = driver::catalog(&config);
+        let catalog = config.catalog();
         let members = self
             .workers
             .keys()
@@ -748,8 +762,7 @@ impl Coordinator {
             return;
         }
         if run.members.is_empty() {
-            run.stop_reason
-                .get_or_insert_with(|| "no worker got ready".into());
+            run.stop_reason.get_or_insert(RunEnd::NoneReady);
             self.finish_run();
             return;
         }
@@ -765,7 +778,7 @@ impl Coordinator {
         });
         run.agg = Aggregate::new(&run.catalog, at_ms, hlog);
         run.records = Some(RecordFiles::create(
-            &driver::record_streams(&run.config),
+            &run.config.record_streams(),
             run.out.as_deref(),
             &self.config.records,
         ));
@@ -825,16 +838,17 @@ impl Coordinator {
         }
     }
 
-    fn stop_run(&mut self, reason: &str) {
+    fn stop_run(&mut self, why: RunEnd) {
         let Some(run) = self.run.as_mut() else { return };
-        run.stop_reason.get_or_insert_with(|| reason.to_string());
+        let reason = why.to_string();
+        run.stop_reason.get_or_insert(why);
         match run.phase {
             Phase::Assigning { .. } => {
                 for id in run.members.keys() {
                     if let Some(w) = self.workers.get(id) {
                         let _ = w.outbox.send(ToWorker::Stop {
                             run_id: run.id,
-                            reason: reason.into(),
+                            reason: reason.clone(),
                         });
                     }
                 }
@@ -845,7 +859,7 @@ impl Coordinator {
                     if let Some(w) = self.workers.get(id) {
                         let _ = w.outbox.send(ToWorker::Stop {
                             run_id: run.id,
-                            reason: reason.into(),
+                            reason: reason.clone(),
                         });
                     }
                 }
@@ -873,8 +887,7 @@ impl Coordinator {
             if run.phase == Phase::Running && run.config.load.requests_per_user().is_some() {
                 // Every worker ended: each user has sent its requests.
                 if let Some(run) = self.run.as_mut() {
-                    run.stop_reason
-                        .get_or_insert_with(|| "every user's requests done".into());
+                    run.stop_reason.get_or_insert(RunEnd::RequestsDone);
                 }
             }
             self.finish_run();
@@ -955,6 +968,7 @@ impl Coordinator {
         // The run's own length, as its summary counts it: a reader dividing totals by it (the
         // terminal UI's rates of a finished run) gets the summary's figures.
         last.elapsed_s = summary.duration_s();
+        last.status = Some(summary.status());
         self.last_view = Some(last);
         self.last_requests = run
             .agg

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Command, Coordinator, CoordinatorConfig, Event, ManualClock, WorkerId};
 use crate::aggregate::DecodedReport;
 use crate::snapshot::Snapshot;
-use crate::state::{RunState, RunStatus, WorkerState};
+use crate::state::{RunEnd, RunState, RunStatus, WorkerState};
 use crate::summary::RunSummary;
 
 /// The master's clock at the start of every test (Unix ms).
@@ -45,6 +45,10 @@ impl Bench {
     }
 
     fn with(load: &str, stop_grace: Duration) -> Bench {
+        Bench::configured(load, stop_grace, false)
+    }
+
+    fn configured(load: &str, stop_grace: Duration, tolerate_worker_loss: bool) -> Bench {
         let clock = Arc::new(ManualClock::at_unix_ms(T0_MS));
         let (snap_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (fin_tx, finished) = mpsc::unbounded_channel();
@@ -56,6 +60,7 @@ impl Bench {
                 records: BTreeMap::new(),
                 runs_dir: None,
                 stop_grace,
+                tolerate_worker_loss,
                 clock: clock.clone(),
             },
             snap_tx,
@@ -135,6 +140,11 @@ impl Bench {
 
     /// A report of `requests` requests of 1 ms each (the final one when `last`).
     fn report(&mut self, id: u64, run_id: u64, requests: u64, last: bool) {
+        self.report_with(id, run_id, (requests, 0), last);
+    }
+
+    /// A report of `(requests, of which failed)`.
+    fn report_with(&mut self, id: u64, run_id: u64, (requests, failed): (u64, u64), last: bool) {
         let mut h = new_histogram();
         for _ in 0..requests {
             h.record(1_000).expect("in range");
@@ -156,11 +166,18 @@ impl Bench {
                 metric: metric::LATENCY.into(),
                 hist,
             }],
-            counters: vec![Counter {
-                name: "home".into(),
-                counter: metric::REQUESTS.into(),
-                value: requests,
-            }],
+            counters: vec![
+                Counter {
+                    name: "home".into(),
+                    counter: metric::REQUESTS.into(),
+                    value: requests,
+                },
+                Counter {
+                    name: "home".into(),
+                    counter: metric::FAILURES.into(),
+                    value: failed,
+                },
+            ],
             failures: vec![],
             records: vec![],
             gauges: vec![],
@@ -204,7 +221,10 @@ impl Bench {
 
     /// Start a run on workers `ids` (1 core each), all ready: the run is going on.
     fn running(load: &str, ids: &[u64]) -> (Bench, u64) {
-        let mut b = Bench::new(load);
+        Bench::running_with(Bench::new(load), ids)
+    }
+
+    fn running_with(mut b: Bench, ids: &[u64]) -> (Bench, u64) {
         for id in ids {
             b.join(*id, 1);
         }
@@ -296,7 +316,7 @@ fn a_run_goes_assigning_running_stopping_finished() {
     assert_eq!(b.run_state(), Some(RunState::Finished));
     let s = b.summary();
     assert_eq!(s.total.requests, 43);
-    assert_eq!(s.stop_reason, "duration reached");
+    assert_eq!(s.stop_reason, RunEnd::DurationReached);
     assert_eq!(s.status(), RunStatus::Completed);
     assert!(s.workers.iter().all(|w| w.state == WorkerState::Finished));
     assert_eq!(s.started_unix_ms, T0_MS + 250);
@@ -399,7 +419,7 @@ fn no_worker_ready_fails_the_run() {
     b.start();
     b.tick(Duration::from_secs(10));
     let s = b.summary();
-    assert_eq!(s.stop_reason, "no worker got ready");
+    assert_eq!(s.stop_reason, RunEnd::NoneReady);
     assert_eq!(s.status(), RunStatus::Failed);
     assert_eq!(b.run_state(), Some(RunState::Finished));
 }
@@ -417,8 +437,9 @@ fn every_worker_rejecting_fails_the_run_with_the_reason() {
         },
     ));
     let s = b.summary();
+    assert_eq!(s.stop_reason, RunEnd::Rejected("no such backend".into()));
     assert_eq!(
-        s.stop_reason,
+        s.stop_reason.to_string(),
         "every worker rejected the scenario: no such backend"
     );
     assert_eq!(s.status(), RunStatus::Failed);
@@ -472,7 +493,7 @@ fn losing_the_last_worker_ends_the_run() {
     b.report(1, run, 5, false);
     b.lose(1);
     let s = b.summary();
-    assert_eq!(s.stop_reason, "no workers left");
+    assert_eq!(s.stop_reason, RunEnd::NoWorkersLeft);
     assert_eq!(s.total.requests, 5);
 }
 
@@ -514,7 +535,7 @@ fn a_missing_final_report_ends_the_run_after_the_grace() {
     assert_eq!(b.run_state(), Some(RunState::Stopping));
     b.tick(Duration::from_millis(100));
     let s = b.summary();
-    assert_eq!(s.stop_reason, "stopped by user");
+    assert_eq!(s.stop_reason, RunEnd::StoppedByUser);
     assert!(
         s.events
             .contains(&"worker 2 did not send its final report in time".to_string()),
@@ -619,4 +640,91 @@ fn a_simultaneous_start_gives_joiners_no_share() {
         "{:?}",
         b.events()
     );
+}
+
+/// Every way a run ends, with the status and verdict summary.json, the API, `/metrics` and
+/// the exit code take from it.
+#[test]
+fn each_ending_has_its_status_and_verdict() {
+    enum Ending {
+        /// Both workers report and the duration passes.
+        Planned,
+        /// Both report, the user stops it.
+        UserStop,
+        /// Both report, the master shuts down.
+        Shutdown,
+        /// Worker 2 is lost mid-run; worker 1 goes on to the end.
+        LostOne,
+        /// Both are lost.
+        LostAll,
+        /// Every request fails.
+        AllFail,
+        /// The duration passes with no request made.
+        Nothing,
+    }
+    // (ending, tolerate worker loss, status, passed)
+    let cases = [
+        (Ending::Planned, false, RunStatus::Completed, true),
+        (Ending::UserStop, false, RunStatus::Stopped, false),
+        (Ending::Shutdown, false, RunStatus::Stopped, false),
+        (Ending::LostOne, false, RunStatus::Degraded, false),
+        (Ending::LostOne, true, RunStatus::Degraded, true),
+        (Ending::LostAll, true, RunStatus::Failed, false),
+        (Ending::AllFail, false, RunStatus::Completed, false),
+        (Ending::Nothing, false, RunStatus::Failed, false),
+    ];
+    for (ending, tolerate, status, passed) in cases {
+        let bench = Bench::configured(CLOSED, Duration::from_secs(2), tolerate);
+        let (mut b, run) = Bench::running_with(bench, &[1, 2]);
+        let (requests, failed) = match ending {
+            Ending::AllFail => (5, 5),
+            Ending::Nothing => (0, 0),
+            _ => (5, 0),
+        };
+        b.report_with(1, run, (requests, failed), false);
+        b.report_with(2, run, (requests, failed), false);
+        b.tick(Duration::from_secs(2));
+        let done = |b: &mut Bench| {
+            b.report(1, run, 0, true);
+            b.report(2, run, 0, true);
+        };
+        match ending {
+            Ending::Planned | Ending::AllFail | Ending::Nothing => {
+                b.tick(Duration::from_secs(9));
+                done(&mut b);
+            }
+            Ending::UserStop => {
+                b.command(|reply| Command::Stop { run_id: run, reply })
+                    .unwrap();
+                done(&mut b);
+            }
+            Ending::Shutdown => {
+                b.coord.stop_run(RunEnd::Shutdown);
+                done(&mut b);
+            }
+            Ending::LostOne => {
+                b.lose(2);
+                b.tick(Duration::from_secs(9));
+                b.report(1, run, 0, true);
+            }
+            Ending::LostAll => {
+                b.lose(1);
+                b.lose(2);
+            }
+        }
+        let s = b.summary();
+        let what = format!("{} (tolerate: {tolerate})", s.stop_reason);
+        assert_eq!(s.status(), status, "{what}");
+        assert_eq!(s.passed(), passed, "{what}");
+        let view = b.snapshot();
+        let view = view.run.as_ref().unwrap();
+        assert_eq!(view.status, Some(status), "the snapshot agrees: {what}");
+        let doc = crate::results::summary_json(&s);
+        assert_eq!(
+            doc["status"],
+            status.as_str(),
+            "summary.json agrees: {what}"
+        );
+        assert_eq!(doc["passed"], passed, "summary.json agrees: {what}");
+    }
 }

@@ -12,7 +12,7 @@ use super::{Coordinator, Phase, Run, Worker, WorkerId, share_of};
 use crate::aggregate::Aggregate;
 use crate::results;
 use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
-use crate::state::{RunState, WorkerState};
+use crate::state::{RunEnd, RunState, WorkerState};
 use crate::summary::{LOCUST_PERCENTILES, NameStats, RunSummary, TlsSummary, WorkerSummary};
 
 impl Coordinator {
@@ -61,7 +61,7 @@ impl Coordinator {
         RunSummary {
             run_id: run.id,
             scenario: run.config.name.clone(),
-            kind: run.config.kind.clone(),
+            kind: run.config.kind.to_string(),
             target: run.config.target.to_string(),
             load: describe_scaled(&run.config.load, run.config.duration, run.scale),
             started_unix_ms: started,
@@ -72,10 +72,8 @@ impl Coordinator {
                 .unwrap_or_else(|| now_ms.min(started + run.config.limit().as_millis() as u64))
                 .clamp(started, now_ms.max(started)),
             ended_unix_ms: now_ms.max(started),
-            stop_reason: run
-                .stop_reason
-                .clone()
-                .unwrap_or_else(|| "duration reached".into()),
+            stop_reason: run.stop_reason.clone().unwrap_or(RunEnd::DurationReached),
+            tolerate_worker_loss: self.config.tolerate_worker_loss,
             stats: run.agg.names().to_vec(),
             thresholds: results::evaluate(&thresholds, &total, duration_s),
             total,
@@ -263,7 +261,7 @@ pub(super) fn view(
     RunView {
         id: run.id,
         scenario: run.config.name.clone(),
-        kind: run.config.kind.clone(),
+        kind: run.config.kind,
         load: describe(&run.config.load, run.config.duration),
         state,
         elapsed_s: run
@@ -291,7 +289,8 @@ pub(super) fn view(
         total,
         failures,
         events: run.events.clone(),
-        stop_reason: run.stop_reason.clone(),
+        stop_reason: run.stop_reason.as_ref().map(ToString::to_string),
+        status: None,
         schedule_lag: run.agg.lag().map_or_else(Buckets::default, |h| {
             Buckets::of(h, &crate::metrics::DURATION_BUCKETS, 1e-6)
         }),

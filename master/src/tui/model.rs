@@ -6,6 +6,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use stampede_scenarios::Kind;
+
 use crate::snapshot::{NameView, RunView, Snapshot};
 use crate::state::{RunState, WorkerState};
 use crate::summary::{CONNECTIONS_NEW, CONNECTIONS_REUSED};
@@ -232,13 +234,13 @@ impl Model {
             View::Failures,
         ];
         if let Some(run) = self.run() {
-            if run.kind == "llm" || run.total.metrics.contains_key("ttft") {
+            if run.kind == Kind::Llm || run.total.metrics.contains_key("ttft") {
                 v.push(View::Llm);
             }
-            if run.kind == "priority" || !super::view::priority_cells(run).is_empty() {
+            if run.kind == Kind::Priority || !super::view::priority_cells(run).is_empty() {
                 v.push(View::Priority);
             }
-            if run.kind == "download" || run.total.metrics.contains_key("ttfb") {
+            if run.kind == Kind::Download || run.total.metrics.contains_key("ttfb") {
                 v.push(View::Downloads);
             }
         }
@@ -524,8 +526,8 @@ pub fn connections_line(n: &NameView) -> Option<String> {
     };
     Some(format!(
         "connections: {} new · {} reused{share}",
-        crate::results::thousands(new),
-        crate::results::thousands(reused)
+        crate::results::table::thousands(new),
+        crate::results::table::thousands(reused)
     ))
 }
 

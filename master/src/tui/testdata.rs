@@ -81,7 +81,7 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
     RunView {
         id: 7,
         scenario: "checkout".into(),
-        kind: kind.into(),
+        kind: kind.parse().expect("a known scenario kind"),
         load: "closed: 10 users for 30s".into(),
         state: RunState::Running,
         elapsed_s: 12.3,
@@ -95,6 +95,7 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
         failures: Vec::new(),
         events: Vec::new(),
         stop_reason: None,
+        status: None,
         schedule_lag: Buckets::default(),
     }
 }

@@ -13,6 +13,7 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{
     Axis, Block, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Sparkline, Table, Tabs,
 };
+use stampede_scenarios::Kind;
 
 use super::model::{Model, View};
 use crate::snapshot::{NameView, RunView, WorkerView};
@@ -111,7 +112,7 @@ fn title_line(model: &Model) -> Paragraph<'static> {
 fn figures_line(model: &Model) -> Paragraph<'static> {
     let line = match model.run() {
         Some(r) => {
-            let now = if r.kind == "download" || r.target_rate <= 0.0 {
+            let now = if r.kind == Kind::Download || r.target_rate <= 0.0 {
                 format!("{} users", r.users)
             } else {
                 format!("{} req/s target", rate(r.target_rate))
