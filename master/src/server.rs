@@ -38,6 +38,9 @@ const DRAIN_REPORTS: Duration = Duration::from_secs(2);
 /// The longest worker name kept; longer ones are cut.
 const MAX_NAME_CHARS: usize = 64;
 
+/// The longest close reason from a worker that is logged.
+const MAX_REASON_CHARS: usize = 200;
+
 /// Accepts worker connections.
 pub struct Listener {
     /// The QUIC endpoint.
@@ -119,7 +122,7 @@ impl Handler {
         let conn = match tokio::time::timeout_at(deadline, incoming).await {
             Ok(Ok(conn)) => conn,
             // A forged or broken Initial is routine on an open port: not worth a warning.
-            Ok(Err(e)) => return debug!("QUIC handshake failed: {e}"),
+            Ok(Err(e)) => return debug!("QUIC handshake failed: {}", handshake_failure(&e)),
             Err(_) => {
                 return debug!(
                     "QUIC handshake not done within {:?}",
@@ -315,31 +318,53 @@ async fn read_reports(
     }
 }
 
+/// Why a QUIC handshake failed, in our words only (a peer's close carries text it chose).
+fn handshake_failure(e: &quinn::ConnectionError) -> &'static str {
+    use quinn::ConnectionError as E;
+    match e {
+        E::VersionMismatch => "no common QUIC version",
+        E::TransportError(_) => "a transport or TLS error",
+        E::ConnectionClosed(_) | E::ApplicationClosed(_) => "closed by the peer",
+        E::Reset => "reset by the peer",
+        E::TimedOut => "timed out",
+        E::LocallyClosed => "closed by the master",
+        E::CidsExhausted => "out of connection ids",
+    }
+}
+
 fn disconnect_reason(conn: &quinn::Connection, fallback: &str) -> String {
     match conn.close_reason() {
         Some(quinn::ConnectionError::TimedOut) => "no answer for 4 s (connection timed out)".into(),
         Some(quinn::ConnectionError::ApplicationClosed(c)) => {
             format!(
                 "closed by the worker ({})",
-                String::from_utf8_lossy(&c.reason)
+                printable(&String::from_utf8_lossy(&c.reason), MAX_REASON_CHARS)
             )
         }
         Some(quinn::ConnectionError::LocallyClosed) => "closed by the master".into(),
-        Some(e) => e.to_string(),
+        Some(e) => printable(&e.to_string(), MAX_REASON_CHARS),
         None => fallback.to_string(),
     }
 }
 
-/// The worker's name as it may be shown and logged: control characters (and the invisible
-/// ones that reorder text) escaped, at most [`MAX_NAME_CHARS`] characters.
+/// The worker's name as it may be shown and logged: see [`printable`].
 fn printable_name(hello: &Hello) -> String {
+    printable(&hello.name, MAX_NAME_CHARS)
+}
+
+/// Text a peer chose, as it may be logged: control characters (and the invisible ones that
+/// reorder text) escaped, cut after `max_chars` characters.
+fn printable(text: &str, max_chars: usize) -> String {
     let mut out = String::new();
-    for (i, c) in hello.name.chars().enumerate() {
-        if i == MAX_NAME_CHARS {
+    for (i, c) in text.chars().enumerate() {
+        if i == max_chars {
             out.push('…');
             break;
         }
-        let invisible = matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        let invisible = matches!(
+            c,
+            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
         if c.is_control() || invisible {
             out.extend(c.escape_default());
         } else {
@@ -380,6 +405,7 @@ mod tests {
             printable_name(&named("a\nINFO fake line\u{1b}[2J\u{202e}")),
             "a\\nINFO fake line\\u{1b}[2J\\u{202e}"
         );
+        assert_eq!(printable("bye\r\n\u{7}", 10), "bye\\r\\n\\u{7}");
         let long = "x".repeat(100);
         assert_eq!(
             printable_name(&named(&long)).chars().count(),
