@@ -14,7 +14,7 @@
 //! malformed or unknown event, or a connection closed mid-answer is a failure of its kind.
 //!
 //! The driver opens no file: prompts and the tokenizer arrive in the scenario, read by the
-//! master ([`ScenarioConfig::resolve_files`]); a scenario that names a file without its
+//! master ([`crate::ScenarioConfig::resolve_files`]); a scenario that names a file without its
 //! contents is refused.
 
 use std::collections::BTreeMap;
