@@ -402,3 +402,140 @@ fn headless_master_stops_cleanly_on_sigterm_sighup_and_sigint() {
         );
     }
 }
+
+/// kill -9 of a headless master mid-run leaves `--out` consistent, up to its last second:
+/// summary.json says `incomplete` and validates, the CSVs and `history.jsonl` are whole, and
+/// the requests it counted trail what the target had served by at most the last reports
+/// (one report interval and one tick: two seconds' worth).
+#[test]
+fn kill_9_leaves_a_consistent_incomplete_out_dir() {
+    const TOKEN: &str = "kill-nine-test-token-01";
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 10)
+        .duration("60s")
+        .write_to(&dir);
+    let out = dir.join("out");
+    let mut master = MasterProc::start(&[
+        "--headless",
+        "--expect-workers",
+        "1",
+        "--token",
+        TOKEN,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let _worker = WorkerProc::start(master.quic, TOKEN, "w");
+    // Three seconds of checkpoints: the summary the master keeps current has counted load.
+    wait_until(
+        Duration::from_secs(20),
+        "a checkpoint with 3 seconds of history",
+        || {
+            let text = std::fs::read_to_string(out.join("history.jsonl")).ok()?;
+            (text.lines().count() >= 3).then_some(())
+        },
+    );
+    let served_before = target.stats().requests;
+    master.proc.kill();
+    let served_at_kill = target.stats().requests;
+
+    let summary = dir.read_json("out/summary.json");
+    crate::run::validate_summary(&summary);
+    assert_eq!(summary["status"], "incomplete", "{summary:#}");
+    assert_eq!(summary["stop_reason"], "still going on when written");
+    assert_eq!(summary["passed"], false);
+    let counted = u64_at(&summary, "/metrics/total_requests");
+    let history = dir.read("out/history.jsonl");
+    let lines: Vec<Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every history.jsonl line is whole JSON"))
+        .collect();
+    let last = lines.last().expect("a line per second");
+    let aggregate = last["entries"].as_array().unwrap().last().unwrap();
+    assert_eq!(aggregate["name"], "Aggregated");
+    let per_second = aggregate["rps"].as_f64().unwrap();
+    println!(
+        "kill -9: summary.json counted {counted} requests, the target had served {served_before}..{served_at_kill} \
+         at the kill, {per_second:.0} req/s in the last second, {} seconds of history",
+        lines.len()
+    );
+    assert!(
+        counted > 0 && counted <= served_at_kill,
+        "{counted} vs {served_at_kill}"
+    );
+    assert!(
+        (served_before.saturating_sub(counted) as f64) <= 2.0 * per_second + 1.0,
+        "counted {counted}, served {served_before}: more than 2 s of load missing"
+    );
+    let stats = dir.read("out/stats.csv");
+    let aggregated = stats
+        .lines()
+        .find(|l| l.contains(",Aggregated,"))
+        .expect("an Aggregated row");
+    assert!(
+        aggregated.contains(&format!(",{counted},")),
+        "stats.csv agrees with summary.json: {aggregated}"
+    );
+    let hlog = dir.read("out/latency.hlog");
+    assert!(hlog.lines().count() > 3, "the hlog is flushed each second");
+}
+
+/// A second run into the same `--out` moves the first run's files into
+/// `previous-run-<id>/`: the folder never mixes two runs.
+#[test]
+fn a_new_run_moves_the_previous_runs_files_aside() {
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 2)
+        .duration("1s")
+        .write_to(&dir);
+    let out = dir.join("out");
+    let run = || {
+        crate::util::Proc::run(
+            &[
+                "run",
+                scenario.to_str().unwrap(),
+                "--workers",
+                "1",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            crate::util::workspace_root(),
+            Duration::from_secs(30),
+        )
+    };
+    run().assert_code(0);
+    let first = dir.read_json("out/summary.json");
+    run().assert_code(0);
+    let second = dir.read_json("out/summary.json");
+    assert_ne!(first["run_id"], second["run_id"]);
+    let aside = out.join(format!("previous-run-{}", first["run_id"]));
+    let moved: Value =
+        serde_json::from_str(&std::fs::read_to_string(aside.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        moved,
+        first,
+        "the first run's summary, whole, in {}",
+        aside.display()
+    );
+    for f in [
+        "stats.csv",
+        "stats_history.csv",
+        "failures.csv",
+        "latency.hlog",
+        "history.jsonl",
+    ] {
+        assert!(aside.join(f).is_file(), "{f} moved aside");
+        assert!(out.join(f).is_file(), "the second run wrote {f}");
+    }
+    let events = crate::util::events(&second);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("held an earlier run's results: moved to")),
+        "{events:?}"
+    );
+}

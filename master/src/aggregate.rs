@@ -457,6 +457,15 @@ impl Aggregate {
             .collect()
     }
 
+    /// Push the hlog's lines so far to its file.
+    pub fn flush_hlog(&mut self) {
+        if let Some(h) = self.hlog.as_mut()
+            && h.flush().is_err()
+        {
+            self.hlog_failed = true;
+        }
+    }
+
     /// Finish: close the hlog.
     pub fn take_hlog(&mut self) -> Option<HlogWriter> {
         self.hlog.take()

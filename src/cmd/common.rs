@@ -642,7 +642,7 @@ pub fn conclude(summary: &RunSummary, out: Option<&Path>, on_error: Option<u8>) 
         eprintln!("results written to {}", dir.display());
     }
     match summary.status() {
-        RunStatus::Failed => {
+        RunStatus::Failed | RunStatus::Incomplete => {
             eprintln!("the run failed: {}", failed_because(summary));
             return Exit::Incomplete;
         }
