@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{MasterProc, Scenario, Target, TestDir, WorkerProc, stampede, wait_until};
+use crate::util::{MasterProc, Scenario, TOKEN, Target, TestDir, WorkerProc, stampede, wait_until};
 
 fn u64_at(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer)
@@ -35,16 +35,16 @@ fn master_two_workers_count_matches_target() {
         "--expect-workers",
         "2",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
-    let _w1 = WorkerProc::start(master.quic, "s", "w1");
+    let _w1 = WorkerProc::start(master.quic, TOKEN, "w1");
     // The second worker takes its token from the environment.
     let mut cmd = WorkerProc::command(master.quic);
-    cmd.env("STAMPEDE_TOKEN", "s").args(["--name", "w2"]);
+    cmd.env("STAMPEDE_TOKEN", TOKEN).args(["--name", "w2"]);
     let _w2 = WorkerProc::spawn("w2", cmd);
 
     let done = master.proc.wait_exit(Duration::from_secs(20));
@@ -97,14 +97,14 @@ fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str)
         "--expect-workers",
         "2",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
-    let mut doomed = WorkerProc::start(master.quic, "s", "doomed");
-    let _survivor = WorkerProc::start(master.quic, "s", "survivor");
+    let mut doomed = WorkerProc::start(master.quic, TOKEN, "doomed");
+    let _survivor = WorkerProc::start(master.quic, TOKEN, "survivor");
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(3));
     leave(&mut doomed);
@@ -175,11 +175,11 @@ fn killed_master_stops_workers() {
         "--expect-workers",
         "1",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
     ]);
-    let mut worker = WorkerProc::start(master.quic, "s", "orphan");
+    let mut worker = WorkerProc::start(master.quic, TOKEN, "orphan");
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(2));
     master.proc.kill();
@@ -208,22 +208,27 @@ fn killed_master_stops_workers() {
 
 #[test]
 fn wrong_token_is_refused() {
-    let master = MasterProc::start(&["--token", "right"]);
+    let master = MasterProc::start(&["--token", "the right token, 16+ bytes"]);
     let started = Instant::now();
-    let mut worker = WorkerProc::start(master.quic, "wrong", "intruder");
+    let mut worker = WorkerProc::start(master.quic, "another token, 16+ bytes", "intruder");
     let done = worker.proc.wait_exit(Duration::from_secs(10));
     assert_ne!(done.code(), 0, "{}", done.show());
     assert!(started.elapsed() < Duration::from_secs(10));
     let last = done.stderr.lines().last().unwrap_or("");
+    // The worker checks the master's proof first: with another token it fails, and the worker
+    // leaves without sending its own.
     assert!(
-        last.starts_with("error: ") && last.contains("refused this worker: wrong token"),
+        last.starts_with("error: ")
+            && last.contains("did not prove it knows this worker's token")
+            && last.contains("nothing was sent to it"),
         "want a one-line refusal on stderr\n{}",
         done.show()
     );
     assert!(!done.stderr.contains("panicked"), "{}", done.show());
-    master
-        .proc
-        .wait_stderr_line("refused worker: wrong token", Duration::from_secs(5));
+    master.proc.wait_stderr_line(
+        "refused this master's token proof (a worker with another token?)",
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -240,14 +245,14 @@ fn lost_worker_users_leave_the_history() {
         "--expect-workers",
         "2",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
-    let mut doomed = WorkerProc::start(master.quic, "s", "doomed");
-    let _survivor = WorkerProc::start(master.quic, "s", "survivor");
+    let mut doomed = WorkerProc::start(master.quic, TOKEN, "doomed");
+    let _survivor = WorkerProc::start(master.quic, TOKEN, "survivor");
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(2));
     doomed.proc.kill();
@@ -285,7 +290,7 @@ fn worker_gives_up_at_connect_timeout() {
         "--master",
         &silent.local_addr().unwrap().to_string(),
         "--token",
-        "s",
+        TOKEN,
         "--connect-timeout",
         "1s",
     ]);
@@ -310,8 +315,14 @@ fn worker_gives_up_at_connect_timeout() {
 #[test]
 fn worker_retries_an_unresolved_master_name() {
     let mut cmd = stampede();
-    cmd.args(["worker", "--master", "master.invalid:7400", "--token", "s"])
-        .args(["--connect-timeout", "2s"]);
+    cmd.args([
+        "worker",
+        "--master",
+        "master.invalid:7400",
+        "--token",
+        TOKEN,
+    ])
+    .args(["--connect-timeout", "2s"]);
     let done = WorkerProc::spawn("worker", cmd)
         .proc
         .wait_exit(Duration::from_secs(30));
