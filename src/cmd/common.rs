@@ -198,7 +198,7 @@ pub async fn start_builtin(
 
 /// How a `builtin:` target serves the scenario: TLS when it has a `[tls]` table (the target's
 /// certificate self-signed for the run), h2c for `[http] version = "2"` without one, else
-/// plain HTTP/1.1. gRPC scenarios (priority, JetStream) and the registry take what they can.
+/// plain HTTP/1.1. gRPC scenarios (priority, JetStream) take what they can.
 fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
     let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != "priority";
     let h2 = config
@@ -211,7 +211,7 @@ fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
         tls,
         h2c: !tls
             && h2
-            && matches!(&config.target, Target::Builtin(k) if k == "http" || k == "llm"),
+            && matches!(&config.target, Target::Builtin(k) if matches!(k.as_str(), "http" | "llm" | "registry")),
     }
 }
 
@@ -237,10 +237,10 @@ impl BuiltinTarget {
 /// How [`start_target_with`] makes a built-in target speak. [`Default`]: plaintext HTTP/1.1.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TargetServe {
-    /// HTTPS with a self-signed certificate (HTTP/2 by ALPN, else HTTP/1.1; the registry offers
-    /// HTTP/1.1 only); the certificate comes back in [`BuiltinTarget::ca_pem`].
+    /// HTTPS with a self-signed certificate (HTTP/2 by ALPN, else HTTP/1.1); the certificate
+    /// comes back in [`BuiltinTarget::ca_pem`].
     pub tls: bool,
-    /// Plaintext HTTP/2 with prior knowledge beside HTTP/1.1 (`http` and `llm` only).
+    /// Plaintext HTTP/2 with prior knowledge beside HTTP/1.1 (`http`, `llm` and `registry`).
     pub h2c: bool,
 }
 
@@ -251,7 +251,7 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
 }
 
 /// [`start_target`], speaking as `serve` says. Refuses TLS or h2c for the scheduler (gRPC,
-/// plaintext), h2c for the registry (HTTP/1.1 only), and both at once.
+/// plaintext) and both at once.
 pub async fn start_target_with(
     kind: &str,
     ip: std::net::IpAddr,
@@ -262,9 +262,6 @@ pub async fn start_target_with(
     }
     if (serve.tls || serve.h2c) && !matches!(kind, "http" | "llm" | "registry") {
         anyhow::bail!("built-in target `{kind}` has no TLS or h2c");
-    }
-    if serve.h2c && kind == "registry" {
-        anyhow::bail!("built-in target `registry` speaks HTTP/1.1 only: no h2c");
     }
     let tls = if serve.tls {
         let tls = ServerTls::self_signed(ip)
@@ -738,7 +735,8 @@ mod tests {
         };
         let target = start_target_with("http", ip, h2c).await.unwrap();
         assert!(target.url.starts_with("http://") && target.ca_pem.is_none());
-        assert!(start_target_with("registry", ip, h2c).await.is_err());
+        let target = start_target_with("registry", ip, h2c).await.unwrap();
+        assert!(target.url.starts_with("http://") && target.ca_pem.is_none());
         assert!(start_target_with("scheduler", ip, tls).await.is_err());
         let both = TargetServe {
             tls: true,

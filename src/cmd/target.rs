@@ -147,12 +147,6 @@ pub async fn registry(opt: TargetRegistryOpt) -> anyhow::Result<Exit> {
     {
         anyhow::bail!("--bandwidth {b} must be above 0 bytes per second");
     }
-    if opt.serve.h2c {
-        anyhow::bail!(
-            "--h2c: the registry speaks HTTP/1.1 only (it writes its answers itself, to cut them \
-             at the byte a fault asks for); --tls works"
-        );
-    }
     let transport = transport(&opt.serve, opt.bind)?;
     let listener = tokio::net::TcpListener::bind(opt.bind)
         .await

@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::{Alpn, ServerTls, TlsError};
+use crate::tls::{ServerTls, TlsError};
 
 /// How long a client may take over its handshake before the server hangs up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,7 +69,7 @@ impl SchedulerTls {
     ) -> impl Stream<Item = io::Result<TlsConn>> + Send + 'static {
         // A few handshakes finished ahead of tonic taking them.
         let (tx, rx) = mpsc::channel(64);
-        let acceptor = self.tls.acceptor(Alpn::H2AndHttp1);
+        let acceptor = self.tls.acceptor();
         tokio::spawn(accept(listener, acceptor, tx, shutdown));
         futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|conn| (Ok(conn), rx))
