@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::grpc::{GrpcConnector, GrpcMarks, failure_under};
+use super::grpc::{Connections, GrpcConnector, GrpcMarks, failure_under};
 use super::h1::{H1Conn, H1Error, Head};
 use super::h2::{H2Client, H2Pool, H2Response, Negotiation, Opened};
 use super::transport::{ConnectionSlots, Endpoint};
@@ -363,6 +363,7 @@ impl Driver for LlmDriver {
             last_arrival: None,
             grpc: None,
             grpc_marks: Arc::default(),
+            grpc_connections: Connections::default(),
             grpc_answered: false,
         })
     }
@@ -387,6 +388,8 @@ struct LlmSession {
     grpc: Option<OrchestratorClient<tonic::transport::Channel>>,
     /// The gRPC connection's marks, set by its connector at each (re)connect.
     grpc_marks: Arc<std::sync::Mutex<Option<GrpcMarks>>>,
+    /// The gRPC connections the session's channels made, for the connection figures.
+    grpc_connections: Connections,
     /// Whether the JetStream server has answered a `Decode` of this session (with headers).
     grpc_answered: bool,
 }
@@ -407,6 +410,13 @@ impl Session for LlmSession {
                 Ok(r) => r,
                 Err(_) => Err((0, Failure::Timeout)),
             };
+            if inner.backend == Backend::JetStream {
+                // The HTTP backends record theirs as they connect; gRPC's channel connects
+                // under tonic, so its figures are claimed here.
+                let failure = outcome.as_ref().err().map(|(_, f)| f);
+                self.grpc_connections
+                    .record(call.recorder, 0, &SLOTS, failure);
+            }
             let now = Instant::now();
             let end = self
                 .last_arrival
@@ -731,7 +741,10 @@ impl LlmSession {
             let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
                 .map_err(|_| (0, Failure::Connect("bad address")))?;
             // Each connection's reads stamped (after the handshake on TLS), its marks here.
-            let connector = connector.clone().with_marks(self.grpc_marks.clone());
+            let connector = connector
+                .clone()
+                .with_marks(self.grpc_marks.clone())
+                .with_connections(self.grpc_connections.clone());
             let channel = endpoint
                 .connect_with_connector(connector)
                 .await
@@ -1161,7 +1174,9 @@ mod tests {
     async fn jetstream_ttft_with_busy_worker(busy_from: Duration) -> (u64, u64) {
         let addr = jetstream_server();
         let (rec, session) = one_user(&format!("http://{addr}"), "jetstream", 2);
-        ttft_with_busy_worker(rec, session, busy_from).await
+        let (min, max, n) = ttft_with_busy_worker(rec, session, busy_from).await;
+        assert!(n.hists[SLOTS.metric + 1].is_none(), "no TLS on http://");
+        (min, max)
     }
 
     /// The TTFT (min, max, µs) of the second of two requests of `session`, its worker blocked
@@ -1170,7 +1185,7 @@ mod tests {
         rec: crate::recorder::Recorder,
         mut session: Box<dyn Session>,
         busy_from: Duration,
-    ) -> (u64, u64) {
+    ) -> (u64, u64, crate::recorder::NameInterval) {
         use rand::SeedableRng;
         let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
         for round in 0..2 {
@@ -1193,8 +1208,12 @@ mod tests {
         }
         let n = rec.take().names.remove(0);
         assert_eq!((n.requests, n.failures), (2, 0), "{n:?}");
+        // One connection: the first request opened it, the second reused it.
+        let counted = &n.counters[SLOTS.counter..SLOTS.counter + 2];
+        assert_eq!(counted, &[1, 1], "{n:?}");
+        assert_eq!(n.hists[SLOTS.metric].as_ref().map(|h| h.len()), Some(1));
         let ttft = n.hists[TTFT].as_ref().expect("TTFT recorded");
-        (ttft.min(), ttft.max())
+        (ttft.min(), ttft.max(), n)
     }
 
     /// JetStream tokens are timed by the kernel's receive timestamps, like HTTP ones: a worker
@@ -1237,7 +1256,9 @@ mod tests {
         let trusted = format!("[tls]\nca = \"{}\"\n", ca.display());
         for busy_from in [Duration::from_millis(20), Duration::ZERO] {
             let (rec, session) = one_user_with(&url, "jetstream", 2, "1.1", &trusted);
-            let (min, max) = ttft_with_busy_worker(rec, session, busy_from).await;
+            let (min, max, n) = ttft_with_busy_worker(rec, session, busy_from).await;
+            let handshakes = n.hists[SLOTS.metric + 1].as_ref().map(|h| h.len());
+            assert_eq!(handshakes, Some(1), "the TLS handshake is timed: {n:?}");
             assert!(min >= 50_000, "TTFT min {min} µs");
             assert!(
                 max < 200_000,

@@ -34,7 +34,8 @@ use stampede_grpc::scheduler::InferResponse;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 
-use super::grpc::{GrpcConnector, failure_under};
+use super::grpc::{Connections, GrpcConnector, failure_under};
+use super::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS, ConnectionSlots};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::load::{LoadModel, Mix, Spike, Until};
 use crate::model::{ScenarioConfig, ScenarioFile, Target};
@@ -91,7 +92,16 @@ pub const COUNTER_SCHEDULED: &str = "scheduled";
 /// Counter of arrivals the schedule drew for a class that the engine dropped, not sent (none
 /// unless `max_in_flight` was reached).
 pub const COUNTER_DROPPED: &str = "dropped";
-const COUNTERS: &[&str] = &[COUNTER_SLO_MET, COUNTER_SCHEDULED, COUNTER_DROPPED];
+/// The driver's counters, the connection ones ([`CONNECTION_COUNTERS`]) last.
+const COUNTERS: &[&str] = &[
+    COUNTER_SLO_MET,
+    COUNTER_SCHEDULED,
+    COUNTER_DROPPED,
+    CONNECTION_COUNTERS[0],
+    CONNECTION_COUNTERS[1],
+];
+/// Where the connection metrics and counters sit: after the three counters of its own.
+const SLOTS: ConnectionSlots = ConnectionSlots::after(0, 3);
 
 /// The gRPC method.
 const INFER_PATH: &str = "/scheduler.SchedulerService/Infer";
@@ -510,6 +520,8 @@ struct Inner {
     streams: Vec<RecordStream>,
     /// One channel (HTTP/2 connection) per class, as the seed has one per LoadGen instance.
     channels: Vec<Channel>,
+    /// The connections each class's channel made, for its requests' connection figures.
+    connections: Vec<Connections>,
     settings: Settings,
     /// Tensors made ahead of their requests.
     tensors: Tensors,
@@ -552,14 +564,20 @@ impl PriorityDriver {
             // 600 KB requests: a window of a few requests avoids a round trip per 64 KB.
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20));
-        let channels = (0..CLASSES)
-            .map(|_| endpoint.connect_with_connector_lazy(connector.clone()))
+        let connections: Vec<Connections> = (0..CLASSES).map(|_| Connections::default()).collect();
+        let channels = connections
+            .iter()
+            .map(|c| {
+                let connector = connector.clone().with_connections(c.clone());
+                endpoint.connect_with_connector_lazy(connector)
+            })
             .collect();
         Ok(PriorityDriver {
             inner: Arc::new(Inner {
                 catalog: catalog(&config.file),
                 streams: record_streams(),
                 channels,
+                connections,
                 settings,
                 tensors: Tensors::start(),
                 sample_base: rand::rng().random::<u32>() as u64 * (1 << 32),
@@ -572,6 +590,10 @@ impl PriorityDriver {
 impl Driver for PriorityDriver {
     fn requests(&self) -> &[RequestInfo] {
         &self.inner.catalog
+    }
+
+    fn metrics(&self) -> &[&'static str] {
+        CONNECTION_METRICS
     }
 
     fn counters(&self) -> &[&'static str] {
@@ -646,6 +668,7 @@ impl Session for PrioritySession {
             .unwrap_or(Err(Failure::Timeout));
             let latency = call.scheduled.elapsed();
             let slo_met = outcome.is_ok() && latency <= slo;
+            inner.connections[class].record(call.recorder, class, &SLOTS, outcome.as_ref().err());
             call.recorder.request(class, latency, 0, outcome.err());
             if slo_met {
                 call.recorder.count(class, 0, 1);
@@ -1188,8 +1211,8 @@ mod tests {
         config.resolve_files("t.toml").unwrap();
         let driver = PriorityDriver::new(&config).unwrap();
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
-        let recorder =
-            Recorder::new(names, &[], driver.counters(), 1).with_streams(driver.record_streams());
+        let recorder = Recorder::new(names, driver.metrics(), driver.counters(), 1)
+            .with_streams(driver.record_streams());
         (driver, recorder)
     }
 
@@ -1382,6 +1405,68 @@ mod tests {
             "{kinds:?}"
         );
         assert_eq!(stats.counts().received, 2 * CLASSES as u64);
+    }
+
+    /// Each class's channel makes one TLS connection: its first request records the connect
+    /// and handshake times and counts `connections_new`, the second `connections_reused`; a
+    /// request whose handshake failed counts neither.
+    #[tokio::test]
+    async fn grpc_connections_are_counted_per_class() {
+        assert_eq!(&COUNTERS[SLOTS.counter..], CONNECTION_COUNTERS);
+        let (url, cert, _) = tls_scheduler().await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &cert).unwrap();
+        let (driver, recorder) = driver_of(&url, &format!("[tls]\nca = \"{}\"\n", ca.display()));
+        let mut session = driver.session();
+        let mut rng = SmallRng::from_rng(&mut rand::rng());
+        for _ in 0..2 {
+            for class in 0..CLASSES {
+                session
+                    .call(Call {
+                        rng: &mut rng,
+                        recorder: &recorder,
+                        scheduled: std::time::Instant::now(),
+                        elapsed: Duration::ZERO,
+                        request: Some(class),
+                    })
+                    .await;
+            }
+        }
+        let interval = recorder.take();
+        for (class, n) in interval.names.iter().enumerate() {
+            let counted = &n.counters[SLOTS.counter..SLOTS.counter + 2];
+            assert_eq!(counted, &[1, 1], "{}: {n:?}", class_name(class));
+            let times = |m: usize| n.hists[m].as_ref().map_or(0, |h| h.len());
+            assert_eq!(times(SLOTS.metric), 1, "connect of {}", class_name(class));
+            assert_eq!(
+                times(SLOTS.metric + 1),
+                1,
+                "handshake of {}",
+                class_name(class)
+            );
+        }
+
+        // Without the certificate every handshake fails.
+        let (driver, recorder) = driver_of(&url, "");
+        let mut session = driver.session();
+        session
+            .call(Call {
+                rng: &mut rng,
+                recorder: &recorder,
+                scheduled: std::time::Instant::now(),
+                elapsed: Duration::ZERO,
+                request: Some(0),
+            })
+            .await;
+        let n = &recorder.take().names[0];
+        assert_eq!(n.failures, 1, "{n:?}");
+        assert_eq!(
+            &n.counters[SLOTS.counter..SLOTS.counter + 2],
+            &[0, 0],
+            "{n:?}"
+        );
+        assert!(n.hists[SLOTS.metric].is_none(), "{n:?}");
     }
 
     /// A refused connection is named as such (`connect: connection refused`), found under
