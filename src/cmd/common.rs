@@ -198,9 +198,10 @@ pub async fn start_builtin(
 
 /// How a `builtin:` target serves the scenario: TLS when it has a `[tls]` table (the target's
 /// certificate self-signed for the run), h2c for `[http] version = "2"` without one, else
-/// plain HTTP/1.1. gRPC scenarios (priority, JetStream) take what they can.
+/// plain HTTP/1.1 (the llm target's JetStream port is TLS when its HTTP port is). The
+/// scheduler (priority) serves plaintext gRPC.
 fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
-    let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != "priority";
+    let tls = config.file.tls.is_some() && config.kind != "priority";
     let h2 = config
         .file
         .http
@@ -312,7 +313,8 @@ pub async fn start_target_with(
             let grpc = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
                 .await
                 .context("starting the built-in llm target's gRPC listener")?;
-            grpc_url = Some(format!("http://{}", grpc.local_addr()?));
+            // TLS too when the HTTP port speaks it (the same certificate).
+            grpc_url = Some(format!("{scheme}://{}", grpc.local_addr()?));
             tokio::spawn(async move {
                 if let Err(e) =
                     stampede_targets::llm::serve_with_grpc(listener, Some(grpc), target, s, t).await
@@ -727,6 +729,10 @@ mod tests {
             );
             let pem = target.ca_pem.as_deref().unwrap();
             assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+            if kind == "llm" {
+                let grpc = target.grpc_url.as_deref().unwrap();
+                assert!(grpc.starts_with("https://127.0.0.1:"), "{grpc}");
+            }
         }
 
         let h2c = TargetServe {

@@ -116,8 +116,13 @@ pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
             let l = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("binding --grpc-bind {bind}"))?;
+            // TLS with the HTTP port's certificate under --tls; h2c is gRPC's own plaintext.
+            let scheme = match config.transport {
+                Transport::Tls(_) => "https",
+                Transport::Http1 | Transport::H2c => "http",
+            };
             println!(
-                "stampede target llm serving JetStream gRPC on http://{}",
+                "stampede target llm serving JetStream gRPC on {scheme}://{}",
                 l.local_addr()?
             );
             Some(l)
