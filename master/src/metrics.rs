@@ -5,7 +5,7 @@
 //! exact HDR histograms. Labels stay bounded: scenario, request name, failure kind (at most
 //! [`MAX_FAILURE_KINDS`] per name), worker name, tier and SLO class; never URLs or ids. Uses the
 //! `prometheus` crate's data model and text encoder; it keeps no state between scrapes. The
-//! README's "Prometheus metrics" table lists every family rendered here.
+//! docs/metrics.md table lists every family rendered here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,6 +15,7 @@ use prometheus::proto::{
 use prometheus::{Encoder, TextEncoder};
 
 use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
+use crate::state::{RunStatus, WorkerState};
 use crate::summary::{CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, TLS_HANDSHAKE};
 
 /// Upper bounds of every time histogram's buckets, seconds: ten per decade from 100 µs to
@@ -208,10 +209,16 @@ fn fleet(snap: &Snapshot) -> Vec<MetricFamily> {
         "Workers known to the master, by state (lost: lost during the current run).",
         MetricType::GAUGE,
     );
-    for state in ["ready", "assigned", "running", "lost"] {
-        workers
-            .mut_metric()
-            .push(gauge(&[("state", state)], snap.count(state) as f64));
+    for state in [
+        WorkerState::Ready,
+        WorkerState::Assigned,
+        WorkerState::Running,
+        WorkerState::Lost,
+    ] {
+        workers.mut_metric().push(gauge(
+            &[("state", state.as_str())],
+            snap.count(state) as f64,
+        ));
     }
     let mut share = family(
         "stampede_worker_share",
@@ -290,7 +297,8 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
     let sc = [("scenario", scenario)];
     let mut info = family(
         "stampede_run_info",
-        "The current or last run: 1, with its scenario, kind and state as labels.",
+        "The current or last run: 1, with its scenario, kind and state as labels, and once it \
+         finished how it ended (status: completed, stopped, degraded or failed).",
         MetricType::GAUGE,
     );
     info.mut_metric().push(gauge(
@@ -298,6 +306,7 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
             ("scenario", scenario),
             ("kind", run.kind.as_str()),
             ("state", run.state.as_str()),
+            ("status", run.status.map_or("", RunStatus::as_str)),
         ],
         1.0,
     ));

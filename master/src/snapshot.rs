@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use stampede_scenarios::Kind;
+
+pub use crate::state::{RunState, RunStatus, WorkerState};
 
 /// A worker as the master sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,7 +22,7 @@ pub struct WorkerView {
     /// Cores it offers (its weight in the split).
     pub cores: u32,
     /// `ready` (idle), `assigned`, `running`, or `lost`.
-    pub state: String,
+    pub state: WorkerState,
     /// Its fraction of the current run's load, 0..1.
     pub share: f64,
     /// Requests it reported in the current run; between runs, in the last one.
@@ -186,12 +189,12 @@ pub struct RunView {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind (its request driver: `http`, `llm`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// The load as the scenario states it, one line (`closed: 10 users for 30s`), before
     /// [`RunView::scale`].
     pub load: String,
     /// `assigning`, `running`, `stopping`, `finished`.
-    pub state: String,
+    pub state: RunState,
     /// Seconds since load started.
     pub elapsed_s: f64,
     /// The run's planned length, seconds; 0 when it lasts until stopped (Locust's `/swarm`
@@ -216,6 +219,8 @@ pub struct RunView {
     pub events: Vec<String>,
     /// Why it ended, once it has.
     pub stop_reason: Option<String>,
+    /// How it ended, once it has (summary.json's `status`).
+    pub status: Option<RunStatus>,
     /// Schedule lag (open model) at the bounds of [`crate::metrics::DURATION_BUCKETS`].
     #[serde(skip)]
     pub schedule_lag: Buckets,
@@ -246,7 +251,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Workers in a state.
-    pub fn count(&self, state: &str) -> usize {
+    pub fn count(&self, state: WorkerState) -> usize {
         self.workers.iter().filter(|w| w.state == state).count()
     }
 }

@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use stampede_scenarios::Kind;
+
 use crate::snapshot::{NameView, RunView, Snapshot};
+use crate::state::{RunState, WorkerState};
 use crate::summary::{CONNECTIONS_NEW, CONNECTIONS_REUSED};
 
 /// Points kept for the charts: one per aggregated second, so ten minutes.
@@ -210,7 +213,7 @@ impl Model {
 
     /// The run going on (assigning, running or stopping), if any.
     pub fn active_run(&self) -> Option<&RunView> {
-        self.run().filter(|r| r.state != "finished")
+        self.run().filter(|r| r.state != RunState::Finished)
     }
 
     /// The scale in force, or the one just asked for.
@@ -231,13 +234,13 @@ impl Model {
             View::Failures,
         ];
         if let Some(run) = self.run() {
-            if run.kind == "llm" || run.total.metrics.contains_key("ttft") {
+            if run.kind == Kind::Llm || run.total.metrics.contains_key("ttft") {
                 v.push(View::Llm);
             }
-            if run.kind == "priority" || !super::view::priority_cells(run).is_empty() {
+            if run.kind == Kind::Priority || !super::view::priority_cells(run).is_empty() {
                 v.push(View::Priority);
             }
-            if run.kind == "download" || run.total.metrics.contains_key("ttfb") {
+            if run.kind == Kind::Download || run.total.metrics.contains_key("ttfb") {
                 v.push(View::Downloads);
             }
         }
@@ -287,7 +290,7 @@ impl Model {
                 self.history_intervals = run.intervals;
                 self.sample(&run);
             }
-            if run.state == "finished" {
+            if run.state == RunState::Finished {
                 self.rates = run_rates(&run);
             }
             if self
@@ -437,7 +440,7 @@ impl Model {
             .snapshot
             .workers
             .iter()
-            .filter(|w| w.state != "lost")
+            .filter(|w| w.state != WorkerState::Lost)
             .count();
         if ready == 0 {
             self.say("no worker has joined yet", true);
@@ -449,7 +452,7 @@ impl Model {
 
     fn stop(&mut self) -> Option<Action> {
         match self.active_run() {
-            Some(run) if run.state == "stopping" => {
+            Some(run) if run.state == RunState::Stopping => {
                 let text = format!("run {} is already stopping", run.id);
                 self.say(text, false);
                 None
@@ -471,7 +474,7 @@ impl Model {
             self.say("no run is going on: +/- change a running run's load", true);
             return None;
         };
-        if run.state == "stopping" {
+        if run.state == RunState::Stopping {
             self.say("the run is stopping", true);
             return None;
         }
@@ -492,7 +495,7 @@ impl Model {
         let Some(run) = self.active_run() else {
             return Some(Action::Quit);
         };
-        let (id, stopping) = (run.id, run.state == "stopping");
+        let (id, stopping) = (run.id, run.state == RunState::Stopping);
         self.quitting = Some(id);
         self.say(
             format!("quitting: stopping run {id} and writing its results (q again: at once)"),
@@ -523,15 +526,15 @@ pub fn connections_line(n: &NameView) -> Option<String> {
     };
     Some(format!(
         "connections: {} new · {} reused{share}",
-        crate::results::thousands(new),
-        crate::results::thousands(reused)
+        crate::results::table::thousands(new),
+        crate::results::table::thousands(reused)
     ))
 }
 
 /// A name's req/s as shown: over the last interval while the run goes on, over the whole run
 /// once it has finished (as the run's summary gives it).
 pub fn rps(run: &RunView, n: &NameView) -> f64 {
-    if run.state == "finished" {
+    if run.state == RunState::Finished {
         per_second(n.requests, run.elapsed_s)
     } else {
         n.rps
@@ -600,7 +603,7 @@ mod tests {
         let mut m = model_with(testdata::waiting());
         assert_eq!(press(&mut m, 'x'), None);
         let mut stopping = testdata::running();
-        stopping.run.as_mut().unwrap().state = "stopping".into();
+        stopping.run.as_mut().unwrap().state = RunState::Stopping;
         let mut m = model_with(stopping);
         assert_eq!(press(&mut m, 'x'), None);
     }
@@ -672,7 +675,7 @@ mod tests {
         assert_eq!(press(&mut m, 'q'), Some(Action::Stop(7)));
         assert_eq!(m.quitting, Some(7));
         let mut stopping = testdata::running();
-        stopping.run.as_mut().unwrap().state = "stopping".into();
+        stopping.run.as_mut().unwrap().state = RunState::Stopping;
         assert_eq!(m.update(Msg::Snapshot(Arc::new(stopping))), None);
         assert_eq!(
             m.update(Msg::Snapshot(Arc::new(testdata::finished()))),
@@ -727,7 +730,7 @@ mod tests {
         // The last interval ran fast: its rates are not the run's.
         let mut s = testdata::llm();
         let run = s.run.as_mut().unwrap();
-        run.state = "finished".into();
+        run.state = RunState::Finished;
         run.intervals = 3;
         run.elapsed_s = 4.0;
         run.total.requests = 80;

@@ -27,8 +27,12 @@ use super::h1::{Framing, H1Conn, H1Error};
 use super::h2::{H2Client, H2Conn, H2Pool, Opened};
 use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
-use crate::model::{DownloadFile, ScenarioConfig, ScenarioFile, Target};
+use crate::model::Common;
 use crate::recorder::{Failure, Recorder};
+
+mod file;
+
+pub use file::DownloadFile;
 
 /// Time to the response head, µs.
 pub const METRIC_TTFB: &str = "ttfb";
@@ -69,7 +73,8 @@ pub struct DownloadDriver {
     inner: Arc<Inner>,
 }
 
-/// The model id as the ACME performance track puts it in paths: `arnir0/Tiny-LLM` → `arnir0_Tiny-LLM`.
+/// The model id as the ACME performance track puts it in paths: `arnir0/Tiny-LLM` →
+/// `arnir0_Tiny-LLM`.
 pub fn sanitize_model_id(model_id: &str) -> String {
     model_id.replace('/', "_")
 }
@@ -81,30 +86,23 @@ pub fn resolve_path(d: &DownloadFile) -> String {
         .replace("{version}", &d.version)
 }
 
-/// The per-download timeout of a download scenario: its own, else the run's duration.
-pub fn timeout(config: &ScenarioConfig) -> Duration {
-    config
-        .file
-        .download
-        .as_ref()
-        .and_then(|d| d.timeout)
-        .map_or(config.duration, |t| t.0)
+/// The per-download timeout of a download scenario: its own, else the run's `duration`.
+pub fn timeout(download: Option<&DownloadFile>, duration: Duration) -> Duration {
+    download.and_then(|d| d.timeout).map_or(duration, |t| t.0)
 }
 
 impl DownloadDriver {
-    /// Prepare the request. The target must be a URL.
-    pub fn new(config: &ScenarioConfig) -> Result<DownloadDriver, DriverError> {
-        let base = match &config.target {
-            Target::Url(uri) => uri.clone(),
-            Target::Builtin(kind) => {
-                return Err(DriverError::UnresolvedTarget(format!("builtin:{kind}")));
-            }
-        };
-        let d = settings(&config.file);
+    /// Prepare the request of `[download]`. The target must be a URL.
+    pub fn new(
+        common: &Common,
+        download: Option<&DownloadFile>,
+    ) -> Result<DownloadDriver, DriverError> {
+        let base = super::base_url(common.target)?;
+        let d = settings(download);
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let http = config.file.http.clone().unwrap_or_default();
+        let http = common.http.cloned().unwrap_or_default();
         let secure = base.scheme_str() == Some("https");
         let negotiation = super::h2::negotiation(http.version.unwrap_or_default(), secure);
         // HTTP/2 offers http/1.1 too, so that a server without h2 still completes the handshake
@@ -113,7 +111,7 @@ impl DownloadDriver {
             None => crate::tls::Alpn::Http1,
             Some(_) => crate::tls::Alpn::Any,
         };
-        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), alpn)?;
+        let endpoint = Endpoint::of(&base, common.tls, alpn)?;
         let path = format!("{}{}", base.path().trim_end_matches('/'), resolve_path(&d));
         let mut wire = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n");
         for (k, v) in &d.headers {
@@ -148,10 +146,10 @@ impl DownloadDriver {
         };
         Ok(DownloadDriver {
             inner: Arc::new(Inner {
-                catalog: catalog(&config.file),
+                catalog: catalog(download),
                 wire: Bytes::from(wire),
                 endpoint,
-                timeout: timeout(config),
+                timeout: timeout(download, common.duration),
                 buffer: d.buffer.map_or(DEFAULT_BUFFER, |b| b.0 as usize),
                 sha256,
                 expected_bytes: d.expected_bytes.map(|b| b.0),
@@ -368,13 +366,13 @@ fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
 }
 
 /// The `[download]` table, or its defaults.
-fn settings(file: &ScenarioFile) -> DownloadFile {
-    file.download.clone().unwrap_or_default()
+fn settings(download: Option<&DownloadFile>) -> DownloadFile {
+    download.cloned().unwrap_or_default()
 }
 
 /// The one request of a download scenario.
-pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
-    let d = settings(file);
+pub fn catalog(download: Option<&DownloadFile>) -> Vec<RequestInfo> {
+    let d = settings(download);
     vec![RequestInfo {
         kind: "GET".into(),
         name: d
@@ -384,9 +382,10 @@ pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
     }]
 }
 
-/// Checks a download scenario; `Err((field, message))`.
-pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
-    let d = settings(file);
+/// Checks a download scenario's `[download]`, and that it has no `[[requests]]` (`requests`
+/// of them); `Err((field, message))`.
+pub fn validate(download: Option<&DownloadFile>, requests: usize) -> Result<(), (String, String)> {
+    let d = settings(download);
     let bad = |f: &str, m: String| Err((format!("download.{f}"), m));
     if d.model_id.is_empty()
         || !d
@@ -447,7 +446,7 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
             return bad("headers", format!("`{k}: {v}` is not a valid header"));
         }
     }
-    if !file.requests.is_empty() {
+    if requests > 0 {
         return Err((
             "requests".into(),
             "a download scenario fetches [download].path; it takes no [[requests]]".into(),
