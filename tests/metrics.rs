@@ -177,13 +177,19 @@ fn live_metrics_pass_promtool_before_during_a_loss_and_between_runs() {
     );
 }
 
-/// `summary.json` once it is there and whole (it may be seen while being written).
+/// `summary.json` once the run has finished (during the run the master keeps it current,
+/// with status `incomplete`).
 fn written_summary(path: &std::path::Path) -> serde_json::Value {
-    wait_until(Duration::from_secs(30), "a complete summary.json", || {
-        std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok())
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the finished run's summary.json",
+        || {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .filter(|doc| doc["status"] != "incomplete")
+        },
+    )
 }
 
 /// The bucket of `DURATION_BUCKETS` a value in seconds falls in (index of its upper bound).

@@ -250,8 +250,10 @@ fn tui_watches_and_steers_a_distributed_run() {
     });
     tmux.press("q");
     // The last run was stopped before its end: exit 5.
-    let after = tmux.wait_for(&["EXIT-5"]);
+    tmux.wait_for(&["EXIT-5"]);
     tmux.assert_terminal_back();
+    // The whole pane, scrollback included: two tables do not fit 80 × 24.
+    let after = tmux.run(&["capture-pane", "-p", "-t", "t", "-S", "-"]);
     assert!(!after.contains("q quit"), "the UI is still drawn:\n{after}");
     assert_eq!(
         after.matches("Aggregated").count(),
