@@ -16,6 +16,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde::Deserialize;
 use serde_json::json;
 use stampede_scenarios::{Arrival, Overrides, ScenarioConfig};
@@ -75,7 +78,9 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
     if let Some(t) = value.strip_prefix("Bearer ") {
         return Some(t.trim().to_string());
     }
-    let decoded = base64_decode(value.strip_prefix("Basic ")?.trim())?;
+    let decoded = BASIC_CREDENTIALS
+        .decode(value.strip_prefix("Basic ")?.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     text.split_once(':')
         .map(|(_, password)| password.to_string())
@@ -118,34 +123,14 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Standard base64 (with or without padding); `None` if it is not.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let digits: Vec<u8> = s
-        .trim_end_matches('=')
-        .bytes()
-        .map(value)
-        .collect::<Option<_>>()?;
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
-        out.extend((0..chunk.len() - 1).map(|i| (n >> (16 - 8 * i)) as u8));
-    }
-    Some(out)
-}
+/// Standard base64 with or without padding, as browsers and Locust's clients send Basic
+/// credentials.
+const BASIC_CREDENTIALS: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
+);
 
 async fn metrics(State(s): State<ApiState>) -> Response {
     let snap = s.snapshots.borrow().clone();
@@ -336,6 +321,23 @@ async fn stop(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<u64>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Basic credentials decode with or without padding; the password is the token.
+    #[test]
+    fn basic_credentials_give_the_password() {
+        let token = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            presented_token(&headers)
+        };
+        // "locust:t" and "u:secret".
+        assert_eq!(token("Basic bG9jdXN0OnQ="), Some("t".into()));
+        assert_eq!(token("Basic bG9jdXN0OnQ"), Some("t".into()));
+        assert_eq!(token("Basic dTpzZWNyZXQ="), Some("secret".into()));
+        assert_eq!(token("Bearer abc "), Some("abc".into()));
+        assert_eq!(token("Basic not*base64"), None);
+        assert_eq!(token("Basic bm9jb2xvbg=="), None, "no colon");
+    }
 
     /// A run whose document is archived while its snapshot still says it is ending is listed
     /// once; a live run not yet archived is listed after the archived ones.

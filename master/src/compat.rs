@@ -14,7 +14,6 @@
 //! `WWW-Authenticate`. The statistics routes stay open, as reads are everywhere.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -33,7 +32,9 @@ use tracing::{info, warn};
 
 use crate::api::{ApiState, StartBody, authorized, scenario_for};
 use crate::coordinator::{Command, UNTIL_STOPPED};
-use crate::results::STATS_CSV_HEADER;
+use crate::results::csv::{CSV_EOL, STATS_CSV_HEADER, csv_row, py_float};
+use crate::results::dates::utc_datetime;
+use crate::results::per_second;
 use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
 
@@ -48,9 +49,6 @@ pub const TTFT: &str = "ttft";
 /// next (Locust's tools call `/stop` then `/swarm` at once; a run takes up to the stop grace
 /// to collect its final reports).
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
-
-/// Python's `csv` writer ends rows with CRLF, so Locust's CSV does too.
-const CSV_EOL: &str = "\r\n";
 
 /// The routes of Locust's web API and of the seed's runner.
 pub fn router(state: ApiState) -> Router {
@@ -997,14 +995,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn per_second(count: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        count as f64 / seconds
-    } else {
-        0.0
-    }
-}
-
 fn ratio(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
@@ -1023,53 +1013,6 @@ fn html_escape(s: &str) -> String {
 /// ms as Locust writes whole-ms figures.
 fn whole_ms(ms: f64) -> String {
     (ms.round() as u64).to_string()
-}
-
-/// A float as Python's `str(float)` writes it (at least one decimal).
-fn py_float(x: f64) -> String {
-    let s = x.to_string();
-    if s.contains(['.', 'e', 'N', 'i']) {
-        s
-    } else {
-        s + ".0"
-    }
-}
-
-/// Append a row, quoting as Python's `csv.writer` (`QUOTE_MINIMAL`).
-fn csv_row(out: &mut String, fields: &[String]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if f.contains([',', '"', '\r', '\n']) {
-            let _ = write!(out, "\"{}\"", f.replace('"', "\"\""));
-        } else {
-            out.push_str(f);
-        }
-    }
-    out.push_str(CSV_EOL);
-}
-
-/// Unix ms as the seed's `%Y-%m-%d %H:%M:%S` in UTC.
-fn utc_datetime(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -1103,21 +1046,5 @@ mod tests {
                 .unwrap_err()
                 .contains("run_time")
         );
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_datetime(0), "1970-01-01 00:00:00");
-        assert_eq!(utc_datetime(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(utc_datetime(1_700_000_000_123), "2023-11-14 22:13:20");
-    }
-
-    #[test]
-    fn csv_quotes_like_python() {
-        let mut out = String::new();
-        csv_row(&mut out, &["a,b".into(), "say \"hi\"".into(), "c".into()]);
-        assert_eq!(out, "\"a,b\",\"say \"\"hi\"\"\",c\r\n");
-        assert_eq!(py_float(2.0), "2.0");
-        assert_eq!(py_float(2.5), "2.5");
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use crate::results::per_second;
 use crate::snapshot::{NameView, RunView, Snapshot};
 use crate::summary::{CONNECTIONS_NEW, CONNECTIONS_REUSED};
 
@@ -554,10 +555,6 @@ fn run_rates(run: &RunView) -> BTreeMap<String, BTreeMap<String, f64>> {
             (n.name.clone(), r)
         })
         .collect()
-}
-
-fn per_second(n: u64, secs: f64) -> f64 {
-    if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
 #[cfg(test)]
