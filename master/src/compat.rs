@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use stampede_scenarios::spec::{Role, Specs};
 use stampede_scenarios::{LoadModel, ScenarioConfig};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -35,15 +36,8 @@ use crate::coordinator::{Command, UNTIL_STOPPED};
 use crate::results::csv::{CSV_EOL, STATS_CSV_HEADER, csv_row, py_float};
 use crate::results::dates::utc_datetime;
 use crate::results::per_second;
-use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::snapshot::{Exported, MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
-
-/// The counter an LLM driver records prompt tokens under (the seed's "tokens sent").
-pub const INPUT_TOKENS: &str = "input_tokens";
-/// The counter an LLM driver records generated tokens under (the seed's "tokens received").
-pub const OUTPUT_TOKENS: &str = "output_tokens";
-/// The metric an LLM driver records time to first token under (ms).
-pub const TTFT: &str = "ttft";
 
 /// How long `/swarm` and `/run` wait for a run that is stopping to finish before starting the
 /// next (Locust's tools call `/stop` then `/swarm` at once; a run takes up to the stop grace
@@ -541,8 +535,9 @@ struct Table {
     elapsed_s: f64,
     /// Locust's `workers`: id (our name), state in Locust's words, user count.
     workers: Vec<Value>,
-    /// The aggregate's driver counters and `ttft`, for the custom metrics.
-    counters: BTreeMap<String, u64>,
+    /// The aggregate's prompt and output tokens and time to first token (by their specs'
+    /// roles), for the custom metrics.
+    tokens: (u64, u64),
     ttft: Option<MetricView>,
 }
 
@@ -570,7 +565,7 @@ impl Table {
             errors: Vec::new(),
             elapsed_s: 0.0,
             workers: workers(snap, None),
-            counters: BTreeMap::new(),
+            tokens: (0, 0),
             ttft: None,
         }
     }
@@ -601,8 +596,12 @@ impl Table {
             errors,
             elapsed_s: view.elapsed_s,
             workers: workers(snap, Some(view)),
-            counters: view.total.counters.clone(),
-            ttft: view.total.metrics.get(TTFT).cloned(),
+            tokens: tokens(&view.specs, &view.total.counters),
+            ttft: view
+                .specs
+                .name_of(Role::TimeToFirstToken)
+                .and_then(|name| view.total.metrics.get(name))
+                .cloned(),
         }
     }
 
@@ -639,12 +638,14 @@ impl Table {
             errors,
             elapsed_s: duration,
             workers: workers(snap, None),
-            counters: summary.total.counters.clone(),
+            tokens: tokens(&summary.specs, &summary.total.counters),
             ttft: summary
-                .total
-                .metrics
-                .get(TTFT)
-                .map(|h| MetricView::of(TTFT, h)),
+                .specs
+                .name_of(Role::TimeToFirstToken)
+                .and_then(|name| {
+                    let h = summary.total.metrics.get(name)?;
+                    Some(MetricView::of(Exported::of_metric(&summary.specs, name), h))
+                }),
         }
     }
 
@@ -722,8 +723,7 @@ impl Table {
     /// seconds as the seed measures them), then totals under its worker-report names.
     fn custom_metrics(&self) -> Value {
         let total = self.total();
-        let counter = |name: &str| self.counters.get(name).copied().unwrap_or(0);
-        let (sent, received) = (counter(INPUT_TOKENS), counter(OUTPUT_TOKENS));
+        let (sent, received) = self.tokens;
         let successes = total.requests.saturating_sub(total.failures);
         let per_success = |n: u64| ratio(n, successes);
         let test_time_s = if successes == 0 {
@@ -753,6 +753,19 @@ impl Table {
             "time-to-first-token-ms": self.ttft,
         })
     }
+}
+
+/// The prompt and output tokens among `counters`, by the roles of the run's `specs` (0 for a
+/// driver that counts none).
+fn tokens(specs: &Specs, counters: &BTreeMap<String, u64>) -> (u64, u64) {
+    let count = |role| {
+        specs
+            .name_of(role)
+            .and_then(|name| counters.get(name))
+            .copied()
+            .unwrap_or(0)
+    };
+    (count(Role::InputTokens), count(Role::OutputTokens))
 }
 
 /// One row of Locust's statistics; times in ms.

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::{Aggregate, DecodedReport};
-use crate::metrics::{DURATION_BUCKETS, Exporter};
+use crate::metrics::Exporter;
 use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
 
 /// One worker's runs, aggregated from its own reports.
@@ -81,7 +81,8 @@ impl OwnFigures {
             };
         };
         let totals = run.agg.workers().get(&0).cloned().unwrap_or_default();
-        let (names, total, failures) = crate::coordinator::figures(&run.agg);
+        let specs = stampede_scenarios::driver::specs(&run.kind);
+        let (names, total, failures) = crate::coordinator::figures(&run.agg, &specs);
         let state = if run.finished { "finished" } else { "running" };
         let now_ms = unix_now_ns() / 1_000_000;
         Snapshot {
@@ -111,9 +112,8 @@ impl OwnFigures {
                 failures,
                 events: Vec::new(),
                 stop_reason: None,
-                schedule_lag: run.agg.lag().map_or_else(Buckets::default, |h| {
-                    Buckets::of(h, &DURATION_BUCKETS, 1e-6)
-                }),
+                schedule_lag: run.agg.lag().map_or_else(Buckets::default, Buckets::time),
+                specs,
             }),
         }
     }

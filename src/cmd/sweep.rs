@@ -450,6 +450,7 @@ mod tests {
             thresholds: Vec::new(),
             events: Vec::new(),
             tls: None,
+            specs: stampede_scenarios::driver::specs("llm"),
         };
         let spec = &StepSpec::all(&Sweep::Rates(vec![4.0]))[0];
         StepResult::of(spec, None, Arc::new(summary), Exit::Success)

@@ -6,9 +6,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
+use stampede_scenarios::spec::{Family, Role, Specs};
+
 use crate::results::per_second;
 use crate::snapshot::{NameView, RunView, Snapshot};
-use crate::summary::{CONNECTIONS_NEW, CONNECTIONS_REUSED};
 
 /// Points kept for the charts: one per aggregated second, so ten minutes.
 pub const HISTORY: usize = 600;
@@ -232,13 +233,15 @@ impl Model {
             View::Failures,
         ];
         if let Some(run) = self.run() {
-            if run.kind == "llm" || run.total.metrics.contains_key("ttft") {
+            if run.specs.has(Family::LlmTiming) {
                 v.push(View::Llm);
             }
-            if run.kind == "priority" || !super::view::priority_cells(run).is_empty() {
+            if run.specs.role(Role::SloMet).is_some()
+                || !super::view::priority_cells(run).is_empty()
+            {
                 v.push(View::Priority);
             }
-            if run.kind == "download" || run.total.metrics.contains_key("ttfb") {
+            if run.specs.has(Family::Download) {
                 v.push(View::Downloads);
             }
         }
@@ -509,9 +512,9 @@ impl Model {
 
 /// `connections: 50 new · 6,050 reused` for a name (or the total) whose driver counts
 /// connections; `None` for one that does not.
-pub fn connections_line(n: &NameView) -> Option<String> {
-    let new = n.counters.get(CONNECTIONS_NEW);
-    let reused = n.counters.get(CONNECTIONS_REUSED);
+pub fn connections_line(specs: &Specs, n: &NameView) -> Option<String> {
+    let count = |role| specs.name_of(role).and_then(|c| n.counters.get(c));
+    let (new, reused) = (count(Role::NewConnections), count(Role::ReusedConnections));
     if new.is_none() && reused.is_none() {
         return None;
     }
@@ -747,15 +750,16 @@ mod tests {
         let s = crate::tui::testdata::https();
         let run = s.run.as_ref().unwrap();
         assert_eq!(
-            connections_line(&run.total).as_deref(),
+            connections_line(&run.specs, &run.total).as_deref(),
             Some("connections: 50 new · 6,050 reused (99.2% reused)")
         );
         assert_eq!(
-            connections_line(&run.names[1]).as_deref(),
+            connections_line(&run.specs, &run.names[1]).as_deref(),
             Some("connections: 10 new · 970 reused (99.0% reused)")
         );
         let plain = crate::tui::testdata::running();
-        assert_eq!(connections_line(&plain.run.unwrap().total), None);
+        let plain = plain.run.unwrap();
+        assert_eq!(connections_line(&plain.specs, &plain.total), None);
     }
 
     #[test]

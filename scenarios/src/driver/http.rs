@@ -25,6 +25,13 @@ use super::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS, ConnectionSlots,
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::model::{HttpVersion, ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, Recorder};
+use crate::spec::{MetricSpec, Specs};
+
+/// The figures of an `http` run: its connections only.
+pub const SPECS: Specs = Specs {
+    metrics: CONNECTION_METRICS,
+    counters: CONNECTION_COUNTERS,
+};
 
 /// Where the connection metrics and counters sit: the driver has none of its own.
 const SLOTS: ConnectionSlots = ConnectionSlots::after(0, 0);
@@ -188,12 +195,12 @@ impl Driver for HttpDriver {
         &self.inner.catalog
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        CONNECTION_METRICS
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS.metrics
     }
 
-    fn counters(&self) -> &[&'static str] {
-        CONNECTION_COUNTERS
+    fn counters(&self) -> &'static [MetricSpec] {
+        SPECS.counters
     }
 
     fn session(&self) -> Box<dyn Session> {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::connections;
 use super::grpc::{GrpcConnector, GrpcMarks, failure_under};
 use super::h1::{H1Conn, H1Error, Head};
 use super::h2::{H2Client, H2Pool, H2Response, Negotiation, Opened};
@@ -28,12 +29,14 @@ use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
 use stampede_protocol::stamped::Arrival;
 
+use crate::llm::report;
 use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
     StreamEvent, TokenCountMethod, TokenCounter,
 };
 use crate::model::{HttpVersion, LlmFile, ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, RecordStream, Recorder, io_kind};
+use crate::spec::{MetricSpec, Specs};
 
 /// Request timeout when the scenario gives none: long answers take minutes.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -42,14 +45,14 @@ const MAX_ANSWER: usize = 64 << 20;
 
 /// Extra histogram metrics, in the recorder's index order (after latency); the connection
 /// metrics ([`super::transport::CONNECTION_METRICS`]) last.
-pub const METRICS: &[&str] = &[
-    "ttft",
-    "tpot",
-    "itl",
-    "latency_per_output_token",
-    "e2e",
-    "connect",
-    "tls_handshake",
+pub const METRICS: &[MetricSpec] = &[
+    report::TTFT,
+    report::TPOT,
+    report::ITL,
+    report::PER_OUTPUT_TOKEN,
+    report::E2E,
+    connections::CONNECT,
+    connections::TLS_HANDSHAKE,
 ];
 const TTFT: usize = 1;
 const TPOT: usize = 2;
@@ -63,17 +66,22 @@ const PER_TOKEN: usize = 4;
 const E2E: usize = 5;
 
 /// Extra counters, in the recorder's index order.
-pub const COUNTERS: &[&str] = &[
-    "input_tokens",
-    "output_tokens",
-    "good",
-    "counted_by_usage",
-    "counted_by_tokenizer",
-    "counted_by_chunks",
-    "counted_by_words",
-    "connections_new",
-    "connections_reused",
+pub const COUNTERS: &[MetricSpec] = &[
+    report::INPUT_TOKENS,
+    report::OUTPUT_TOKENS,
+    report::GOOD,
+    report::COUNTED_BY[0],
+    report::COUNTED_BY[1],
+    report::COUNTED_BY[2],
+    report::COUNTED_BY[3],
+    connections::CONNECTIONS_NEW,
+    connections::CONNECTIONS_REUSED,
 ];
+/// The figures of an `llm` run.
+pub const SPECS: Specs = Specs {
+    metrics: METRICS,
+    counters: COUNTERS,
+};
 /// Where the connection metrics and counters sit (the last of each list).
 const SLOTS: ConnectionSlots = ConnectionSlots::after(5, 7);
 const INPUT: usize = 0;
@@ -338,12 +346,12 @@ impl Driver for LlmDriver {
         &self.inner.catalog
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        METRICS
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS.metrics
     }
 
-    fn counters(&self) -> &[&'static str] {
-        COUNTERS
+    fn counters(&self) -> &'static [MetricSpec] {
+        SPECS.counters
     }
 
     fn record_streams(&self) -> &[RecordStream] {
@@ -1146,12 +1154,7 @@ mod tests {
         let mut config = ScenarioConfig::parse(&text, "l.toml", &Overrides::default()).unwrap();
         config.resolve_files("l.toml").unwrap();
         let driver = LlmDriver::new(&config).unwrap();
-        let rec = crate::recorder::Recorder::new(
-            vec!["l".into()],
-            driver.metrics(),
-            driver.counters(),
-            1,
-        );
+        let rec = crate::recorder::Recorder::for_driver(vec!["l".into()], &driver, 1);
         (rec, driver.session())
     }
 
@@ -1353,16 +1356,19 @@ mod tests {
 
     #[test]
     fn counters_line_up_with_their_indexes() {
-        assert_eq!(METRICS[TTFT - 1], "ttft");
-        assert_eq!(METRICS[TPOT - 1], "tpot");
-        assert_eq!(METRICS[ITL - 1], "itl");
-        assert_eq!(METRICS[PER_TOKEN - 1], "latency_per_output_token");
-        assert_eq!(METRICS[E2E - 1], "e2e");
-        assert_eq!(COUNTERS[INPUT], "input_tokens");
-        assert_eq!(COUNTERS[OUTPUT], "output_tokens");
-        assert_eq!(COUNTERS[GOOD], "good");
+        assert_eq!(METRICS[TTFT - 1].name, "ttft");
+        assert_eq!(METRICS[TPOT - 1].name, "tpot");
+        assert_eq!(METRICS[ITL - 1].name, "itl");
+        assert_eq!(METRICS[PER_TOKEN - 1].name, "latency_per_output_token");
+        assert_eq!(METRICS[E2E - 1].name, "e2e");
+        assert_eq!(COUNTERS[INPUT].name, "input_tokens");
+        assert_eq!(COUNTERS[OUTPUT].name, "output_tokens");
+        assert_eq!(COUNTERS[GOOD].name, "good");
         for m in TokenCountMethod::ALL {
-            assert_eq!(COUNTERS[counted_by(m)], format!("counted_by_{}", m.name()));
+            assert_eq!(
+                COUNTERS[counted_by(m)].name,
+                format!("counted_by_{}", m.name())
+            );
         }
     }
 

@@ -15,7 +15,10 @@ use rand::rngs::SmallRng;
 use crate::model::{ScenarioConfig, ScenarioFile};
 pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
+use crate::report::Report;
+use crate::spec::{MetricSpec, Specs};
 
+pub mod connections;
 pub mod download;
 pub mod grpc;
 pub mod h1;
@@ -45,14 +48,14 @@ pub trait Driver: Send + Sync + 'static {
     /// The request names, in the index order the driver records them with.
     fn requests(&self) -> &[RequestInfo];
 
-    /// Histogram metrics the driver records besides latency (their unit is part of the name's
-    /// definition: times in µs).
-    fn metrics(&self) -> &[&'static str] {
+    /// Histogram metrics the driver records besides latency, in its recorder index order: what
+    /// each is and how reports show it.
+    fn metrics(&self) -> &'static [MetricSpec] {
         &[]
     }
 
-    /// Counters the driver records besides requests, failures and bytes.
-    fn counters(&self) -> &[&'static str] {
+    /// Counters the driver records besides requests, failures and bytes, in index order.
+    fn counters(&self) -> &'static [MetricSpec] {
         &[]
     }
 
@@ -128,6 +131,31 @@ pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
         "priority" => priority::catalog(&config.file),
         _ => Vec::new(),
     }
+}
+
+/// The figures a scenario kind's driver records, without building a driver (for the master,
+/// whose sinks iterate them). [`Specs::NONE`] for an unknown kind.
+pub fn specs(kind: &str) -> Specs {
+    // A kind adds its line here, with the same lists its driver's `metrics` and `counters`
+    // return.
+    match kind {
+        "http" => http::SPECS,
+        "llm" => llm::SPECS,
+        "download" => download::SPECS,
+        "priority" => priority::SPECS,
+        _ => Specs::NONE,
+    }
+}
+
+/// Every report shape of this build's kinds, in the order the end-of-run table shows their
+/// sections. Every report is asked for every run: one whose figures a run lacks writes
+/// `null` and no lines.
+pub fn reports() -> &'static [Report] {
+    &[
+        connections::REPORT,
+        crate::llm::report::REPORT,
+        download::REPORT,
+    ]
 }
 
 /// The record streams a scenario's driver writes, without building a driver (for the master,

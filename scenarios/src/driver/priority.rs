@@ -39,6 +39,7 @@ use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::load::{LoadModel, Mix, Spike, Until};
 use crate::model::{ScenarioConfig, ScenarioFile, Target};
 use crate::recorder::{Failure, RecordStream, Recorder};
+use crate::spec::{Family, MetricSpec, Role, Specs, Unit};
 use crate::units::{Count, HumanDuration};
 
 /// The SLO classes: name and latency target, in the seed's order.
@@ -91,7 +92,41 @@ pub const COUNTER_SCHEDULED: &str = "scheduled";
 /// Counter of arrivals the schedule drew for a class that the engine dropped, not sent (none
 /// unless `max_in_flight` was reached).
 pub const COUNTER_DROPPED: &str = "dropped";
-const COUNTERS: &[&str] = &[COUNTER_SLO_MET, COUNTER_SCHEDULED, COUNTER_DROPPED];
+const COUNTERS: &[MetricSpec] = &[
+    MetricSpec {
+        role: Some(Role::SloMet),
+        ..MetricSpec::new(
+            COUNTER_SLO_MET,
+            Family::Slo,
+            Unit::Count,
+            "Requests answered with success within their class's SLO.",
+        )
+    },
+    MetricSpec {
+        role: Some(Role::Scheduled),
+        ..MetricSpec::new(
+            COUNTER_SCHEDULED,
+            Family::Schedule,
+            Unit::Count,
+            "Arrivals the schedule drew for a class and handed to the driver.",
+        )
+    },
+    MetricSpec {
+        role: Some(Role::Dropped),
+        ..MetricSpec::new(
+            COUNTER_DROPPED,
+            Family::Schedule,
+            Unit::Count,
+            "Arrivals the schedule drew for a class that the engine dropped (too many in flight).",
+        )
+    },
+];
+
+/// The figures of a `priority` run: its counters (no histograms besides latency).
+pub const SPECS: Specs = Specs {
+    metrics: &[],
+    counters: COUNTERS,
+};
 
 /// The gRPC method.
 const INFER_PATH: &str = "/scheduler.SchedulerService/Infer";
@@ -574,8 +609,8 @@ impl Driver for PriorityDriver {
         &self.inner.catalog
     }
 
-    fn counters(&self) -> &[&'static str] {
-        COUNTERS
+    fn counters(&self) -> &'static [MetricSpec] {
+        SPECS.counters
     }
 
     fn record_streams(&self) -> &[RecordStream] {
@@ -1188,8 +1223,7 @@ mod tests {
         config.resolve_files("t.toml").unwrap();
         let driver = PriorityDriver::new(&config).unwrap();
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
-        let recorder =
-            Recorder::new(names, &[], driver.counters(), 1).with_streams(driver.record_streams());
+        let recorder = Recorder::for_driver(names, &driver, 1);
         (driver, recorder)
     }
 
@@ -1205,10 +1239,13 @@ mod tests {
         // No class from the schedule: none to count it for.
         driver.dropped(None, &recorder);
         let interval = recorder.take();
-        let dropped = COUNTERS.iter().position(|&c| c == COUNTER_DROPPED).unwrap();
+        let dropped = COUNTERS
+            .iter()
+            .position(|c| c.name == COUNTER_DROPPED)
+            .unwrap();
         let scheduled = COUNTERS
             .iter()
-            .position(|&c| c == COUNTER_SCHEDULED)
+            .position(|c| c.name == COUNTER_SCHEDULED)
             .unwrap();
         for (class, n) in interval.names.iter().enumerate() {
             let want = match class {
