@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
-use crate::results;
+use crate::results::{self, HlogWriter};
 use crate::snapshot::{
     Buckets, Exported, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView,
 };
@@ -260,6 +260,11 @@ struct Run {
     /// The clock offset (worker minus master, ns) each member's start time was corrected by.
     offsets: BTreeMap<WorkerId, i64>,
     agg: Aggregate,
+    /// `latency.hlog` in the run's results directory, open from the start of load to the end
+    /// of the run; each closed interval of [`Run::agg`] is logged to it.
+    hlog: Option<HlogWriter>,
+    /// Whether logging to it failed (warned once).
+    hlog_failed: bool,
     /// The record streams' files, open from the start of load to the end of the run.
     records: Option<RecordFiles>,
     events: Vec<String>,
@@ -272,6 +277,32 @@ struct Run {
     run_seed: u64,
     /// Where the run's results go (the master's `--out`, or the run's own).
     out: Option<PathBuf>,
+}
+
+impl Run {
+    /// Close the aggregate's interval at `now_ms` and log its latency to the hlog.
+    fn tick(&mut self, now_ms: u64) {
+        self.agg.tick(now_ms);
+        let Some(log) = self.hlog.as_mut() else {
+            return;
+        };
+        let closed = self.agg.closed();
+        let (start, length) = (closed.start_s, closed.length_s);
+        let logged = closed
+            .names
+            .iter()
+            .try_for_each(|(name, h)| log.interval(Some(name), start, length, h))
+            .and_then(|()| match &closed.total {
+                Some(h) => log.interval(None, start, length, h),
+                None => Ok(()),
+            });
+        if let Err(e) = logged
+            && !self.hlog_failed
+        {
+            self.hlog_failed = true;
+            warn!("latency.hlog: {e:#}");
+        }
+    }
 }
 
 /// The coordinator actor.
@@ -664,7 +695,7 @@ impl Coordinator {
                 self.maybe_go();
             }
             Phase::Running => {
-                run.agg.tick(now_ms);
+                run.tick(now_ms);
                 if let Some(files) = run.records.as_mut() {
                     files.flush();
                 }
@@ -681,7 +712,7 @@ impl Coordinator {
                 }
             }
             Phase::Stopping { until } => {
-                run.agg.tick(now_ms);
+                run.tick(now_ms);
                 if let Some(files) = run.records.as_mut() {
                     files.flush();
                 }
@@ -775,7 +806,9 @@ impl Coordinator {
             members,
             info,
             offsets: BTreeMap::new(),
-            agg: Aggregate::new(&catalog, unix_now_ns() / 1_000_000, None),
+            agg: Aggregate::new(&catalog, unix_now_ns() / 1_000_000),
+            hlog: None,
+            hlog_failed: false,
             records: None,
             events,
             failed_before: false,
@@ -827,13 +860,13 @@ impl Coordinator {
         run.started_ms = at_ms;
         run.started = Some(Instant::now() + Duration::from_millis(250));
         run.phase = Phase::Running;
-        let hlog = run.out.as_ref().and_then(|dir| {
+        run.hlog = run.out.as_ref().and_then(|dir| {
             let _ = std::fs::create_dir_all(dir);
-            results::HlogWriter::create(&dir.join("latency.hlog"), at_ms)
+            HlogWriter::create(&dir.join("latency.hlog"), at_ms)
                 .map_err(|e| warn!("cannot write latency.hlog: {e:#}"))
                 .ok()
         });
-        run.agg = Aggregate::new(&run.catalog, at_ms, hlog);
+        run.agg = Aggregate::new(&run.catalog, at_ms);
         run.records = Some(RecordFiles::create(
             &driver::record_streams(&run.config),
             run.out.as_deref(),
@@ -958,9 +991,9 @@ impl Coordinator {
         };
         let now_ms = unix_now_ns() / 1_000_000;
         if run.started.is_some() {
-            run.agg.tick(now_ms);
+            run.tick(now_ms);
         }
-        if let Some(h) = run.agg.take_hlog()
+        if let Some(h) = run.hlog.take()
             && let Err(e) = h.finish()
         {
             warn!("latency.hlog: {e:#}");

@@ -56,7 +56,7 @@ impl OwnFigures {
                 id: report.run_id,
                 scenario: scenario.to_string(),
                 kind: kind.to_string(),
-                agg: Aggregate::new(&[], now_ms, None),
+                agg: Aggregate::new(&[], now_ms),
                 started_ms: now_ms,
                 finished: false,
             });

@@ -2,17 +2,18 @@
 //! request name and in total, workers, failures, thresholds, and the blocks of drivers that
 //! recorded them (`llm`, `connections`, the download `metrics`).
 //!
-//! [`super::write`] serializes it; the API serves it. It only formats a [`RunSummary`].
+//! `results::write` serializes it; the API serves it. It only formats a [`RunSummary`].
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 use stampede_scenarios::driver;
-use stampede_scenarios::report::{MEGABYTE, Place, RunContext, metric_json};
+use stampede_scenarios::report::{
+    MEGABYTE, Place, RunContext, max_ms, metric_json, min_ms, per_second, quantile_ms,
+};
 
 use super::dates::rfc3339;
-use super::{max_ms, min_ms, per_second, quantile_ms};
 use crate::summary::{
     AGGREGATED, FailureRow, NameStats, RunSummary, ThresholdOutcome, TlsSummary, WorkerSummary,
 };

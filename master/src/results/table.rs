@@ -2,14 +2,14 @@
 //! drivers that recorded connections, LLM timings or downloads, then failures, threshold
 //! verdicts and events.
 //!
-//! It reads the same figures as `summary.json` ([`super::json`]) and only formats them; the
+//! It reads the same figures as `summary.json` (`results::json`) and only formats them; the
 //! drivers' sections come from their reports ([`driver::reports`]).
 
 use stampede_scenarios::driver;
 pub use stampede_scenarios::report::{fmt_ms, short_ms, thousands};
+use stampede_scenarios::report::{max_ms, per_second};
 
 use super::json::context;
-use super::{max_ms, per_second};
 use crate::summary::{FailureRow, NameStats, RunSummary, ThresholdOutcome};
 
 /// Longest request name the end-of-run table shows before truncating it.

@@ -1,7 +1,7 @@
 //! The terminal UI's state and its one way of changing: [`Model::update`] takes a [`Msg`] (a
 //! snapshot, a key, a command's reply, log lines) and returns the [`Action`] the runtime must
 //! carry out, if any. Pure: no terminal, no channel, no clock, so key handling is tested as
-//! plain state updates. Rendering it is [`super::view`]'s job.
+//! plain state updates. Rendering it is the `view` module's job.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -236,9 +236,7 @@ impl Model {
             if run.specs.has(Family::LlmTiming) {
                 v.push(View::Llm);
             }
-            if run.specs.role(Role::SloMet).is_some()
-                || !super::view::priority_cells(run).is_empty()
-            {
+            if run.specs.role(Role::SloMet).is_some() || !priority_cells(run).is_empty() {
                 v.push(View::Priority);
             }
             if run.specs.has(Family::Download) {
@@ -560,6 +558,47 @@ fn run_rates(run: &RunView) -> BTreeMap<String, BTreeMap<String, f64>> {
         .collect()
 }
 
+/// SLO classes of priority traffic, in grid order, with their latency objective.
+pub const SLO_CLASSES: [(&str, &str); 3] =
+    [("urgent", "100ms"), ("normal", "500ms"), ("relaxed", "2s")];
+
+/// One cell of the priority grid: a request name that is a tier × SLO class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorityCell {
+    /// Tier 1..=3.
+    pub tier: usize,
+    /// Index in [`SLO_CLASSES`].
+    pub class: usize,
+    /// Requests so far.
+    pub requests: u64,
+    /// Requests that met their SLO (the `slo_met` counter), if the driver counts them.
+    pub slo_met: Option<u64>,
+    /// p99 latency so far, ms.
+    pub p99_ms: f64,
+}
+
+/// The priority grid's cells: request names naming a tier (`tier1`..`tier3`) and an SLO class
+/// (`urgent`, `normal`, `relaxed`), such as `tier1_urgent`.
+pub fn priority_cells(run: &RunView) -> Vec<PriorityCell> {
+    let slo_met = run.specs.name_of(Role::SloMet);
+    run.names
+        .iter()
+        .filter_map(|n| {
+            let name = n.name.to_ascii_lowercase();
+            let at = name.find("tier")? + 4;
+            let tier = name[at..].chars().next()?.to_digit(10)? as usize;
+            let class = SLO_CLASSES.iter().position(|(c, _)| name.contains(c))?;
+            (1..=3).contains(&tier).then(|| PriorityCell {
+                tier,
+                class,
+                requests: n.requests,
+                slo_met: slo_met.and_then(|c| n.counters.get(c)).copied(),
+                p99_ms: n.p99_ms,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -778,5 +817,17 @@ mod tests {
         ));
         assert_eq!(m.logs.len(), LOG_LINES);
         assert_eq!(m.logs.front().unwrap(), "5");
+    }
+
+    #[test]
+    fn priority_cells_come_from_names() {
+        let s = testdata::priority();
+        let cells = priority_cells(s.run.as_ref().unwrap());
+        assert_eq!(cells.len(), 8);
+        let t2_relaxed = cells.iter().find(|c| c.tier == 2 && c.class == 2).unwrap();
+        assert_eq!((t2_relaxed.requests, t2_relaxed.slo_met), (500, Some(470)));
+        // Names that are not a tier × class stay out of the grid.
+        let r = testdata::running();
+        assert!(priority_cells(r.run.as_ref().unwrap()).is_empty());
     }
 }

@@ -16,7 +16,7 @@ use ratatui::widgets::{
 
 use stampede_scenarios::spec::{Family, MetricSpec, Role};
 
-use super::model::{Model, View};
+use super::model::{Model, SLO_CLASSES, View, priority_cells};
 use crate::snapshot::{NameView, RunView, WorkerView};
 
 /// The keys, as the footer shows them.
@@ -28,10 +28,6 @@ const KEYS: &[(&str, &str)] = &[
     ("?", "help"),
     ("q", "quit"),
 ];
-
-/// SLO classes of priority traffic, in grid order, with their latency objective.
-pub const SLO_CLASSES: [(&str, &str); 3] =
-    [("urgent", "100ms"), ("normal", "500ms"), ("relaxed", "2s")];
 
 /// Draw the whole screen.
 pub fn view(model: &Model, frame: &mut Frame) {
@@ -690,43 +686,6 @@ fn llm(model: &Model, frame: &mut Frame, area: Rect) {
     frame.render_widget(table_widget, table);
 }
 
-/// One cell of the priority grid: a request name that is a tier × SLO class.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PriorityCell {
-    /// Tier 1..=3.
-    pub tier: usize,
-    /// Index in [`SLO_CLASSES`].
-    pub class: usize,
-    /// Requests so far.
-    pub requests: u64,
-    /// Requests that met their SLO (the `slo_met` counter), if the driver counts them.
-    pub slo_met: Option<u64>,
-    /// p99 latency so far, ms.
-    pub p99_ms: f64,
-}
-
-/// The priority grid's cells: request names naming a tier (`tier1`..`tier3`) and an SLO class
-/// (`urgent`, `normal`, `relaxed`), such as `tier1_urgent`.
-pub fn priority_cells(run: &RunView) -> Vec<PriorityCell> {
-    let slo_met = run.specs.name_of(Role::SloMet);
-    run.names
-        .iter()
-        .filter_map(|n| {
-            let name = n.name.to_ascii_lowercase();
-            let at = name.find("tier")? + 4;
-            let tier = name[at..].chars().next()?.to_digit(10)? as usize;
-            let class = SLO_CLASSES.iter().position(|(c, _)| name.contains(c))?;
-            (1..=3).contains(&tier).then(|| PriorityCell {
-                tier,
-                class,
-                requests: n.requests,
-                slo_met: slo_met.and_then(|c| n.counters.get(c)).copied(),
-                p99_ms: n.p99_ms,
-            })
-        })
-        .collect()
-}
-
 fn attainment_style(pct: f64) -> Style {
     if pct >= 99.0 {
         Style::new().fg(Color::Green).bold()
@@ -1182,18 +1141,6 @@ mod tests {
             error: false,
         });
         check("help", &m);
-    }
-
-    #[test]
-    fn priority_cells_come_from_names() {
-        let s = testdata::priority();
-        let cells = priority_cells(s.run.as_ref().unwrap());
-        assert_eq!(cells.len(), 8);
-        let t2_relaxed = cells.iter().find(|c| c.tier == 2 && c.class == 2).unwrap();
-        assert_eq!((t2_relaxed.requests, t2_relaxed.slo_met), (500, Some(470)));
-        // Names that are not a tier × class stay out of the grid.
-        let r = testdata::running();
-        assert!(priority_cells(r.run.as_ref().unwrap()).is_empty());
     }
 
     #[test]
