@@ -1,7 +1,7 @@
 //! Locust's control API on the master's HTTP API, so tools written for Locust keep working
 //! against Stampede: `POST /swarm`, `GET /stop`, `GET /stats/requests` (+ `/csv`), the
 //! ai-on-gke seed's `GET /stats/custom_metrics`, and its `locust-runner`'s `GET /run`.
-//! [`crate::api::router`] merges these routes next to its own.
+//! The HTTP API merges these routes next to its own.
 //!
 //! A translation layer only: it reads the published snapshot and the archive of finished runs,
 //! changes runs through coordinator commands, and keeps no statistics of its own, so
@@ -31,7 +31,7 @@ use stampede_scenarios::{LoadModel, ScenarioConfig};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::api::{ApiState, StartBody, authorized, scenario_for};
+use crate::api_state::{ApiState, StartBody, authorized, scenario_for};
 use crate::coordinator::{Command, UNTIL_STOPPED};
 use crate::results::csv::{CSV_EOL, STATS_CSV_HEADER, csv_row, py_float};
 use crate::results::dates::utc_datetime;

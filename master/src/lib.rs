@@ -15,6 +15,7 @@
 //! - [`results`]: the files of `--out DIR` and the end-of-run table.
 //! - [`records`]: record streams (per-request CSV rows from workers) appended to files.
 //! - [`api`]: the HTTP API and `/metrics`.
+//! - [`api_state`]: what the API's handlers share: state, the token check, JSON bodies.
 //! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
 //!   ai-on-gke seed's `/run` and `/stats/custom_metrics`, merged into the HTTP API.
 //! - [`health`]: the seed's health-dashboard API (`/health/components`, the performance
@@ -26,6 +27,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod api_state;
 pub mod compat;
 pub mod coordinator;
 pub mod health;
