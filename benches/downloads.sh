@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Seed 002's workload against nginx on loopback: 100 clients × a 24,834,009-byte file, all at
-# once, in one run each of: stampede (download scenario, mode "once", 2 local workers), curl run
-# 100 times in parallel, and hey (-n 100 -c 100); then back-to-back downloads for 10 s with
+# The ACME performance track's workload against nginx on loopback: 100 clients × a 24,834,009-byte
+# file, all at once, in one run each of: stampede (download scenario, mode "once", 2 local workers),
+# curl run 100 times in parallel, and hey (-n 100 -c 100); then back-to-back downloads for 10 s with
 # 100 connections: wrk (-c100) beside stampede (mode "repeat"). Prints aggregate bytes/s for each
 # and the stampede worker's peak RSS. RUNS (default 1) repetitions, interleaved.
 # Needs nginx, curl, hey, wrk, /usr/bin/time, python3. Build first: cargo build --release.

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Seed 001's priority traffic: `stampede loadgen` at 200 qps total (balanced workload, 9
-# classes) across 2 local worker processes for DUR_MS (default 60000) against
-# `stampede target scheduler` (a separate process, 8 simulated GPUs so the scheduler is not
-# the bottleneck). Prints per class the achieved count (CSV rows) against the nominal count
-# (200 × share) with its Poisson standard deviation and against the arrivals the generator
-# drew (which completed requests must equal exactly), the schedule lag percentiles, and the CPU
-# per request of the whole generator (loadgen master + both workers, tensor included).
-# Then, in the same run, the seed's Python approach: numpy.random.rand(1,3,224,224)
-# .astype(float32).flatten().tolist() into the InferRequest and SerializeToString(), the CPU
-# per request of that alone (no gRPC send: a lower bound for the seed). PY (default python3)
-# must have numpy and protobuf.
+# The MLPerf-LoadGen priority runner's traffic: `stampede loadgen` at 200 qps total (balanced
+# workload, 9 classes) across 2 local worker processes for DUR_MS (default 60000) against
+# `stampede target scheduler` (a separate process, 8 simulated GPUs so the scheduler is not the
+# bottleneck). Prints per class the achieved count (CSV rows) against the nominal count (200 ×
+# share) with its Poisson standard deviation and against the arrivals the generator drew (which
+# completed requests must equal exactly), the schedule lag percentiles, and the CPU per request of
+# the whole generator (loadgen master + both workers, tensor included). Then, in the same run, the
+# runner's Python approach (`loadgen_runner.py`): numpy.random.rand(1,3,224,224)
+# .astype(float32).flatten().tolist() into the InferRequest and SerializeToString(), the CPU per
+# request of that alone (no gRPC send: a lower bound for the runner). PY (default python3) must have
+# numpy and protobuf.
 source "$(dirname "$0")/common.sh"
 QPS="${QPS:-200}"; DUR_MS="${DUR_MS:-60000}"; PY="${PY:-python3}"
 TMP="$(scratch)"
@@ -71,12 +71,13 @@ print(f"generator CPU: user {user:.2f} s + sys {sys_:.2f} s over {wall:.1f} s wa
       f"{1e6 * (user + sys_) / rows:.0f} us per request ({100 * (user + sys_) / wall:.1f} % of one core)")
 PY
 echo
-echo "== the seed's approach (Python, same machine, same run) =="
+echo "== the MLPerf-LoadGen priority runner's approach (Python, same machine, same run) =="
 "$PY" - <<'PY'
 import resource, time
 import numpy
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-# scheduler.InferRequest built from a descriptor (no protoc needed), fields as in the seed.
+# scheduler.InferRequest built from a descriptor (no protoc needed), fields as in the runner's
+# scheduler.proto.
 f = descriptor_pb2.FileDescriptorProto(name="scheduler.proto", package="scheduler", syntax="proto3")
 m = f.message_type.add(name="InferRequest")
 T = descriptor_pb2.FieldDescriptorProto

@@ -20,9 +20,12 @@ use tracing_subscriber::fmt::MakeWriter;
 /// A master splits a scenario across worker processes over QUIC; workers generate the load
 /// and record it in HDR histograms; the master merges them exactly.
 ///
-/// Exit codes: 0 run finished and every threshold held; 1 error (bad scenario, bad flag
-/// value, cannot bind, ...); 2 bad command line; 3 a threshold was breached; 4 the run could
-/// not finish (every worker lost or rejected the scenario); 130 interrupted twice.
+/// Exit codes: 0 the run completed and passed (every threshold held, some request
+/// succeeded); 1 error (bad scenario, bad flag value, cannot bind, ...); 2 bad command line;
+/// 3 it did not pass (a threshold was breached, or every request failed); 4 it failed (no
+/// worker got ready, every worker rejected the scenario or was lost, no request was made);
+/// 5 stopped before its end (a signal, the API, the TUI); 6 degraded (a worker was lost and
+/// its share moved; --tolerate-worker-loss accepts it); 130 interrupted twice.
 #[derive(Debug, Parser)]
 #[command(name = "stampede", version, about, long_about, max_term_width = 100)]
 pub struct Opt {
@@ -55,10 +58,11 @@ pub enum Command {
     Target(TargetCommand),
     /// Validate a scenario file and describe it, without running it.
     Check(CheckOpt),
-    /// Seed 001's load generator, flag for flag: 9 classes (tier 1..3 × urgent 100 ms, normal
-    /// 500 ms, relaxed 2000 ms), one Poisson process per class at total-qps × the workload's
-    /// share, gRPC `SchedulerService.Infer` with a random `[1,3,224,224]` tensor, per-request CSV,
-    /// per-class table and LoadGen-style `tier{T}_{slo}/mlperf_log_summary.txt` (VALID/INVALID).
+    /// The command line of the MLPerf-LoadGen priority runner (`loadgen_runner.py`), flag for flag:
+    /// 9 classes (tier 1..3 × urgent 100 ms, normal 500 ms, relaxed 2000 ms), one Poisson process
+    /// per class at total-qps × the workload's share, gRPC `SchedulerService.Infer` with a random
+    /// `[1,3,224,224]` tensor, per-request CSV, per-class table and LoadGen-style
+    /// `tier{T}_{slo}/mlperf_log_summary.txt` (VALID/INVALID).
     ///
     /// Runs on local worker processes (--workers, default 2), or as a master that a fleet of
     /// `stampede worker`s joins (--listen with --expect-workers).
@@ -66,16 +70,16 @@ pub enum Command {
     /// Example: stampede loadgen --scheduler-url localhost:50051 --total-qps 70 --workload
     /// urgent_heavy --duration-ms 60000 --metrics-csv results/urgent_heavy_70qps.csv
     Loadgen(LoadgenOpt),
-    /// Device placement (seed 004): learn execution times from recorded runs, then say on
-    /// which node a model runs fastest.
+    /// Device placement, as PEPPER's Profiler does it: learn execution times from recorded runs,
+    /// then say on which node a model runs fastest.
     ///
     /// Example: stampede placement fit --data runs.csv --out model.json && stampede placement
     /// serve --port 7001 --model model.json --prometheus http://prometheus:9090
     #[command(subcommand)]
     Placement(PlacementCommand),
-    /// Capacity profiles (seed 000): the highest request rate each worker type sustains per
-    /// request type within a TPOT SLO, from benchmark CSVs or Stampede's own sweeps, computed
-    /// here or served as the seed's gRPC service.
+    /// Capacity profiles, as ig-wva's Performance Profile Generator computes them: the highest
+    /// request rate each worker type sustains per request type within a TPOT SLO, from benchmark
+    /// CSVs or Stampede's own sweeps, computed here or served as the generator's gRPC service.
     ///
     /// Example: stampede profile sweep llm.toml --rates 2,4,8,16 --out sweep/ && stampede
     /// profile serve --port 8080 --results sweep/
@@ -146,6 +150,14 @@ pub struct ScenarioFlags {
     /// Write summary.json, stats.csv, stats_history.csv, failures.csv and latency.hlog here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// A run that lost a worker (its share moved to the others) is `degraded` and does not
+    /// pass (exit 6); with this flag it passes when every threshold held.
+    #[arg(long)]
+    pub tolerate_worker_loss: bool,
+    /// Exit with code N when any request failed, even if every threshold held (Locust's
+    /// `--exit-code-on-error`).
+    #[arg(long, value_name = "N")]
+    pub exit_code_on_error: Option<u8>,
     /// No interactive display: start when the workers are there, exit when the run ends.
     #[arg(long)]
     pub headless: bool,
@@ -299,8 +311,9 @@ pub enum TargetCommand {
     ///
     /// Example: stampede target llm --ttft normal:300ms,30ms --tpot 25ms --batch-knee 16
     Llm(TargetLlmOpt),
-    /// A simulated model registry (seed 002): 500 models, Tiny-LLM's model.zip of exactly
-    /// 24,834,009 bytes generated on the fly, the other 499 with config.json and README.md.
+    /// A simulated model registry, as the ACME performance track downloads from: 500 models,
+    /// Tiny-LLM's model.zip of exactly 24,834,009 bytes generated on the fly, the other 499 with
+    /// config.json and README.md.
     ///
     /// Paths: GET|HEAD /performance/{model_id}/{version}/{file} (model_id sanitized, e.g.
     /// arnir0_Tiny-LLM; version main; file model.zip, config.json or README.md) with byte ranges
@@ -310,10 +323,11 @@ pub enum TargetCommand {
     ///
     /// Example: stampede target registry --bind 127.0.0.1:8000 --bandwidth 40M
     Registry(TargetRegistryOpt),
-    /// A simulated GPU inference scheduler (seed 001) serving the seed's scheduler.proto over
-    /// gRPC: requests queue by tier (1 first), then deadline; --gpus run at once, each for its
-    /// model's service time; a request whose deadline_ns has passed when a GPU takes it is
-    /// answered success=false. Prints what it received when stopped (Ctrl-C).
+    /// A simulated GPU inference scheduler, the system the MLPerf-LoadGen priority runner drives,
+    /// serving its scheduler.proto over gRPC: requests queue by tier (1 first), then deadline;
+    /// --gpus run at once, each for its model's service time; a request whose deadline_ns has
+    /// passed when a GPU takes it is answered success=false. Prints what it received when stopped
+    /// (Ctrl-C).
     ///
     /// Example: stampede target scheduler --bind 127.0.0.1:50051 --gpus 2 --model resnet50=8ms
     /// --model vit=20ms
@@ -534,7 +548,7 @@ pub struct LoadgenOpt {
 /// `stampede target scheduler`.
 #[derive(Debug, Args)]
 pub struct TargetSchedulerOpt {
-    /// Address to listen on (the seed's scheduler port).
+    /// Address to listen on (the priority runner's scheduler port).
     #[arg(long, default_value = "127.0.0.1:50051", value_name = "ADDR")]
     pub bind: SocketAddr,
     /// Requests run at once (simulated GPUs).
@@ -591,7 +605,7 @@ pub enum PlacementCommand {
     ///
     /// Example: stampede placement fit --data runs.csv --data lab.csv --out model.json
     Fit(PlacementFitOpt),
-    /// Answer `POST /api/profiling` (the seed's Profiler): the predicted execution time on a
+    /// Answer `POST /api/profiling` (as PEPPER's Profiler does): the predicted execution time on a
     /// given device and load, or, with Prometheus, the fastest node of the cluster.
     ///
     /// Example: stampede placement serve --port 7001 --model model.json --prometheus
@@ -640,7 +654,7 @@ pub struct PlacementFitOpt {
 /// `stampede placement serve`.
 #[derive(Debug, Args)]
 pub struct PlacementServeOpt {
-    /// Port to listen on (the seed's Profiler listens on 7001).
+    /// Port to listen on (PEPPER's Profiler listens on 7001).
     #[arg(long, default_value_t = 7001)]
     pub port: u16,
     /// Address to listen on.
@@ -650,7 +664,7 @@ pub struct PlacementServeOpt {
     /// exists, requests get 503 saying how to make it.
     #[arg(long, default_value = "model.json", value_name = "FILE")]
     pub model: PathBuf,
-    /// Prometheus for cluster-form requests: `http://host:port` (or the seed's `host:port`).
+    /// Prometheus for cluster-form requests: `http://host:port` (or PEPPER's `host:port`).
     #[arg(long, env = "PROMETHEUS_IP", value_name = "URL")]
     pub prometheus: Option<String>,
 }
@@ -693,10 +707,16 @@ pub enum Exit {
     Success,
     /// Something went wrong before or around the run.
     Error,
-    /// A threshold was breached.
+    /// The run did not pass: a threshold was breached, or every request failed.
     ThresholdBreached,
-    /// The run could not finish.
+    /// The run failed: it could not take place, or lost every worker.
     Incomplete,
+    /// The run was stopped before its end (a signal, the API, the TUI).
+    Stopped,
+    /// A worker was lost and its share moved (without `--tolerate-worker-loss`).
+    Degraded,
+    /// Some request failed, with `--exit-code-on-error N`: exit N.
+    OnError(u8),
     /// Interrupted twice.
     Interrupted,
 }
@@ -708,6 +728,9 @@ impl From<Exit> for std::process::ExitCode {
             Exit::Error => 1,
             Exit::ThresholdBreached => 3,
             Exit::Incomplete => 4,
+            Exit::Stopped => 5,
+            Exit::Degraded => 6,
+            Exit::OnError(n) => n,
             Exit::Interrupted => 130,
         })
     }

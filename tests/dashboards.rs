@@ -215,12 +215,12 @@ fn provisioning_and_scrape_config_match_the_dashboards() {
 }
 
 #[test]
-fn the_readme_lists_every_exported_metric() {
-    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+fn the_metrics_page_lists_every_exported_metric() {
+    let page = std::fs::read_to_string(workspace_root().join("docs/metrics.md")).unwrap();
     for name in stampede_master::metrics::family_names() {
         assert!(
-            readme.contains(&format!("| `{name}` |")),
-            "README's metrics table has no row for `{name}`"
+            page.contains(&format!("| `{name}` |")),
+            "docs/metrics.md's table has no row for `{name}`"
         );
     }
 }

@@ -82,7 +82,8 @@ fn interrupted_worker_share_moves() {
 }
 
 /// One of two workers leaves 3 s into an 8 s run (`leave`): the run still ends on time, the
-/// worker is `lost` with its reported data kept, and the survivor took over its share.
+/// worker is `lost` with its reported data kept, and the survivor took over its share. The
+/// run is `degraded`: it does not pass (exit 6) without `--tolerate-worker-loss`.
 fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str) {
     const DURATION_S: u64 = 8;
     let target = Target::start();
@@ -111,9 +112,17 @@ fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str)
     // The run still ends on time (give or take the 4 s it takes to notice the loss).
     let done = master.proc.wait_exit(Duration::from_secs(DURATION_S + 10));
     assert_ne!(done.code(), 4, "the run could not finish\n{}", done.show());
-    done.assert_code(0);
+    done.assert_code(6);
+    assert!(
+        done.stderr
+            .contains("the run is degraded: a worker was lost"),
+        "{}",
+        done.show()
+    );
 
     let summary = dir.read_json("out/summary.json");
+    assert_eq!(summary["status"], "degraded", "{how}");
+    assert_eq!(summary["passed"], false, "{how}");
     let workers = summary["workers"].as_array().expect("workers");
     assert_eq!(workers.len(), 2, "{workers:#?}");
     let by_name = |name: &str| {
@@ -242,10 +251,11 @@ fn lost_worker_users_leave_the_history() {
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(2));
     doomed.proc.kill();
+    // A lost worker makes the run degraded: exit 6.
     master
         .proc
         .wait_exit(Duration::from_secs(20))
-        .assert_code(0);
+        .assert_code(6);
 
     let history = dir.read("out/stats_history.csv");
     let users: Vec<u64> = history
@@ -313,4 +323,71 @@ fn worker_retries_an_unresolved_master_name() {
         done.show()
     );
     assert!(done.stderr.contains("retrying"), "{}", done.show());
+}
+
+/// SIGTERM (`docker stop`, Kubernetes) and SIGHUP to a headless master mid-run do what Ctrl-C
+/// does: the load stops, the workers' final reports are gathered, every result is written,
+/// the status is `stopped` and the exit code 5 says so; the target's count equals the
+/// master's.
+#[test]
+fn headless_master_stops_cleanly_on_sigterm_sighup_and_sigint() {
+    const TOKEN: &str = "signals-test-token-0123";
+    for signal in ["TERM", "HUP", "INT"] {
+        let target = Target::start();
+        let dir = TestDir::new();
+        let scenario = Scenario::closed(&target.url, 10)
+            .duration("60s")
+            .write_to(&dir);
+        let out = dir.join("out");
+        let mut master = MasterProc::start(&[
+            "--headless",
+            "--expect-workers",
+            "1",
+            "--token",
+            TOKEN,
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let _worker = WorkerProc::start(master.quic, TOKEN, "w");
+        wait_for_load(&target);
+        master.proc.signal(signal, false);
+        let started = Instant::now();
+        let done = master.proc.wait_exit(Duration::from_secs(20));
+        done.assert_code(5);
+        println!(
+            "SIG{signal}: the master wrote its results and exited {:.1} s after the signal",
+            started.elapsed().as_secs_f64()
+        );
+        let summary = dir.read_json("out/summary.json");
+        assert_eq!(summary["status"], "stopped", "SIG{signal}: {summary:#}");
+        assert_eq!(
+            summary["stop_reason"], "master shutting down",
+            "SIG{signal}"
+        );
+        assert_eq!(summary["passed"], false, "SIG{signal}");
+        for f in [
+            "stats.csv",
+            "stats_history.csv",
+            "failures.csv",
+            "latency.hlog",
+        ] {
+            assert!(out.join(f).is_file(), "SIG{signal}: no {f}");
+        }
+        let workers = summary["workers"].as_array().expect("workers");
+        assert_eq!(workers.len(), 1);
+        assert_eq!(
+            workers[0]["state"], "finished",
+            "SIG{signal}: {:#}",
+            workers[0]
+        );
+        let total = u64_at(&summary, "/metrics/total_requests");
+        assert!(total > 0, "SIG{signal}");
+        assert_eq!(
+            target.stats().requests,
+            total,
+            "SIG{signal}: every request the target served is counted"
+        );
+    }
 }

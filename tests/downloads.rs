@@ -176,9 +176,17 @@ fn bad_answers_are_recorded_by_kind() {
             workspace_root(),
             Duration::from_secs(60),
         );
-        done.assert_code(0);
+        // Every request failed: the run took place, and did not pass.
+        done.assert_code(3);
+        assert!(
+            done.stderr.contains("every request failed"),
+            "{name}\n{}",
+            done.show()
+        );
         let summary = dir.read_json(&format!("{name}/summary.json"));
         validate_summary(&summary);
+        assert_eq!(summary["status"], "completed", "{name}");
+        assert_eq!(summary["passed"], false, "{name}");
         let m = &summary["metrics"];
         assert_eq!(m["total_requests"], 3, "{name}: {summary:#}");
         assert_eq!(m["error_rate"], 1.0, "{name}: {summary:#}");

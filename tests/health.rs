@@ -1,8 +1,8 @@
-//! The seed's health API on the master's `--api` port, against `--target builtin:registry`:
-//! the workload answers 202 at once, its results go from `running` to `completed` with the
-//! seed's figures, the dashboard component shows the latest run, a start without the token is
-//! 401, bad bodies are 400 naming the reason, and every run is still there after the master
-//! is killed and started again on the same `--out`.
+//! The ACME performance track's health API on the master's `--api` port, against
+//! `--target builtin:registry`: the workload answers 202 at once, its results go from `running` to
+//! `completed` with the track's figures, the dashboard component shows the latest run, a start
+//! without the token is 401, bad bodies are 400 naming the reason, and every run is still there
+//! after the master is killed and started again on the same `--out`.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,7 +33,8 @@ fn post(api: SocketAddr, body: &str, auth: bool) -> http::Response {
     http::post_json(api, "/health/performance/workload", headers, body)
 }
 
-/// Poll the results until the run is no longer running; every poll has the seed's shape.
+/// Poll the results until the run is no longer running; every poll has the performance track's
+/// shape.
 fn wait_done(api: SocketAddr, run_id: &str) -> Value {
     wait_until(Duration::from_secs(90), "the workload to finish", || {
         let r = http::get(api, &format!("/health/performance/results/{run_id}"));
@@ -109,7 +110,7 @@ fn workload_cycle_auth_bad_input_and_restart() {
         "nothing started"
     );
 
-    // 202 at once, then running → completed with the seed's figures.
+    // 202 at once, then running → completed with the performance track's figures.
     let started = post(api, body, true);
     assert_eq!(started.status, 202, "{started:?}");
     let s = started.json();

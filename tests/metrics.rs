@@ -147,7 +147,8 @@ fn live_metrics_pass_promtool_before_during_a_loss_and_between_runs() {
         let v = r.json();
         let runs = v["runs"].as_array().cloned().unwrap_or_default();
         runs.iter()
-            .find(|r| r["status"] == "completed")
+            // The run lost a worker: it is degraded.
+            .find(|r| r["status"] == "degraded")
             .and_then(|r| r["run_id"].as_u64())
             .map(|id| http::get(api, &format!("/api/runs/{id}")).json())
     });
@@ -164,7 +165,9 @@ fn live_metrics_pass_promtool_before_during_a_loss_and_between_runs() {
         "{between}"
     );
     assert!(
-        between.contains("stampede_run_info{scenario=\"e2e\",kind=\"http\",state=\"finished\"} 1"),
+        between.contains(
+            "stampede_run_info{scenario=\"e2e\",kind=\"http\",state=\"finished\",status=\"degraded\"} 1"
+        ),
         "{between}"
     );
     assert_eq!(

@@ -1,6 +1,6 @@
-//! `stampede placement`: `generate` and `fit` on the law's runs, `serve` answering the seed's
-//! two example requests with the seed's shapes, bad input, a missing model, and the cluster
-//! form against a real Prometheus scraping node-exporter-like servers started here.
+//! `stampede placement`: `generate` and `fit` on the law's runs, `serve` answering the two example
+//! requests of PEPPER's Profiler's README with the Profiler's shapes, bad input, a missing model,
+//! and the cluster form against a real Prometheus scraping node-exporter-like servers started here.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -17,8 +17,8 @@ use crate::util::{
     Proc, PrometheusServer, STARTUP, Scenario, Target, TestDir, http, stampede, wait_until,
 };
 
-/// The seed's standalone example, byte for byte as its curl sends it.
-const SEED_STANDALONE: &str = r#"{       "model" : "model",
+/// The Profiler README's standalone example, byte for byte as its curl sends it.
+const README_STANDALONE: &str = r#"{       "model" : "model",
         "conv_layers" : 66666666,
         "pool_layers" : 77777777,
         "fc_layers" : 34535353535,
@@ -30,8 +30,8 @@ const SEED_STANDALONE: &str = r#"{       "model" : "model",
         "device_type": "Raspberry Pi 4B",
         "model_output_size": 123421435}"#;
 
-/// The seed's cluster example.
-const SEED_CLUSTER: &str = r#"{       "model" : "model",
+/// The Profiler README's cluster example.
+const README_CLUSTER: &str = r#"{       "model" : "model",
         "conv_layers" : 66666666,
         "pool_layers" : 77777777,
         "fc_layers" : 34535353535,
@@ -153,7 +153,7 @@ fn depth_at(text: &str, at: usize) -> usize {
     depth
 }
 
-/// `text` without the whitespace between JSON tokens (none of the seed's strings has any).
+/// `text` without the whitespace between JSON tokens (none of the README's strings has any).
 fn compact(text: &str) -> String {
     let mut out = String::new();
     let mut in_string = false;
@@ -247,9 +247,9 @@ fn fit_prints_cross_validation_and_importances_and_writes_a_self_describing_mode
 }
 
 #[test]
-fn the_seed_standalone_example_gets_the_seed_shape_with_the_body_echoed_exactly() {
+fn the_readme_standalone_example_gets_the_profilers_shape_with_the_body_echoed_exactly() {
     let service = Service::start(shared_model(), &[]);
-    let r = service.post(SEED_STANDALONE);
+    let r = service.post(README_STANDALONE);
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
         key_order(&r.body),
@@ -264,7 +264,7 @@ fn the_seed_standalone_example_gets_the_seed_shape_with_the_body_echoed_exactly(
     assert_eq!(v["message"], "Profiling data received");
     assert_eq!(v["status"], "success");
     // Echoed exactly: same keys in the same order, the 20-digit integer as sent.
-    let echoed = format!("\"model_characteristics\":{}", compact(SEED_STANDALONE));
+    let echoed = format!("\"model_characteristics\":{}", compact(README_STANDALONE));
     assert!(r.body.contains(&echoed), "{}\nlacks\n{echoed}", r.body);
     let p = &v["profiling_prediction"];
     let keys: Vec<&String> = p.as_object().unwrap().keys().collect();
@@ -312,7 +312,7 @@ fn bad_input_gets_400_naming_the_field_and_a_missing_model_503_until_one_is_made
     let dir = TestDir::new();
     let path = dir.join("model.json");
     let service = Service::start(&path, &[]);
-    let r = service.post(SEED_STANDALONE);
+    let r = service.post(README_STANDALONE);
     assert_eq!(r.status, 503, "{r:?}");
     let v = r.json();
     assert_eq!(v["status"], "error");
@@ -324,7 +324,7 @@ fn bad_input_gets_400_naming_the_field_and_a_missing_model_503_until_one_is_made
 
     // The model appears: the next request uses it, no restart.
     std::fs::copy(shared_model(), &path).unwrap();
-    let r = service.post(SEED_STANDALONE);
+    let r = service.post(README_STANDALONE);
     assert_eq!(r.status, 200, "{r:?}");
 
     let cases: &[(&str, &str, &str)] = &[
@@ -366,8 +366,8 @@ fn bad_input_gets_400_naming_the_field_and_a_missing_model_503_until_one_is_made
         ),
     ];
     for (from, to, expected) in cases {
-        let body = SEED_STANDALONE.replace(from, to);
-        assert_ne!(body, SEED_STANDALONE, "{from}");
+        let body = README_STANDALONE.replace(from, to);
+        assert_ne!(body, README_STANDALONE, "{from}");
         let r = service.post(&body);
         assert_eq!(r.status, 400, "{expected}: {r:?}");
         let v = r.json();
@@ -388,7 +388,7 @@ fn bad_input_gets_400_naming_the_field_and_a_missing_model_503_until_one_is_made
     );
 
     // No Prometheus configured: the cluster form says how to get one.
-    let r = service.post(SEED_CLUSTER);
+    let r = service.post(README_CLUSTER);
     assert_eq!(r.status, 503, "{r:?}");
     assert!(
         r.json()["message"]
@@ -643,10 +643,10 @@ fn the_cluster_form_names_the_node_that_is_fastest_under_its_current_load() {
             .contains("Coral TPU")
     );
 
-    // The seed's own cluster example: its shape, and its body echoed exactly.
-    let r = service.post(SEED_CLUSTER);
+    // The README's own cluster example: the Profiler's shape, and its body echoed exactly.
+    let r = service.post(README_CLUSTER);
     assert_eq!(r.status, 200, "{r:?}");
-    let echoed = format!("\"model_characteristics\":{}", compact(SEED_CLUSTER));
+    let echoed = format!("\"model_characteristics\":{}", compact(README_CLUSTER));
     assert!(r.body.contains(&echoed), "{}\nlacks\n{echoed}", r.body);
     let v = r.json();
     assert_eq!(v["message"], "Profiling data received");
@@ -659,7 +659,7 @@ fn the_cluster_form_names_the_node_that_is_fastest_under_its_current_load() {
             > 0.0
     );
 
-    // PROMETHEUS_IP (the seed's host:port) works as well as --prometheus.
+    // PROMETHEUS_IP (the Profiler's host:port) works as well as --prometheus.
     let mut cmd = stampede();
     cmd.env("PROMETHEUS_IP", prometheus.addr.to_string())
         .args([
@@ -693,7 +693,7 @@ fn prometheus_unreachable_or_without_nodes_is_a_502_naming_it() {
         .local_addr()
         .unwrap();
     let service = Service::start(shared_model(), &["--prometheus", &closed.to_string()]);
-    let r = service.post(SEED_CLUSTER);
+    let r = service.post(README_CLUSTER);
     assert_eq!(r.status, 502, "{r:?}");
     let m = r.json()["message"].as_str().unwrap().to_string();
     assert!(
@@ -709,7 +709,7 @@ fn prometheus_unreachable_or_without_nodes_is_a_502_naming_it() {
         shared_model(),
         &["--prometheus", &format!("http://{}", empty.addr)],
     );
-    let r = service.post(SEED_CLUSTER);
+    let r = service.post(README_CLUSTER);
     assert_eq!(r.status, 502, "{r:?}");
     let m = r.json()["message"].as_str().unwrap().to_string();
     assert!(
@@ -720,7 +720,7 @@ fn prometheus_unreachable_or_without_nodes_is_a_502_naming_it() {
         "{m}"
     );
 
-    // Seen by a received query: the seed's PromQL goes out as written.
+    // Seen by a received query: the Profiler's PromQL goes out as written.
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = seen.clone();
     let recording = FakeHttp::start(move |path| {
@@ -731,7 +731,7 @@ fn prometheus_unreachable_or_without_nodes_is_a_502_naming_it() {
         shared_model(),
         &["--prometheus", &recording.addr.to_string()],
     );
-    assert_eq!(service.post(SEED_CLUSTER).status, 502);
+    assert_eq!(service.post(README_CLUSTER).status, 502);
     let paths = seen.lock().unwrap().clone();
     assert!(
         paths

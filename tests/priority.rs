@@ -1,13 +1,14 @@
-//! `priority` traffic (seed 001) end to end: `stampede loadgen` with 2 worker processes
-//! against `stampede target scheduler` (a separate process) over real gRPC, and the files it
-//! writes, also on a fleet of joined `stampede worker`s (`--listen`); bad input: an unknown workload, a bad URL, a scheduler that is down or slow;
-//! gRPC over TLS: `target scheduler --tls` with `loadgen --scheduler-url https://` (`--ca`,
-//! `--insecure`, neither) and a `priority` scenario under `stampede run`.
+//! `priority` traffic (the MLPerf-LoadGen priority runner's) end to end: `stampede loadgen` with 2
+//! worker processes against `stampede target scheduler` (a separate process) over real gRPC, and
+//! the files it writes, also on a fleet of joined `stampede worker`s (`--listen`); bad input: an
+//! unknown workload, a bad URL, a scheduler that is down or slow; gRPC over TLS:
+//! `target scheduler --tls` with `loadgen --scheduler-url https://` (`--ca`, `--insecure`, neither)
+//! and a `priority` scenario under `stampede run`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use stampede_master::priority::SEED_COLUMNS;
+use stampede_master::priority::RUNNER_COLUMNS;
 
 use crate::util::{Proc, STARTUP, TestDir, WorkerProc, stampede};
 
@@ -63,8 +64,8 @@ fn loadgen(dir: &TestDir, args: &[&str]) -> crate::util::Finished {
     Proc::spawn(&name, loadgen_command(dir, args)).wait_exit(RUN_LIMIT)
 }
 
-/// The seed's short run against the scheduler at `addr`: 12 qps for 2.5 s, at least one query
-/// per class.
+/// A short run of the runner's command line against the scheduler at `addr`: 12 qps for 2.5 s, at
+/// least one query per class.
 fn short_run(addr: &str) -> [&str; 8] {
     [
         "--scheduler-url",
@@ -88,9 +89,9 @@ fn class_summaries(dir: &TestDir) -> Vec<String> {
         .collect()
 }
 
-/// The seed's run on 2 workers: the scheduler received exactly as many requests as the CSV
-/// has rows; the CSV has the seed's columns; urgent classes used resnet50 only; each class has
-/// its LoadGen folder with a verdict; the per-class table is on stdout.
+/// The runner's command line on 2 workers: the scheduler received exactly as many requests as the
+/// CSV has rows; the CSV has the runner's columns; urgent classes used resnet50 only; each class
+/// has its LoadGen folder with a verdict; the per-class table is on stdout.
 #[test]
 fn loadgen_rows_equal_what_the_scheduler_received() {
     let (sched, addr) = scheduler(&["--gpus", "4"]);
@@ -144,7 +145,7 @@ fn loadgen_rows_equal_what_the_scheduler_received() {
         );
     }
     let table = done.stdout.lines().next().unwrap_or_default().to_string();
-    for col in SEED_COLUMNS {
+    for col in RUNNER_COLUMNS {
         assert!(table.contains(col), "{}", done.show());
     }
     let summary = dir.read_json("logs/summary.json");

@@ -1,9 +1,9 @@
-//! `stampede profile`: the seed's grpcurl session replayed against the real server by a
-//! client that, like grpcurl, knows no proto file (descriptors come from server reflection,
-//! messages are built from the seed's JSON); health and graceful shutdown; bad input as gRPC
-//! statuses and one-line errors; CSV files and URLs (https against a test CA given by
-//! SSL_CERT_FILE, and an untrusted one); GCS objects through a stand-in for the JSON API and the
-//! metadata server.
+//! `stampede profile`: the grpcurl session of ig-wva's Performance Profile Generator replayed
+//! against the real server by a client that, like grpcurl, knows no proto file (descriptors come
+//! from server reflection, messages are built from the README's JSON); health and graceful
+//! shutdown; bad input as gRPC statuses and one-line errors; CSV files and URLs (https against a
+//! test CA given by SSL_CERT_FILE, and an untrusted one); GCS objects through a stand-in for the
+//! JSON API and the metadata server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -21,8 +21,8 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 use crate::util::{Proc, STARTUP, TestDir, stampede};
 
-/// The seed's grpcurl request body, verbatim.
-const SEED_REQUEST: &str = r#"{
+/// The Performance Profile Generator README's grpcurl request body, verbatim.
+const README_REQUEST: &str = r#"{
   "workload_definition": {
     "worker_types": [
       {
@@ -57,8 +57,8 @@ const SEED_REQUEST: &str = r#"{
   }
 }"#;
 
-/// The seed's README calls the service by this name.
-const SEED_SERVICE: &str = "experimental.users.benjaminbraun.gateway_autoscaling.performance_profiler.PerformanceProfileGenerator";
+/// The Performance Profile Generator's README calls the service by this name.
+const README_SERVICE: &str = "experimental.users.benjaminbraun.gateway_autoscaling.performance_profiler.PerformanceProfileGenerator";
 /// The service's proto name (what health is asked about).
 const SERVICE: &str = "profiler_service.PerformanceProfileGenerator";
 
@@ -249,7 +249,7 @@ fn sigterm(proc: &Proc) {
 }
 
 #[test]
-fn the_seeds_grpcurl_session_through_reflection() {
+fn the_readme_grpcurl_session_through_reflection() {
     let (mut server, port) = start_profile_server(&["--use_mock_data"]);
     assert!(server.stdout().contains("Using mock data source."));
     let line = server.wait_stdout_line("Server listening at", STARTUP);
@@ -257,7 +257,7 @@ fn the_seeds_grpcurl_session_through_reflection() {
     runtime().block_on(async {
         let mut c = Reflecting::connect(port).await;
         let services = c.services().await;
-        for s in [SERVICE, SEED_SERVICE, "grpc.health.v1.Health"] {
+        for s in [SERVICE, README_SERVICE, "grpc.health.v1.Health"] {
             assert!(services.iter().any(|x| x == s), "{s} not in {services:?}");
         }
         // grpcurl -plaintext -d '{"service": "..."}' localhost:8080 grpc.health.v1.Health/Check
@@ -266,9 +266,9 @@ fn the_seeds_grpcurl_session_through_reflection() {
             let health = c.call("grpc.health.v1.Health", "Check", &body).await.unwrap();
             assert_eq!(health, json!({"status": "SERVING"}), "health of {service:?}");
         }
-        // The seed's GenerateProfile call, under both names.
-        for service in [SEED_SERVICE, SERVICE] {
-            let answer = c.call(service, "GenerateProfile", SEED_REQUEST).await.unwrap();
+        // The README's GenerateProfile call, under both names.
+        for service in [README_SERVICE, SERVICE] {
+            let answer = c.call(service, "GenerateProfile", README_REQUEST).await.unwrap();
             let entries = answer["performanceProfile"]["entries"].as_array().unwrap();
             let got: Vec<(String, String, String, String)> = entries
                 .iter()
@@ -674,7 +674,7 @@ fn a_sweep_finds_the_targets_knee_and_generate_and_serve_read_its_csv() {
         off * 100.0,
         done.show()
     );
-    // One row per step, in the seed's schema, each step's results kept.
+    // One row per step, in the Performance Profile Generator's schema, each step's results kept.
     let csv = dir.read("out/benchmarks.csv");
     let header = csv.lines().next().unwrap();
     for col in [
@@ -1101,7 +1101,7 @@ fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_met
         [format!("{private} authorization=Bearer env-token")]
     );
 
-    // No token in the environment: the metadata server's, for `serve` (the seed's spellings).
+    // No token in the environment: the metadata server's, for `serve` (the generator's spellings).
     seen.lock().unwrap().clear();
     let metadata = [
         ("STORAGE_EMULATOR_HOST", format!("http://{emulator}")),
@@ -1166,7 +1166,7 @@ fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_met
             .contains("answered HTTP 404 Not Found: No such object.")
     );
 
-    // Half a GCS source, and the seed's Spanner flag.
+    // Half a GCS source, and the generator's Spanner flag.
     let args = ["profile", "serve", "--port=0", "--gcs_csv_bucket=perf-data"];
     let done = run_with_env(&dir, &args, &[]);
     done.assert_code(1);
@@ -1181,6 +1181,7 @@ fn gcs_objects_through_the_json_api_with_a_token_from_the_environment_or_the_met
     done.assert_code(1);
     assert_one_line_error(
         &done.stderr,
-        "--spanner_db is not supported: the seed does not publish the Spanner table schema",
+        "--spanner_db is not supported: the Performance Profile Generator does not publish the Spanner \
+         table schema",
     );
 }

@@ -306,8 +306,10 @@ fn sigint_mid_run_loses_no_worker() {
             "run alone"
         };
 
+        done.assert_code(5);
         let summary = dir.read_json("out/summary.json");
         assert_eq!(summary["stop_reason"], "stopped by user", "{what}");
+        assert_eq!(summary["status"], "stopped", "{what}");
         let events = crate::util::events(&summary);
         assert!(
             !events.iter().any(|e| e.contains("lost")),

@@ -23,8 +23,8 @@ mod downloads;
 // `[http] version = "2"` over h2c against an in-test HTTP/2 server and nginx: requests and
 // connections counted on both sides, an HTTP/1.1-only server as a named failure.
 mod http2;
-// The seed's health API: the workload's 202/poll/complete cycle, 401, bad JSON, runs kept
-// across a master restart.
+// The ACME performance track's health API: the workload's 202/poll/complete cycle, 401, bad JSON,
+// runs kept across a master restart.
 mod health;
 // `stampede master` and `stampede worker` as separate processes: exact counts, a worker or the
 // master killed, a wrong token.
@@ -37,14 +37,15 @@ mod metrics;
 // docker-compose.yml on the Docker engine: scale to 3 workers, kill one container mid-run, the
 // headless profile (skips without an engine).
 mod docker;
-// `stampede placement`: fit on the law's runs, the seed's requests and shapes, bad input, the
-// cluster form against a real Prometheus.
+// `stampede placement`: fit on the law's runs, PEPPER's Profiler's requests and shapes, bad input,
+// the cluster form against a real Prometheus.
 mod placement;
-// `priority` traffic (seed 001): `stampede loadgen` against `stampede target scheduler` over
-// gRPC, the CSV, LoadGen summaries, bad flags, a scheduler down or slow.
+// `priority` traffic (the MLPerf-LoadGen priority runner's): `stampede loadgen` against
+// `stampede target scheduler` over gRPC, the CSV, LoadGen summaries, bad flags, a scheduler down or
+// slow.
 mod priority;
-// `stampede profile`: the seed's grpcurl session through a reflection-driven client, health
-// and graceful shutdown, CSV files and URLs, bad input.
+// `stampede profile`: the Performance Profile Generator's grpcurl session through a
+// reflection-driven client, health and graceful shutdown, CSV files and URLs, bad input.
 mod profiles;
 // `stampede run`: the example, the open model's rate, failures, thresholds and exit codes.
 mod run;

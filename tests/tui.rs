@@ -249,7 +249,8 @@ fn tui_watches_and_steers_a_distributed_run() {
         aggregated(s).filter(|n| *n > 0)
     });
     tmux.press("q");
-    let after = tmux.wait_for(&["EXIT-0"]);
+    // The last run was stopped before its end: exit 5.
+    let after = tmux.wait_for(&["EXIT-5"]);
     tmux.assert_terminal_back();
     assert!(!after.contains("q quit"), "the UI is still drawn:\n{after}");
     assert_eq!(
@@ -266,8 +267,8 @@ fn tui_watches_and_steers_a_distributed_run() {
     );
 }
 
-/// A `priority` run under `--tui`: once the UI closes, the seed's per-class table is printed
-/// on the terminal after the run's table, and the LoadGen folders are written.
+/// A `priority` run under `--tui`: once the UI closes, the priority runner's per-class table is
+/// printed on the terminal after the run's table, and the LoadGen folders are written.
 #[test]
 fn tui_prints_the_priority_table_after_closing() {
     let dir = TestDir::new();

@@ -1,25 +1,26 @@
 //! Generated gRPC code: one module per proto package under `proto/`, plus the encoded file
 //! descriptor set for server reflection.
 
-/// `proto/scheduler.proto`, kept verbatim from the priority-traffic seed.
+/// `proto/scheduler.proto`, kept verbatim from the MLPerf-LoadGen priority runner's
+/// (`loadgen_runner.py`) instructions.
 pub mod scheduler {
     tonic::include_proto!("scheduler");
 }
 
-/// `proto/common.proto`: the worker and request types of the Performance Profile Generator
-/// (seed 000).
+/// `proto/common.proto`: the worker and request types of ig-wva's Performance Profile
+/// Generator.
 pub mod common {
     tonic::include_proto!("common");
 }
 
-/// `proto/profiler_service.proto`: the Performance Profile Generator service (seed 000).
+/// `proto/profiler_service.proto`: ig-wva's Performance Profile Generator service.
 pub mod profiler_service {
     tonic::include_proto!("profiler_service");
 }
 
-/// `proto/profiler_service_seed_alias.proto`: the same service under the full name the seed's
-/// README calls it by. Nested like its proto package, so the generated code finds
-/// [`profiler_service`]'s messages at `super::super::...`.
+/// `proto/profiler_service_alias.proto`: the same service under the full name the Performance
+/// Profile Generator's README calls it by. Nested like its proto package, so the generated code
+/// finds [`profiler_service`]'s messages at `super::super::...`.
 pub mod experimental {
     /// Package path segment.
     pub mod users {
@@ -27,7 +28,7 @@ pub mod experimental {
         pub mod benjaminbraun {
             /// Package path segment.
             pub mod gateway_autoscaling {
-                /// The seed README's service name for the Performance Profile Generator.
+                /// The Performance Profile Generator's README's name for its service.
                 pub mod performance_profiler {
                     tonic::include_proto!(
                         "experimental.users.benjaminbraun.gateway_autoscaling.performance_profiler"

@@ -20,6 +20,7 @@ pub use crate::api_state::ApiState;
 use crate::api_state::{StartBody, authorized, error, json_body, scenario_for};
 use crate::coordinator::{Archive, Command, Event};
 use crate::snapshot::RunView;
+use crate::state::RunState;
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
@@ -78,7 +79,7 @@ fn run_list(archive: &Archive, live: Option<&RunView>) -> Vec<serde_json::Value>
                     "total_requests": d["metrics"]["total_requests"], "passed": d["passed"] })
         })
         .collect();
-    if let Some(run) = live.filter(|r| r.state != "finished" && !ids.contains(&r.id)) {
+    if let Some(run) = live.filter(|r| r.state != RunState::Finished && !ids.contains(&r.id)) {
         list.push(
             json!({ "run_id": run.id, "scenario": run.scenario, "status": run.state,
                           "total_requests": run.total.requests }),
@@ -179,7 +180,7 @@ mod tests {
         let archive = Archive::load(dir.path());
         let mut live = crate::tui::testdata::running().run.unwrap();
         assert_eq!(live.id, 7);
-        live.state = "stopping".into();
+        live.state = RunState::Stopping;
         let list = run_list(&archive, Some(&live));
         assert_eq!(list.len(), 1, "{list:?}");
         assert_eq!(list[0]["status"], "completed");
@@ -189,7 +190,7 @@ mod tests {
         let ids: Vec<_> = list.iter().map(|r| r["run_id"].as_u64()).collect();
         assert_eq!(ids, [Some(7), Some(8)]);
         assert_eq!(list[1]["status"], "stopping");
-        live.state = "finished".into();
+        live.state = RunState::Finished;
         assert_eq!(run_list(&archive, Some(&live)).len(), 1);
         assert_eq!(run_list(&archive, None).len(), 1);
     }

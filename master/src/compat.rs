@@ -1,7 +1,7 @@
 //! Locust's control API on the master's HTTP API, so tools written for Locust keep working
 //! against Stampede: `POST /swarm`, `GET /stop`, `GET /stats/requests` (+ `/csv`), the
-//! ai-on-gke seed's `GET /stats/custom_metrics`, and its `locust-runner`'s `GET /run`.
-//! The HTTP API merges these routes next to its own.
+//! `GET /stats/custom_metrics` of ai-on-gke's Locust benchmark, and its `locust-runner`'s
+//! `GET /run`. The HTTP API merges these routes next to its own.
 //!
 //! A translation layer only: it reads the published snapshot and the archive of finished runs,
 //! changes runs through coordinator commands, and keeps no statistics of its own, so
@@ -37,6 +37,7 @@ use crate::results::csv::{CSV_EOL, STATS_CSV_HEADER, csv_row, py_float};
 use crate::results::dates::utc_datetime;
 use crate::results::per_second;
 use crate::snapshot::{Exported, MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::state::{RunState, WorkerState};
 use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
 
 /// How long `/swarm` and `/run` wait for a run that is stopping to finish before starting the
@@ -44,7 +45,7 @@ use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
 /// to collect its final reports).
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
-/// The routes of Locust's web API and of the seed's runner.
+/// The routes of Locust's web API and of ai-on-gke's `locust-runner`.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/swarm", post(swarm))
@@ -195,7 +196,7 @@ async fn stop(State(c): State<Compat>, headers: HeaderMap) -> Response {
         return *r;
     }
     let snap = c.api.snapshots.borrow().clone();
-    if let Some(run) = snap.run.as_ref().filter(|r| r.state != "finished") {
+    if let Some(run) = snap.run.as_ref().filter(|r| r.state != RunState::Finished) {
         let run_id = run.id;
         // "Not going on" means it ended meanwhile: stopped either way.
         if let Err((StatusCode::SERVICE_UNAVAILABLE, m)) =
@@ -207,11 +208,11 @@ async fn stop(State(c): State<Compat>, headers: HeaderMap) -> Response {
     Json(json!({ "success": true, "message": "Test stopped" })).into_response()
 }
 
-/// `GET /run?duration=&users=&rate=`, the seed's `locust-runner`: start a timed run and answer
-/// at once; when it finishes, write `locust-run-<id>.json` ([`result_dir`]). As
-/// in the seed, `rate` is the spawn rate (users started per second), not an arrival rate, and
-/// `duration` is in seconds (Locust's `1h30m` syntax works too). Each is optional: the master's
-/// scenario gives what is missing.
+/// `GET /run?duration=&users=&rate=`, ai-on-gke's `locust-runner`: start a timed run and answer at
+/// once; when it finishes, write `locust-run-<id>.json` ([`result_dir`]). As in the runner, `rate`
+/// is the spawn rate (users started per second), not an arrival rate, and `duration` is in seconds
+/// (Locust's `1h30m` syntax works too). Each is optional: the master's scenario gives what is
+/// missing.
 async fn run(State(c): State<Compat>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     if let Err(r) = authorized(&c.api, &headers) {
         return *r;
@@ -317,8 +318,8 @@ async fn write_when_finished(api: ApiState, record: RunRecord) {
         "scenario": summary.scenario,
         "target": summary.target,
         "test_duration_s": record.duration_s,
-        // As in the seed, the test ends when load stops (its `stop` call); the requests in
-        // flight then, which the run waited for, are in the figures.
+        // As in ai-on-gke's runner, the test ends when load stops (its `stop` call); the requests
+        // in flight then, which the run waited for, are in the figures.
         "test_start": utc_datetime(summary.started_unix_ms),
         "test_end": utc_datetime(summary.stopped_unix_ms),
         "test_start_unix_ms": summary.started_unix_ms,
@@ -424,7 +425,7 @@ async fn start(c: &Compat, o: StartOptions) -> Result<Started, (StatusCode, Stri
     let mut snapshots = c.api.snapshots.clone();
     let _ = tokio::time::timeout(
         SETTLE_LIMIT,
-        snapshots.wait_for(|s| s.run.as_ref().is_none_or(|r| r.state != "stopping")),
+        snapshots.wait_for(|s| s.run.as_ref().is_none_or(|r| r.state != RunState::Stopping)),
     )
     .await;
     let boxed = Box::new(scenario.clone());
@@ -515,7 +516,8 @@ async fn stats_reset() -> Response {
     )
 }
 
-/// `GET /stats/custom_metrics`: the seed's token figures, from the LLM driver's counters.
+/// `GET /stats/custom_metrics`: the token figures of ai-on-gke's Locust benchmark, from the LLM
+/// driver's counters.
 async fn custom_metrics(State(c): State<Compat>) -> Response {
     Json(Table::current(&c.api).custom_metrics()).into_response()
 }
@@ -549,7 +551,7 @@ impl Table {
             Some(view) => match api
                 .archive
                 .get(view.id)
-                .filter(|_| view.state == "finished")
+                .filter(|_| view.state == RunState::Finished)
             {
                 Some(summary) => Table::finished(&snap, Some(view), &summary),
                 None => Table::live(&snap, view),
@@ -719,8 +721,8 @@ impl Table {
         out
     }
 
-    /// The seed's `/stats/custom_metrics` fields (averages per successful request, times in
-    /// seconds as the seed measures them), then totals under its worker-report names.
+    /// The `/stats/custom_metrics` fields of ai-on-gke's Locust benchmark (averages per successful
+    /// request, times in seconds as it measures them), then totals under its worker-report names.
     fn custom_metrics(&self) -> Value {
         let total = self.total();
         let (sent, received) = self.tokens;
@@ -731,8 +733,8 @@ impl Table {
         } else {
             total.mean_ms / 1000.0
         };
-        // The seed averages received/time per request; without per-request figures this is
-        // the ratio of the averages.
+        // The Locust benchmark averages received/time per request; without per-request figures this
+        // is the ratio of the averages.
         let output_token_latency = if test_time_s > 0.0 {
             per_success(received) / test_time_s
         } else {
@@ -918,7 +920,9 @@ fn workers(snap: &Snapshot, run: Option<&RunView>) -> Vec<Value> {
                 other => other,
             };
             let users = match run {
-                Some(r) if w.state == "running" => (w.share * r.users as f64).round() as u64,
+                Some(r) if w.state == WorkerState::Running => {
+                    (w.share * r.users as f64).round() as u64
+                }
                 _ => 0,
             };
             json!({ "id": w.name, "state": state, "user_count": users,

@@ -1,8 +1,8 @@
-//! The seed's health-dashboard API (seed 002), merged into the master's HTTP API:
-//! `GET /health/components` (the `performance` component with the latest download run's
-//! figures, and the workers), `POST /health/performance/workload` (start `num_clients`
-//! simultaneous downloads of `model_id` on the connected workers, against the master's target;
-//! answers 202 at once) and `GET /health/performance/results/{run_id}`.
+//! The ACME performance track's health-dashboard API, merged into the master's HTTP API:
+//! `GET /health/components` (the `performance` component with the latest download run's figures,
+//! and the workers), `POST /health/performance/workload` (start `num_clients` simultaneous
+//! downloads of `model_id` on the connected workers, against the master's target; answers 202 at
+//! once) and `GET /health/performance/results/{run_id}`.
 //!
 //! A translation layer: it builds a `download` scenario and starts it through the coordinator,
 //! and reads results from the archive (kept on disk, so they survive a restart) and the live
@@ -17,19 +17,20 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stampede_protocol::unix_now_ns;
-use stampede_scenarios::{Overrides, ScenarioConfig, ScenarioFile};
+use stampede_scenarios::{Kind, Overrides, ScenarioConfig, ScenarioFile};
 use tokio::sync::oneshot;
 
 use crate::api_state::{ApiState, authorized, error, json_body};
 use crate::coordinator::{Command, Event};
 use crate::results::MEGABYTE;
 use crate::results::dates::rfc3339_seconds;
+use crate::state::WorkerState;
 
-/// The seed's defaults for fields a workload request leaves out.
+/// The performance track's defaults for fields a workload request leaves out.
 pub const DEFAULT_CLIENTS: u64 = 100;
-/// The seed's model.
+/// The performance track's model.
 pub const DEFAULT_MODEL: &str = "arnir0/Tiny-LLM";
-/// The seed's `duration_seconds`.
+/// The performance track's `duration_seconds`.
 pub const DEFAULT_DURATION_S: f64 = 300.0;
 /// Most clients one workload may ask for.
 pub const MAX_CLIENTS: u64 = 100_000;
@@ -47,7 +48,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Body of `POST /health/performance/workload`; every field has the seed's default.
+/// Body of `POST /health/performance/workload`; every field has the performance track's default.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Workload {
@@ -105,8 +106,8 @@ async fn workload(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) ->
 }
 
 /// The download scenario of a workload: the master's own if it is a download scenario (its
-/// path, checksum, timeout...), else the seed's endpoint; with the request's clients, model
-/// and duration, against the master's target.
+/// path, checksum, timeout...), else the performance track's endpoint; with the request's clients,
+/// model and duration, against the master's target.
 fn scenario(s: &ApiState, w: &Workload) -> Result<ScenarioConfig, (StatusCode, String)> {
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     let clients = w.num_clients.unwrap_or(DEFAULT_CLIENTS);
@@ -144,7 +145,7 @@ fn scenario(s: &ApiState, w: &Workload) -> Result<ScenarioConfig, (StatusCode, S
     );
     let fresh: ScenarioFile =
         toml::from_str(&text).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let file = match s.scenario.as_ref().filter(|sc| sc.kind == "download") {
+    let file = match s.scenario.as_ref().filter(|sc| sc.kind == Kind::Download) {
         Some(base) => {
             let mut file = base.file.clone();
             let mut download = file.download.take().unwrap_or_default();
@@ -226,7 +227,7 @@ async fn components(State(s): State<ApiState>) -> Response {
         .ids()
         .into_iter()
         .filter_map(|id| s.archive.document(id))
-        .filter(|d| d["kind"] == "download")
+        .filter(|d| d["kind"].as_str().and_then(|k| k.parse().ok()) == Some(Kind::Download))
         .collect();
     let completed = docs.iter().filter(|d| d["status"] == "completed").count();
     let latest = docs.last();
@@ -251,7 +252,11 @@ async fn components(State(s): State<ApiState>) -> Response {
         _ => "ok",
     };
     let snap = s.snapshots.borrow().clone();
-    let connected = snap.workers.iter().filter(|w| w.state != "lost").count();
+    let connected = snap
+        .workers
+        .iter()
+        .filter(|w| w.state != WorkerState::Lost)
+        .count();
     Json(json!({
         "components": [
             {

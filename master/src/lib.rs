@@ -11,18 +11,20 @@
 //! - [`aggregate`]: exact merging of interval histograms and counters, history rows.
 //! - [`sparse`]: reading a worker's V2 histogram as its non-zero buckets only.
 //! - [`snapshot`]: what the master publishes each second for readers.
+//! - [`state`]: the run and worker states every reader sees.
 //! - [`summary`]: the finished run's figures, as every sink reads them.
 //! - [`results`]: the files of `--out DIR` and the end-of-run table.
 //! - [`records`]: record streams (per-request CSV rows from workers) appended to files.
 //! - [`api`]: the HTTP API and `/metrics`.
 //! - [`api_state`]: what the API's handlers share: state, the token check, JSON bodies.
 //! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
-//!   ai-on-gke seed's `/run` and `/stats/custom_metrics`, merged into the HTTP API.
-//! - [`health`]: the seed's health-dashboard API (`/health/components`, the performance
-//!   workload and its results).
+//!   `/run` and `/stats/custom_metrics` of ai-on-gke's Locust benchmark, merged into the HTTP API.
+//! - [`health`]: the ACME performance track's health-dashboard API (`/health/components`, the
+//!   performance workload and its results).
 //! - [`metrics`]: Prometheus exposition from snapshots.
 //! - [`own`]: a worker's own figures from its reports, for `stampede worker --metrics`.
-//! - [`priority`]: per-class tables and LoadGen-style summaries of `priority` runs (seed 001).
+//! - [`priority`]: per-class tables and LoadGen-style summaries of `priority` runs, as the
+//!   MLPerf-LoadGen priority runner (`loadgen_runner.py`) writes them.
 //! - [`tui`]: the terminal UI (`--tui`): watch a run, start, stop and rescale it with keys.
 
 pub mod aggregate;
@@ -39,6 +41,7 @@ pub mod results;
 pub mod server;
 pub mod snapshot;
 pub mod sparse;
+pub mod state;
 pub mod summary;
 pub mod tui;
 
@@ -84,6 +87,8 @@ pub struct MasterConfig {
     pub api: Option<SocketAddr>,
     /// How long to wait for the workers' final reports after a run's end.
     pub stop_grace: Duration,
+    /// Whether a run that lost a worker (its share moved) may still pass.
+    pub tolerate_worker_loss: bool,
 }
 
 /// A running master.
@@ -161,6 +166,8 @@ impl Master {
                 records: config.records,
                 runs_dir: config.runs_dir,
                 stop_grace: config.stop_grace,
+                tolerate_worker_loss: config.tolerate_worker_loss,
+                clock: Arc::new(coordinator::SystemClock),
             },
             snap_tx,
             fin_tx,
@@ -226,6 +233,15 @@ pub struct MasterHandle {
 }
 
 impl MasterHandle {
+    /// Finish the current run now with what has been reported (a second stop signal): no
+    /// waiting for the workers' final reports; the results are written as for any run.
+    pub async fn finish_now(&self) {
+        let _ = self
+            .events
+            .send(Event::Command(Box::new(Command::FinishNow)))
+            .await;
+    }
+
     /// Start a run of the master's own scenario on the connected workers; its id, or why not.
     pub async fn start(&self) -> Result<u64, String> {
         self.start_run(None, None).await

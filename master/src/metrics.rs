@@ -5,7 +5,7 @@
 //! exact HDR histograms. Labels stay bounded: scenario, request name, failure kind (at most
 //! [`MAX_FAILURE_KINDS`] per name), worker name, tier and SLO class; never URLs or ids. Uses the
 //! `prometheus` crate's data model and text encoder; it keeps no state between scrapes. The
-//! README's "Prometheus metrics" table lists every family rendered here.
+//! docs/metrics.md table lists every family rendered here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,12 +13,12 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 use prometheus::{Encoder, TextEncoder};
-
-use stampede_scenarios::driver;
+use stampede_scenarios::Kind;
 use stampede_scenarios::spec::{MetricSpec, Prometheus, Role, Specs};
 
 use crate::snapshot::{Buckets, Exported, RunView, Snapshot, WorkerView};
 pub use crate::snapshot::{DURATION_BUCKETS, THROUGHPUT_BUCKETS};
+use crate::state::{RunStatus, WorkerState};
 
 /// Failure kinds exported per request name; further kinds are summed under `kind="other"`, so
 /// a driver with many distinct messages cannot blow up the series count.
@@ -88,7 +88,7 @@ pub fn histogram_names() -> Vec<&'static str> {
 
 /// The figures of every scenario kind of this build.
 fn every_kind() -> impl Iterator<Item = Specs> {
-    driver::KINDS.iter().map(|kind| driver::specs(kind))
+    Kind::ALL.iter().map(|kind| kind.specs())
 }
 
 /// A family of driver figures: the specs exported under one name (several for a family
@@ -149,10 +149,16 @@ fn fleet(snap: &Snapshot) -> Vec<MetricFamily> {
         "Workers known to the master, by state (lost: lost during the current run).",
         MetricType::GAUGE,
     );
-    for state in ["ready", "assigned", "running", "lost"] {
-        workers
-            .mut_metric()
-            .push(gauge(&[("state", state)], snap.count(state) as f64));
+    for state in [
+        WorkerState::Ready,
+        WorkerState::Assigned,
+        WorkerState::Running,
+        WorkerState::Lost,
+    ] {
+        workers.mut_metric().push(gauge(
+            &[("state", state.as_str())],
+            snap.count(state) as f64,
+        ));
     }
     let mut share = family(
         "stampede_worker_share",
@@ -231,7 +237,8 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
     let sc = [("scenario", scenario)];
     let mut info = family(
         "stampede_run_info",
-        "The current or last run: 1, with its scenario, kind and state as labels.",
+        "The current or last run: 1, with its scenario, kind and state as labels, and once it \
+         finished how it ended (status: completed, stopped, degraded or failed).",
         MetricType::GAUGE,
     );
     info.mut_metric().push(gauge(
@@ -239,6 +246,7 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
             ("scenario", scenario),
             ("kind", run.kind.as_str()),
             ("state", run.state.as_str()),
+            ("status", run.status.map_or("", RunStatus::as_str)),
         ],
         1.0,
     ));

@@ -15,12 +15,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use stampede_protocol::{Report, unix_now_ns};
+use stampede_scenarios::Kind;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::metrics::Exporter;
 use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
+use crate::state::{RunState, WorkerState};
 
 /// One worker's runs, aggregated from its own reports.
 pub struct OwnFigures {
@@ -31,7 +33,7 @@ pub struct OwnFigures {
 struct OwnRun {
     id: u64,
     scenario: String,
-    kind: String,
+    kind: Kind,
     agg: Aggregate,
     started_ms: u64,
     finished: bool,
@@ -48,14 +50,14 @@ impl OwnFigures {
 
     /// Add a report of the run of scenario `scenario` (kind `kind`); a new run id starts
     /// afresh. A report that does not decode is skipped (it was sent to the master as is).
-    pub fn apply(&mut self, scenario: &str, kind: &str, mut report: Report) {
+    pub fn apply(&mut self, scenario: &str, kind: Kind, mut report: Report) {
         report.records.clear();
         let now_ms = unix_now_ns() / 1_000_000;
         if self.run.as_ref().is_none_or(|r| r.id != report.run_id) {
             self.run = Some(OwnRun {
                 id: report.run_id,
                 scenario: scenario.to_string(),
-                kind: kind.to_string(),
+                kind,
                 agg: Aggregate::new(&[], now_ms),
                 started_ms: now_ms,
                 finished: false,
@@ -76,27 +78,35 @@ impl OwnFigures {
     pub fn snapshot(&self) -> Snapshot {
         let Some(run) = &self.run else {
             return Snapshot {
-                workers: vec![self.worker("ready", 0, Default::default())],
+                workers: vec![self.worker(WorkerState::Ready, 0, Default::default())],
                 run: None,
             };
         };
         let totals = run.agg.workers().get(&0).cloned().unwrap_or_default();
-        let specs = stampede_scenarios::driver::specs(&run.kind);
+        let specs = run.kind.specs();
         let (names, total, failures) = crate::coordinator::figures(&run.agg, &specs);
-        let state = if run.finished { "finished" } else { "running" };
+        let state = if run.finished {
+            RunState::Finished
+        } else {
+            RunState::Running
+        };
         let now_ms = unix_now_ns() / 1_000_000;
         Snapshot {
             workers: vec![self.worker(
-                if run.finished { "ready" } else { "running" },
+                if run.finished {
+                    WorkerState::Ready
+                } else {
+                    WorkerState::Running
+                },
                 totals.requests,
                 totals.gauges.clone(),
             )],
             run: Some(RunView {
                 id: run.id,
                 scenario: run.scenario.clone(),
-                kind: run.kind.clone(),
+                kind: run.kind,
                 load: String::new(),
-                state: state.into(),
+                state,
                 elapsed_s: now_ms.saturating_sub(run.started_ms) as f64 / 1000.0,
                 duration_s: 0.0,
                 users: if run.finished { 0 } else { totals.users },
@@ -112,6 +122,7 @@ impl OwnFigures {
                 failures,
                 events: Vec::new(),
                 stop_reason: None,
+                status: None,
                 schedule_lag: run.agg.lag().map_or_else(Buckets::default, Buckets::time),
                 specs,
             }),
@@ -120,7 +131,7 @@ impl OwnFigures {
 
     fn worker(
         &self,
-        state: &str,
+        state: WorkerState,
         requests: u64,
         gauges: std::collections::BTreeMap<String, f64>,
     ) -> WorkerView {
@@ -129,7 +140,7 @@ impl OwnFigures {
             name: self.name.clone(),
             addr: String::new(),
             cores: 0,
-            state: state.into(),
+            state,
             share: 0.0,
             requests,
             rps: 0.0,
@@ -146,7 +157,7 @@ pub struct OwnReport {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind.
-    pub kind: String,
+    pub kind: Kind,
     /// The report.
     pub report: Report,
 }
@@ -174,7 +185,7 @@ pub async fn serve(
                 r = reports.recv() => match r {
                     Some(t) => {
                         if let Ok(mut f) = feed.lock() {
-                            f.apply(&t.scenario, &t.kind, t.report);
+                            f.apply(&t.scenario, t.kind, t.report);
                         }
                     }
                     None => break,

@@ -1,7 +1,7 @@
-//! Per-class reports of a `priority` run (seed 001), made from the finished run's summary: the
-//! seed's summary table (count, p50_ms, p95_ms, p99_ms, slo_attainment_%) and, per class, a
-//! LoadGen-style `mlperf_log_summary.txt` in a folder `tier{T}_{slo}/`, VALID or INVALID as
-//! MLPerf LoadGen's Server scenario decides.
+//! Per-class reports of a `priority` run, made from the finished run's summary: the summary table
+//! of the MLPerf-LoadGen priority runner, `loadgen_runner.py` (count, p50_ms, p95_ms, p99_ms,
+//! slo_attainment_%) and, per class, a LoadGen-style `mlperf_log_summary.txt` in a folder
+//! `tier{T}_{slo}/`, VALID or INVALID as MLPerf LoadGen's Server scenario decides.
 //!
 //! The Server rule, per class: the 99th-percentile latency is within the class's target
 //! latency (its SLO), the run lasted at least the minimum duration, and the class had at least
@@ -27,7 +27,7 @@ use stampede_scenarios::driver::priority::{
     self, CLASSES, COUNTER_DROPPED, COUNTER_SCHEDULED, COUNTER_SLO_MET, Settings, class_name,
     slo_of, tier_of,
 };
-use stampede_scenarios::{LoadPlan, ScenarioConfig};
+use stampede_scenarios::{Kind, LoadPlan, ScenarioConfig};
 
 use crate::summary::RunSummary;
 
@@ -78,10 +78,10 @@ impl ClassReport {
     /// The reports of the classes a priority run sent (classes skipped for a rate under 0.01
     /// qps are left out); empty for other kinds.
     pub fn of(summary: &RunSummary, config: &ScenarioConfig) -> Vec<ClassReport> {
-        let Ok(settings) = Settings::of(&config.file) else {
+        let Ok(settings) = Settings::of(config.file.priority.as_ref()) else {
             return Vec::new();
         };
-        if config.kind != "priority" {
+        if config.kind != Kind::Priority {
             return Vec::new();
         }
         let total = config.load.peak();
@@ -342,9 +342,9 @@ impl ClassReport {
     }
 }
 
-/// The columns of [`table`], in order: the seed's ([`SEED_COLUMNS`]), then failures, the
-/// LoadGen verdict, the arrivals drawn and sent, those dropped, and how far the drawn ones
-/// are from the nominal count.
+/// The columns of [`table`], in order: the runner's ([`RUNNER_COLUMNS`]), then failures, the
+/// LoadGen verdict, the arrivals drawn and sent, those dropped, and how far the drawn ones are from
+/// the nominal count.
 pub const TABLE_COLUMNS: [&str; 12] = [
     "tier",
     "slo",
@@ -360,10 +360,10 @@ pub const TABLE_COLUMNS: [&str; 12] = [
     "vs_nominal_σ",
 ];
 
-/// The seed's own summary columns: the first seven of [`TABLE_COLUMNS`].
-pub const SEED_COLUMNS: &[&str] = TABLE_COLUMNS.split_at(7).0;
+/// The MLPerf-LoadGen priority runner's own summary columns: the first seven of [`TABLE_COLUMNS`].
+pub const RUNNER_COLUMNS: &[&str] = TABLE_COLUMNS.split_at(7).0;
 
-/// The seed's per-class summary table, grouped by (tier, slo), with the LoadGen verdict.
+/// The runner's per-class summary table, grouped by (tier, slo), with the LoadGen verdict.
 pub fn table(reports: &[ClassReport]) -> String {
     let mut s = String::new();
     let [
@@ -503,7 +503,8 @@ fn log_add(a: f64, b: f64) -> f64 {
 /// zeros when the scenario has no priority mix.
 fn nominal_counts(config: &ScenarioConfig) -> [f64; CLASSES] {
     let mut out = [0.0; CLASSES];
-    let Ok(mix) = priority::mix(&config.file, &config.load, config.duration) else {
+    let Ok(mix) = priority::mix(config.file.priority.as_ref(), &config.load, config.duration)
+    else {
         return out;
     };
     // Spikes step the rates: integrate each stretch between steps on its own, so the steps
@@ -706,13 +707,13 @@ mod tests {
     }
 
     #[test]
-    fn table_has_the_seeds_columns() {
+    fn table_has_the_runners_columns() {
         let t = table(&[report(10, 10, 60.0, 0)]);
         let head = t.lines().next().unwrap();
         let names: Vec<&str> = head.split_whitespace().collect();
         assert_eq!(names, TABLE_COLUMNS, "{head}");
         assert_eq!(
-            SEED_COLUMNS.join(" "),
+            RUNNER_COLUMNS.join(" "),
             "tier slo count p50_ms p95_ms p99_ms slo_attainment_%"
         );
         assert!(t.lines().nth(1).unwrap().contains("100.00"), "{t}");

@@ -6,7 +6,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use stampede_scenarios::Kind;
 use stampede_scenarios::spec::{Specs, Unit};
+
+pub use crate::state::{RunState, RunStatus, WorkerState};
 
 /// Upper bounds of every time histogram's buckets, seconds: ten per decade from 100 µs to
 /// 10 s (neighbours at most 4/3 apart), then up to 2 minutes, so a `histogram_quantile` p99
@@ -75,7 +78,7 @@ pub struct WorkerView {
     /// Cores it offers (its weight in the split).
     pub cores: u32,
     /// `ready` (idle), `assigned`, `running`, or `lost`.
-    pub state: String,
+    pub state: WorkerState,
     /// Its fraction of the current run's load, 0..1.
     pub share: f64,
     /// Requests it reported in the current run; between runs, in the last one.
@@ -253,12 +256,12 @@ pub struct RunView {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind (its request driver: `http`, `llm`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// The load as the scenario states it, one line (`closed: 10 users for 30s`), before
     /// [`RunView::scale`].
     pub load: String,
     /// `assigning`, `running`, `stopping`, `finished`.
-    pub state: String,
+    pub state: RunState,
     /// Seconds since load started.
     pub elapsed_s: f64,
     /// The run's planned length, seconds; 0 when it lasts until stopped (Locust's `/swarm`
@@ -283,6 +286,8 @@ pub struct RunView {
     pub events: Vec<String>,
     /// Why it ended, once it has.
     pub stop_reason: Option<String>,
+    /// How it ended, once it has (summary.json's `status`).
+    pub status: Option<RunStatus>,
     /// Schedule lag (open model) at the bounds of [`DURATION_BUCKETS`].
     #[serde(skip)]
     pub schedule_lag: Buckets,
@@ -316,7 +321,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Workers in a state.
-    pub fn count(&self, state: &str) -> usize {
+    pub fn count(&self, state: WorkerState) -> usize {
         self.workers.iter().filter(|w| w.state == state).count()
     }
 }

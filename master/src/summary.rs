@@ -10,6 +10,8 @@ use hdrhistogram::Histogram;
 use stampede_scenarios::report::Figures;
 use stampede_scenarios::spec::Specs;
 
+use crate::state::{RunEnd, RunStatus, WorkerState};
+
 /// The name of the row that sums every request name, as Locust calls it.
 pub const AGGREGATED: &str = "Aggregated";
 
@@ -106,7 +108,7 @@ pub struct WorkerSummary {
     /// Failures it reported.
     pub failures: u64,
     /// `finished`, or `lost` if the connection dropped before its last report.
-    pub state: String,
+    pub state: WorkerState,
     /// Seconds into the run when it was lost.
     pub lost_at_s: Option<f64>,
     /// When its earliest and its latest user sent their first request, ms after the run's
@@ -154,7 +156,10 @@ pub struct RunSummary {
     /// When the last report arrived, Unix ms.
     pub ended_unix_ms: u64,
     /// Why the run ended (`duration reached`, `stopped by user`, `no workers left`).
-    pub stop_reason: String,
+    pub stop_reason: RunEnd,
+    /// Whether a degraded run (a worker lost, its share moved) may still pass
+    /// (`--tolerate-worker-loss`).
+    pub tolerate_worker_loss: bool,
     /// Per request name, in scenario order (names with no request included).
     pub stats: Vec<NameStats>,
     /// All names together.
@@ -256,26 +261,46 @@ impl RunSummary {
     }
 
     /// Seconds between the start and when load stopped (without waiting for the requests in
-    /// flight): the seed runner's test duration.
+    /// flight): the test duration of ai-on-gke's `locust-runner`.
     pub fn load_s(&self) -> f64 {
         (self.stopped_unix_ms.saturating_sub(self.started_unix_ms)) as f64 / 1000.0
     }
 
-    /// Whether every threshold held.
+    /// Whether the run passed: it completed (or was degraded, with `--tolerate-worker-loss`),
+    /// at least one request succeeded, and every threshold held.
     pub fn passed(&self) -> bool {
-        self.thresholds.iter().all(|t| t.passed)
+        let went = match self.status() {
+            RunStatus::Completed => true,
+            RunStatus::Degraded => self.tolerate_worker_loss,
+            RunStatus::Stopped | RunStatus::Failed => false,
+        };
+        went && !self.all_failed() && self.thresholds.iter().all(|t| t.passed)
     }
 
-    /// `failed` when the run could not take place (every worker rejected the scenario or was
-    /// lost before reporting anything, no worker got ready), else `completed`: a run whose
-    /// requests all failed still measured something.
-    pub fn status(&self) -> &'static str {
-        let could_not_run = self.stop_reason.starts_with("every worker rejected")
-            || self.stop_reason == "no worker got ready"
-            || (self.total.requests == 0
-                && !self.workers.is_empty()
-                && self.workers.iter().all(|w| w.state == "lost"));
-        if could_not_run { "failed" } else { "completed" }
+    /// Whether requests were made and every one failed.
+    pub fn all_failed(&self) -> bool {
+        self.total.requests > 0 && self.total.failures >= self.total.requests
+    }
+
+    /// How the run ended, in the one set of words every sink uses (see [`RunStatus`]):
+    /// `failed` when it could not take place, lost every worker or made no request;
+    /// `stopped` when someone stopped it early; `degraded` when a worker was lost and its
+    /// share moved; else `completed`. A run whose requests all failed still took place: it is
+    /// `completed`, and does not pass.
+    pub fn status(&self) -> RunStatus {
+        if self.stop_reason.is_failure() {
+            return RunStatus::Failed;
+        }
+        if self.stop_reason.is_stop() {
+            return RunStatus::Stopped;
+        }
+        if self.total.requests == 0 {
+            return RunStatus::Failed;
+        }
+        if self.workers.iter().any(|w| w.state == WorkerState::Lost) {
+            return RunStatus::Degraded;
+        }
+        RunStatus::Completed
     }
 
     /// Spread of the first requests across every worker, ms: from the earliest user's first

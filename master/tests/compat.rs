@@ -1,7 +1,7 @@
 //! Locust's control API on a real master (in process, real QUIC on 127.0.0.1:0) with a real
 //! worker and the built-in HTTP target, driven over plain HTTP/1.1 as Locust's tools do:
 //! `/swarm` starts and rescales, `/stats/requests` says what the snapshot says in Locust's
-//! words, `/stop` stops, the seed's `/run` writes its result file, bad forms are 400s.
+//! words, `/stop` stops, ai-on-gke's `/run` writes its result file, bad forms are 400s.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stampede_master::results::STATS_CSV_HEADER;
-use stampede_master::snapshot::{RunView, Snapshot};
+use stampede_master::snapshot::{RunState, RunView, Snapshot};
+use stampede_master::state::RunEnd;
 use stampede_master::summary::RunSummary;
 use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::{Overrides, ScenarioConfig};
@@ -94,6 +95,7 @@ path = "/"
             target: None,
             api: Some("127.0.0.1:0".parse().unwrap()),
             stop_grace: Duration::from_secs(5),
+            tolerate_worker_loss: false,
         },
         stop.child_token(),
     )
@@ -257,7 +259,7 @@ const ROW_FIELDS: [&str; 18] = [
     "avg_content_length",
 ];
 
-/// The fields of the seed's `/stats/custom_metrics`, then the totals.
+/// The fields of `/stats/custom_metrics` in ai-on-gke's Locust benchmark, then the totals.
 const CUSTOM_FIELDS: [&str; 10] = [
     "average-tokens-sent",
     "average-tokens-received",
@@ -304,7 +306,7 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
     let id = answer["run_id"].as_u64().unwrap();
     let view = bench
         .run_where(id, "3 users running with requests and failures", |r| {
-            r.state == "running" && r.users == 3 && r.total.failures > 0
+            r.state == RunState::Running && r.users == 3 && r.total.failures > 0
         })
         .await;
     assert_eq!(view.duration_s, 60.0, "run_time is the run's duration");
@@ -413,9 +415,9 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
     let view = bench
         .run_where(id, "6 users at scale 2", |r| r.scale == 2.0 && r.users == 6)
         .await;
-    assert_eq!(view.state, "running");
+    assert_eq!(view.state, RunState::Running);
 
-    // An HTTP scenario records no tokens: the seed's figures are there, at 0.
+    // An HTTP scenario records no tokens: the Locust benchmark's figures are there, at 0.
     let custom = bench.get("/stats/custom_metrics").await.json();
     for key in CUSTOM_FIELDS {
         assert!(custom.get(key).is_some(), "no `{key}`: {custom:#}");
@@ -433,7 +435,7 @@ async fn swarm_starts_rescales_and_stop_stops_with_locust_stats() {
     );
     let summary = bench.finished(20, "the run ends after /stop").await;
     assert_eq!(summary.run_id, id);
-    assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(summary.stop_reason, RunEnd::StoppedByUser);
     assert_eq!(
         summary.load, "closed: 6 users (3 at start), spawn 100/s, for 1m",
         "the latest user count"
@@ -497,7 +499,7 @@ async fn swarm_without_run_time_runs_until_stop() {
     let id = answer["run_id"].as_u64().unwrap();
     let view = bench
         .run_where(id, "2 users running", |r| {
-            r.state == "running" && r.users == 2
+            r.state == RunState::Running && r.users == 2
         })
         .await;
     assert_eq!(view.duration_s, 0.0, "no planned length: {view:#?}");
@@ -505,7 +507,7 @@ async fn swarm_without_run_time_runs_until_stop() {
     // Well past the scenario's 1 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let view = bench.run_where(id, "the run", |_| true).await;
-    assert_eq!(view.state, "running", "{view:#?}");
+    assert_eq!(view.state, RunState::Running, "{view:#?}");
     assert!(view.elapsed_s > 2.0, "{view:#?}");
     assert!(bench.master.try_next_finished().is_none());
 
@@ -513,7 +515,7 @@ async fn swarm_without_run_time_runs_until_stop() {
     assert_eq!(stopped.status, 200, "{stopped:?}");
     let summary = bench.finished(20, "the run ends after /stop").await;
     assert_eq!(summary.run_id, id);
-    assert_eq!(summary.stop_reason, "stopped by user");
+    assert_eq!(summary.stop_reason, RunEnd::StoppedByUser);
     assert_eq!(summary.load, "closed: 2 users until stopped");
     assert!(
         summary.stopped_unix_ms > summary.started_unix_ms
@@ -525,7 +527,7 @@ async fn swarm_without_run_time_runs_until_stop() {
 }
 
 #[tokio::test]
-async fn run_writes_the_seed_result_file_when_the_run_ends() {
+async fn run_writes_the_locust_runner_result_file_when_the_run_ends() {
     let mut bench = start_bench(1).await;
     let reply = bench.get("/run?duration=2&users=2&rate=50").await;
     assert_eq!(reply.status, 200, "{reply:?}");
@@ -540,7 +542,7 @@ async fn run_writes_the_seed_result_file_when_the_run_ends() {
 
     let summary = bench.finished(30, "the timed run ends by itself").await;
     assert_eq!(summary.run_id, id);
-    assert_eq!(summary.stop_reason, "duration reached");
+    assert_eq!(summary.stop_reason, RunEnd::DurationReached);
     let mut text = None;
     for _ in 0..100 {
         if let Ok(t) = std::fs::read_to_string(&path) {
@@ -553,13 +555,16 @@ async fn run_writes_the_seed_result_file_when_the_run_ends() {
     assert_eq!(doc["run_id"], id);
     assert_eq!(doc["test_duration_s"], 2.0);
     assert_eq!(doc["users"], 2);
-    assert_eq!(doc["rate"], 50.0, "rate is the spawn rate, as in the seed");
+    assert_eq!(
+        doc["rate"], 50.0,
+        "rate is the spawn rate, as in ai-on-gke's runner"
+    );
     assert_eq!(doc["stop_reason"], "duration reached");
     for key in ["test_start", "test_end"] {
         let t = doc[key].as_str().unwrap();
         assert_eq!(t.len(), "2024-01-01 00:00:00".len(), "{key}: {t}");
     }
-    // As in the seed, the test ends when load stops: end - start is the duration, and the
+    // As in ai-on-gke's runner, the test ends when load stops: end - start is the duration, and the
     // rates are over it, though the run waited for the requests in flight after it.
     assert_eq!(doc["test_start_unix_ms"], summary.started_unix_ms);
     assert_eq!(doc["test_end_unix_ms"], summary.stopped_unix_ms);

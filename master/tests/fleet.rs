@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use stampede_master::snapshot::WorkerState;
 use stampede_master::{Master, MasterConfig};
 use stampede_protocol::{
     Counter, FromWorker, Hello, PROTOCOL_VERSION, Report, Series, ToWorker, handshake, metric,
@@ -43,6 +44,7 @@ async fn start_master_with(workers: usize, out: Option<std::path::PathBuf>) -> M
             target: None,
             api: None,
             stop_grace: Duration::from_secs(5),
+            tolerate_worker_loss: false,
         },
         CancellationToken::new(),
     )
@@ -254,7 +256,8 @@ async fn control_messages_during_large_reports_lose_nothing() {
     );
     assert_eq!(summary.total.latency.len(), expected);
     assert_eq!(
-        summary.workers[0].state, "finished",
+        summary.workers[0].state,
+        WorkerState::Finished,
         "events: {:?}",
         summary.events
     );
@@ -316,9 +319,12 @@ async fn garbage_report_cuts_the_worker_off_but_keeps_its_data() {
         "the data reported before the garbage is kept"
     );
     assert_eq!(summary.total.latency.len(), 10);
-    assert_eq!(summary.stop_reason, "no workers left");
+    assert_eq!(
+        summary.stop_reason,
+        stampede_master::state::RunEnd::NoWorkersLeft
+    );
     assert_eq!(summary.workers.len(), 1);
-    assert_eq!(summary.workers[0].state, "lost");
+    assert_eq!(summary.workers[0].state, WorkerState::Lost);
     assert!(
         summary
             .events
@@ -449,7 +455,7 @@ async fn worker_requests_of_the_last_run_stay_after_it() {
     // The snapshot of the finished run went out before its summary.
     let snap = master.snapshots.borrow().clone();
     assert_eq!(snap.workers.len(), 1, "{:?}", snap.workers);
-    assert_eq!(snap.workers[0].state, "ready");
+    assert_eq!(snap.workers[0].state, WorkerState::Ready);
     assert_eq!(snap.workers[0].requests, 10, "the last run's count is kept");
     master.shutdown().await;
 }

@@ -1,12 +1,12 @@
-//! Device placement (seed 004): learn how long a model takes on a device from recorded runs,
-//! then say on which node of a cluster a model will run fastest, given each node's device and
-//! its current CPU and disk usage.
+//! Device placement, as PEPPER's Profiler does it: learn how long a model takes on a device from
+//! recorded runs, then say on which node of a cluster a model will run fastest, given each node's
+//! device and its current CPU and disk usage.
 //!
 //! Used by `stampede placement {generate, fit, record, serve}`. It reads runs the way a user
 //! does (CSV rows, a run's `summary.json`, the scenario file), never the master's internals.
 //!
 //! # Layout
-//! - [`row`]: one recorded run as a row of the seed's columns; CSV reading and appending.
+//! - [`row`]: one recorded run as a row of the Profiler's columns; CSV reading and appending.
 //! - [`law`]: runs made up from a known law, for tests and demos.
 //! - [`model`]: the gradient-boosted trees, cross-validation, importances, the model file.
 //! - [`record`]: rows from a finished run's `summary.json` and the scenario's `\[placement\]`.

@@ -1,5 +1,5 @@
 //! The learned execution-time model: gradient-boosted regression trees (forust-ml, the XGBoost
-//! algorithm) on the seed's features, with the device type one-hot encoded and the target
+//! algorithm) on PEPPER's Profiler's features, with the device type one-hot encoded and the target
 //! learned as ln(seconds); ten-fold cross-validation with permutation importances; the model
 //! file, a versioned, self-describing JSON document.
 //!
@@ -174,7 +174,7 @@ pub struct Training {
     pub ranges: BTreeMap<String, [f64; 2]>,
     /// The cross-validation of these settings on these rows.
     pub cross_validation: CrossValidation,
-    /// How much each of the seed's features matters, most first.
+    /// How much each of the Profiler's features matters, most first.
     pub importances: Vec<Importance>,
 }
 
@@ -199,7 +199,7 @@ pub struct CrossValidation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Importance {
-    /// The seed's column (`device_type` as one feature, not per category).
+    /// The Profiler's column (`device_type` as one feature, not per category).
     pub feature: String,
     /// Growth of the mean absolute error, seconds.
     pub mae_increase_s: f64,
@@ -534,7 +534,7 @@ fn predict(booster: &GradientBooster, rows: &[Row], columns: &[Column]) -> Vec<f
         .collect()
 }
 
-/// The seed's features as importances name them.
+/// The Profiler's features as importances name them.
 const BASE_FEATURES: [&str; 10] = [
     COUNTS[0], COUNTS[1], COUNTS[2], COUNTS[3], COUNTS[4], COUNTS[5], COUNTS[6], CPU, DISK, DEVICE,
 ];

@@ -94,7 +94,8 @@ pub struct Sample {
 }
 
 impl Prometheus {
-    /// From `http://host:port[/prefix]` or the seed's `PROMETHEUS_IP` form, `host:port`.
+    /// From `http://host:port[/prefix]` or the `PROMETHEUS_IP` form of PEPPER's Profiler,
+    /// `host:port`.
     pub fn parse(text: &str) -> Result<Prometheus, String> {
         let t = text.trim();
         if t.starts_with("https://") {

@@ -187,7 +187,7 @@ fn shorten(text: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The seed's cluster example, as sent (odd spacing included).
+    /// The cluster example of PEPPER's Profiler's README, as sent (odd spacing included).
     const CLUSTER: &str = r#"{       "model" : "model",
         "conv_layers" : 66666666,
         "pool_layers" : 77777777,
@@ -198,7 +198,7 @@ mod tests {
         "model_output_size": 123421435}"#;
 
     #[test]
-    fn the_seed_example_is_read_and_echoed_exactly() {
+    fn the_readme_example_is_read_and_echoed_exactly() {
         let p = parse(CLUSTER.as_bytes()).unwrap();
         let Form::Cluster(spec) = &p.form else {
             panic!("{:?}", p.form)

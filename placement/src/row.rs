@@ -1,5 +1,6 @@
 //! One recorded run as a row: the model's characteristics, the node's state and device, and the
-//! measured execution time; read from and appended to CSV files with the seed's columns.
+//! measured execution time; read from and appended to CSV files with the columns of PEPPER's
+//! Profiler.
 //!
 //! Called by `fit` (reading), `record` and the law generator (writing). It checks values, not
 //! where they came from: a row is taken as the run it says it is.
@@ -36,7 +37,7 @@ pub const COUNTS: [&str; 7] = [
     "model_output_size",
 ];
 
-/// CPU usage of the node, percent (the seed's spelling).
+/// CPU usage of the node, percent (the Profiler's spelling).
 pub const CPU: &str = "cpu_usage(percentage)";
 /// Disk usage of the node's `/`, percent.
 pub const DISK: &str = "disk_usage(percentage)";
@@ -45,7 +46,7 @@ pub const DEVICE: &str = "device_type";
 /// The measured mean execution time, seconds.
 pub const TIME: &str = "execution_time";
 
-/// What a model is, as the seed describes it: a name and seven counts.
+/// What a model is, as the Profiler describes it: a name and seven counts.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelSpec {
     /// The model's name (not a feature: two models with the same counts run alike).
@@ -56,7 +57,7 @@ pub struct ModelSpec {
     pub pool_layers: u64,
     /// Fully connected layers.
     pub fc_layers: u64,
-    /// The seed's `filter_details` (filters per convolution).
+    /// The Profiler's `filter_details` (filters per convolution).
     pub filter_details: u64,
     /// Trainable parameters.
     pub total_parameters: u64,

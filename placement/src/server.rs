@@ -1,6 +1,6 @@
-//! The placement service: `POST /api/profiling` answers with the seed's shapes, standalone
-//! (the body names the device and its load) or cluster (every node Prometheus knows, fastest
-//! first); `GET /api/model` describes the model; `GET /health`.
+//! The placement service: `POST /api/profiling` answers with the shapes of PEPPER's Profiler,
+//! standalone (the body names the device and its load) or cluster (every node Prometheus knows,
+//! fastest first); `GET /api/model` describes the model; `GET /health`.
 //!
 //! Started by `stampede placement serve`. The model file is read when a request needs it and
 //! again whenever it changes on disk, so `fit` can replace it under a running service. Every
@@ -25,7 +25,7 @@ use crate::prometheus::{Node, Prometheus};
 use crate::request::{self, Body, Form};
 use crate::row::{CPU, DEVICE, DISK, ModelSpec, NodeState};
 
-/// The `message` of every successful answer (the seed's).
+/// The `message` of every successful answer (the Profiler's).
 pub const RECEIVED: &str = "Profiling data received";
 
 /// What the service needs.
@@ -182,16 +182,16 @@ impl IntoResponse for Failure {
     }
 }
 
-/// The seed's answer; fields in the seed's (alphabetical) order.
+/// The Profiler's answer; fields in its (alphabetical) order.
 #[derive(Serialize)]
 struct Answer<'a, P: Serialize> {
     message: &'static str,
     model_characteristics: &'a Body,
-    /// Beyond the seed (cluster form): every node's prediction, fastest first.
+    /// Beyond the Profiler (cluster form): every node's prediction, fastest first.
     #[serde(skip_serializing_if = "Option::is_none")]
     node_predictions: Option<&'a [NodePrediction]>,
     profiling_prediction: P,
-    /// Beyond the seed (cluster form): nodes that could not be predicted, and why.
+    /// Beyond the Profiler (cluster form): nodes that could not be predicted, and why.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     skipped_nodes: &'a [Skipped],
     status: &'static str,
@@ -203,7 +203,7 @@ struct Standalone<'a> {
     predicted_execution_time: f64,
 }
 
-/// One node's prediction: the seed's fields, then the inputs it was made from.
+/// One node's prediction: the Profiler's fields, then the inputs it was made from.
 #[derive(Debug, Clone, Serialize)]
 struct NodePrediction {
     class: String,
@@ -219,7 +219,7 @@ struct NodePrediction {
     disk_usage: f64,
 }
 
-/// The seed's `profiling_prediction` of the cluster form.
+/// The Profiler's `profiling_prediction` of the cluster form.
 #[derive(Serialize)]
 struct Fastest<'a> {
     class: &'a str,

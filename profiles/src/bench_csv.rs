@@ -1,8 +1,8 @@
-//! Benchmark CSVs in the seed's schema: reading the columns the profile needs, and writing
-//! Stampede's sweep rows with every column the seed's data has (so the seed's own service
-//! reads them too), plus TTFT and E2E.
+//! Benchmark CSVs in the schema of ig-wva's Performance Profile Generator: reading the columns
+//! the profile needs, and writing Stampede's sweep rows with every column the generator's data
+//! has (so the generator itself reads them too), plus TTFT and E2E.
 //!
-//! Reading follows the seed's reader: a header row; required columns `accelerator_type`,
+//! Reading follows the generator's own reader: a header row; required columns `accelerator_type`,
 //! `input_range`, `output_range`, `metrics_request_rate`,
 //! `metrics_p90_per_output_token_latency_mean` (any order, others ignored); values trimmed; a
 //! row whose rate or latency does not parse is skipped with a warning naming its line.
@@ -31,7 +31,7 @@ pub const E2E: &str = "metrics_p90_e2e_latency_ms";
 /// Why a CSV could not be read at all (a bad row is a warning, not an error).
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
-    /// A required column is not in the header (the seed's message).
+    /// A required column is not in the header (the Performance Profile Generator's message).
     #[error("missing required column '{column}' in CSV header from {origin}")]
     MissingColumn {
         /// The column.
@@ -151,7 +151,8 @@ pub fn read(input: impl Read, origin: &str) -> Result<Parsed, CsvError> {
     Ok(out)
 }
 
-/// One row as Stampede's sweeps write it: the seed's columns, then Stampede's. Field names
+/// One row as Stampede's sweeps write it: the Performance Profile Generator's columns, then
+/// Stampede's. Field names
 /// are the column names.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BenchRow {
@@ -273,7 +274,7 @@ impl BenchRow {
 mod tests {
     use super::*;
 
-    const SEED_LIKE: &str = "\
+    const GENERATOR_LIKE: &str = "\
 input_power_of_2,input_range,output_power_of_2,output_range,bucket_description,metrics_request_rate,metrics_p90_per_output_token_latency_mean,accelerator_type
 1, 2-3 ,5,32-63,In:2-3 Out:32-63, 4 ,12.5, NVIDIA_L4
 1,2-3,5,32-63,In:2-3 Out:32-63,8,oops,NVIDIA_L4
@@ -283,7 +284,7 @@ input_power_of_2,input_range,output_power_of_2,output_range,bucket_description,m
 
     #[test]
     fn reads_trimmed_rows_and_warns_about_bad_ones_by_line() {
-        let got = read(SEED_LIKE.as_bytes(), "data.csv").unwrap();
+        let got = read(GENERATOR_LIKE.as_bytes(), "data.csv").unwrap();
         assert_eq!(got.rows.len(), 2);
         assert_eq!(got.rows[0].accelerator_type, "NVIDIA_L4");
         assert_eq!(got.rows[0].input_range, "2-3");

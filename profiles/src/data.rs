@@ -1,6 +1,6 @@
-//! Benchmark data, loaded: the seed's mock data (keyed by worker id and request id) or a table
-//! of rows (from a CSV file, a URL or Stampede's sweep results), and the points one worker
-//! type × request type gets from it.
+//! Benchmark data, loaded: the Performance Profile Generator's mock data (keyed by worker id and
+//! request id) or a table of rows (from a CSV file, a URL or Stampede's sweep results), and the
+//! points one worker type × request type gets from it.
 //!
 //! Loading is in [`crate::source`]; this module only holds and filters what was loaded.
 
@@ -10,7 +10,7 @@ use stampede_grpc::common::{RequestType, WorkerType};
 
 use crate::profile::Point;
 
-/// The accelerator type of every mock point (the seed's).
+/// The accelerator type of every mock point (the Performance Profile Generator's).
 pub const MOCK_ACCELERATOR: &str = "mock_accel_l4";
 
 /// One benchmark row: where it was measured, and the point.
@@ -29,7 +29,8 @@ pub struct Row {
 /// Loaded benchmark data.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
-    /// The seed's mock data: points by worker id and request id, whatever the buckets.
+    /// The Performance Profile Generator's mock data: points by worker id and request id, whatever
+    /// the buckets.
     Mock,
     /// Rows matched on accelerator type and buckets.
     Table(Vec<Row>),
@@ -67,7 +68,7 @@ impl Data {
         })
     }
 
-    /// Rows held (mock: the seed's 6 points).
+    /// Rows held (mock: the Performance Profile Generator's 6 points).
     pub fn len(&self) -> usize {
         match self {
             Data::Mock => 6,
@@ -124,9 +125,9 @@ impl Known {
     }
 }
 
-/// The seed's mock points: `worker_mock_01` × `request_mock_01` (10 rps, 100 ms), (20, 200),
-/// (30, 350); × `request_mock_02_slo_unattainable` (5, 150); × `request_mock_03_ok_highest_rate`
-/// (15, 80), (25, 120). Anything else has none.
+/// The Performance Profile Generator's mock points: `worker_mock_01` × `request_mock_01` (10 rps,
+/// 100 ms), (20, 200), (30, 350); × `request_mock_02_slo_unattainable` (5, 150); ×
+/// `request_mock_03_ok_highest_rate` (15, 80), (25, 120). Anything else has none.
 fn mock_points(worker: &str, request: &str) -> Vec<Point> {
     let v: &[(f32, f32)] = match (worker, request) {
         ("worker_mock_01", "request_mock_01") => &[(10.0, 100.0), (20.0, 200.0), (30.0, 350.0)],

@@ -1,5 +1,5 @@
-//! The seed's GCS source (`--gcs_csv_bucket B --gcs_csv_object O`): the object read with the
-//! GCS JSON API, `GET {endpoint}/storage/v1/b/{bucket}/o/{object}?alt=media`.
+//! The Performance Profile Generator's GCS source (`--gcs_csv_bucket B --gcs_csv_object O`): the
+//! object read with the GCS JSON API, `GET {endpoint}/storage/v1/b/{bucket}/o/{object}?alt=media`.
 //!
 //! The endpoint is `https://storage.googleapis.com`, or `STORAGE_EMULATOR_HOST` when set
 //! (`localhost:9023` means `http://localhost:9023`, as Google's Go client reads it). The

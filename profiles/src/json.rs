@@ -1,4 +1,5 @@
-//! JSON in and out, as grpcurl speaks it: a workload file is the body of the seed's grpcurl
+//! JSON in and out, as grpcurl speaks it: a workload file is the body of the Performance Profile
+//! Generator's grpcurl
 //! request (`{"workload_definition": {...}}`, or the workload alone; snake_case or the proto
 //! JSON lowerCamelCase names), and a profile prints like grpcurl prints the answer.
 //!
@@ -185,8 +186,8 @@ mod tests {
     use crate::data::Data;
     use crate::profile::generate;
 
-    /// The seed's grpcurl request body, verbatim.
-    pub const SEED_REQUEST: &str = r#"{
+    /// The grpcurl request body of the Performance Profile Generator's README, verbatim.
+    pub const README_REQUEST: &str = r#"{
   "workload_definition": {
     "worker_types": [
       {
@@ -221,8 +222,8 @@ mod tests {
   }
 }"#;
 
-    /// The seed's expected grpcurl output, verbatim.
-    const SEED_ANSWER: &str = r#"{
+    /// The README's expected grpcurl output, verbatim.
+    const README_ANSWER: &str = r#"{
   "performanceProfile": {
     "entries": [
       {
@@ -248,12 +249,12 @@ mod tests {
 }"#;
 
     #[test]
-    fn the_seeds_request_gives_the_seeds_answer_text() {
-        let w = parse_workload(SEED_REQUEST, "seed.json").unwrap();
+    fn the_readme_request_gives_the_readme_answer_text() {
+        let w = parse_workload(README_REQUEST, "workload.json").unwrap();
         assert_eq!(w.worker_types[0].accelerator_count, 1);
         assert_eq!(w.request_types[2].latency_slo_tpot_ms, 150.0);
         let profile = generate(&w, &Data::Mock).unwrap();
-        assert_eq!(profile_json(&profile), SEED_ANSWER);
+        assert_eq!(profile_json(&profile), README_ANSWER);
     }
 
     #[test]

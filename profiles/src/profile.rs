@@ -3,7 +3,8 @@
 //!
 //! Called by the gRPC service ([`crate::server`]) and by `stampede profile generate`. Pure:
 //! the data points come from a [`Data`] already loaded; nothing here reads files or the
-//! network. Every figure is `f32`, as on the seed's wire, so answers match it to the bit.
+//! network. Every figure is `f32`, as on the Performance Profile Generator's wire, so answers
+//! match it to the bit.
 
 use stampede_grpc::common::{RequestType, WorkerType};
 use stampede_grpc::profiler_service::performance_profile_entry::Status;
@@ -18,7 +19,7 @@ use crate::data::Data;
 pub struct Point {
     /// Requests per second sent.
     pub rate: f32,
-    /// p90 of per-request E2E latency ÷ output tokens, ms (the seed's
+    /// p90 of per-request E2E latency ÷ output tokens, ms (the Performance Profile Generator's
     /// `metrics_p90_per_output_token_latency_mean`).
     pub tpot_ms: f32,
     /// p90 time to first token, ms, when the data has it.
@@ -28,7 +29,7 @@ pub struct Point {
 }
 
 impl Point {
-    /// A point with the two figures the seed's data has.
+    /// A point with the two figures the Performance Profile Generator's data has.
     pub fn new(rate: f32, tpot_ms: f32) -> Point {
         Point {
             rate,
@@ -98,7 +99,8 @@ pub fn choose(points: &[Point], slo_ms: f32) -> Choice {
                 (r1, 0.0)
             } else {
                 let f = (slo_ms - t1) / (t2 - t1);
-                // The seed's expression, in its order of operations (f32 rounding included).
+                // The Performance Profile Generator's expression, in its order of operations (f32
+                // rounding included).
                 (r1 + (slo_ms - t1) * (r2 - r1) / (t2 - t1), f)
             };
             let along = |a: Option<f32>, b: Option<f32>| Some(a? + fraction * (b? - a?));
@@ -117,7 +119,7 @@ pub fn choose(points: &[Point], slo_ms: f32) -> Choice {
 /// message.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WorkloadError {
-    /// No worker types or no request types (the seed's message).
+    /// No worker types or no request types (the Performance Profile Generator's message).
     #[error("WorkloadDefinition with worker_types and request_types must be provided")]
     Empty,
     /// An SLO that no latency can meet or that is not a number.
@@ -228,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_mock_answers() {
+    fn the_mock_data_answers() {
         let c = choose(&pts(&[(10.0, 100.0), (20.0, 200.0), (30.0, 350.0)]), 250.0);
         assert_eq!(c.status, Status::Ok);
         assert_eq!(c.max_rps, 23.333334_f32);

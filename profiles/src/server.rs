@@ -1,7 +1,7 @@
-//! The gRPC service, a drop-in for the seed's binary: `profiler_service.
-//! PerformanceProfileGenerator/GenerateProfile` (also under the longer name the seed's README
-//! calls it by), `grpc.health.v1.Health` (SERVING for the service and for "") and server
-//! reflection (v1 and v1alpha), so grpcurl works without proto files.
+//! The gRPC service, a drop-in for ig-wva's Performance Profile Generator binary:
+//! `profiler_service.PerformanceProfileGenerator/GenerateProfile` (also under the longer name the
+//! generator's README calls it by), `grpc.health.v1.Health` (SERVING for the service and for "")
+//! and server reflection (v1 and v1alpha), so grpcurl works without proto files.
 //!
 //! Called by `stampede profile serve`. Data is loaded again for every request; on shutdown
 //! health turns NOT_SERVING first, then the server stops taking calls and finishes those
@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stampede_grpc::experimental::users::benjaminbraun::gateway_autoscaling::performance_profiler as seed_alias;
+use stampede_grpc::experimental::users::benjaminbraun::gateway_autoscaling::performance_profiler as readme_alias;
 use stampede_grpc::profiler_service::performance_profile_generator_server::{
     PerformanceProfileGenerator, PerformanceProfileGeneratorServer,
 };
@@ -84,7 +84,7 @@ impl PerformanceProfileGenerator for Generator {
 }
 
 #[tonic::async_trait]
-impl seed_alias::performance_profile_generator_server::PerformanceProfileGenerator for Generator {
+impl readme_alias::performance_profile_generator_server::PerformanceProfileGenerator for Generator {
     async fn generate_profile(
         &self,
         request: Request<GenerateProfileRequest>,
@@ -143,7 +143,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha)
         .add_service(PerformanceProfileGeneratorServer::new(generator.clone()))
         .add_service(
-            seed_alias::performance_profile_generator_server::PerformanceProfileGeneratorServer::new(
+            readme_alias::performance_profile_generator_server::PerformanceProfileGeneratorServer::new(
                 generator,
             ),
         )

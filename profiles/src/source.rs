@@ -1,10 +1,10 @@
-//! Where benchmark data comes from: the seed's mock data, a CSV file, a CSV at an http(s)
-//! URL, a CSV object in GCS (the seed's `--gcs_csv_bucket`), or the results folder of
-//! Stampede's sweeps (every `benchmarks.csv` under it). Loaded again for every profile, like
-//! the seed, so a file that grows is served as it is now.
+//! Where benchmark data comes from: the Performance Profile Generator's mock data, a CSV file,
+//! a CSV at an http(s) URL, a CSV object in GCS (the generator's `--gcs_csv_bucket`), or the
+//! results folder of Stampede's sweeps (every `benchmarks.csv` under it). Loaded again for
+//! every profile, as the generator does, so a file that grows is served as it is now.
 //!
 //! Called by the gRPC service and `stampede profile generate`; the transfers themselves are in
-//! [`crate::fetch`] and [`crate::gcs`]. The seed's Spanner source is not here: its table and
+//! [`crate::fetch`] and [`crate::gcs`]. The generator's Spanner source is not here: its table and
 //! query are not published.
 
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ const MAX_BODY: usize = 256 << 20;
 /// A configured data source.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
-    /// The seed's mock data.
+    /// The Performance Profile Generator's mock data.
     Mock,
     /// A local CSV file.
     File(PathBuf),
@@ -101,7 +101,8 @@ impl Source {
         }
     }
 
-    /// One line for the start-up message (the seed's wording for mock and file).
+    /// One line for the start-up message (the Performance Profile Generator's wording for
+    /// mock and file).
     pub fn describe(&self) -> String {
         match self {
             Source::Mock => "Using mock data source.".to_string(),

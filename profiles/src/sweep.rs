@@ -24,7 +24,7 @@ impl Bucket {
         (1u32 << (self.power + 1)) - 1
     }
 
-    /// The range as the seed writes it, `512-1023`.
+    /// The range as the Performance Profile Generator's data writes it, `512-1023`.
     pub fn range(self) -> String {
         format!("{}-{}", self.low(), self.high())
     }
@@ -74,7 +74,7 @@ pub struct Shape {
 }
 
 impl Shape {
-    /// `In:2-3 Out:32-63`, the seed's `bucket_description`.
+    /// `In:2-3 Out:32-63`, the Performance Profile Generator's `bucket_description`.
     pub fn describe(self) -> String {
         format!("In:{} Out:{}", self.input.range(), self.output.range())
     }
@@ -94,7 +94,8 @@ impl std::str::FromStr for Shape {
     }
 }
 
-/// The worker type the sweep measures (the seed's `WorkerType` fields).
+/// The worker type the sweep measures (the Performance Profile Generator's `WorkerType`
+/// fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerFields {
     /// What the profile matches on.
@@ -146,10 +147,10 @@ impl StepFigures {
         ratio(self.output_tokens as f64, self.successes() as f64)
     }
 
-    /// The seed's latency figure: p90 of per-request E2E ÷ output tokens, ms, as the llm
-    /// driver measured it per request. A summary without that histogram (an older run) falls
-    /// back to p90(E2E) ÷ the mean output length, the same figure when every answer has the
-    /// same length (`ignore_eos`); 0 when nothing succeeded.
+    /// The Performance Profile Generator's latency figure: p90 of per-request E2E ÷ output tokens,
+    /// ms, as the llm driver measured it per request. A summary without that histogram (an older
+    /// run) falls back to p90(E2E) ÷ the mean output length, the same figure when every answer has
+    /// the same length (`ignore_eos`); 0 when nothing succeeded.
     pub fn p90_per_output_token_ms(&self) -> f64 {
         if self.p90_latency_per_output_token_ms > 0.0 {
             return self.p90_latency_per_output_token_ms;
@@ -287,7 +288,7 @@ mod tests {
     }
 
     #[test]
-    fn a_step_becomes_a_row_in_the_seeds_terms() {
+    fn a_step_becomes_a_row_in_the_generators_terms() {
         let step = StepFigures {
             rate: 8.0,
             duration_s: 10.0,

@@ -11,15 +11,10 @@
 //! - [`frame`]: length-prefixed postcard frames over any async byte stream, with a size limit.
 //! - [`handshake`]: the first exchange on the control stream (version and token check).
 //! - [`transport`]: QUIC endpoint configuration (self-signed TLS, idle timeout, keep-alive).
-//! - [`stamps`]: kernel receive timestamps on a TCP stream, for the drivers and the targets
-//!   (not part of the wire).
 
 pub mod frame;
 pub mod handshake;
 pub mod message;
-pub mod stamped;
-pub mod stamps;
-pub mod timer;
 pub mod transport;
 
 pub use frame::{FrameError, read_frame, write_frame};

@@ -765,7 +765,7 @@ mod tests {
         assert_eq!(all_at_once.total_at(Duration::ZERO), 9.0);
     }
 
-    /// The seed's `balanced` workload: shares of the 9 classes.
+    /// The MLPerf-LoadGen priority runner's `balanced` workload: shares of the 9 classes.
     const BALANCED: [f64; 9] = [0.05, 0.10, 0.15, 0.10, 0.15, 0.10, 0.10, 0.15, 0.10];
 
     fn mix_plan(rate: f64, mix: Mix, slot: usize, weights: Vec<u32>) -> LoadPlan {

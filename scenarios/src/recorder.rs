@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+/// The latency metric's name (same as the protocol's `metric::LATENCY`).
+pub const METRIC_LATENCY: &str = "latency";
+
 /// Lowest latency tracked, µs.
 pub const LOWEST_US: u64 = 1;
 /// Highest latency tracked, µs (1 hour). Larger values are recorded as 1 hour.
@@ -209,7 +212,7 @@ impl Recorder {
         counters: &[&str],
         shards: usize,
     ) -> Recorder {
-        let mut metrics = vec![crate::METRIC_LATENCY.to_string()];
+        let mut metrics = vec![METRIC_LATENCY.to_string()];
         metrics.extend(extra_metrics.iter().map(|m| m.to_string()));
         let shards = (0..shards.max(1))
             .map(|_| Mutex::new(Shard::new(names.len(), metrics.len(), counters.len(), 0)))

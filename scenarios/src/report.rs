@@ -2,7 +2,7 @@
 //! end-of-run table that only some kinds fill (`llm`, the download figures, `connections`),
 //! built from generic [`Figures`] by a [`Report`] in the driver's module.
 //!
-//! The master calls every report of [`crate::driver::reports`] with a run's figures and writes
+//! The master calls every report of [`crate::kinds::reports`] with a run's figures and writes
 //! what they return; it knows none of their metric names. Also the small figure helpers every
 //! report and sink shares (ms from µs histograms, rates). No I/O.
 
@@ -108,6 +108,9 @@ pub struct JsonBlock {
 /// A driver's report shape: its `summary.json` keys and its lines under the end-of-run table.
 #[derive(Debug, Clone, Copy)]
 pub struct Report {
+    /// What it reports on (`connections`, `llm`), unique: kinds sharing a report (every HTTP
+    /// kind's connections) list the same one.
+    pub name: &'static str,
     /// The keys, in any order (the document's keys are sorted).
     pub json: &'static [JsonBlock],
     /// Its lines under the stats table from the aggregate; empty when the run has none of its

@@ -3,9 +3,9 @@
 //! `summary.json` and the terminal UI show it.
 //!
 //! Drivers return these from [`crate::Driver::metrics`] and [`crate::Driver::counters`]; the
-//! master gets a run's [`Specs`] from [`crate::driver::specs`] and every sink iterates them, so
-//! a new figure of a driver shows everywhere without an edit in the master. Plain data: no
-//! formatting here (that is [`crate::report`] and the master's sinks).
+//! master gets a run's [`Specs`] from its kind's registry entry ([`crate::kinds`]) and every
+//! sink iterates them, so a new figure of a driver shows everywhere without an edit in the
+//! master. Plain data: no formatting here (that is [`crate::report`] and the master's sinks).
 
 /// What a figure measures, so sinks can group figures of one subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,6 +1,6 @@
 //! `stampede check`: validate a scenario and describe what it would do.
 
-use stampede_scenarios::{ScenarioConfig, driver};
+use stampede_scenarios::ScenarioConfig;
 
 use crate::cli::{CheckOpt, Exit};
 
@@ -19,7 +19,7 @@ pub fn run(opt: CheckOpt) -> anyhow::Result<Exit> {
     if let Some(llm) = &config.file.llm {
         println!("  prompts:  {}", llm.resolved.len());
     }
-    for r in driver::catalog(&config) {
+    for r in config.catalog() {
         println!("  request:  {} {}", r.kind, r.name);
     }
     for t in &config.thresholds {

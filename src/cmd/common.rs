@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use stampede_master::snapshot::Snapshot;
+use stampede_master::snapshot::{RunStatus, Snapshot, WorkerState};
 use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
 use stampede_scenarios::llm::Backend;
 use stampede_scenarios::model::TlsOverrides;
-use stampede_scenarios::{Overrides, ScenarioConfig, SweepFile, Target};
+use stampede_scenarios::{Kind, Overrides, ScenarioConfig, SweepFile, Target};
 use stampede_targets::http::{HttpTargetConfig, HttpTargetStats};
 use stampede_targets::llm::{LlmTargetConfig, LlmTargetStats};
 use stampede_targets::registry::{RegistryConfig, RegistryStats};
@@ -59,7 +59,7 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
         http_version: flags.http_version,
     };
     if overrides.requests_csv {
-        if base.kind != "llm" {
+        if base.kind != Kind::Llm {
             anyhow::bail!(
                 "--requests-csv applies to llm scenarios; {} is a `{}` scenario",
                 path.display(),
@@ -72,7 +72,7 @@ pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<Scena
             );
         }
     }
-    if (overrides.backend.is_some() || overrides.model.is_some()) && base.kind != "llm" {
+    if (overrides.backend.is_some() || overrides.model.is_some()) && base.kind != Kind::Llm {
         anyhow::bail!(
             "--backend and --model apply to llm scenarios; {} is a `{}` scenario",
             path.display(),
@@ -200,7 +200,7 @@ pub async fn start_builtin(
 /// certificate self-signed for the run), h2c for `[http] version = "2"` without one, else
 /// plain HTTP/1.1. gRPC scenarios (priority, JetStream) and the registry take what they can.
 fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
-    let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != "priority";
+    let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != Kind::Priority;
     let h2 = config
         .file
         .http
@@ -452,7 +452,9 @@ impl Progress {
 
 /// One line: elapsed, workers, users or rate, requests, rate, failures, p99.
 pub fn progress_line(snap: &Snapshot) -> String {
-    let workers = snap.count("running") + snap.count("assigned") + snap.count("ready");
+    let workers = snap.count(WorkerState::Running)
+        + snap.count(WorkerState::Assigned)
+        + snap.count(WorkerState::Ready);
     match &snap.run {
         None => format!("waiting: {workers} worker(s) joined"),
         Some(r) => {
@@ -576,9 +578,10 @@ pub fn conclude_all(
     summaries: &[Arc<RunSummary>],
     scenario: Option<&ScenarioConfig>,
     out: Option<&Path>,
+    on_error: Option<u8>,
 ) -> Option<Exit> {
     summaries.iter().fold(None, |_, s| {
-        let exit = conclude(s, out);
+        let exit = conclude(s, out, on_error);
         if let Some(scenario) = scenario {
             priority_report(s, scenario, out);
         }
@@ -595,31 +598,64 @@ pub fn scenario_line(s: &ScenarioConfig) -> String {
     )
 }
 
-/// Print the table and say how the run ended, as an exit code.
-pub fn conclude(summary: &RunSummary, out: Option<&Path>) -> Exit {
+/// Print the table and say how the run ended, as an exit code: the run's status first
+/// (failed, stopped), then whether it passed, then how it lost workers; `on_error` is
+/// `--exit-code-on-error`.
+pub fn conclude(summary: &RunSummary, out: Option<&Path>, on_error: Option<u8>) -> Exit {
     println!("{}", stampede_master::results::table(summary));
     if let Some(dir) = out {
         eprintln!("results written to {}", dir.display());
     }
-    if summary.total.requests == 0 && summary.workers.iter().all(|w| w.state == "lost") {
-        eprintln!("the run could not finish: {}", summary.stop_reason);
-        return Exit::Incomplete;
+    match summary.status() {
+        RunStatus::Failed => {
+            eprintln!("the run failed: {}", failed_because(summary));
+            return Exit::Incomplete;
+        }
+        RunStatus::Stopped => {
+            eprintln!(
+                "the run was stopped before its end ({}); its results cover the time it ran",
+                summary.stop_reason
+            );
+            return Exit::Stopped;
+        }
+        RunStatus::Completed | RunStatus::Degraded => {}
     }
-    if summary.stop_reason.starts_with("every worker rejected")
-        || summary.stop_reason == "no workers left"
-    {
-        eprintln!("the run could not finish: {}", summary.stop_reason);
-        return Exit::Incomplete;
+    if summary.all_failed() {
+        eprintln!("every request failed");
+        return Exit::ThresholdBreached;
     }
-    if !summary.passed() {
+    if summary.thresholds.iter().any(|t| !t.passed) {
         eprintln!("a threshold was breached");
         return Exit::ThresholdBreached;
+    }
+    if summary.status() == RunStatus::Degraded && !summary.tolerate_worker_loss {
+        eprintln!(
+            "the run is degraded: a worker was lost and its share moved to the others \
+             (--tolerate-worker-loss accepts that)"
+        );
+        return Exit::Degraded;
+    }
+    if let Some(code) = on_error.filter(|_| summary.total.failures > 0) {
+        eprintln!(
+            "{} request(s) failed (--exit-code-on-error {code})",
+            summary.total.failures
+        );
+        return Exit::OnError(code);
     }
     Exit::Success
 }
 
-/// For a `priority` run: the seed's per-class table on stdout and, with `loadgen_dir`, each
-/// class's LoadGen-style summary in `loadgen_dir/tier{T}_{slo}/`.
+/// Why a failed run failed, in words.
+fn failed_because(summary: &RunSummary) -> String {
+    if summary.stop_reason.is_failure() {
+        summary.stop_reason.to_string()
+    } else {
+        "no request was made".to_string()
+    }
+}
+
+/// For a `priority` run: the MLPerf-LoadGen priority runner's per-class table on stdout and, with
+/// `loadgen_dir`, each class's LoadGen-style summary in `loadgen_dir/tier{T}_{slo}/`.
 pub fn priority_report(
     summary: &RunSummary,
     scenario: &ScenarioConfig,
@@ -646,15 +682,17 @@ pub fn priority_report(
     }
 }
 
-/// Ctrl-C, counted: the first asks for a graceful stop, the second for quitting at once.
+/// Stop signals, counted: the first asks for a graceful stop, the second for quitting at
+/// once. SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes) and SIGHUP (a closed terminal)
+/// all count.
 pub struct Interrupts {
-    /// Cancelled at the first Ctrl-C.
+    /// Cancelled at the first signal.
     pub first: CancellationToken,
     /// Cancelled at the second.
     pub second: CancellationToken,
 }
 
-/// Start counting Ctrl-C presses.
+/// Start counting stop signals.
 pub fn interrupts() -> Interrupts {
     let i = Interrupts {
         first: CancellationToken::new(),
@@ -662,14 +700,64 @@ pub fn interrupts() -> Interrupts {
     };
     let (first, second) = (i.first.clone(), i.second.clone());
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
+        let mut signals = StopSignals::new();
+        if signals.recv().await.is_some() {
             first.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
+            if signals.recv().await.is_some() {
                 second.cancel();
             }
         }
     });
     i
+}
+
+/// The signals that ask a process to stop: SIGINT, SIGTERM and SIGHUP (Ctrl-C elsewhere).
+/// Once created, none of them ends the process by itself any more.
+pub struct StopSignals {
+    #[cfg(unix)]
+    unix: Option<[tokio::signal::unix::Signal; 3]>,
+}
+
+impl StopSignals {
+    /// Listen from now on.
+    pub fn new() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let kinds = [
+                SignalKind::interrupt(),
+                SignalKind::terminate(),
+                SignalKind::hangup(),
+            ];
+            let unix = match kinds.map(signal) {
+                [Ok(int), Ok(term), Ok(hup)] => Some([int, term, hup]),
+                _ => None,
+            };
+            StopSignals { unix }
+        }
+        #[cfg(not(unix))]
+        StopSignals {}
+    }
+
+    /// The next stop signal's name as Go and the shell print it (`interrupt`, `terminated`,
+    /// `hangup`); `None` if signals cannot be received.
+    pub async fn recv(&mut self) -> Option<&'static str> {
+        #[cfg(unix)]
+        if let Some([int, term, hup]) = self.unix.as_mut() {
+            return tokio::select! {
+                s = int.recv() => s.map(|_| "interrupt"),
+                s = term.recv() => s.map(|_| "terminated"),
+                s = hup.recv() => s.map(|_| "hangup"),
+            };
+        }
+        tokio::signal::ctrl_c().await.ok().map(|_| "interrupt")
+    }
+}
+
+impl Default for StopSignals {
+    fn default() -> Self {
+        StopSignals::new()
+    }
 }
 
 /// Serve a built-in target on a thread of its own with a current-thread runtime, so that its

@@ -1,22 +1,24 @@
-//! `stampede loadgen`: seed 001's `loadgen_runner.py` command line on Stampede. It builds a
-//! `priority` scenario from the flags (or from `--scenario` with the flags applied), runs it on
-//! local worker processes or, with `--listen`, on a fleet of `stampede worker`s, and writes
-//! what the seed writes: the per-request CSV (`--metrics-csv`), the per-class table on stdout,
-//! and per class a LoadGen-style summary in `--output-dir/tier{T}_{slo}/`. An `https://`
-//! scheduler is reached over TLS (grpc's `secure_channel`) with the `--ca`, `--insecure`,
-//! `--client-cert`, `--client-key` and `--server-name` of the other commands; their files are
-//! read here and travel to the workers in the scenario.
+//! `stampede loadgen`: the command line of the MLPerf-LoadGen priority runner (`loadgen_runner.py`)
+//! on Stampede. It builds a `priority` scenario from the flags (or from `--scenario` with the flags
+//! applied), runs it on local worker processes or, with `--listen`, on a fleet of
+//! `stampede worker`s, and writes what the runner writes: the per-request CSV (`--metrics-csv`),
+//! the per-class table on stdout, and per class a LoadGen-style summary in
+//! `--output-dir/tier{T}_{slo}/`. An `https://` scheduler is reached over TLS (grpc's
+//! `secure_channel`) with the `--ca`, `--insecure`, `--client-cert`, `--client-key` and
+//! `--server-name` of the other commands; their files are read here and travel to the workers in
+//! the scenario.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::bail;
+use stampede_master::state::RunStatus;
 use stampede_master::{Master, MasterConfig};
 use stampede_scenarios::driver::priority::{PriorityFile, STREAM};
 use stampede_scenarios::model::TlsOverrides;
 use stampede_scenarios::units::{Count, HumanDuration, Rate};
-use stampede_scenarios::{Overrides, ScenarioConfig};
+use stampede_scenarios::{Kind, Overrides, ScenarioConfig};
 
 use super::common;
 use super::run::{follow_to_end, reap, spawn_workers, stop_grace, wait_for_workers};
@@ -61,6 +63,7 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
             target: Some(scenario.target.to_string()),
             api: None,
             stop_grace: stop_grace(&scenario),
+            tolerate_worker_loss: false,
         },
         tokio_util::sync::CancellationToken::new(),
     )
@@ -110,7 +113,7 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
         for e in &summary.events {
             eprintln!("note: {e}");
         }
-        if summary.status() == "failed" {
+        if summary.status() == RunStatus::Failed {
             eprintln!("the run could not finish: {}", summary.stop_reason);
             Exit::Incomplete
         } else {
@@ -147,7 +150,7 @@ fn scenario(opt: &LoadgenOpt) -> anyhow::Result<ScenarioConfig> {
     let mut file = match &opt.scenario {
         Some(path) => {
             let c = ScenarioConfig::load(path)?;
-            if c.kind != "priority" {
+            if c.kind != Kind::Priority {
                 bail!(
                     "{}: a `{}` scenario; --scenario needs kind = \"priority\"",
                     path.display(),

@@ -92,6 +92,7 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
             target,
             api: opt.api,
             stop_grace: grace,
+            tolerate_worker_loss: opt.flags.tolerate_worker_loss,
         },
         interrupts.first.clone(),
     )
@@ -134,13 +135,18 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
             &finished,
             scenario_for_report.as_ref(),
             opt.flags.out.as_deref(),
+            opt.flags.exit_code_on_error,
         )
         .unwrap_or(Exit::Success));
     }
     let exit = loop {
         match common::follow(&mut master, &interrupts, || {}).await {
             Followed::Finished(Some(summary)) => {
-                let exit = common::conclude(&summary, opt.flags.out.as_deref());
+                let exit = common::conclude(
+                    &summary,
+                    opt.flags.out.as_deref(),
+                    opt.flags.exit_code_on_error,
+                );
                 if let Some(s) = &scenario_for_report {
                     common::priority_report(&summary, s, opt.flags.out.as_deref());
                 }
@@ -149,7 +155,11 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
                 }
             }
             Followed::Finished(None) => break Exit::Success,
-            Followed::Abandoned => break Exit::Interrupted,
+            Followed::Abandoned => {
+                // The second signal: write what the master has, now.
+                master.handle().finish_now().await;
+                break Exit::Interrupted;
+            }
         }
     };
     master.shutdown().await;

@@ -1,6 +1,6 @@
-//! `stampede placement {fit, serve, record, generate}`: device placement (seed 004) on the command
-//! line. The work is in the `stampede-placement` crate; this reads flags, prints, and maps
-//! errors.
+//! `stampede placement {fit, serve, record, generate}`: device placement (as PEPPER's Profiler does
+//! it) on the command line. The work is in the `stampede-placement` crate; this reads flags,
+//! prints, and maps errors.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -113,7 +113,7 @@ pub async fn serve(opt: PlacementServeOpt) -> anyhow::Result<Exit> {
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = super::common::StopSignals::new().recv().await;
         on_signal.cancel();
     });
     server::serve(

@@ -1,6 +1,7 @@
-//! `stampede profile {generate, serve, sweep}`: capacity profiles (seed 000) on the command
-//! line. The algorithm, the data sources and the gRPC service are in `stampede-profiles`;
-//! this reads flags (the seed's spellings too), prints, and maps errors to one line.
+//! `stampede profile {generate, serve, sweep}`: capacity profiles (as ig-wva's Performance Profile
+//! Generator computes them) on the command line. The algorithm, the data sources and the gRPC
+//! service are in `stampede-profiles`; this reads flags (the generator's spellings too), prints,
+//! and maps errors to one line.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -24,25 +25,25 @@ pub enum ProfileCommand {
     /// on stderr, TTFT and E2E at each chosen rate (when the data has them) and why a pair
     /// found no data.
     ///
-    /// The workload file is the body of the seed's grpcurl request
-    /// (`{"workload_definition": {"worker_types": [...], "request_types": [...]}}`) or the
-    /// workload alone.
+    /// The workload file is the body of the Performance Profile Generator's grpcurl request
+    /// (`{"workload_definition": {"worker_types": [...], "request_types": [...]}}`) or the workload
+    /// alone.
     ///
     /// Example: stampede profile generate --csv sweep/benchmarks.csv --workload workload.json
     Generate(GenerateOpt),
-    /// Serve the seed's Performance Profile Generator over gRPC (plaintext HTTP/2): the
-    /// service `profiler_service.PerformanceProfileGenerator` (also under the name the seed's
-    /// README calls), `grpc.health.v1.Health` and server reflection. The seed's flags work as
-    /// written (`--use_mock_data`, `--csv_file_path=PATH`, `--gcs_csv_bucket=B
-    /// --gcs_csv_object=O`, `-port 8080`); kebab-case too.
+    /// Serve ig-wva's Performance Profile Generator over gRPC (plaintext HTTP/2): the service
+    /// `profiler_service.PerformanceProfileGenerator` (also under the name the generator's README
+    /// calls), `grpc.health.v1.Health` and server reflection. The generator's flags work as written
+    /// (`--use_mock_data`, `--csv_file_path=PATH`, `--gcs_csv_bucket=B --gcs_csv_object=O`,
+    /// `-port 8080`); kebab-case too.
     ///
     /// Stops on SIGINT or SIGTERM: health turns NOT_SERVING first, then calls going on finish.
     ///
     /// Example: stampede profile serve --port 8080 --use_mock_data
     Serve(ServeOpt),
     /// Measure an LLM scenario at several rates per request type and append one row per
-    /// (accelerator type, input bucket, output bucket, rate) to a CSV in the seed's schema
-    /// (the data `generate` and `serve` read, and the seed's own service too).
+    /// (accelerator type, input bucket, output bucket, rate) to a CSV in the Performance Profile
+    /// Generator's schema (the data `generate` and `serve` read, and the generator itself too).
     ///
     /// Each step runs the scenario (master and local worker processes, as `stampede run`)
     /// at one rate, open model, with prompts of the request type's lengths (the middle of
@@ -64,7 +65,7 @@ impl ProfileCommand {
 /// The benchmark data: one of these.
 #[derive(Debug, Clone, Args)]
 pub struct SourceFlags {
-    /// Use the seed's mock data (worker_mock_01 × request_mock_01/02/03).
+    /// Use the Performance Profile Generator's mock data (worker_mock_01 × request_mock_01/02/03).
     #[arg(
         long = "use_mock_data",
         visible_alias = "use-mock-data",
@@ -74,9 +75,9 @@ pub struct SourceFlags {
         value_name = "BOOL"
     )]
     pub use_mock_data: Option<bool>,
-    /// A benchmark CSV in the seed's schema: a file, or an `http://` or `https://` URL (read
-    /// again for every profile; https trusts the system's CA certificates, or those in
-    /// SSL_CERT_FILE / SSL_CERT_DIR). Needs the columns accelerator_type, input_range,
+    /// A benchmark CSV in the Performance Profile Generator's schema: a file, or an `http://` or
+    /// `https://` URL (read again for every profile; https trusts the system's CA certificates, or
+    /// those in SSL_CERT_FILE / SSL_CERT_DIR). Needs the columns accelerator_type, input_range,
     /// output_range, metrics_request_rate, metrics_p90_per_output_token_latency_mean.
     #[arg(
         long = "csv_file_path",
@@ -84,11 +85,11 @@ pub struct SourceFlags {
         value_name = "PATH|URL"
     )]
     pub csv_file_path: Option<String>,
-    /// The GCS bucket of a benchmark CSV (with --gcs_csv_object), as the seed reads it. Fetched
-    /// for every profile with the GCS JSON API at `https://storage.googleapis.com`, or at
-    /// STORAGE_EMULATOR_HOST when set. Credentials: GOOGLE_OAUTH_ACCESS_TOKEN when set, else
-    /// the GCE/GKE metadata server's service-account token (GCE_METADATA_HOST moves it), else
-    /// none (public objects).
+    /// The GCS bucket of a benchmark CSV (with --gcs_csv_object), as the Performance Profile
+    /// Generator reads it. Fetched for every profile with the GCS JSON API at
+    /// `https://storage.googleapis.com`, or at STORAGE_EMULATOR_HOST when set. Credentials:
+    /// GOOGLE_OAUTH_ACCESS_TOKEN when set, else the GCE/GKE metadata server's service-account token
+    /// (GCE_METADATA_HOST moves it), else none (public objects).
     #[arg(
         long = "gcs_csv_bucket",
         visible_alias = "gcs-csv-bucket",
@@ -106,21 +107,21 @@ pub struct SourceFlags {
     /// subfolders.
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
-    /// The seed's Spanner source: not supported (its table and query are not published);
-    /// answered with an error pointing at the other sources.
+    /// The Performance Profile Generator's Spanner source: not supported (its table and query are
+    /// not published); answered with an error pointing at the other sources.
     #[arg(long = "spanner_db", alias = "spanner-db", hide = true)]
     pub spanner_db: Option<String>,
 }
 
 /// Why `--spanner_db` cannot be read, and what to use instead.
-const SPANNER_UNSUPPORTED: &str = "--spanner_db is not supported: the seed does not publish the \
-     Spanner table schema or query its rows come from; export the rows as a CSV and use \
-     --csv_file_path PATH|URL or --gcs_csv_bucket B --gcs_csv_object O, or serve Stampede's \
-     sweeps with --results DIR";
+const SPANNER_UNSUPPORTED: &str = "--spanner_db is not supported: the Performance Profile \
+     Generator does not publish the Spanner table schema or query its rows come from; export \
+     the rows as a CSV and use --csv_file_path PATH|URL or --gcs_csv_bucket B --gcs_csv_object \
+     O, or serve Stampede's sweeps with --results DIR";
 
 impl SourceFlags {
-    /// The chosen source; the seed's order when several are given (mock, then CSV, then GCS),
-    /// then `--results`, with a note saying which one is used.
+    /// The chosen source; the Performance Profile Generator's order when several are given (mock,
+    /// then CSV, then GCS), then `--results`, with a note saying which one is used.
     fn source(&self) -> anyhow::Result<Source> {
         let mut chosen = Vec::new();
         if self.use_mock_data == Some(true) {
@@ -179,7 +180,7 @@ impl SourceFlags {
 pub struct GenerateOpt {
     #[command(flatten)]
     pub source: SourceFlags,
-    /// The workload: JSON as in the seed's grpcurl request.
+    /// The workload: JSON as in the Performance Profile Generator's grpcurl request.
     #[arg(long, value_name = "FILE")]
     pub workload: PathBuf,
     /// Also write one SVG per entry here: latency against rate, the SLO line, the chosen rate.
@@ -190,10 +191,11 @@ pub struct GenerateOpt {
 /// `stampede profile serve`.
 #[derive(Debug, Args)]
 pub struct ServeOpt {
-    /// The port to listen on (the seed's default).
+    /// The port to listen on (the Performance Profile Generator's default).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// The address to listen on: all interfaces, IPv6 and IPv4, like the seed.
+    /// The address to listen on: all interfaces, IPv6 and IPv4, like the Performance Profile
+    /// Generator.
     #[arg(long, default_value_t = IpAddr::V6(Ipv6Addr::UNSPECIFIED), value_name = "IP")]
     pub bind: IpAddr,
     #[command(flatten)]
@@ -299,34 +301,17 @@ async fn serve(opt: ServeOpt) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// Wait for SIGINT or SIGTERM; the signal's name.
+/// Wait for SIGINT, SIGTERM or SIGHUP; the signal's name, as Go's `os/signal` prints it.
 async fn termination() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "interrupt",
-                _ = term.recv() => "terminated",
-            },
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-                "interrupt"
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "interrupt"
-    }
+    super::common::StopSignals::new()
+        .recv()
+        .await
+        .unwrap_or("interrupt")
 }
 
-/// Go's flag package also takes one dash (`-port=8080`, `-use_mock_data`): for `profile
-/// serve`, rewrite those to two, so the seed's command lines work unchanged.
+/// Go's flag package also takes one dash (`-port=8080`, `-use_mock_data`): for
+/// `profile serve`, rewrite those to two, so the Performance Profile Generator's command lines
+/// work unchanged.
 pub fn go_style_flags(args: Vec<OsString>) -> Vec<OsString> {
     let is_serve =
         args.get(1).is_some_and(|a| a == "profile") && args.get(2).is_some_and(|a| a == "serve");

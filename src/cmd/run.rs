@@ -46,6 +46,7 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
             target: Some(scenario.target.to_string()),
             api: opt.api,
             stop_grace: stop_grace(&scenario),
+            tolerate_worker_loss: opt.flags.tolerate_worker_loss,
         },
         tokio_util::sync::CancellationToken::new(),
     )
@@ -65,7 +66,12 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
         reap(children).await;
         ui?;
         return Ok(
-            match common::conclude_all(&finished, Some(&scenario), opt.flags.out.as_deref()) {
+            match common::conclude_all(
+                &finished,
+                Some(&scenario),
+                opt.flags.out.as_deref(),
+                opt.flags.exit_code_on_error,
+            ) {
                 Some(exit) => exit,
                 None => {
                     eprintln!("no run finished");
@@ -108,7 +114,11 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
                 "built-in target count"
             );
         }
-        let exit = common::conclude(summary, opt.flags.out.as_deref());
+        let exit = common::conclude(
+            summary,
+            opt.flags.out.as_deref(),
+            opt.flags.exit_code_on_error,
+        );
         common::priority_report(summary, &scenario, opt.flags.out.as_deref());
         exit
     })
@@ -139,7 +149,11 @@ pub(super) async fn follow_to_end(
             eprintln!("the master stopped before the run finished");
             Exit::Incomplete
         }
-        Followed::Abandoned => Exit::Interrupted,
+        Followed::Abandoned => {
+            // The second signal: write what the master has, now.
+            master.handle().finish_now().await;
+            Exit::Interrupted
+        }
     };
     master.shutdown().await;
     reap(children).await;

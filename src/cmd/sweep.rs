@@ -172,7 +172,7 @@ pub async fn run_step(
     .await;
     match followed {
         Followed::Finished(Some(summary)) => {
-            let exit = common::conclude(&summary, dir);
+            let exit = common::conclude(&summary, dir, None);
             Ok(StepResult::of(
                 spec,
                 dir.map(Path::to_path_buf),
@@ -397,10 +397,13 @@ fn json_value(v: f64) -> Value {
 fn severity(e: Exit) -> u8 {
     match e {
         Exit::Success => 0,
-        Exit::ThresholdBreached => 1,
-        Exit::Incomplete => 2,
-        Exit::Interrupted => 3,
-        Exit::Error => 4,
+        Exit::OnError(_) => 1,
+        Exit::Degraded => 2,
+        Exit::ThresholdBreached => 3,
+        Exit::Stopped => 4,
+        Exit::Incomplete => 5,
+        Exit::Interrupted => 6,
+        Exit::Error => 7,
     }
 }
 
@@ -440,7 +443,8 @@ mod tests {
             started_unix_ms: 1_700_000_000_000,
             stopped_unix_ms: 1_700_000_004_000,
             ended_unix_ms: 1_700_000_004_000,
-            stop_reason: "duration reached".into(),
+            stop_reason: stampede_master::state::RunEnd::DurationReached,
+            tolerate_worker_loss: false,
             stats: Vec::new(),
             total,
             failures: Vec::new(),
@@ -450,7 +454,7 @@ mod tests {
             thresholds: Vec::new(),
             events: Vec::new(),
             tls: None,
-            specs: stampede_scenarios::driver::specs("llm"),
+            specs: stampede_scenarios::Kind::Llm.specs(),
         };
         let spec = &StepSpec::all(&Sweep::Rates(vec![4.0]))[0];
         StepResult::of(spec, None, Arc::new(summary), Exit::Success)

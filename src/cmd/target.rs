@@ -44,7 +44,7 @@ pub async fn http(opt: TargetHttpOpt) -> anyhow::Result<Exit> {
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = super::common::StopSignals::new().recv().await;
         on_signal.cancel();
     });
     let stats = Arc::new(HttpTargetStats::default());
@@ -127,7 +127,7 @@ pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = super::common::StopSignals::new().recv().await;
         on_signal.cancel();
     });
     let stats = Arc::new(LlmTargetStats::new());
@@ -172,7 +172,7 @@ pub async fn registry(opt: TargetRegistryOpt) -> anyhow::Result<Exit> {
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = super::common::StopSignals::new().recv().await;
         on_signal.cancel();
     });
     let stats = Arc::new(RegistryStats::new());
@@ -225,7 +225,7 @@ pub async fn scheduler(opt: TargetSchedulerOpt) -> anyhow::Result<Exit> {
     let shutdown = CancellationToken::new();
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = super::common::StopSignals::new().recv().await;
         on_signal.cancel();
     });
     let stats = Arc::new(SchedulerStats::default());

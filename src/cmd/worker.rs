@@ -32,9 +32,13 @@ pub async fn run(opt: WorkerOpt) -> anyhow::Result<Exit> {
     let on_signal = shutdown.clone();
     let ignore_interrupt = opt.ignore_interrupt;
     tokio::spawn(async move {
-        // Once listened for, Ctrl-C no longer ends the process by default, also when ignored.
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if !ignore_interrupt {
+        // Once listened for, the signals no longer end the process by default, also when
+        // ignored; `--ignore-interrupt` ignores SIGINT alone (a terminal's Ctrl-C reaching the
+        // whole group), never SIGTERM or SIGHUP.
+        let mut signals = super::common::StopSignals::new();
+        while let Some(name) = signals.recv().await {
+            if name != "interrupt" || !ignore_interrupt {
+                tracing::info!("received {name}: telling the master and stopping");
                 on_signal.cancel();
                 break;
             }

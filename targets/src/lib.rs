@@ -13,11 +13,13 @@
 //! - [`llm`]: a simulated LLM inference server speaking the HTTP APIs of vLLM (OpenAI and
 //!   `/generate`), TGI, Triton/TensorRT-LLM and SAX, with a continuous-batching timing model and
 //!   exact statistics of what it emitted.
-//! - [`registry`]: a simulated model registry (seed 002): 500 models, Tiny-LLM's 24.8 MB
-//!   `model.zip` generated on the fly, byte ranges, a bandwidth limit, faults on request.
-//! - [`scheduler`]: a simulated GPU scheduler (seed 001) serving `scheduler.proto` over gRPC:
-//!   per-model service times, a queue ordered by tier then deadline, expired requests refused;
-//!   over TLS with a given or self-signed certificate (`scheduler::tls`).
+//! - [`registry`]: a simulated model registry (the ACME performance track's): 500 models,
+//!   Tiny-LLM's 24.8 MB `model.zip` generated on the fly, byte ranges, a bandwidth limit, faults on
+//!   request.
+//! - [`scheduler`]: a simulated GPU scheduler (the system the MLPerf-LoadGen priority runner
+//!   drives) serving `scheduler.proto` over gRPC: per-model service times, a queue ordered by tier
+//!   then deadline, expired requests refused; over TLS with a given or self-signed certificate
+//!   (`scheduler::tls`).
 //! - [`tls`]: how the HTTP targets speak ([`tls::Transport`]: plaintext HTTP/1.1, h2c, or TLS
 //!   with HTTP/2 by ALPN) and their certificate, from PEM files or self-signed.
 //!

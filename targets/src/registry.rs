@@ -1,6 +1,6 @@
-//! A simulated model registry (seed 002): 500 models under `/performance/{model_id}/{version}/`,
-//! the seed's Tiny-LLM with a `model.zip` of exactly [`TINY_LLM_BYTES`] bytes, the other 499
-//! with a small `config.json` and `README.md` only.
+//! A simulated model registry, as the ACME performance track downloads from: 500 models under
+//! `/performance/{model_id}/{version}/`, the track's Tiny-LLM with a `model.zip` of exactly
+//! [`TINY_LLM_BYTES`] bytes, the other 499 with a small `config.json` and `README.md` only.
 //!
 //! Bodies are generated on the fly from their offset ([`fill`]): nothing is stored, any range
 //! can be served, and every byte is the same on every machine (so a client can check
@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tls::{Alpn, Transport};
 
-/// The seed's model, as Hugging Face names it.
+/// The ACME performance track's model, as Hugging Face names it.
 pub const TINY_LLM: &str = "arnir0/Tiny-LLM";
-/// Size of Tiny-LLM's `model.zip`, bytes (the seed's 24.8 MB).
+/// Size of Tiny-LLM's `model.zip`, bytes (the performance track's 24.8 MB).
 pub const TINY_LLM_BYTES: u64 = 24_834_009;
 /// SHA-256 of Tiny-LLM's generated `model.zip`, lowercase hex (checked by a test).
 pub const TINY_LLM_SHA256: &str =
@@ -122,7 +122,8 @@ impl RegistryStats {
     }
 }
 
-/// The seed's sanitized form of a Hugging Face model id: `arnir0/Tiny-LLM` → `arnir0_Tiny-LLM`.
+/// The performance track's sanitized form of a Hugging Face model id: `arnir0/Tiny-LLM` →
+/// `arnir0_Tiny-LLM`.
 pub fn sanitize(model_id: &str) -> String {
     model_id.replace('/', "_")
 }

@@ -1,5 +1,6 @@
-//! A simulated GPU inference scheduler (seed 001's system under test): a gRPC server of the
-//! seed's `scheduler.proto` (`SchedulerService.Infer`).
+//! A simulated GPU inference scheduler (the system under test of the MLPerf-LoadGen priority
+//! runner, `loadgen_runner.py`): a gRPC server of its `scheduler.proto`
+//! (`SchedulerService.Infer`).
 //!
 //! Requests wait in one queue ordered by tier (1 first), then by deadline (earliest first);
 //! `gpus` servers take the head of the queue one request at a time and "run" it for its model's

@@ -1,5 +1,5 @@
 //! Integration tests for the LLM target: a real server on `127.0.0.1:0`, real HTTP/1.1 requests
-//! with the bodies real clients (and the load-test seed tool) send, answers parsed and checked
+//! with the bodies real clients (and ai-on-gke's Locust benchmark) send, answers parsed and checked
 //! against the real servers' shapes, and timing measured on the client side.
 //!
 //! Timing tests use the real clock: tokens travel over real sockets, which paused tokio time
@@ -572,9 +572,9 @@ async fn models_list_and_unknown_model() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// vLLM /generate (the seed tool's body)
+// vLLM /generate (the body ai-on-gke's Locust benchmark sends)
 
-fn seed_vllm_body(prompt: &str, max_tokens: u32, stream: bool) -> Value {
+fn locust_vllm_body(prompt: &str, max_tokens: u32, stream: bool) -> Value {
     json!({"prompt": prompt, "n": 1, "best_of": 1, "use_beam_search": false,
            "temperature": 1.0, "top_p": 1.0, "max_tokens": max_tokens,
            "ignore_eos": false, "stream": stream})
@@ -586,7 +586,7 @@ async fn vllm_generate_returns_prompt_plus_completion() {
     let reply = post(
         target.addr,
         "/generate",
-        seed_vllm_body("Tell me a story", 6, false),
+        locust_vllm_body("Tell me a story", 6, false),
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -595,7 +595,7 @@ async fn vllm_generate_returns_prompt_plus_completion() {
     assert_eq!(texts.len(), 1);
     let text = texts[0].as_str().expect("text");
     assert!(text.starts_with("Tell me a story "), "{text}");
-    // What the seed tool computes: tokens(text) - tokens(prompt).
+    // What ai-on-gke's Locust benchmark computes: tokens(text) - tokens(prompt).
     assert_eq!(words(text) - words("Tell me a story"), 6);
     let totals = target.stats.snapshot();
     assert_eq!((totals.prompt_tokens, totals.completion_tokens), (4, 6));
@@ -615,7 +615,7 @@ async fn vllm_generate_streams_cumulative_objects() {
         let streamed = stream(
             target.addr,
             "/generate",
-            seed_vllm_body("Hi there", 4, true),
+            locust_vllm_body("Hi there", 4, true),
             delimiter,
         )
         .await;
@@ -638,9 +638,9 @@ async fn vllm_generate_streams_cumulative_objects() {
 // TGI
 
 #[tokio::test]
-async fn tgi_generate_with_seed_body_and_details() {
+async fn tgi_generate_with_the_locust_benchmark_body_and_details() {
     let target = start(fast()).await;
-    // The seed tool's body.
+    // ai-on-gke's Locust benchmark's body.
     let answer = post(
         target.addr,
         "/generate",
@@ -752,7 +752,7 @@ async fn tgi_generate_stream_events() {
     assert_eq!(last["details"]["generated_tokens"], 4);
     assert_eq!(last["details"]["input_length"], 3);
 
-    // Without `details: true` TGI's last event has `"details":null` (the seed's body).
+    // Without `details: true` TGI's last event has `"details":null` (the Locust benchmark's body).
     let plain = stream(
         target.addr,
         "/generate_stream",
@@ -790,14 +790,15 @@ async fn tgi_generate_stream_events() {
 #[tokio::test]
 async fn triton_generate_shapes() {
     let target = start(fast()).await;
-    // The seed tool's body (it posts to {host}/generate with host = .../v2/models/ensemble).
-    let seed_body = json!({"text_input": "Hello world", "max_tokens": 5, "beam_width": 1,
+    // ai-on-gke's Locust benchmark's body (it posts to {host}/generate with host =
+    // .../v2/models/ensemble).
+    let locust_body = json!({"text_input": "Hello world", "max_tokens": 5, "beam_width": 1,
                            "temperature": 1.0, "top_p": 1.0, "bad_words": "",
                            "stop_words": "", "stream": false});
     let answer = post(
         target.addr,
         "/v2/models/ensemble/generate",
-        seed_body.clone(),
+        locust_body.clone(),
     )
     .await
     .json();
@@ -832,7 +833,7 @@ async fn triton_generate_shapes() {
     assert_eq!(words(text), 4);
 
     // Plain /generate with a Triton body.
-    let answer = post(target.addr, "/generate", seed_body).await.json();
+    let answer = post(target.addr, "/generate", locust_body).await.json();
     assert_eq!(answer["model_name"], "stampede-sim");
 
     let streamed = stream(
@@ -870,7 +871,7 @@ async fn triton_generate_shapes() {
 #[tokio::test]
 async fn sax_generate_answers_text_score_pairs() {
     let target = start(fast()).await;
-    // The seed tool's body.
+    // ai-on-gke's Locust benchmark's body.
     let reply = post(
         target.addr,
         "/generate",
@@ -1045,7 +1046,7 @@ async fn error_rate_one_injects_500s() {
     let reply = post(target.addr, "/generate_stream", json!({"inputs": "x"})).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(reply.json()["error_type"], "generation");
-    let reply = post(target.addr, "/generate", seed_vllm_body("x", 2, false)).await;
+    let reply = post(target.addr, "/generate", locust_vllm_body("x", 2, false)).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(&reply.body[..], b"Internal Server Error");
     let totals = target.stats.snapshot();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use stampede_protocol::timer::Timer;
+use stampede_kstamp::timer::Timer;
 pub use stampede_scenarios::load::next_gap;
 use stampede_scenarios::load::{Next, Schedule};
 use stampede_scenarios::{Call, Driver, LoadPlan, Recorder, Session};

@@ -23,7 +23,7 @@ use stampede_protocol::{
     Assign, FromWorker, Hello, PROTOCOL_VERSION, Report, ToWorker, frame, handshake, read_frame,
     transport, unix_now_ns, write_frame,
 };
-use stampede_scenarios::{LoadPlan, Recorder, ScenarioConfig, driver};
+use stampede_scenarios::{Kind, LoadPlan, Recorder, ScenarioConfig, driver};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -59,7 +59,7 @@ pub struct Tapped {
     /// The scenario's name.
     pub scenario: String,
     /// The scenario's kind (`http`, `llm`, ...).
-    pub kind: String,
+    pub kind: Kind,
     /// The report, before it is split to fit frames.
     pub report: Report,
 }
@@ -416,7 +416,7 @@ impl Session {
     fn prepare(&self, a: Assign) -> Result<Run, String> {
         let config = ScenarioConfig::from_assignment(&a.scenario, "<assigned scenario>")
             .map_err(|e| e.to_string())?;
-        let driver = driver::build(&config).map_err(|e| e.to_string())?;
+        let driver = config.driver().map_err(|e| e.to_string())?;
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
         let recorder = Arc::new(Recorder::for_driver(
             names,
@@ -485,7 +485,7 @@ impl Session {
         if let Some(tap) = &self.tap {
             let _ = tap.send(Tapped {
                 scenario: run.config.name.clone(),
-                kind: run.config.kind.clone(),
+                kind: run.config.kind,
                 report: report.clone(),
             });
         }

@@ -1,7 +1,7 @@
 //! Compares learners for `stampede placement` on the law's runs (`stampede_placement::law`):
 //! ten-fold cross-validation on 2000 rows of 30 models, held-out rows of the same models,
-//! rows of models never seen, and the seed's own figure: how often the predicted fastest of
-//! three random nodes is the truly fastest. Prints a Markdown table.
+//! rows of models never seen, and the figure PEPPER's Profiler exists for: how often the predicted
+//! fastest of three random nodes is the truly fastest. Prints a Markdown table.
 
 use std::time::Instant;
 
@@ -152,8 +152,8 @@ fn cross_validate(learner: &Learner, rows: &[Row], folds: usize) -> Scores {
     scores(&pred, rows)
 }
 
-/// The seed's evaluation: 100 times, three nodes with random devices and loads; is the
-/// predicted fastest the truly fastest (by the law, without noise)?
+/// The question PEPPER's Profiler answers, asked 100 times: of three nodes with random devices
+/// and loads, is the predicted fastest the truly fastest (by the law, without noise)?
 fn fastest_of_three(m: &Predictor, models: usize) -> (usize, usize) {
     let zoo = law::zoo(models);
     let mut rng = SmallRng::seed_from_u64(42);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
-use stampede_scenarios::driver;
+use stampede_scenarios::kinds;
 use stampede_scenarios::report::{
     MEGABYTE, Place, RunContext, max_ms, metric_json, min_ms, per_second, quantile_ms,
 };
@@ -24,7 +24,7 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// The `summary.json` document as a [`Value`] ([`write()`] serializes this, pretty).
 ///
 /// Times are ms (the histograms hold µs), rates are per second of [`RunSummary::duration_s`].
-/// The blocks of driver reports ([`driver::reports`]) are keys of their own, `null` for a run
+/// The blocks of driver reports ([`kinds::reports`]) are keys of their own, `null` for a run
 /// without their figures.
 pub fn summary_json(summary: &RunSummary) -> Value {
     let run = context(summary);
@@ -78,7 +78,7 @@ pub fn context(summary: &RunSummary) -> RunContext {
 /// Add to the object `doc` the keys every driver report puts at `place`, from `s`.
 fn add_blocks(doc: &mut Value, place: Place, s: &NameStats, run: &RunContext) {
     let figures = s.figures();
-    for block in driver::reports()
+    for block in kinds::reports()
         .iter()
         .flat_map(|r| r.json)
         .filter(|b| b.place == place)
@@ -229,7 +229,8 @@ mod tests {
         assert_eq!(doc["started_at"], "2023-11-14T22:13:20.250Z");
         assert_eq!(doc["completed_at"], "2023-11-14T22:14:20.250Z");
         assert_eq!(doc["duration_s"], 60.0);
-        assert_eq!(doc["status"], "completed");
+        // One of the fixture's two workers was lost: the run is degraded.
+        assert_eq!(doc["status"], "degraded");
         let metrics = &doc["metrics"];
         assert_eq!(metrics["total_requests"], 1200);
         assert_eq!(metrics["total_bytes"], 1200 * 512);
@@ -278,7 +279,13 @@ mod tests {
         let doc = summary_json(&closed);
         assert!(validator.is_valid(&doc));
         assert_eq!(doc["schedule_lag_ms"], Value::Null);
-        assert_eq!(doc["passed"], true);
+        // No threshold, but a lost worker: degraded, which passes only when tolerated.
+        assert_eq!(doc["passed"], false);
+        let tolerated = summary_json(&RunSummary {
+            tolerate_worker_loss: true,
+            ..closed.clone()
+        });
+        assert_eq!(tolerated["passed"], true);
         assert_eq!(doc["connections"], Value::Null, "no connection counters");
         assert_eq!(doc["requests"][0]["connections"], Value::Null);
         assert_eq!(doc["tls"], Value::Null, "plain http://");

@@ -3,9 +3,9 @@
 //! verdicts and events.
 //!
 //! It reads the same figures as `summary.json` (`results::json`) and only formats them; the
-//! drivers' sections come from their reports ([`driver::reports`]).
+//! drivers' sections come from their reports ([`kinds::reports`]).
 
-use stampede_scenarios::driver;
+use stampede_scenarios::kinds;
 pub use stampede_scenarios::report::{fmt_ms, short_ms, thousands};
 use stampede_scenarios::report::{max_ms, per_second};
 
@@ -20,17 +20,18 @@ pub(super) const TABLE_NAME_WIDTH: usize = 48;
 pub fn table(summary: &RunSummary) -> String {
     let duration = summary.duration_s();
     let mut out = format!(
-        "Run {} of {} against {}: {:.1}s, {} ({})\n\n",
+        "Run {} of {} against {}: {:.1}s, {}: {} ({})\n\n",
         summary.run_id,
         summary.scenario,
         summary.target,
         duration,
+        summary.status(),
         summary.stop_reason,
         summary.load
     );
     out.push_str(&stats_table(summary, duration));
     let (run, total) = (context(summary), summary.total.figures());
-    for report in driver::reports() {
+    for report in kinds::reports() {
         out.push_str(&(report.table)(&total, &run));
     }
     out.push_str(&failures_section(&summary.failures));

@@ -8,6 +8,7 @@ use stampede_scenarios::Threshold;
 use stampede_scenarios::recorder::{new_histogram, record_clamped};
 
 use super::thresholds::evaluate;
+use crate::state::{RunEnd, WorkerState};
 use crate::summary::{
     AGGREGATED, FailureRow, HistoryEntry, HistoryRow, NameStats, RunSummary, TlsSummary,
     WorkerSummary,
@@ -88,7 +89,8 @@ pub(super) fn fixture() -> RunSummary {
         started_unix_ms: START_MS,
         stopped_unix_ms: START_MS + 60_000,
         ended_unix_ms: START_MS + 60_000,
-        stop_reason: "duration reached".into(),
+        stop_reason: RunEnd::DurationReached,
+        tolerate_worker_loss: false,
         thresholds: evaluate(&thresholds, &total, duration),
         stats: vec![items, bulk, health],
         total,
@@ -128,7 +130,7 @@ pub(super) fn fixture() -> RunSummary {
                 addr: "10.0.0.1:5000".into(),
                 requests: 900,
                 failures: 4,
-                state: "finished".into(),
+                state: WorkerState::Finished,
                 lost_at_s: None,
                 first_sends_ms: Some((0.25, 1.75)),
                 mean_ms: 12.5,
@@ -140,7 +142,7 @@ pub(super) fn fixture() -> RunSummary {
                 addr: "10.0.0.2:5000".into(),
                 requests: 300,
                 failures: 3,
-                state: "lost".into(),
+                state: WorkerState::Lost,
                 lost_at_s: Some(12.5),
                 first_sends_ms: Some((-0.5, 0.75)),
                 mean_ms: 0.0,
@@ -150,7 +152,7 @@ pub(super) fn fixture() -> RunSummary {
         schedule_lag: Some(lag),
         events: vec!["worker host-b:202 lost at 12.5s; its 25 users moved to host-a:101".into()],
         tls: None,
-        specs: stampede_scenarios::driver::specs("http"),
+        specs: stampede_scenarios::Kind::Http.specs(),
     }
 }
 

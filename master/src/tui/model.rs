@@ -10,6 +10,7 @@ use stampede_scenarios::spec::{Family, Role, Specs};
 
 use crate::results::per_second;
 use crate::snapshot::{NameView, RunView, Snapshot};
+use crate::state::{RunState, WorkerState};
 
 /// Points kept for the charts: one per aggregated second, so ten minutes.
 pub const HISTORY: usize = 600;
@@ -212,7 +213,7 @@ impl Model {
 
     /// The run going on (assigning, running or stopping), if any.
     pub fn active_run(&self) -> Option<&RunView> {
-        self.run().filter(|r| r.state != "finished")
+        self.run().filter(|r| r.state != RunState::Finished)
     }
 
     /// The scale in force, or the one just asked for.
@@ -289,7 +290,7 @@ impl Model {
                 self.history_intervals = run.intervals;
                 self.sample(&run);
             }
-            if run.state == "finished" {
+            if run.state == RunState::Finished {
                 self.rates = run_rates(&run);
             }
             if self
@@ -439,7 +440,7 @@ impl Model {
             .snapshot
             .workers
             .iter()
-            .filter(|w| w.state != "lost")
+            .filter(|w| w.state != WorkerState::Lost)
             .count();
         if ready == 0 {
             self.say("no worker has joined yet", true);
@@ -451,7 +452,7 @@ impl Model {
 
     fn stop(&mut self) -> Option<Action> {
         match self.active_run() {
-            Some(run) if run.state == "stopping" => {
+            Some(run) if run.state == RunState::Stopping => {
                 let text = format!("run {} is already stopping", run.id);
                 self.say(text, false);
                 None
@@ -473,7 +474,7 @@ impl Model {
             self.say("no run is going on: +/- change a running run's load", true);
             return None;
         };
-        if run.state == "stopping" {
+        if run.state == RunState::Stopping {
             self.say("the run is stopping", true);
             return None;
         }
@@ -494,7 +495,7 @@ impl Model {
         let Some(run) = self.active_run() else {
             return Some(Action::Quit);
         };
-        let (id, stopping) = (run.id, run.state == "stopping");
+        let (id, stopping) = (run.id, run.state == RunState::Stopping);
         self.quitting = Some(id);
         self.say(
             format!("quitting: stopping run {id} and writing its results (q again: at once)"),
@@ -533,7 +534,7 @@ pub fn connections_line(specs: &Specs, n: &NameView) -> Option<String> {
 /// A name's req/s as shown: over the last interval while the run goes on, over the whole run
 /// once it has finished (as the run's summary gives it).
 pub fn rps(run: &RunView, n: &NameView) -> f64 {
-    if run.state == "finished" {
+    if run.state == RunState::Finished {
         per_second(n.requests, run.elapsed_s)
     } else {
         n.rps
@@ -639,7 +640,7 @@ mod tests {
         let mut m = model_with(testdata::waiting());
         assert_eq!(press(&mut m, 'x'), None);
         let mut stopping = testdata::running();
-        stopping.run.as_mut().unwrap().state = "stopping".into();
+        stopping.run.as_mut().unwrap().state = RunState::Stopping;
         let mut m = model_with(stopping);
         assert_eq!(press(&mut m, 'x'), None);
     }
@@ -711,7 +712,7 @@ mod tests {
         assert_eq!(press(&mut m, 'q'), Some(Action::Stop(7)));
         assert_eq!(m.quitting, Some(7));
         let mut stopping = testdata::running();
-        stopping.run.as_mut().unwrap().state = "stopping".into();
+        stopping.run.as_mut().unwrap().state = RunState::Stopping;
         assert_eq!(m.update(Msg::Snapshot(Arc::new(stopping))), None);
         assert_eq!(
             m.update(Msg::Snapshot(Arc::new(testdata::finished()))),
@@ -766,7 +767,7 @@ mod tests {
         // The last interval ran fast: its rates are not the run's.
         let mut s = testdata::llm();
         let run = s.run.as_mut().unwrap();
-        run.state = "finished".into();
+        run.state = RunState::Finished;
         run.intervals = 3;
         run.elapsed_s = 4.0;
         run.total.requests = 80;

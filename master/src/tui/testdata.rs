@@ -5,14 +5,22 @@
 use std::collections::BTreeMap;
 
 use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::state::{RunState, WorkerState};
 
-fn worker(id: u64, name: &str, state: &str, share: f64, rps: f64, requests: u64) -> WorkerView {
+fn worker(
+    id: u64,
+    name: &str,
+    state: WorkerState,
+    share: f64,
+    rps: f64,
+    requests: u64,
+) -> WorkerView {
     WorkerView {
         id,
         name: name.into(),
         addr: format!("127.0.0.1:5000{id}"),
         cores: 1,
-        state: state.into(),
+        state,
         share,
         requests,
         rps,
@@ -73,9 +81,9 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
     RunView {
         id: 7,
         scenario: "checkout".into(),
-        kind: kind.into(),
+        kind: kind.parse().expect("a known scenario kind"),
         load: "closed: 10 users for 30s".into(),
-        state: "running".into(),
+        state: RunState::Running,
         elapsed_s: 12.3,
         duration_s: 30.0,
         users: 10,
@@ -87,8 +95,9 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
         failures: Vec::new(),
         events: Vec::new(),
         stop_reason: None,
+        status: None,
         schedule_lag: Buckets::default(),
-        specs: stampede_scenarios::driver::specs(kind),
+        specs: stampede_scenarios::kinds::specs_of(kind),
     }
 }
 
@@ -96,8 +105,8 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
 pub fn waiting() -> Snapshot {
     Snapshot {
         workers: vec![
-            worker(1, "w-one", "ready", 0.0, 0.0, 0),
-            worker(2, "w-two", "ready", 0.0, 0.0, 0),
+            worker(1, "w-one", WorkerState::Ready, 0.0, 0.0, 0),
+            worker(2, "w-two", WorkerState::Ready, 0.0, 0.0, 0),
         ],
         run: None,
     }
@@ -129,9 +138,9 @@ pub fn running() -> Snapshot {
     r.events = vec!["worker 3 (w-three) lost at 5.0s: connection closed; its share moved".into()];
     Snapshot {
         workers: vec![
-            worker(1, "w-one", "running", 0.5, 246.3, 3050),
-            worker(2, "w-two", "running", 0.5, 246.2, 3050),
-            worker(3, "w-three", "lost", 0.0, 0.0, 412),
+            worker(1, "w-one", WorkerState::Running, 0.5, 246.3, 3050),
+            worker(2, "w-two", WorkerState::Running, 0.5, 246.2, 3050),
+            worker(3, "w-three", WorkerState::Lost, 0.0, 0.0, 412),
         ],
         run: Some(r),
     }
@@ -141,12 +150,12 @@ pub fn running() -> Snapshot {
 pub fn finished() -> Snapshot {
     let mut s = running();
     let r = s.run.as_mut().expect("running() has a run");
-    r.state = "finished".into();
+    r.state = RunState::Finished;
     r.elapsed_s = 30.0;
     r.stop_reason = Some("duration reached".into());
     for w in &mut s.workers {
-        if w.state == "running" {
-            w.state = "ready".into();
+        if w.state == WorkerState::Running {
+            w.state = WorkerState::Ready;
             w.share = 0.0;
         }
     }
@@ -231,9 +240,9 @@ fn measured(metric: &str, values: &[(u64, u64)]) -> MetricView {
         }
     }
     // The unit of the kind that records `metric` (µs when none does).
-    let specs = stampede_scenarios::driver::KINDS
+    let specs = stampede_scenarios::Kind::ALL
         .iter()
-        .map(|kind| stampede_scenarios::driver::specs(kind))
+        .map(|kind| kind.specs())
         .find(|specs| specs.metric(metric).is_some())
         .unwrap_or_default();
     MetricView::of(crate::snapshot::Exported::of_metric(&specs, metric), &h)

@@ -13,11 +13,12 @@ use ratatui::text::{Line, Span, Text};
 use ratatui::widgets::{
     Axis, Block, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Sparkline, Table, Tabs,
 };
-
+use stampede_scenarios::Kind;
 use stampede_scenarios::spec::{Family, MetricSpec, Role};
 
 use super::model::{Model, SLO_CLASSES, View, priority_cells};
 use crate::snapshot::{NameView, RunView, WorkerView};
+use crate::state::WorkerState;
 
 /// The keys, as the footer shows them.
 const KEYS: &[(&str, &str)] = &[
@@ -59,6 +60,7 @@ pub fn view(model: &Model, frame: &mut Frame) {
 }
 
 fn state_style(state: &str) -> Style {
+    // The run's and the workers' states share their words (`running`, `lost`, ...).
     match state {
         "running" => Style::new().fg(Color::Green).bold(),
         "assigning" | "assigned" | "stopping" => Style::new().fg(Color::Yellow).bold(),
@@ -72,13 +74,16 @@ fn title_line(model: &Model) -> Paragraph<'static> {
         .snapshot
         .workers
         .iter()
-        .filter(|w| w.state != "lost")
+        .filter(|w| w.state != WorkerState::Lost)
         .count();
     let mut spans = vec![Span::styled(" STAMPEDE ", Style::new().bold().reversed())];
     match model.run() {
         Some(r) => {
             spans.push(Span::raw(" "));
-            spans.push(Span::styled(r.state.clone(), state_style(&r.state)));
+            spans.push(Span::styled(
+                r.state.to_string(),
+                state_style(r.state.as_str()),
+            ));
             spans.push(Span::raw(format!(
                 " {} / {} · {live} worker(s) · {} ({}) · run {}",
                 secs(r.elapsed_s),
@@ -103,7 +108,7 @@ fn title_line(model: &Model) -> Paragraph<'static> {
 fn figures_line(model: &Model) -> Paragraph<'static> {
     let line = match model.run() {
         Some(r) => {
-            let now = if r.kind == "download" || r.target_rate <= 0.0 {
+            let now = if r.kind == Kind::Download || r.target_rate <= 0.0 {
                 format!("{} users", r.users)
             } else {
                 format!("{} req/s target", rate(r.target_rate))
@@ -199,7 +204,7 @@ fn waiting(model: &Model) -> Paragraph<'static> {
         .snapshot
         .workers
         .iter()
-        .filter(|w| w.state != "lost")
+        .filter(|w| w.state != WorkerState::Lost)
         .count();
     let mut lines = vec![Line::from(format!(
         "{live} worker(s) joined. Workers join with:"
@@ -274,17 +279,17 @@ fn workers_table(model: &Model, frame: &mut Frame, area: Rect, scroll: usize) {
 }
 
 fn worker_row(w: &WorkerView) -> Row<'static> {
-    let lost = w.state == "lost";
+    let lost = w.state == WorkerState::Lost;
     let state = if lost {
         "✗ lost".to_string()
     } else {
-        w.state.clone()
+        w.state.to_string()
     };
     let row = Row::new(vec![
         right(w.id.to_string()),
         Cell::from(w.name.clone()),
         Cell::from(w.addr.clone()),
-        Cell::from(Span::styled(state, state_style(&w.state))),
+        Cell::from(Span::styled(state, state_style(w.state.as_str()))),
         right(format!("{:.0}%", w.share * 100.0)),
         right(if lost { "-".into() } else { rate(w.rps) }),
         right(count(w.requests)),

@@ -98,6 +98,7 @@ pub const CONNECTION_COUNTERS: &[MetricSpec] = &[CONNECTIONS_NEW, CONNECTIONS_RE
 /// The connection report: `connections` in `summary.json` (per request name and in total)
 /// and the `connections:` line under the table.
 pub const REPORT: Report = Report {
+    name: "connections",
     json: &[
         JsonBlock {
             place: Place::Top,

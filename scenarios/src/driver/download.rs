@@ -1,7 +1,7 @@
-//! The `download` driver: each call fetches one file (by default the seed's
-//! `/performance/{model_id}/{version}/model.zip`) and streams its body through one fixed
-//! buffer per connection into a sink that counts bytes and, when asked, hashes them (SHA-256):
-//! a body is never held, so 100 clients × 24.8 MB cost 100 buffers, not 2.5 GB.
+//! The `download` driver: each call fetches one file (by default the ACME performance track's
+//! `/performance/{model_id}/{version}/model.zip`) and streams its body through one fixed buffer per
+//! connection into a sink that counts bytes and, when asked, hashes them (SHA-256): a body is never
+//! held, so 100 clients × 24.8 MB cost 100 buffers, not 2.5 GB.
 //!
 //! Records per download: latency (scheduled start → last byte), `ttfb` (→ response head, µs),
 //! `client_throughput` (bytes ÷ latency of a successful download, kB/s), bytes, and failures by
@@ -19,12 +19,16 @@ use super::connections;
 use super::h1::{Framing, H1Conn, H1Error};
 use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
-use crate::model::{DownloadFile, ScenarioConfig, ScenarioFile, Target};
+use crate::model::Common;
 use crate::recorder::{Failure, Recorder};
 use crate::spec::{MetricSpec, Specs};
 
 pub mod report;
 pub use report::REPORT;
+
+mod file;
+
+pub use file::DownloadFile;
 
 /// Read buffer per connection unless the scenario says.
 pub const DEFAULT_BUFFER: usize = 64 * 1024;
@@ -61,7 +65,8 @@ pub struct DownloadDriver {
     inner: Arc<Inner>,
 }
 
-/// The model id as the seed puts it in paths: `arnir0/Tiny-LLM` → `arnir0_Tiny-LLM`.
+/// The model id as the ACME performance track puts it in paths: `arnir0/Tiny-LLM` →
+/// `arnir0_Tiny-LLM`.
 pub fn sanitize_model_id(model_id: &str) -> String {
     model_id.replace('/', "_")
 }
@@ -73,30 +78,23 @@ pub fn resolve_path(d: &DownloadFile) -> String {
         .replace("{version}", &d.version)
 }
 
-/// The per-download timeout of a download scenario: its own, else the run's duration.
-pub fn timeout(config: &ScenarioConfig) -> Duration {
-    config
-        .file
-        .download
-        .as_ref()
-        .and_then(|d| d.timeout)
-        .map_or(config.duration, |t| t.0)
+/// The per-download timeout of a download scenario: its own, else the run's `duration`.
+pub fn timeout(download: Option<&DownloadFile>, duration: Duration) -> Duration {
+    download.and_then(|d| d.timeout).map_or(duration, |t| t.0)
 }
 
 impl DownloadDriver {
-    /// Prepare the request. The target must be a URL.
-    pub fn new(config: &ScenarioConfig) -> Result<DownloadDriver, DriverError> {
-        let base = match &config.target {
-            Target::Url(uri) => uri.clone(),
-            Target::Builtin(kind) => {
-                return Err(DriverError::UnresolvedTarget(format!("builtin:{kind}")));
-            }
-        };
-        let d = settings(&config.file);
+    /// Prepare the request of `[download]`. The target must be a URL.
+    pub fn new(
+        common: &Common,
+        download: Option<&DownloadFile>,
+    ) -> Result<DownloadDriver, DriverError> {
+        let base = super::base_url(common.target)?;
+        let d = settings(download);
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), crate::tls::Alpn::Http1)?;
+        let endpoint = Endpoint::of(&base, common.tls, crate::tls::Alpn::Http1)?;
         let path = format!("{}{}", base.path().trim_end_matches('/'), resolve_path(&d));
         let mut wire = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n");
         for (k, v) in &d.headers {
@@ -109,10 +107,10 @@ impl DownloadDriver {
         };
         Ok(DownloadDriver {
             inner: Arc::new(Inner {
-                catalog: catalog(&config.file),
+                catalog: catalog(download),
                 wire: Bytes::from(wire),
                 endpoint,
-                timeout: timeout(config),
+                timeout: timeout(download, common.duration),
                 buffer: d.buffer.map_or(DEFAULT_BUFFER, |b| b.0 as usize),
                 sha256,
                 expected_bytes: d.expected_bytes.map(|b| b.0),
@@ -263,13 +261,13 @@ fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
 }
 
 /// The `[download]` table, or its defaults.
-fn settings(file: &ScenarioFile) -> DownloadFile {
-    file.download.clone().unwrap_or_default()
+fn settings(download: Option<&DownloadFile>) -> DownloadFile {
+    download.cloned().unwrap_or_default()
 }
 
 /// The one request of a download scenario.
-pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
-    let d = settings(file);
+pub fn catalog(download: Option<&DownloadFile>) -> Vec<RequestInfo> {
+    let d = settings(download);
     vec![RequestInfo {
         kind: "GET".into(),
         name: d
@@ -279,9 +277,10 @@ pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
     }]
 }
 
-/// Checks a download scenario; `Err((field, message))`.
-pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
-    let d = settings(file);
+/// Checks a download scenario's `[download]`, and that it has no `[[requests]]` (`requests`
+/// of them); `Err((field, message))`.
+pub fn validate(download: Option<&DownloadFile>, requests: usize) -> Result<(), (String, String)> {
+    let d = settings(download);
     let bad = |f: &str, m: String| Err((format!("download.{f}"), m));
     if d.model_id.is_empty()
         || !d
@@ -342,7 +341,7 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
             return bad("headers", format!("`{k}: {v}` is not a valid header"));
         }
     }
-    if !file.requests.is_empty() {
+    if requests > 0 {
         return Err((
             "requests".into(),
             "a download scenario fetches [download].path; it takes no [[requests]]".into(),

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use stampede_protocol::stamped::{Arrival, Sent, StampedStream};
+use stampede_kstamp::stamped::{Arrival, Sent, StampedStream};
 
 use super::transport::{Endpoint, Io};
 use crate::recorder::Failure;

@@ -17,7 +17,7 @@
 use std::io;
 use std::time::Instant;
 
-use stampede_protocol::stamps;
+use stampede_kstamp::stamps;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 

@@ -21,7 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use stampede_protocol::stamped::{Arrival, StampedStream};
+use stampede_kstamp::stamped::{Arrival, StampedStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::transport::{ConnectTimes, Connected, Endpoint, Io};

@@ -22,8 +22,10 @@ use rand::rngs::SmallRng;
 use super::h1::H1Conn;
 use super::h2::{H2Client, H2Pool, Negotiation, Opened};
 use super::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS, ConnectionSlots, Endpoint};
+use serde::{Deserialize, Serialize};
+
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
-use crate::model::{HttpVersion, ScenarioConfig, ScenarioFile, Target};
+use crate::model::{Common, HttpFile, HttpVersion};
 use crate::recorder::{Failure, Recorder};
 use crate::spec::{MetricSpec, Specs};
 
@@ -38,6 +40,43 @@ const SLOTS: ConnectionSlots = ConnectionSlots::after(0, 0);
 
 /// Request timeout when the scenario gives none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[[requests]]`: one kind of request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestFile {
+    /// Name in reports (unique in the scenario). Default: `METHOD path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// HTTP method, `GET` by default.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Path and query, appended to the target URL.
+    pub path: String,
+    /// Extra headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Request body, sent as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Relative frequency (default 1).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// The per-request timeout of an http scenario: `[http] timeout`, else [`DEFAULT_TIMEOUT`].
+pub fn timeout(http: Option<&HttpFile>) -> Duration {
+    http.and_then(|h| h.timeout)
+        .map_or(DEFAULT_TIMEOUT, |t| t.0)
+}
 
 /// A request ready to send: its bytes on the wire, made once at build time.
 struct Prepared {
@@ -88,18 +127,13 @@ pub struct HttpDriver {
 }
 
 impl HttpDriver {
-    /// Prepare every request of the scenario. The target must be a URL.
-    pub fn new(config: &ScenarioConfig) -> Result<HttpDriver, DriverError> {
-        let base = match &config.target {
-            Target::Url(uri) => uri.clone(),
-            Target::Builtin(kind) => {
-                return Err(DriverError::UnresolvedTarget(format!("builtin:{kind}")));
-            }
-        };
+    /// Prepare every request of the scenario (its `[[requests]]`). The target must be a URL.
+    pub fn new(common: &Common, requests: &[RequestFile]) -> Result<HttpDriver, DriverError> {
+        let base = super::base_url(common.target)?;
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let http = config.file.http.clone().unwrap_or_default();
+        let http = common.http.cloned().unwrap_or_default();
         let secure = base.scheme_str() == Some("https");
         let mode = match (http.version.unwrap_or_default(), secure) {
             (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => Mode::Http1,
@@ -112,14 +146,14 @@ impl HttpDriver {
             Mode::Http1 => crate::tls::Alpn::Http1,
             Mode::Http2 | Mode::Auto => crate::tls::Alpn::Any,
         };
-        let endpoint = Endpoint::of(&base, config.file.tls.as_ref(), alpn)?;
+        let endpoint = Endpoint::of(&base, common.tls, alpn)?;
         let base_path = base.path().trim_end_matches('/').to_string();
         let origin = format!("{}://{authority}", base.scheme_str().unwrap_or("http"));
         let mut prepared = Vec::new();
         let mut h2_prepared = Vec::new();
         let mut cumulative = Vec::new();
         let mut sum = 0u64;
-        for (i, r) in config.file.requests.iter().enumerate() {
+        for (i, r) in requests.iter().enumerate() {
             let field = |f: &str| format!("requests[{i}].{f}");
             let method = Method::from_bytes(r.method.as_bytes()).map_err(|_| {
                 DriverError::Invalid(format!(
@@ -176,7 +210,7 @@ impl HttpDriver {
         });
         Ok(HttpDriver {
             inner: Arc::new(Inner {
-                catalog: catalog(&config.file),
+                catalog: catalog(requests),
                 prepared,
                 h2_prepared,
                 mode,
@@ -518,8 +552,8 @@ fn header(k: &str, v: &str) -> Result<(HeaderName, HeaderValue), String> {
 }
 
 /// Request names and methods of an http scenario.
-pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
-    file.requests
+pub fn catalog(requests: &[RequestFile]) -> Vec<RequestInfo> {
+    requests
         .iter()
         .map(|r| RequestInfo {
             kind: r.method.to_ascii_uppercase(),
@@ -531,19 +565,25 @@ pub(crate) fn catalog(file: &ScenarioFile) -> Vec<RequestInfo> {
         .collect()
 }
 
-/// Checks an http scenario's requests; `Err((field, message))`.
-pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
-    if file.requests.is_empty() {
+/// Checks an http scenario's requests and `[http]`; `Err((field, message))`. `likely` is the
+/// kind whose table the file has, if any: with no requests, what its `kind` was likely meant
+/// to be.
+pub fn validate(
+    requests: &[RequestFile],
+    http: Option<&HttpFile>,
+    likely: Option<&str>,
+) -> Result<(), (String, String)> {
+    if requests.is_empty() {
         let mut message = "an http scenario needs at least one [[requests]]".to_string();
         // `kind` defaults to http: a file written for another kind but missing its `kind`.
-        if let Some(kind) = super::kinds_with_table(file).first() {
+        if let Some(kind) = likely {
             message +=
                 &format!("; this file has an [{kind}] table: did you mean kind = \"{kind}\"?");
         }
         return Err(("requests".into(), message));
     }
     let mut seen = BTreeMap::new();
-    for (i, r) in file.requests.iter().enumerate() {
+    for (i, r) in requests.iter().enumerate() {
         let f = |x: &str| format!("requests[{i}].{x}");
         if Method::from_bytes(r.method.as_bytes()).is_err() || r.method.contains(' ') {
             return Err((f("method"), format!("`{}` is not an HTTP method", r.method)));
@@ -557,7 +597,7 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
         for (k, v) in &r.headers {
             header(k, v).map_err(|m| (f("headers"), m))?;
         }
-        let name = catalog(file).swap_remove(i).name;
+        let name = catalog(requests).swap_remove(i).name;
         if let Some(prev) = seen.insert(name.clone(), i) {
             return Err((
                 f("name"),
@@ -565,13 +605,13 @@ pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
             ));
         }
     }
-    if file.requests.iter().all(|r| r.weight == 0) {
+    if requests.iter().all(|r| r.weight == 0) {
         return Err((
             "requests".into(),
             "at least one request needs a weight above 0".into(),
         ));
     }
-    if let Some(h) = &file.http {
+    if let Some(h) = http {
         for (k, v) in &h.headers {
             header(k, v).map_err(|m| ("http.headers".to_string(), m))?;
         }

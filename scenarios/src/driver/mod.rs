@@ -1,22 +1,22 @@
 //! Request drivers: what one request of a scenario is, and how to send it.
 //!
 //! The worker's engine owns the pacing (when to send, how many users); a driver owns the
-//! protocol (what to send, how to read the answer, what to record). A new scenario kind is a new
-//! module here plus a line in [`build`], `validate` and [`KINDS`]; nothing in the protocol,
-//! the worker's engine or the master changes. Drivers never decide when requests go out.
+//! protocol (what to send, how to read the answer, what to record) and its kind's table of the
+//! scenario file (`[llm]`, `[download]`, ...), with that table's checks. A new scenario kind is
+//! a new module here plus one line in the registry ([`crate::kinds`]); nothing in the protocol,
+//! the worker's engine or the master changes. Drivers never decide when requests go out, and
+//! read of the scenario only its common parts ([`crate::model::Common`]) and their own table.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::SmallRng;
 
-use crate::model::{ScenarioConfig, ScenarioFile};
+use crate::model::Target;
 pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
-use crate::report::Report;
-use crate::spec::{MetricSpec, Specs};
+use crate::spec::MetricSpec;
 
 pub mod connections;
 pub mod download;
@@ -27,9 +27,6 @@ pub mod http;
 pub mod llm;
 pub mod priority;
 pub mod transport;
-
-/// The scenario kinds (`kind = "..."`) this build knows.
-pub const KINDS: &[&str] = &["http", "llm", "download", "priority"];
 
 /// A boxed future, as sessions return from [`Session::call`].
 pub type CallFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -60,7 +57,8 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// Per-request record streams the driver writes rows to with [`Recorder::row`], in index
-    /// order (none by default). The master gets the same list from [`record_streams`].
+    /// order (none by default). The master gets the same list from the scenario
+    /// ([`crate::ScenarioConfig::record_streams`]).
     fn record_streams(&self) -> &[RecordStream] {
         &[]
     }
@@ -103,107 +101,16 @@ pub enum DriverError {
     /// The built-in target was not replaced by an address before building.
     #[error("target `{0}` must be started and given as a URL before the driver is built")]
     UnresolvedTarget(String),
-    /// The scenario kind has no driver in this build.
-    #[error("unknown scenario kind `{0}`")]
-    UnknownKind(String),
     /// The scenario's driver settings are invalid.
     #[error("{0}")]
     Invalid(String),
 }
 
-/// Build the driver of a scenario.
-pub fn build(config: &ScenarioConfig) -> Result<Arc<dyn Driver>, DriverError> {
-    match config.kind.as_str() {
-        "http" => Ok(Arc::new(http::HttpDriver::new(config)?)),
-        "llm" => Ok(Arc::new(llm::LlmDriver::new(config)?)),
-        "download" => Ok(Arc::new(download::DownloadDriver::new(config)?)),
-        "priority" => Ok(Arc::new(priority::PriorityDriver::new(config)?)),
-        other => Err(DriverError::UnknownKind(other.to_string())),
-    }
-}
-
-/// The request names and kinds of a scenario, without building a driver (for the master).
-pub fn catalog(config: &ScenarioConfig) -> Vec<RequestInfo> {
-    match config.kind.as_str() {
-        "http" => http::catalog(&config.file),
-        "llm" => llm::catalog(&config.file),
-        "download" => download::catalog(&config.file),
-        "priority" => priority::catalog(&config.file),
-        _ => Vec::new(),
-    }
-}
-
-/// The figures a scenario kind's driver records, without building a driver (for the master,
-/// whose sinks iterate them). [`Specs::NONE`] for an unknown kind.
-pub fn specs(kind: &str) -> Specs {
-    // A kind adds its line here, with the same lists its driver's `metrics` and `counters`
-    // return.
-    match kind {
-        "http" => http::SPECS,
-        "llm" => llm::SPECS,
-        "download" => download::SPECS,
-        "priority" => priority::SPECS,
-        _ => Specs::NONE,
-    }
-}
-
-/// Every report shape of this build's kinds, in the order the end-of-run table shows their
-/// sections. Every report is asked for every run: one whose figures a run lacks writes
-/// `null` and no lines.
-pub fn reports() -> &'static [Report] {
-    &[
-        connections::REPORT,
-        crate::llm::report::REPORT,
-        download::REPORT,
-    ]
-}
-
-/// The record streams a scenario's driver writes, without building a driver (for the master,
-/// which writes each stream's header and appends the rows workers send).
-pub fn record_streams(config: &ScenarioConfig) -> Vec<RecordStream> {
-    match config.kind.as_str() {
-        "llm" => llm::record_streams(&config.file),
-        "priority" => priority::record_streams(),
-        _ => Vec::new(),
-    }
-}
-
-/// The rates per request of a scenario whose kind fixes them (a [`crate::load::Mix`]), from
-/// its validated load and duration; `Err((field, message))`.
-pub(crate) fn mix(
-    file: &ScenarioFile,
-    load: &crate::load::LoadModel,
-    duration: std::time::Duration,
-) -> Result<Option<crate::load::Mix>, (String, String)> {
-    // A kind with a mix adds its line here.
-    match file.kind.as_str() {
-        "priority" => priority::mix(file, load, duration).map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// The kinds other than `http` whose own table (`[llm]`, `[download]`, `[priority]`) the file
-/// has, in [`KINDS`] order: what its `kind` was likely meant to be.
-pub(crate) fn kinds_with_table(file: &ScenarioFile) -> Vec<&'static str> {
-    // A kind with a table of its own adds its line here.
-    let tables = [
-        ("llm", file.llm.is_some()),
-        ("download", file.download.is_some()),
-        ("priority", file.priority.is_some()),
-    ];
-    tables
-        .into_iter()
-        .filter_map(|(kind, present)| present.then_some(kind))
-        .collect()
-}
-
-/// Kind-specific checks of a scenario file; `Err((field, message))`.
-pub(crate) fn validate(file: &ScenarioFile) -> Result<(), (String, String)> {
-    match file.kind.as_str() {
-        "http" => http::validate(file),
-        "llm" => llm::validate(file),
-        "download" => download::validate(file),
-        "priority" => priority::validate(file),
-        _ => Ok(()),
+/// The base URL of a scenario's target: a built-in target must have been started and given as
+/// a URL before a driver is built.
+pub(crate) fn base_url(target: &Target) -> Result<::http::Uri, DriverError> {
+    match target {
+        Target::Url(uri) => Ok(uri.clone()),
+        Target::Builtin(kind) => Err(DriverError::UnresolvedTarget(format!("builtin:{kind}"))),
     }
 }

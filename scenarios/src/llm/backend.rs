@@ -2,10 +2,10 @@
 //! request body, the framing of a streamed answer, and how to read the answer (whole, or one
 //! stream event at a time) into text, token counts and errors.
 //!
-//! Bodies match the seed tool (ai-on-gke `locust-load-inference/.../tasks.py`,
+//! Bodies match ai-on-gke's Locust benchmark (`locust-load-inference/.../tasks.py`,
 //! `generate_request`) key for key for `vllm`, `tgi`, `triton` and `sax`; `openai` and
-//! `openai-chat` follow the OpenAI API reference. Each variant's doc names the server document
-//! its shapes were checked against. Nothing here sends anything: the driver does.
+//! `openai-chat` follow the OpenAI API reference. Each variant's doc names the server document its
+//! shapes were checked against. Nothing here sends anything: the driver does.
 //!
 //! Parsing is allocation-free on the hot path: stream events are read with borrowed
 //! strings (copied only when the JSON escapes them) and `choices[0]` without building a `Vec`.
@@ -38,35 +38,35 @@ pub enum Backend {
     /// carries only `role`; vLLM's `reasoning_content` counts as output too).
     #[serde(rename = "openai-chat")]
     OpenAiChat,
-    /// vLLM's demo server `POST /generate` (vllm/entrypoints/api_server.py). Body is the seed's
-    /// `{prompt, n, best_of, use_beam_search, temperature, top_p, max_tokens, ignore_eos,
-    /// stream}`; the answer `{"text": [prompt + completion]}` echoes the prompt, which is
-    /// stripped. Streaming sends the same object with the text so far, one record after each
+    /// vLLM's demo server `POST /generate` (vllm/entrypoints/api_server.py). Body is the Locust
+    /// benchmark's `{prompt, n, best_of, use_beam_search, temperature, top_p, max_tokens,
+    /// ignore_eos, stream}`; the answer `{"text": [prompt + completion]}` echoes the prompt, which
+    /// is stripped. Streaming sends the same object with the text so far, one record after each
     /// step, delimited by `"\0"` (older) or `"\n"` (newer): see [`super::records`].
     #[serde(rename = "vllm")]
     Vllm,
     /// Hugging Face TGI `POST /generate` and `/generate_stream` (TGI OpenAPI, `StreamResponse`).
-    /// Body is the seed's `{inputs, parameters: {best_of, max_new_tokens, do_sample: true}}`,
-    /// plus `details: true` (see [`LlmRequest::details`]; and `decoder_input_details: true`
-    /// on a whole answer). Answer `{generated_text, details?: {"generated_tokens",
-    /// "prefill", ..}}` (an array of one on the `/` route); stream events
-    /// `data:{"index", "token": {"id","text","logprob","special"}, "generated_text": null|str,
-    /// "details": null|{"finish_reason","generated_tokens","input_length",..}}` and, on
-    /// failure, `data:{"error": str, "error_type": str}`.
+    /// Body is the Locust benchmark's `{inputs, parameters: {best_of, max_new_tokens, do_sample:
+    /// true}}`, plus `details: true` (see [`LlmRequest::details`]; and `decoder_input_details:
+    /// true` on a whole answer). Answer `{generated_text, details?: {"generated_tokens", "prefill",
+    /// ..}}` (an array of one on the `/` route); stream events `data:{"index", "token":
+    /// {"id","text","logprob","special"}, "generated_text": null|str, "details":
+    /// null|{"finish_reason","generated_tokens","input_length",..}}` and, on failure,
+    /// `data:{"error": str, "error_type": str}`.
     #[serde(rename = "tgi")]
     Tgi,
     /// Triton with TensorRT-LLM, `POST /v2/models/{model}/generate` and `/generate_stream`
-    /// (Triton "Generate Extension" doc). Body is the seed's `{text_input, max_tokens,
-    /// beam_width, temperature, top_p, bad_words, stop_words, stream}`; answer
-    /// `{model_name, model_version, text_output}`; stream events carry the new piece in
-    /// `text_output`; errors are `{"error": str}`, even inside a stream that began with 200.
+    /// (Triton "Generate Extension" doc). Body is the Locust benchmark's `{text_input, max_tokens,
+    /// beam_width, temperature, top_p, bad_words, stop_words, stream}`; answer `{model_name,
+    /// model_version, text_output}`; stream events carry the new piece in `text_output`; errors are
+    /// `{"error": str}`, even inside a stream that began with 200.
     #[serde(rename = "triton", alias = "tensorrt_llm_triton")]
     Triton,
-    /// Saxml behind ai-on-gke's HTTP front, `POST /generate`. Body is the seed's `{model, prompt,
-    /// n, best_of, use_beam_search, temperature, top_p, top_k, max_tokens, stream}`. The seed
-    /// reads nothing back; the answer is read as ai-on-gke's `benchmark_serving.py` reads it,
-    /// `choices[0].text`, or as Saxml's HTTP server writes it, `[[completion, score], ...]`.
-    /// No streaming.
+    /// Saxml behind ai-on-gke's HTTP front, `POST /generate`. Body is the Locust benchmark's
+    /// `{model, prompt, n, best_of, use_beam_search, temperature, top_p, top_k, max_tokens,
+    /// stream}`. The benchmark reads nothing back; the answer is read as ai-on-gke's
+    /// `benchmark_serving.py` reads it, `choices[0].text`, or as Saxml's HTTP server writes it,
+    /// `[[completion, score], ...]`. No streaming.
     #[serde(rename = "sax")]
     Sax,
     /// JetStream's gRPC `jetstream_proto.Orchestrator/Decode` (google/JetStream
@@ -100,29 +100,29 @@ pub struct LlmRequest<'a> {
     pub max_tokens: u32,
     /// Ask for a streamed answer.
     pub stream: bool,
-    /// Sampling temperature (the seed: 0.0 with beam search, else 1.0).
+    /// Sampling temperature (the Locust benchmark: 0.0 with beam search, else 1.0).
     pub temperature: f64,
-    /// Nucleus sampling (the seed: always 1.0).
+    /// Nucleus sampling (the Locust benchmark: always 1.0).
     pub top_p: f64,
-    /// Top-k sampling; only SAX takes it (the seed: 50).
+    /// Top-k sampling; only SAX takes it (the Locust benchmark: 50).
     pub top_k: u32,
-    /// Completions returned per prompt (the seed: 1).
+    /// Completions returned per prompt (the Locust benchmark: 1).
     pub n: u32,
-    /// Sequences generated server-side to return the best (the seed's `--best_of`, 1).
+    /// Sequences generated server-side to return the best (the Locust benchmark's `--best_of`, 1).
     pub best_of: u32,
-    /// Beam search instead of sampling (the seed's `--use_beam_search`).
+    /// Beam search instead of sampling (the Locust benchmark's `--use_beam_search`).
     pub use_beam_search: bool,
-    /// Keep generating past EOS up to `max_tokens` (vLLM only; the seed: false).
+    /// Keep generating past EOS up to `max_tokens` (vLLM only; the Locust benchmark: false).
     pub ignore_eos: bool,
-    /// Triton's beam width (the seed: `best_of` with beam search, else 1).
+    /// Triton's beam width (the Locust benchmark: `best_of` with beam search, else 1).
     pub beam_width: u32,
-    /// Triton's comma-separated words never to generate (the seed: empty).
+    /// Triton's comma-separated words never to generate (the Locust benchmark: empty).
     pub bad_words: &'a str,
-    /// Triton's comma-separated words that stop generation (the seed: empty).
+    /// Triton's comma-separated words that stop generation (the Locust benchmark: empty).
     pub stop_words: &'a str,
-    /// TGI: ask for `details`, so the answer carries the server's token counts (the seed's tool
-    /// does not ask; [`LlmRequest::new`] does). TGI sends them only when asked: a whole answer's
-    /// `details.generated_tokens`, plus its `details.prefill` (the input tokens) when
+    /// TGI: ask for `details`, so the answer carries the server's token counts (ai-on-gke's Locust
+    /// benchmark does not ask; [`LlmRequest::new`] does). TGI sends them only when asked: a whole
+    /// answer's `details.generated_tokens`, plus its `details.prefill` (the input tokens) when
     /// `decoder_input_details` is sent too, which this asks for on a whole answer (as TGI's own
     /// `/v1/completions` does; TGI refuses it when streaming); a stream's last event's
     /// `details.generated_tokens` and `details.input_length`.
@@ -130,8 +130,8 @@ pub struct LlmRequest<'a> {
 }
 
 impl<'a> LlmRequest<'a> {
-    /// A request with the seed tool's defaults (`best_of` 1, no beam search, not streaming),
-    /// plus TGI's `details`, so that TGI's answers carry the server's token counts.
+    /// A request with the defaults of ai-on-gke's Locust benchmark (`best_of` 1, no beam search,
+    /// not streaming), plus TGI's `details`, so that TGI's answers carry the server's token counts.
     pub fn new(prompt: &'a str, model: &'a str, max_tokens: u32) -> LlmRequest<'a> {
         LlmRequest {
             prompt,
@@ -152,9 +152,9 @@ impl<'a> LlmRequest<'a> {
         }
     }
 
-    /// Apply the seed's `--best_of` and `--use_beam_search` the way it derives the rest from
-    /// them: beam search sets temperature 0.0 and Triton's beam width to `best_of`.
-    pub fn with_seed_sampling(mut self, best_of: u32, use_beam_search: bool) -> LlmRequest<'a> {
+    /// Apply the Locust benchmark's `--best_of` and `--use_beam_search` the way it derives the rest
+    /// from them: beam search sets temperature 0.0 and Triton's beam width to `best_of`.
+    pub fn with_locust_sampling(mut self, best_of: u32, use_beam_search: bool) -> LlmRequest<'a> {
         self.best_of = best_of;
         self.use_beam_search = use_beam_search;
         self.temperature = if use_beam_search { 0.0 } else { 1.0 };
@@ -293,8 +293,8 @@ impl Backend {
     }
 
     /// The path to `POST` to, to append to the target's base path. Only Triton puts the model
-    /// in the URL (an empty model means TensorRT-LLM's usual `ensemble`); the seed posts
-    /// `/generate` to every server, with Triton's model prefix in its host setting.
+    /// in the URL (an empty model means TensorRT-LLM's usual `ensemble`); ai-on-gke's Locust
+    /// benchmark posts `/generate` to every server, with Triton's model prefix in its host setting.
     pub fn path(self, model: &str, stream: bool) -> String {
         match self {
             Backend::JetStream => "/jetstream_proto.Orchestrator/Decode".into(),
@@ -384,7 +384,7 @@ impl Backend {
 
     /// Read a whole answer. `prompt` is the request's prompt, stripped where echoed (vLLM's
     /// `/generate` always echoes it; Triton does when `exclude_input_in_output` is off, which
-    /// the seed did not correct for).
+    /// ai-on-gke's Locust benchmark did not correct for).
     pub fn parse_response(self, body: &[u8], prompt: &str) -> Result<Completion, ResponseError> {
         let text = std::str::from_utf8(body)
             .map_err(|_| ResponseError::Malformed("answer is not UTF-8".into()))?;

@@ -1,5 +1,5 @@
-//! Per-request LLM timings: TTFT, ITL, TPOT, end-to-end latency, and the seed tool's
-//! non-streaming per-token figures, plus the goodput check against an [`Slo`].
+//! Per-request LLM timings: TTFT, ITL, TPOT, end-to-end latency, and the non-streaming per-token
+//! figures of ai-on-gke's Locust benchmark, plus the goodput check against an [`Slo`].
 //!
 //! A [`RequestTimer`] is fed instants by the driver (`on_send`, `on_token_chunk`) and turned
 //! into [`Timings`] by `finish`; recording them into histograms is the driver's job. The timer
@@ -104,8 +104,8 @@ impl RequestTimer {
 }
 
 impl Timings {
-    /// The seed tool's per-request term of its "average-output-token-latency": output tokens
-    /// divided by the request time in seconds (custom_metric_aggregator.py,
+    /// ai-on-gke's Locust benchmark's per-request term of its "average-output-token-latency":
+    /// output tokens divided by the request time in seconds (custom_metric_aggregator.py,
     /// `tokens_received[i] / test_time[i]`, averaged over successes). Despite its name it is a
     /// rate, tokens per second. `None` when the time is zero.
     pub fn output_tokens_per_second(&self) -> Option<f64> {
@@ -202,14 +202,14 @@ mod tests {
     }
 
     #[test]
-    fn whole_answer_seed_figures() {
+    fn whole_answer_locust_benchmark_figures() {
         let t0 = Instant::now();
         let mut t = RequestTimer::new();
         t.on_send(t0);
         let timings = t.finish(t0 + ms(2500), 200);
         assert_eq!(timings.ttft, None);
         assert_eq!(timings.tpot, None);
-        // The seed: 200 tokens / 2.5 s = 80 "output token latency" (tokens per second).
+        // The Locust benchmark: 200 tokens / 2.5 s = 80 "output token latency" (tokens per second).
         assert_eq!(timings.output_tokens_per_second(), Some(80.0));
         assert_eq!(
             timings.e2e_per_output_token(),

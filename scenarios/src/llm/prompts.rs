@@ -1,12 +1,13 @@
 //! Prompt sets: where an LLM scenario's prompts come from, loaded once per run and then picked
 //! at random per request.
 //!
-//! Three sources: a file of one prompt per line (the seed's `filtered_prompts.txt`, with its
-//! `load_data.py` knobs `max_prompt_len`, `max_output_len`, `max_num_prompts`), a ShareGPT JSON
-//! file (first human turn; expected output length from the answer when a tokenizer is loaded),
-//! and synthetic prompts of exactly N tokens drawn from length distributions. Lengths are
-//! counted by [`TokenCounter::count_text`] (a tokenizer, else words). Loading is seeded: every
-//! worker builds the same set from the same seed. Relative paths are the caller's to resolve.
+//! Three sources: a file of one prompt per line (ai-on-gke's Locust benchmark's
+//! `filtered_prompts.txt`, with its `load_data.py` knobs `max_prompt_len`, `max_output_len`,
+//! `max_num_prompts`), a ShareGPT JSON file (first human turn; expected output length from the
+//! answer when a tokenizer is loaded), and synthetic prompts of exactly N tokens drawn from length
+//! distributions. Lengths are counted by [`TokenCounter::count_text`] (a tokenizer, else words).
+//! Loading is seeded: every worker builds the same set from the same seed. Relative paths are the
+//! caller's to resolve.
 
 use std::path::{Path, PathBuf};
 
@@ -50,24 +51,24 @@ pub enum PromptSource {
     Synthetic(SyntheticSource),
 }
 
-/// A prompt file and the seed's filters.
+/// A prompt file and the Locust benchmark's filters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
     /// The file.
     pub path: PathBuf,
-    /// Drop prompts shorter than this (the seed: 4, "TGI errors on too-short inputs").
+    /// Drop prompts shorter than this (the Locust benchmark: 4, "TGI errors on too-short inputs").
     #[serde(default = "default::min_len")]
     pub min_prompt_len: u32,
-    /// Drop prompts longer than this (the seed's `max_prompt_len`, 1024).
+    /// Drop prompts longer than this (the Locust benchmark's `max_prompt_len`, 1024).
     #[serde(default = "default::max_len")]
     pub max_prompt_len: u32,
-    /// The `max_tokens` of every request (the seed's `max_output_len`, 1024). ShareGPT with
-    /// a tokenizer: the answer's length instead, and longer answers are dropped.
+    /// The `max_tokens` of every request (the Locust benchmark's `max_output_len`, 1024). ShareGPT
+    /// with a tokenizer: the answer's length instead, and longer answers are dropped.
     #[serde(default = "default::max_len")]
     pub max_output_len: u32,
-    /// Keep at most this many, sampled with the seed (the seed's `max_num_prompts`; it
-    /// defaults to 100 there, to all here).
+    /// Keep at most this many, sampled with the RNG seed (the Locust benchmark's `max_num_prompts`;
+    /// it defaults to 100 there, to all here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_num_prompts: Option<usize>,
 }
@@ -411,7 +412,7 @@ impl PromptSource {
 }
 
 impl FileSource {
-    /// A source with the seed's defaults.
+    /// A source with the Locust benchmark's defaults.
     pub fn new(path: impl Into<PathBuf>) -> FileSource {
         FileSource {
             path: path.into(),
@@ -495,7 +496,7 @@ impl LengthDist {
     }
 }
 
-/// The seed's filters and sampling, shared by the file sources.
+/// The Locust benchmark's filters and sampling, shared by the file sources.
 struct Filter {
     min: u32,
     max: u32,

@@ -165,6 +165,7 @@ const fn counted_by(name: &'static str) -> MetricSpec {
 
 /// The `llm` block and section.
 pub const REPORT: Report = Report {
+    name: "llm",
     json: &[JsonBlock {
         place: Place::Top,
         key: "llm",

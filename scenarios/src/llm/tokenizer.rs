@@ -4,10 +4,10 @@
 //!
 //! [`TokenCounter::count_output`] walks a fixed fallback chain from the configured
 //! [`TokenCountMethod`] and says which rule produced each count, so a report can tell exact
-//! counts from estimates. Tokenizers are never downloaded: the seed's
-//! `AutoTokenizer.from_pretrained(name)` becomes a path to the model's `tokenizer.json`.
-//! Counts never include special tokens (the seed's `tokenizer.encode` adds BOS for Llama-style
-//! tokenizers, so its counts run one higher).
+//! counts from estimates. Tokenizers are never downloaded: the
+//! `AutoTokenizer.from_pretrained(name)` of ai-on-gke's Locust benchmark becomes a path to the
+//! model's `tokenizer.json`. Counts never include special tokens (the benchmark's
+//! `tokenizer.encode` adds BOS for Llama-style tokenizers, so its counts run one higher).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,8 @@ pub enum TokenCountMethod {
     /// and what the server billed.
     #[default]
     Usage,
-    /// Encode the output text with the configured `tokenizer.json` (what the seed does).
+    /// Encode the output text with the configured `tokenizer.json` (what ai-on-gke's Locust
+    /// benchmark does).
     Tokenizer,
     /// One token per streamed chunk (exact for TGI, which sends one event per token; a lower
     /// bound for OpenAI servers, which may batch several tokens into a chunk under load).

@@ -1,6 +1,7 @@
 //! `stampede profile sweep`: an LLM scenario measured once per rate and request type, each
 //! step a whole run (a master on 127.0.0.1 and local worker processes, as `stampede run`),
-//! each step's figures appended as one benchmark row in the seed's CSV schema.
+//! each step's figures appended as one benchmark row in the CSV schema of ig-wva's Performance
+//! Profile Generator.
 //!
 //! Self-contained on purpose: it drives the master through its public API (`Master::start`,
 //! `next_finished`, `MasterHandle::stop_run`) and owns its worker processes; the rows, buckets
@@ -22,7 +23,7 @@ use stampede_profiles::profile::{self, Point};
 use stampede_profiles::sweep::{self, Search, Shape, StepFigures, WorkerFields};
 use stampede_scenarios::llm::{LengthDist, PromptSource, SyntheticSource};
 use stampede_scenarios::units::HumanDuration;
-use stampede_scenarios::{Arrival, Overrides, ScenarioConfig};
+use stampede_scenarios::{Arrival, Kind, Overrides, ScenarioConfig};
 use tokio::process::Child;
 
 use crate::cli::Exit;
@@ -145,7 +146,7 @@ pub async fn run(opt: SweepOpt) -> anyhow::Result<Exit> {
         bail!("--slo-ms {slo}: the SLO must be a number of milliseconds above 0");
     }
     let mut base = ScenarioConfig::load(&opt.scenario)?;
-    if base.kind != "llm" {
+    if base.kind != Kind::Llm {
         bail!(
             "{} is a `{}` scenario; a profile sweep needs kind = \"llm\"",
             opt.scenario.display(),
@@ -313,6 +314,7 @@ impl Sweep {
                 bind: SocketAddr::new(LOOPBACK, 0),
                 token: token.clone(),
                 stop_grace: scenario.request_timeout() + Duration::from_secs(5),
+                tolerate_worker_loss: false,
                 scenario: Some(scenario),
                 auto_start_at: Some(self.opt.workers),
                 out: Some(dir.to_path_buf()),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use stampede_protocol::timer::Timer;
+use stampede_kstamp::timer::Timer;
 
 /// The shortest gap between two fires of the timer.
 pub(crate) const RESOLUTION: Duration = Duration::from_micros(50);

@@ -24,7 +24,7 @@ use stampede_grpc::jetstream::orchestrator_server::{Orchestrator, OrchestratorSe
 use stampede_grpc::jetstream::{
     DecodeRequest, DecodeResponse, HealthCheckRequest, HealthCheckResponse,
 };
-use stampede_protocol::stamped::{Arrival, StampedStream};
+use stampede_kstamp::stamped::{Arrival, StampedStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::Instant;

@@ -31,7 +31,7 @@
 //! Triton shape with the configured model name; a `model` field → SAX, answering
 //! `[[completion, score]]` pretty-printed like Python's `json.dumps(indent=4)` (the real SAX
 //! server reads `query` and `extra_inputs.per_example_max_decode_steps`, default 128; the
-//! load-test seed tool sends `prompt` and `max_tokens`, and both are accepted); otherwise
+//! Locust benchmark of ai-on-gke sends `prompt` and `max_tokens`, and both are accepted); otherwise
 //! `prompt` → vLLM, answering `{"text": [prompt + completion]}`. vLLM streams (`stream: true`)
 //! cumulative `{"text": [prompt + text so far]}` objects, each followed by a delimiter: `\n` in
 //! current vLLM (`vllm/entrypoints/api_server.py`), `\0` in releases before mid-2024; see
@@ -40,9 +40,9 @@
 //! Triton's `text_output` holds only the completion unless the request sets
 //! `exclude_input_in_output: false` (or the server is configured with
 //! `triton_exclude_input = false`): the TensorRT-LLM backend defaults to including the input,
-//! but its quick-start configuration (`exclude_input_in_output:True`) and the seed tool, which
-//! counts `text_output` as output tokens, both expect the completion alone. Streamed pieces are
-//! always just the new token.
+//! but its quick-start configuration (`exclude_input_in_output:True`) and ai-on-gke's Locust
+//! benchmark, which counts `text_output` as output tokens, both expect the completion alone.
+//! Streamed pieces are always just the new token.
 //!
 //! # Tokens
 //!

@@ -2,9 +2,9 @@
 //!
 //! Called by the router once a `/generate` body showed a `model` field. The real server reads
 //! `model`, `query` and `extra_inputs` (`per_example_max_decode_steps`, default 128) and answers
-//! `json.dumps(lm.Generate(query), indent=4)`: a list of `[text, score]` pairs. The seed tool
-//! sends `prompt` and `max_tokens` instead (which the real server would refuse), so both are
-//! accepted; `max_tokens` wins over `per_example_max_decode_steps`. There is no streaming.
+//! `json.dumps(lm.Generate(query), indent=4)`: a list of `[text, score]` pairs. ai-on-gke's Locust
+//! benchmark sends `prompt` and `max_tokens` instead (which the real server would refuse), so both
+//! are accepted; `max_tokens` wins over `per_example_max_decode_steps`. There is no streaming.
 
 use serde::Deserialize;
 use serde::Serialize;

@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use stampede_protocol::stamped::{Arrival, StampedStream};
+use stampede_kstamp::stamped::{Arrival, StampedStream};
 
 use crate::accept::HyperServer;
 

@@ -1,4 +1,4 @@
-//! vLLM's demo `api_server` `POST /generate`, as the load-test seed tool calls it.
+//! vLLM's demo `api_server` `POST /generate`, as ai-on-gke's Locust benchmark calls it.
 //!
 //! Called by the router once the body showed a `prompt` without `model`. The real server pops
 //! `prompt` and `stream` and passes the rest to `SamplingParams`; here `max_tokens` (default 16,

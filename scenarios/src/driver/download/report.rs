@@ -49,6 +49,7 @@ pub const CLIENT_THROUGHPUT: MetricSpec = MetricSpec {
 
 /// The download keys of `metrics` and the `Downloads` section.
 pub const REPORT: Report = Report {
+    name: "download",
     json: &[
         JsonBlock {
             place: Place::Metrics,

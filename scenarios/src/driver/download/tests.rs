@@ -11,8 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use super::*;
-use crate::model::Overrides;
 use crate::recorder::NameInterval;
+use crate::{Overrides, ScenarioConfig};
 
 /// Deterministic body bytes: byte `i` of the body.
 fn byte(i: u64) -> u8 {
@@ -115,7 +115,7 @@ fn scenario(url: &str, download: &str) -> ScenarioConfig {
 
 /// Run `calls` downloads on one session; the interval of the only request name.
 async fn run(config: &ScenarioConfig, calls: usize) -> NameInterval {
-    let driver = DownloadDriver::new(config).unwrap();
+    let driver = DownloadDriver::new(&config.common(), config.file.download.as_ref()).unwrap();
     let rec = Recorder::for_driver(vec!["d".into()], &driver, 1);
     let mut session = driver.session();
     let mut rng = SmallRng::seed_from_u64(1);
@@ -221,7 +221,7 @@ fn paths_are_filled_in_and_checked() {
     };
     let ok = parse("model_id = \"org/m-1.5\"").unwrap();
     assert_eq!(
-        catalog(&ok.file)[0].name,
+        catalog(ok.file.download.as_ref())[0].name,
         "GET /performance/org_m-1.5/main/model.zip"
     );
     assert_eq!(

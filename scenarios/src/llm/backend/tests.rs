@@ -84,9 +84,10 @@ fn paths_and_streaming() {
 }
 
 #[test]
-fn seed_bodies_key_for_key() {
+fn locust_benchmark_bodies_key_for_key() {
     let mut req = LlmRequest::new("Hi \"there\"", "sax-model", 1024);
-    // The seed's tool asks TGI for no details; the default does (`tgi_details_by_default`).
+    // ai-on-gke's Locust benchmark asks TGI for no details; the default does
+    // (`tgi_details_by_default`).
     req.details = false;
     assert_eq!(
         body(Backend::Vllm, &req),
@@ -107,15 +108,15 @@ fn seed_bodies_key_for_key() {
 }
 
 #[test]
-fn seed_beam_search_derivations() {
-    let req = LlmRequest::new("p", "m", 8).with_seed_sampling(4, true);
+fn locust_benchmark_beam_search_derivations() {
+    let req = LlmRequest::new("p", "m", 8).with_locust_sampling(4, true);
     assert_eq!((req.temperature, req.beam_width, req.best_of), (0.0, 4, 4));
     assert!(body(Backend::Triton, &req).contains(r#""beam_width":4,"temperature":0.0"#));
     assert!(
         body(Backend::Vllm, &req)
             .contains(r#""best_of":4,"use_beam_search":true,"temperature":0.0"#)
     );
-    let sampled = LlmRequest::new("p", "m", 8).with_seed_sampling(3, false);
+    let sampled = LlmRequest::new("p", "m", 8).with_locust_sampling(3, false);
     assert_eq!((sampled.temperature, sampled.beam_width), (1.0, 1));
 }
 

@@ -40,7 +40,7 @@ fn shipped_prompt_file_loads() {
 }
 
 #[test]
-fn lines_filters_and_samples_like_the_seed() {
+fn lines_filters_and_samples_like_the_locust_benchmark() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(
         &dir,

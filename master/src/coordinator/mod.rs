@@ -10,14 +10,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use stampede_protocol::{Assign, FromWorker, Share, ToWorker, unix_now_ns};
-use stampede_scenarios::spec::Specs;
-use stampede_scenarios::{
-    LoadModel, RequestInfo, ScenarioConfig, Threshold, driver, load::StageTarget,
-};
+use stampede_protocol::{Assign, FromWorker, Share, ToWorker};
+use stampede_scenarios::{RequestInfo, ScenarioConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,13 +23,23 @@ use tracing::{info, warn};
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
 use crate::results::{self, HlogWriter};
-use crate::snapshot::{
-    Buckets, Exported, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView,
-};
+use crate::snapshot::{RunView, Snapshot};
+use crate::state::{RunEnd, RunState};
 use crate::summary::{
-    CERTIFICATE_HINT, INSECURE_WARNING, LOCUST_PERCENTILES, NameStats, RunSummary, TlsSummary,
-    WorkerSummary, all_certificate_failures,
+    CERTIFICATE_HINT, INSECURE_WARNING, RunSummary, TlsSummary, all_certificate_failures,
 };
+
+mod archive;
+mod clock;
+#[cfg(test)]
+mod tests;
+mod view;
+
+pub use archive::Archive;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub(crate) use view::figures;
+use view::view;
+pub use view::{UNTIL_STOPPED, describe, describe_scaled, until_stopped};
 
 /// Identifies a connected worker for the master's lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -98,6 +105,9 @@ pub enum Command {
         /// Whether it was running.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Finish the current run now with what has been reported, without waiting for final
+    /// reports (a second stop signal): its results are written as for any run.
+    FinishNow,
     /// Multiply the current run's targets by a factor (relative to the scenario).
     Scale {
         /// The new scale.
@@ -121,93 +131,10 @@ pub struct CoordinatorConfig {
     pub runs_dir: Option<PathBuf>,
     /// How long to wait for final reports after the run's end.
     pub stop_grace: Duration,
-}
-
-/// Finished runs, readable by the API: those of this master's lifetime (with their exact
-/// histograms) and those read back from the runs directory at start-up (their `summary.json`).
-#[derive(Default)]
-pub struct Archive {
-    runs: Mutex<BTreeMap<u64, Archived>>,
-}
-
-/// One finished run.
-#[derive(Clone)]
-struct Archived {
-    /// In memory for runs of this master's lifetime; `None` for runs read from disk.
-    summary: Option<Arc<RunSummary>>,
-    /// The `summary.json` document.
-    document: Arc<serde_json::Value>,
-}
-
-impl Archive {
-    /// An archive holding the runs kept under `runs_dir` (`<run_id>/summary.json` each);
-    /// unreadable entries are skipped with a warning.
-    pub fn load(runs_dir: &std::path::Path) -> Archive {
-        let archive = Archive::default();
-        let Ok(entries) = std::fs::read_dir(runs_dir) else {
-            return archive;
-        };
-        for entry in entries.flatten() {
-            let Some(id) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            let path = entry.path().join("summary.json");
-            let doc = std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|t| {
-                    serde_json::from_str::<serde_json::Value>(&t).map_err(|e| e.to_string())
-                });
-            match doc {
-                Ok(doc) if doc["run_id"].as_u64() == Some(id) => {
-                    archive.lock().insert(
-                        id,
-                        Archived {
-                            summary: None,
-                            document: Arc::new(doc),
-                        },
-                    );
-                }
-                Ok(_) => warn!("{}: not the summary of run {id}; skipped", path.display()),
-                Err(e) => warn!("{}: {e}; skipped", path.display()),
-            }
-        }
-        archive
-    }
-
-    /// A finished run's summary, if it finished during this master's lifetime.
-    pub fn get(&self, id: u64) -> Option<Arc<RunSummary>> {
-        self.lock().get(&id).and_then(|r| r.summary.clone())
-    }
-
-    /// A finished run's `summary.json` document (also for runs read back from disk).
-    pub fn document(&self, id: u64) -> Option<Arc<serde_json::Value>> {
-        self.lock().get(&id).map(|r| r.document.clone())
-    }
-
-    /// Ids of finished runs, oldest first.
-    pub fn ids(&self) -> Vec<u64> {
-        self.lock().keys().copied().collect()
-    }
-
-    fn insert(&self, s: Arc<RunSummary>) {
-        let document = Arc::new(results::summary_json(&s));
-        self.lock().insert(
-            s.run_id,
-            Archived {
-                summary: Some(s),
-                document,
-            },
-        );
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Archived>> {
-        // A poisoned map only means a reader panicked; the map itself is intact.
-        self.runs.lock().unwrap_or_else(|p| p.into_inner())
-    }
+    /// Whether a run that lost a worker (its share moved) may still pass.
+    pub tolerate_worker_loss: bool,
+    /// Where the coordinator reads the time ([`SystemClock`] but in its tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 struct Worker {
@@ -272,7 +199,7 @@ struct Run {
     /// [`CERTIFICATE_HINT`] is given, so the hint comes once, and only when certificates are
     /// why requests fail from the start.
     failed_before: bool,
-    stop_reason: Option<String>,
+    stop_reason: Option<RunEnd>,
     /// The seed every worker gets: arrivals shared across workers are drawn from it.
     run_seed: u64,
     /// Where the run's results go (the master's `--out`, or the run's own).
@@ -318,6 +245,8 @@ pub struct Coordinator {
     snapshots: watch::Sender<Arc<Snapshot>>,
     finished: mpsc::UnboundedSender<Arc<RunSummary>>,
     archive: Arc<Archive>,
+    /// The config's clock, kept apart so it can be read while other fields are borrowed.
+    clock: Arc<dyn Clock>,
 }
 
 impl Coordinator {
@@ -329,8 +258,9 @@ impl Coordinator {
         archive: Arc<Archive>,
     ) -> Coordinator {
         // Ids grow with time and never repeat one kept on disk.
+        let clock = config.clock.clone();
         let first_run =
-            (unix_now_ns() / 1_000_000_000).max(archive.ids().last().copied().unwrap_or(0));
+            (clock.unix_ns() / 1_000_000_000).max(archive.ids().last().copied().unwrap_or(0));
         Coordinator {
             config,
             workers: BTreeMap::new(),
@@ -341,6 +271,7 @@ impl Coordinator {
             snapshots,
             finished,
             archive,
+            clock,
         }
     }
 
@@ -372,7 +303,7 @@ impl Coordinator {
                 _ = shutdown.cancelled(), if !stopping_for_shutdown => {
                     stopping_for_shutdown = true;
                     if self.run.is_some() {
-                        self.stop_run("master shutting down");
+                        self.stop_run(RunEnd::Shutdown);
                     } else {
                         break;
                     }
@@ -425,14 +356,15 @@ impl Coordinator {
             addr,
             cores: cores.max(1),
             outbox,
-            last_seen: Instant::now(),
+            last_seen: self.clock.now(),
             offset_ns: 0,
             best_rtt_ns: u64::MAX,
             ping_seq: 0,
             last_rps: 0.0,
         };
-        ping(&mut w);
-        ping(&mut w);
+        let now_ns = self.clock.unix_ns();
+        ping(&mut w, now_ns);
+        ping(&mut w, now_ns);
         self.workers.insert(id, w);
         if let Some(run) = self.run.as_mut()
             && matches!(run.phase, Phase::Running | Phase::Assigning { .. })
@@ -447,7 +379,7 @@ impl Coordinator {
 
     fn on_message(&mut self, id: WorkerId, msg: FromWorker) {
         if let Some(w) = self.workers.get_mut(&id) {
-            w.last_seen = Instant::now();
+            w.last_seen = self.clock.now();
         }
         match msg {
             FromWorker::Heartbeat => {}
@@ -455,7 +387,7 @@ impl Coordinator {
                 master_ns,
                 worker_ns,
                 ..
-            } => self.on_clock(id, master_ns, worker_ns, unix_now_ns()),
+            } => self.on_clock(id, master_ns, worker_ns, self.clock.unix_ns()),
             FromWorker::Ready { run_id } => self.on_ready(id, run_id),
             FromWorker::Rejected { run_id, reason } => {
                 let Some(run) = self.run.as_mut().filter(|r| r.id == run_id) else {
@@ -466,7 +398,7 @@ impl Coordinator {
                     .push(format!("worker {id} rejected the scenario: {reason}"));
                 run.members.remove(&id);
                 if run.members.is_empty() {
-                    run.stop_reason = Some(format!("every worker rejected the scenario: {reason}"));
+                    run.stop_reason = Some(RunEnd::Rejected(reason));
                     self.finish_run();
                 } else {
                     self.maybe_go();
@@ -481,7 +413,7 @@ impl Coordinator {
         let Some(w) = self.workers.get_mut(&id) else {
             return;
         };
-        w.last_seen = Instant::now();
+        w.last_seen = self.clock.now();
         let rtt = received_ns.saturating_sub(master_ns);
         if rtt <= w.best_rtt_ns {
             w.best_rtt_ns = rtt;
@@ -508,7 +440,7 @@ impl Coordinator {
                     return;
                 }
                 // A joiner: start it part-way through the plan, then move shares.
-                let now_ms = unix_now_ns() / 1_000_000;
+                let now_ms = self.clock.unix_ms();
                 let at_ms = now_ms + 100;
                 let elapsed_ms = at_ms.saturating_sub(run.started_ms);
                 if elapsed_ms as u128 >= run.config.duration.as_millis() {
@@ -528,7 +460,7 @@ impl Coordinator {
 
     fn on_report(&mut self, id: WorkerId, r: DecodedReport) {
         if let Some(w) = self.workers.get_mut(&id) {
-            w.last_seen = Instant::now();
+            w.last_seen = self.clock.now();
             w.last_rps = r
                 .counters
                 .iter()
@@ -569,7 +501,7 @@ impl Coordinator {
         let Some(run) = self.run.as_mut() else { return };
         let elapsed = run
             .started
-            .map(|s| s.elapsed().as_secs_f64())
+            .map(|s| self.clock.now().saturating_duration_since(s).as_secs_f64())
             .unwrap_or(0.0);
         let Some(m) = run.members.get_mut(&id) else {
             return;
@@ -578,9 +510,10 @@ impl Coordinator {
         // `stampede worker` given Ctrl-C): then its share is missing as a lost one's is.
         let left_mid_run = run.phase == Phase::Running
             && run.config.load.requests_per_user().is_none()
-            && run
-                .started
-                .is_some_and(|s| s.elapsed() + Duration::from_secs(1) < run.config.limit());
+            && run.started.is_some_and(|s| {
+                self.clock.now().saturating_duration_since(s) + Duration::from_secs(1)
+                    < run.config.limit()
+            });
         if m.finished && !left_mid_run {
             return;
         }
@@ -614,7 +547,7 @@ impl Coordinator {
             }
             Phase::Running => {
                 if left == 0 {
-                    run.stop_reason = Some("no workers left".into());
+                    run.stop_reason = Some(RunEnd::NoWorkersLeft);
                     self.finish_run();
                 } else if run.config.load.requests_per_user().is_none() {
                     self.rebalance();
@@ -644,12 +577,22 @@ impl Coordinator {
             Command::Stop { run_id, reply } => {
                 let r = match &self.run {
                     Some(run) if run.id == run_id => {
-                        self.stop_run("stopped by user");
+                        self.stop_run(RunEnd::StoppedByUser);
                         Ok(())
                     }
                     _ => Err(format!("run {run_id} is not going on")),
                 };
                 let _ = reply.send(r);
+            }
+            Command::FinishNow => {
+                if self.run.is_some() {
+                    self.stop_run(RunEnd::Shutdown);
+                    if let Some(run) = self.run.as_mut() {
+                        run.events
+                            .push("finished at once, without waiting for final reports".into());
+                    }
+                    self.finish_run();
+                }
             }
             Command::Scale { scale, reply } => {
                 let r = match self.run.as_mut() {
@@ -667,17 +610,18 @@ impl Coordinator {
     }
 
     fn on_tick(&mut self) {
-        let now = Instant::now();
+        let now = self.clock.now();
+        let now_ns = self.clock.unix_ns();
         for w in self.workers.values_mut() {
             if w.ping_seq % 10 == 0 || w.best_rtt_ns == u64::MAX {
-                ping(w);
+                ping(w, now_ns);
             } else {
                 w.ping_seq += 1;
             }
         }
         self.maybe_auto_start();
         let Some(run) = self.run.as_mut() else { return };
-        let now_ms = unix_now_ns() / 1_000_000;
+        let now_ms = self.clock.unix_ms();
         match run.phase {
             Phase::Assigning { until } if now >= until => {
                 let slow: Vec<WorkerId> = run
@@ -707,8 +651,7 @@ impl Coordinator {
                     run.phase = Phase::Stopping {
                         until: now + grace(self.config.stop_grace, &run.config),
                     };
-                    run.stop_reason
-                        .get_or_insert_with(|| "duration reached".into());
+                    run.stop_reason.get_or_insert(RunEnd::DurationReached);
                 }
             }
             Phase::Stopping { until } => {
@@ -763,7 +706,7 @@ impl Coordinator {
         }
         self.next_run += 1;
         let id = self.next_run;
-        let catalog = driver::catalog(&config);
+        let catalog = config.catalog();
         let members = self
             .workers
             .keys()
@@ -776,10 +719,11 @@ impl Coordinator {
             .collect();
         // Fresh clock probes before the scenario: their answers arrive before the workers'
         // Ready (one ordered stream), so the start time is set with an offset measured now.
+        let now_ns = self.clock.unix_ns();
         for w in self.workers.values_mut() {
             w.best_rtt_ns = u64::MAX;
             for _ in 0..CLOCK_PROBES {
-                ping(w);
+                ping(w, now_ns);
             }
         }
         info!(run = id, scenario = %config.name, workers = self.workers.len(), "starting run");
@@ -797,7 +741,7 @@ impl Coordinator {
             catalog: catalog.clone(),
             config,
             phase: Phase::Assigning {
-                until: Instant::now() + Duration::from_secs(10),
+                until: self.clock.now() + Duration::from_secs(10),
             },
             scale: 1.0,
             started_ms: 0,
@@ -806,7 +750,7 @@ impl Coordinator {
             members,
             info,
             offsets: BTreeMap::new(),
-            agg: Aggregate::new(&catalog, unix_now_ns() / 1_000_000),
+            agg: Aggregate::new(&catalog, self.clock.unix_ms()),
             hlog: None,
             hlog_failed: false,
             records: None,
@@ -851,14 +795,13 @@ impl Coordinator {
             return;
         }
         if run.members.is_empty() {
-            run.stop_reason
-                .get_or_insert_with(|| "no worker got ready".into());
+            run.stop_reason.get_or_insert(RunEnd::NoneReady);
             self.finish_run();
             return;
         }
-        let at_ms = unix_now_ns() / 1_000_000 + 250;
+        let at_ms = self.clock.unix_ms() + 250;
         run.started_ms = at_ms;
-        run.started = Some(Instant::now() + Duration::from_millis(250));
+        run.started = Some(self.clock.now() + Duration::from_millis(250));
         run.phase = Phase::Running;
         run.hlog = run.out.as_ref().and_then(|dir| {
             let _ = std::fs::create_dir_all(dir);
@@ -868,7 +811,7 @@ impl Coordinator {
         });
         run.agg = Aggregate::new(&run.catalog, at_ms);
         run.records = Some(RecordFiles::create(
-            &driver::record_streams(&run.config),
+            &run.config.record_streams(),
             run.out.as_deref(),
             &self.config.records,
         ));
@@ -928,16 +871,17 @@ impl Coordinator {
         }
     }
 
-    fn stop_run(&mut self, reason: &str) {
+    fn stop_run(&mut self, why: RunEnd) {
         let Some(run) = self.run.as_mut() else { return };
-        run.stop_reason.get_or_insert_with(|| reason.to_string());
+        let reason = why.to_string();
+        run.stop_reason.get_or_insert(why);
         match run.phase {
             Phase::Assigning { .. } => {
                 for id in run.members.keys() {
                     if let Some(w) = self.workers.get(id) {
                         let _ = w.outbox.send(ToWorker::Stop {
                             run_id: run.id,
-                            reason: reason.into(),
+                            reason: reason.clone(),
                         });
                     }
                 }
@@ -948,14 +892,14 @@ impl Coordinator {
                     if let Some(w) = self.workers.get(id) {
                         let _ = w.outbox.send(ToWorker::Stop {
                             run_id: run.id,
-                            reason: reason.into(),
+                            reason: reason.clone(),
                         });
                     }
                 }
                 if run.phase == Phase::Running {
-                    run.stopped_ms.get_or_insert(unix_now_ns() / 1_000_000);
+                    run.stopped_ms.get_or_insert(self.clock.unix_ms());
                     run.phase = Phase::Stopping {
-                        until: Instant::now() + grace(self.config.stop_grace, &run.config),
+                        until: self.clock.now() + grace(self.config.stop_grace, &run.config),
                     };
                 }
                 self.maybe_finish();
@@ -976,8 +920,7 @@ impl Coordinator {
             if run.phase == Phase::Running && run.config.load.requests_per_user().is_some() {
                 // Every worker ended: each user has sent its requests.
                 if let Some(run) = self.run.as_mut() {
-                    run.stop_reason
-                        .get_or_insert_with(|| "every user's requests done".into());
+                    run.stop_reason.get_or_insert(RunEnd::RequestsDone);
                 }
             }
             self.finish_run();
@@ -989,7 +932,7 @@ impl Coordinator {
         let Some(mut run) = self.run.take() else {
             return;
         };
-        let now_ms = unix_now_ns() / 1_000_000;
+        let now_ms = self.clock.unix_ms();
         if run.started.is_some() {
             run.tick(now_ms);
         }
@@ -1054,10 +997,11 @@ impl Coordinator {
         }
         info!(run = run.id, requests = summary.total.requests, reason = %summary.stop_reason, "run finished");
         let summary = Arc::new(summary);
-        let mut last = view(&run, &self.workers, "finished");
+        let mut last = view(&run, &self.workers, RunState::Finished, self.clock.now());
         // The run's own length, as its summary counts it: a reader dividing totals by it (the
         // terminal UI's rates of a finished run) gets the summary's figures.
         last.elapsed_s = summary.duration_s();
+        last.status = Some(summary.status());
         self.last_view = Some(last);
         self.last_requests = run
             .agg
@@ -1071,161 +1015,17 @@ impl Coordinator {
         self.archive.insert(summary.clone());
         let _ = self.finished.send(summary);
     }
-
-    fn summarize(&self, run: &Run, now_ms: u64) -> RunSummary {
-        let total = run.agg.total().clone();
-        let started = if run.started_ms > 0 {
-            run.started_ms
-        } else {
-            now_ms
-        };
-        let duration_s = (now_ms.saturating_sub(started) as f64 / 1000.0).max(1e-3);
-        let workers = run
-            .info
-            .iter()
-            .filter(|(id, _)| run.members.contains_key(id) || run.agg.workers().contains_key(&id.0))
-            .map(|(id, (name, addr))| {
-                let t = run.agg.workers().get(&id.0).cloned().unwrap_or_default();
-                let m = run.members.get(id);
-                let lost_at_s = m.and_then(|m| m.lost_at_s);
-                WorkerSummary {
-                    id: id.0,
-                    name: name.clone(),
-                    addr: addr.clone(),
-                    requests: t.requests,
-                    failures: t.failures,
-                    state: if lost_at_s.is_some() {
-                        "lost"
-                    } else if t.finished {
-                        "finished"
-                    } else {
-                        "unfinished"
-                    }
-                    .to_string(),
-                    lost_at_s,
-                    first_sends_ms: t.first_sends_unix_us.map(|(min, max)| {
-                        // Worker clock (µs) → master clock → ms after the run's start.
-                        let offset_us = run.offsets.get(id).copied().unwrap_or(0) as f64 / 1e3;
-                        let at = |us: u64| (us as f64 - offset_us) / 1e3 - started as f64;
-                        (at(min), at(max))
-                    }),
-                    mean_ms: t.mean_ms(),
-                    gauges: t.gauges.clone(),
-                }
-            })
-            .collect();
-        let thresholds: Vec<Threshold> = run.config.thresholds.clone();
-        RunSummary {
-            run_id: run.id,
-            scenario: run.config.name.clone(),
-            kind: run.config.kind.clone(),
-            target: run.config.target.to_string(),
-            load: describe_scaled(&run.config.load, run.config.duration, run.scale),
-            started_unix_ms: started,
-            // Not stopped before: every worker ended by itself (at the duration's end, or its
-            // users done) or none is left, by now and at the duration's end at the latest.
-            stopped_unix_ms: run
-                .stopped_ms
-                .unwrap_or_else(|| now_ms.min(started + run.config.limit().as_millis() as u64))
-                .clamp(started, now_ms.max(started)),
-            ended_unix_ms: now_ms.max(started),
-            stop_reason: run
-                .stop_reason
-                .clone()
-                .unwrap_or_else(|| "duration reached".into()),
-            stats: run.agg.names().to_vec(),
-            thresholds: results::evaluate(&thresholds, &total, duration_s),
-            total,
-            failures: run.agg.failure_rows(),
-            history: run.agg.history().to_vec(),
-            workers,
-            schedule_lag: run.agg.lag().cloned(),
-            events: run.events.clone(),
-            tls: TlsSummary::of(&run.config.target, run.config.file.tls.as_ref()),
-            specs: driver::specs(&run.config.kind),
-        }
-    }
-
-    fn publish(&mut self) {
-        let mut workers: Vec<WorkerView> = self
-            .workers
-            .iter()
-            .map(|(id, w)| {
-                let (state, share, requests) = match &self.run {
-                    Some(run) => match run.members.get(id) {
-                        Some(m) if m.started && !m.finished => (
-                            "running",
-                            share_of(&self.workers, &run.members, *id),
-                            worker_requests(run, *id),
-                        ),
-                        Some(m) if !m.started => ("assigned", 0.0, 0),
-                        _ => ("ready", 0.0, worker_requests(run, *id)),
-                    },
-                    None => (
-                        "ready",
-                        0.0,
-                        self.last_requests.get(id).copied().unwrap_or(0),
-                    ),
-                };
-                WorkerView {
-                    id: id.0,
-                    name: w.name.clone(),
-                    addr: w.addr.clone(),
-                    cores: w.cores,
-                    state: state.into(),
-                    share,
-                    requests,
-                    rps: w.last_rps,
-                    last_seen_s: w.last_seen.elapsed().as_secs_f64(),
-                    clock_offset_ms: w.offset_ns as f64 / 1e6,
-                    gauges: worker_gauges(self.run.as_ref(), *id),
-                }
-            })
-            .collect();
-        if let Some(run) = &self.run {
-            for (id, m) in &run.members {
-                if let (Some(_), Some((name, addr))) = (m.lost_at_s, run.info.get(id)) {
-                    workers.push(WorkerView {
-                        id: id.0,
-                        name: name.clone(),
-                        addr: addr.clone(),
-                        cores: 0,
-                        state: "lost".into(),
-                        share: 0.0,
-                        requests: worker_requests(run, *id),
-                        rps: 0.0,
-                        last_seen_s: 0.0,
-                        clock_offset_ms: 0.0,
-                        gauges: worker_gauges(Some(run), *id),
-                    });
-                }
-            }
-        }
-        let run = match &self.run {
-            Some(run) => {
-                let state = match run.phase {
-                    Phase::Assigning { .. } => "assigning",
-                    Phase::Running => "running",
-                    Phase::Stopping { .. } => "stopping",
-                };
-                Some(view(run, &self.workers, state))
-            }
-            None => self.last_view.clone(),
-        };
-        self.snapshots
-            .send_replace(Arc::new(Snapshot { workers, run }));
-    }
 }
 
 /// Clock probes sent to every worker when a run starts; the one with the smallest round trip
 /// sets the offset its start time is corrected by.
 const CLOCK_PROBES: usize = 5;
 
-fn ping(w: &mut Worker) {
+fn ping(w: &mut Worker, master_ns: u64) {
     w.ping_seq += 1;
     let _ = w.outbox.send(ToWorker::Ping {
         seq: w.ping_seq,
-        master_ns: unix_now_ns(),
+        master_ns,
     });
 }
 
@@ -1268,235 +1068,8 @@ fn share_of(
     share.map_or(0.0, |s| s.fraction())
 }
 
-fn worker_gauges(run: Option<&Run>, id: WorkerId) -> BTreeMap<String, f64> {
-    run.and_then(|run| run.agg.workers().get(&id.0))
-        .map(|w| w.gauges.clone())
-        .unwrap_or_default()
-}
-
-fn worker_requests(run: &Run, id: WorkerId) -> u64 {
-    run.agg.workers().get(&id.0).map_or(0, |w| w.requests)
-}
-
-/// A name's figures of the last interval: rate, failure rate, p50 and p99 (ms).
-#[derive(Default)]
-struct Interval {
-    rps: f64,
-    fps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn name_view(n: &NameStats, specs: &Specs, now: Interval) -> NameView {
-    let percentiles_ms = LOCUST_PERCENTILES.map(|q| n.latency_ms(q));
-    // Indices into LOCUST_PERCENTILES: 50%, 90%, 95%, 99%, 100%.
-    let [p50_ms, _, _, _, p90_ms, p95_ms, _, p99_ms, _, _, max_ms] = percentiles_ms;
-    NameView {
-        kind: n.kind.clone(),
-        name: n.name.clone(),
-        requests: n.requests,
-        failures: n.failures,
-        rps: now.rps,
-        fps: now.fps,
-        interval_p50_ms: now.p50_ms,
-        interval_p99_ms: now.p99_ms,
-        min_ms: if n.latency.is_empty() {
-            0.0
-        } else {
-            n.latency.min() as f64 / 1000.0
-        },
-        p50_ms,
-        p90_ms,
-        p95_ms,
-        p99_ms,
-        max_ms,
-        mean_ms: n.mean_ms(),
-        percentiles_ms,
-        bytes: n.bytes,
-        counters: n.counters.clone(),
-        metrics: n
-            .metrics
-            .iter()
-            .map(|(k, h)| (k.clone(), MetricView::of(Exported::of_metric(specs, k), h)))
-            .collect(),
-        latency: Buckets::time(&n.latency),
-    }
-}
-
-/// The live figures of `agg`, whose driver records `specs`: per name, all names together, and
-/// failures by name and kind (most frequent first), with the rates and percentiles of its
-/// last interval.
-pub(crate) fn figures(
-    agg: &Aggregate,
-    specs: &Specs,
-) -> (Vec<NameView>, NameView, Vec<FailureView>) {
-    let last = agg.history().last();
-    let interval = |name: &str| {
-        // Percentile columns: LOCUST_PERCENTILES[0] is the median, [7] the 99th.
-        last.and_then(|row| row.entries.iter().find(|e| e.name == name))
-            .map_or_else(Interval::default, |e| Interval {
-                rps: e.rps,
-                fps: e.fps,
-                p50_ms: e.percentiles_us[0] as f64 / 1000.0,
-                p99_ms: e.percentiles_us[7] as f64 / 1000.0,
-            })
-    };
-    let names = agg
-        .names()
-        .iter()
-        .map(|n| name_view(n, specs, interval(&n.name)))
-        .collect();
-    let mut failures: Vec<FailureView> = agg
-        .failure_rows()
-        .into_iter()
-        .map(|f| FailureView {
-            kind: f.kind,
-            name: f.name,
-            error: f.error,
-            occurrences: f.occurrences,
-        })
-        .collect();
-    failures.sort_by_key(|f| std::cmp::Reverse(f.occurrences));
-    let total = name_view(agg.total(), specs, interval(crate::summary::AGGREGATED));
-    (names, total, failures)
-}
-
-fn view(run: &Run, workers: &BTreeMap<WorkerId, Worker>, state: &str) -> RunView {
-    let specs = driver::specs(&run.config.kind);
-    let (names, total, failures) = figures(&run.agg, &specs);
-    let totals = run.agg.workers();
-    let live = |id: &WorkerId| {
-        workers.contains_key(id) && run.members.get(id).is_some_and(|m| !m.finished)
-    };
-    RunView {
-        id: run.id,
-        scenario: run.config.name.clone(),
-        kind: run.config.kind.clone(),
-        load: describe(&run.config.load, run.config.duration),
-        state: state.to_string(),
-        elapsed_s: run.started.map_or(0.0, |s| {
-            Instant::now().saturating_duration_since(s).as_secs_f64()
-        }),
-        // 0: no planned length (the run lasts until stopped).
-        duration_s: if until_stopped(run.config.duration) {
-            0.0
-        } else {
-            run.config.duration.as_secs_f64()
-        },
-        users: totals
-            .iter()
-            .filter(|(id, _)| live(&WorkerId(**id)))
-            .map(|(_, t)| t.users)
-            .sum(),
-        target_rate: totals
-            .iter()
-            .filter(|(id, _)| live(&WorkerId(**id)))
-            .map(|(_, t)| t.target_rate)
-            .sum(),
-        scale: run.scale,
-        intervals: run.agg.history().len() as u64,
-        names,
-        total,
-        failures,
-        events: run.events.clone(),
-        stop_reason: run.stop_reason.clone(),
-        schedule_lag: run.agg.lag().map_or_else(Buckets::default, Buckets::time),
-        specs,
-    }
-}
-
 /// How long a run's end waits for the workers' final reports: the master's grace, or the
 /// scenario's request timeout and 5 s when in-flight requests may take longer.
 fn grace(stop_grace: Duration, config: &ScenarioConfig) -> Duration {
     stop_grace.max(config.request_timeout() + Duration::from_secs(5))
-}
-
-/// The duration of a run that lasts until it is stopped (Locust's `/swarm` without
-/// `run_time`): a year, which workers and timers handle like any duration, and which
-/// [`describe`], the snapshot's planned length and the summary read as "until stopped".
-pub const UNTIL_STOPPED: Duration = Duration::from_secs(365 * 86_400);
-
-/// Whether a run of this duration lasts until it is stopped ([`UNTIL_STOPPED`]).
-pub fn until_stopped(duration: Duration) -> bool {
-    duration >= UNTIL_STOPPED
-}
-
-/// [`describe`] for a run whose targets were rescaled (`scale` ≠ 1, by `/swarm`, the API or
-/// the TUI): the latest users or rate, and the run's first beside them
-/// (`closed: 2 users (8 at start), ...`).
-pub fn describe_scaled(load: &LoadModel, duration: Duration, scale: f64) -> String {
-    let line = describe(load, duration);
-    if scale == 1.0 {
-        return line;
-    }
-    match load {
-        LoadModel::Closed { users, .. } => {
-            let now = (*users as f64 * scale).round() as u64;
-            let from = format!("closed: {users} users");
-            line.replacen(&from, &format!("closed: {now} users ({users} at start)"), 1)
-        }
-        LoadModel::Open { rate, .. } => {
-            let now = rate * scale;
-            let from = format!("open: {rate} req/s");
-            line.replacen(&from, &format!("open: {now} req/s ({rate} at start)"), 1)
-        }
-        _ => format!("{line}, at scale {scale}"),
-    }
-}
-
-/// One line describing a load model.
-pub fn describe(load: &LoadModel, duration: Duration) -> String {
-    let span = if until_stopped(duration) {
-        "until stopped".to_string()
-    } else {
-        format!(
-            "for {}",
-            stampede_scenarios::units::format_duration(duration)
-        )
-    };
-    match load {
-        LoadModel::Closed { users, spawn_rate } if spawn_rate.is_infinite() => {
-            format!("closed: {users} users {span}")
-        }
-        LoadModel::Closed { users, spawn_rate } => {
-            format!("closed: {users} users, spawn {spawn_rate}/s, {span}")
-        }
-        LoadModel::Simultaneous { users, mode } => match mode {
-            stampede_scenarios::UserMode::Once => {
-                let d = stampede_scenarios::units::format_duration(duration);
-                format!(
-                    "simultaneous: {users} users, one request each at the same instant (at most {d})"
-                )
-            }
-            stampede_scenarios::UserMode::Repeat => {
-                format!("simultaneous: {users} users from the same instant, repeating {span}")
-            }
-        },
-        LoadModel::Open {
-            rate,
-            arrival: stampede_scenarios::Arrival::Gamma,
-            burstiness,
-            ..
-        } => format!("open: {rate} req/s gamma arrivals (burstiness {burstiness}) {span}"),
-        LoadModel::Open { rate, arrival, .. } => {
-            format!("open: {rate} req/s {arrival:?} arrivals {span}").to_lowercase()
-        }
-        LoadModel::Stages { target, stages, .. } => {
-            let unit = match target {
-                StageTarget::Users => "users",
-                StageTarget::Rate => "req/s",
-            };
-            let steps: Vec<String> = stages
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}→{}",
-                        stampede_scenarios::units::format_duration(s.duration),
-                        s.target
-                    )
-                })
-                .collect();
-            format!("stages ({unit}): {}", steps.join(", "))
-        }
-    }
 }

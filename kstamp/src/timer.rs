@@ -2,9 +2,8 @@
 //! (a timerfd, Linux): no 1 ms tick as with tokio's timer, no spinning, no thread to wake.
 //!
 //! Shared by the worker's open-model pacer (arrival times) and the built-in LLM target's
-//! deadline clock (token times). Not part of the master ↔ worker wire: it lives here, as
-//! [`crate::stamps`] does, as the one crate both sides build on. Elsewhere than Linux,
-//! [`Timer::new`] is unsupported and callers keep tokio's timer.
+//! deadline clock (token times). Elsewhere than Linux, [`Timer::new`] is unsupported and callers
+//! keep tokio's timer.
 
 use std::io;
 use std::time::Duration;
