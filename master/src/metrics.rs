@@ -707,6 +707,64 @@ mod tests {
         }
     }
 
+    /// A figure no code here names: a histogram and a counter that only their specs describe
+    /// show as families of their own, in the specs' units (kB/s exported as bytes/s).
+    #[test]
+    fn a_driver_figure_shows_by_its_spec_alone() {
+        use stampede_scenarios::spec::{Family, Unit};
+        const ECHO: &[MetricSpec] = &[MetricSpec {
+            prometheus: Some(Prometheus {
+                name: "stampede_echo_rate_bytes_per_second",
+                help: "Echo: bytes per second of each echo.",
+                label: None,
+            }),
+            ..MetricSpec::new(
+                "echo_rate",
+                Family::Download,
+                Unit::KilobytesPerSecond,
+                "Rate.",
+            )
+        }];
+        const ECHOED: &[MetricSpec] = &[MetricSpec {
+            prometheus: Some(Prometheus {
+                name: "stampede_echo_echoes_total",
+                help: "Echo: answers that came back.",
+                label: None,
+            }),
+            ..MetricSpec::new("echoed", Family::Schedule, Unit::Count, "Echoes.")
+        }];
+        let mut snap = testdata::running();
+        let run = snap.run.as_mut().unwrap();
+        run.specs = Specs {
+            metrics: ECHO,
+            counters: ECHOED,
+        };
+        let mut h = stampede_scenarios::recorder::new_histogram();
+        for kbps in [2, 2, 40] {
+            h.record(kbps).unwrap();
+        }
+        let view =
+            crate::snapshot::MetricView::of(Exported::of_metric(&run.specs, "echo_rate"), &h);
+        run.names[0].metrics.insert("echo_rate".into(), view);
+        run.names[0].counters.insert("echoed".into(), 3);
+        let text = Exporter.render(&snap).unwrap();
+        parse(&text);
+        let name = snap.run.as_ref().unwrap().names[0].name.clone();
+        for line in [
+            "# TYPE stampede_echo_rate_bytes_per_second histogram".to_string(),
+            format!(
+                "stampede_echo_rate_bytes_per_second_bucket{{scenario=\"checkout\",name=\"{name}\",le=\"2000\"}} 2"
+            ),
+            format!(
+                "stampede_echo_rate_bytes_per_second_count{{scenario=\"checkout\",name=\"{name}\"}} 3"
+            ),
+            "# TYPE stampede_echo_echoes_total counter".to_string(),
+            format!("stampede_echo_echoes_total{{scenario=\"checkout\",name=\"{name}\"}} 3"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+        }
+    }
+
     fn sample_of(text: &str, series: &str) -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(series))
