@@ -3,6 +3,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STAMPEDE="${STAMPEDE:-$ROOT/target/release/stampede}"
 RUNS="${RUNS:-3}"
+# The token every master and worker of a bench shares (from the environment, not the process
+# list; at least 16 bytes).
+export STAMPEDE_TOKEN="${STAMPEDE_TOKEN:-stampede-bench-token}"
 
 machine() {
     echo "== machine =="

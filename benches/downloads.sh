@@ -68,14 +68,14 @@ report() { printf '%-22s bytes=%-11s seconds=%-8s bytes/s=%-11s MB/s=%s %s\n' "$
 stampede_run() { # scenario-file label
     rm -rf "$TMP/out"
     local port=$((PORT + 100))
-    "$STAMPEDE" master --bind "127.0.0.1:$port" --token b --headless --expect-workers 2 \
+    "$STAMPEDE" master --bind "127.0.0.1:$port" --headless --expect-workers 2 \
         --scenario "$1" --out "$TMP/out" >"$TMP/master.out" 2>&1 &
     local master=$!
     sleep 0.3
     local workers=()
     for w in 1 2; do
         /usr/bin/time -o "$TMP/w$w.time" -f '%M' "$STAMPEDE" worker --master "127.0.0.1:$port" \
-            --token b --name "w$w" --cores 1 >/dev/null 2>&1 &
+            --name "w$w" --cores 1 >/dev/null 2>&1 &
         workers+=($!)
     done
     wait "$master" || { cat "$TMP/master.out"; exit 1; }

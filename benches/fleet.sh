@@ -22,12 +22,12 @@ machine
 wait_quiet
 echo
 TICK=$(getconf CLK_TCK)
-taskset -c 0 "$STAMPEDE" master --bind 127.0.0.1:$PORT --token t --expect-workers "$N" \
+taskset -c 0 "$STAMPEDE" master --bind 127.0.0.1:$PORT --expect-workers "$N" \
     --scenario "$TMP/s.toml" --headless --duration "${DUR}s" "${OUTARGS[@]}" >"$TMP/master.out" 2>"$TMP/master.err" &
 MPID=$!; FPID=""
 trap 'kill $MPID $FPID 2>/dev/null; rm -rf "$TMP"' EXIT
 sleep 0.5
-taskset -c 1 "$FLEET" 127.0.0.1:$PORT t "$N" "$NAMES" "$SAMPLES" >"$TMP/fleet.out" 2>&1 &
+taskset -c 1 "$FLEET" 127.0.0.1:$PORT "$STAMPEDE_TOKEN" "$N" "$NAMES" "$SAMPLES" >"$TMP/fleet.out" 2>&1 &
 FPID=$!
 # Wait for the run to start.
 for _ in $(seq 300); do grep -q '^started run' "$TMP/fleet.out" && break; sleep 0.1; done

@@ -24,11 +24,11 @@ machine
 echo "ulimit -n: $(ulimit -n); target $TARGET_URL on core 1"
 wait_quiet
 echo
-taskset -c 0 "$STAMPEDE" master --bind 127.0.0.1:$PORT --token t --headless --expect-workers 1 \
+taskset -c 0 "$STAMPEDE" master --bind 127.0.0.1:$PORT --headless --expect-workers 1 \
     --scenario "$TMP/s.toml" --users "$USERS" --duration "${DUR}s" --out "$TMP/out" >"$TMP/master.out" 2>"$TMP/master.err" &
 MPID=$!
 sleep 0.5
-/usr/bin/time -o "$TMP/t" -f '%M %U %S %e' taskset -c 0 "$STAMPEDE" worker --master 127.0.0.1:$PORT --token t \
+/usr/bin/time -o "$TMP/t" -f '%M %U %S %e' taskset -c 0 "$STAMPEDE" worker --master 127.0.0.1:$PORT \
     >"$TMP/worker.out" 2>"$TMP/worker.err" &
 TPID=$!
 for _ in $(seq 50); do WPID=$(pgrep -P $TPID || true); [ -n "$WPID" ] && break; sleep 0.1; done

@@ -46,12 +46,12 @@ pub enum Command {
     Run(RunOpt),
     /// Start a master that workers on other machines join.
     ///
-    /// Example: stampede master --bind 0.0.0.0:7400 --token S --expect-workers 4
+    /// Example: stampede master --bind 0.0.0.0:7400 --token-file token.txt --expect-workers 4
     /// --scenario F --headless --duration 2m --out results/
     Master(MasterOpt),
     /// Join a master and generate load for it.
     ///
-    /// Example: stampede worker --master 10.0.0.5:7400 --token S
+    /// Example: stampede worker --master 10.0.0.5:7400 --token-file token.txt
     Worker(WorkerOpt),
     /// Start a built-in target (a system under test for demos and benchmarks).
     #[command(subcommand)]
@@ -212,9 +212,17 @@ pub struct MasterOpt {
     /// Address workers connect to (QUIC, UDP).
     #[arg(long, default_value = "0.0.0.0:7400", value_name = "ADDR")]
     pub bind: SocketAddr,
-    /// Shared secret workers (and API clients that change runs) must present.
-    #[arg(long, env = "STAMPEDE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// The shared secret workers must prove they know, and API clients that change runs
+    /// present (default: a random one, printed once).
+    #[command(flatten)]
+    pub token: TokenOpt,
+    /// The certificate (PEM chain) this master presents to workers, with --key (default: a
+    /// self-signed one made at start; its SHA-256 fingerprint is printed either way).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Start the scenario when this many workers have joined (default with --headless: 1).
     #[arg(long, value_name = "N")]
     pub expect_workers: Option<usize>,
@@ -235,9 +243,23 @@ pub struct WorkerOpt {
     /// The master's address, `HOST:PORT` (port 7400 if omitted).
     #[arg(long, env = "STAMPEDE_MASTER", value_name = "HOST:PORT")]
     pub master: String,
-    /// The master's token.
-    #[arg(long, env = "STAMPEDE_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// The master's token; the master must prove it knows it before this worker says
+    /// anything.
+    #[command(flatten)]
+    pub token: TokenOpt,
+    /// Trust only a master whose certificate chains to a CA in this PEM file and names the
+    /// --master host (the master then needs --cert/--key). Without it or
+    /// --master-fingerprint, the token proof alone authenticates the master.
+    #[arg(long, value_name = "FILE", conflicts_with = "master_fingerprint")]
+    pub master_ca: Option<PathBuf>,
+    /// Trust only a master whose certificate has this SHA-256 fingerprint (64 hex digits, as
+    /// the master prints it at start).
+    #[arg(long, value_name = "SHA256")]
+    pub master_fingerprint: Option<String>,
+    /// Take only assignments whose target is one of these: `HOST[:PORT],...` (a host alone
+    /// allows any port; names are compared as written, without DNS). Default: any target.
+    #[arg(long, value_name = "HOST[:PORT],...", value_delimiter = ',')]
+    pub allow_target: Option<Vec<stampede_worker::policy::AllowedTarget>>,
     /// This worker's name in the master's lists (default: host name and pid).
     #[arg(long)]
     pub name: Option<String>,
@@ -262,6 +284,19 @@ pub struct WorkerOpt {
     /// report against the master's stop.
     #[arg(long, hide = true)]
     pub ignore_interrupt: bool,
+}
+
+/// Where a token comes from. The first given of `--token`, `--token-file`, then the
+/// `STAMPEDE_TOKEN` environment variable.
+#[derive(Debug, Args)]
+pub struct TokenOpt {
+    /// The token itself (at least 16 bytes). Every user of this machine can read it in the
+    /// process list: prefer --token-file or the STAMPEDE_TOKEN environment variable.
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// Read the token from this file (its first line, surrounding whitespace removed).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// An API address: a bare port binds 127.0.0.1, so the API is local unless told otherwise.
@@ -526,14 +561,9 @@ pub struct LoadgenOpt {
     /// With --listen: workers to wait for.
     #[arg(long, default_value_t = 1, value_name = "N", requires = "listen")]
     pub expect_workers: usize,
-    /// With --listen: the token workers present (default: a random one, printed).
-    #[arg(
-        long,
-        env = "STAMPEDE_TOKEN",
-        hide_env_values = true,
-        requires = "listen"
-    )]
-    pub token: Option<String>,
+    /// With --listen: the token workers must know (default: a random one, printed once).
+    #[command(flatten)]
+    pub token: TokenOpt,
     /// A priority scenario file to start from (its custom workloads, model mix, spikes,
     /// timeout, `[tls]`); the flags above replace its target, rate, duration, workload and
     /// count, and the TLS flags its `[tls]` settings.

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::util::{MasterProc, Scenario, Target, TestDir, WorkerProc, http, wait_until};
+use crate::util::{
+    BEARER, MasterProc, Scenario, TOKEN, Target, TestDir, WorkerProc, http, wait_until,
+};
 
 /// Wait until `GET /api/workers` lists `n` workers; their names.
 fn wait_for_workers(master: &MasterProc, n: usize) -> Vec<String> {
@@ -37,13 +39,13 @@ fn api_lists_workers_and_needs_token() {
         "--api",
         "127.0.0.1:0",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
     ]);
     let api = master.api();
-    let _w1 = WorkerProc::start(master.quic, "s", "api-1");
-    let _w2 = WorkerProc::start(master.quic, "s", "api-2");
+    let _w1 = WorkerProc::start(master.quic, TOKEN, "api-1");
+    let _w2 = WorkerProc::start(master.quic, TOKEN, "api-2");
     let mut names = wait_for_workers(&master, 2);
     names.sort();
     assert_eq!(names, ["api-1", "api-2"]);
@@ -60,7 +62,7 @@ fn api_lists_workers_and_needs_token() {
     assert_eq!(wrong.status, 401, "{wrong:?}");
     assert_eq!(target.stats().requests, 0, "a refused POST started a run");
 
-    let started = http::post_json(api, "/api/runs", &[("Authorization", "Bearer s")], body);
+    let started = http::post_json(api, "/api/runs", &[("Authorization", BEARER)], body);
     assert_eq!(started.status, 201, "{started:?}");
     let run_id = started.json()["run_id"]
         .as_u64()
@@ -135,7 +137,7 @@ impl Garbage {
 
 #[test]
 fn garbage_peer_does_not_hurt_the_master() {
-    let mut master = MasterProc::start(&["--api", "127.0.0.1:0", "--token", "s"]);
+    let mut master = MasterProc::start(&["--api", "127.0.0.1:0", "--token", TOKEN]);
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
@@ -172,7 +174,7 @@ fn garbage_peer_does_not_hurt_the_master() {
 
     std::thread::sleep(Duration::from_millis(300));
     assert!(master.proc.is_running(), "{}", master.proc.stderr());
-    let _worker = WorkerProc::start(master.quic, "s", "after-garbage");
+    let _worker = WorkerProc::start(master.quic, TOKEN, "after-garbage");
     let names = wait_for_workers(&master, 1);
     assert_eq!(names, ["after-garbage"]);
     let metrics = http::get(master.api(), "/metrics");

@@ -106,3 +106,72 @@ fn check_reads_the_prompts_as_run_does() {
     check.assert_code(0);
     assert!(check.stdout.contains("  prompts:  1"), "{}", check.show());
 }
+
+/// Checking a scenario is linear in its size: 100,000 requests (and a duplicate name at the
+/// end, found) are checked well inside the limit, where a check quadratic in the requests took
+/// minutes for 20,000. The time is printed; the limit only catches a quadratic check.
+#[test]
+fn a_hundred_thousand_requests_are_checked_in_linear_time() {
+    let dir = TestDir::new();
+    let mut text = String::from(
+        "name = \"big\"\ntarget = \"http://127.0.0.1:1\"\nduration = \"2s\"\n\
+         [load]\nmodel = \"closed\"\nusers = 5\n",
+    );
+    for i in 0..100_000 {
+        text.push_str(&format!(
+            "[[requests]]\nname = \"r{i}\"\npath = \"/p/{i}\"\n"
+        ));
+    }
+    let ok = dir.write("big.toml", &text);
+    text.push_str("[[requests]]\nname = \"r7\"\npath = \"/again\"\n");
+    let dup = dir.write("dup.toml", &text);
+    for (file, code, says) in [
+        (&ok, 0, "request:  GET r99999"),
+        (&dup, 1, "`r7` is already the name of requests[7]"),
+    ] {
+        let started = std::time::Instant::now();
+        let done = Proc::run(
+            &["check", file.to_str().unwrap()],
+            workspace_root(),
+            Duration::from_secs(60),
+        );
+        println!(
+            "stampede check of {}: {:.2} s",
+            file.display(),
+            started.elapsed().as_secs_f64()
+        );
+        done.assert_code(code);
+        assert!(
+            done.stdout.contains(says) || done.stderr.contains(says),
+            "{}",
+            done.show()
+        );
+    }
+}
+
+/// `users = 1e9` is refused before the run starts, saying which limit with the numbers,
+/// instead of making the worker allocate until the kernel kills it.
+#[test]
+fn a_load_that_cannot_fit_is_refused_with_the_numbers() {
+    let done = Proc::run(
+        &[
+            "run",
+            "scenarios/examples/http.toml",
+            "--users",
+            "1000000000",
+            "--workers",
+            "1",
+            "--headless",
+        ],
+        workspace_root(),
+        Duration::from_secs(30),
+    );
+    done.assert_code(4);
+    assert!(
+        done.stderr.contains(
+            "the load does not fit this worker's memory: 1000000000 users here need about"
+        ),
+        "{}",
+        done.show()
+    );
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{MasterProc, Scenario, Target, TestDir, WorkerProc, stampede, wait_until};
+use crate::util::{MasterProc, Scenario, TOKEN, Target, TestDir, WorkerProc, stampede, wait_until};
 
 fn u64_at(v: &Value, pointer: &str) -> u64 {
     v.pointer(pointer)
@@ -35,16 +35,16 @@ fn master_two_workers_count_matches_target() {
         "--expect-workers",
         "2",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
-    let _w1 = WorkerProc::start(master.quic, "s", "w1");
+    let _w1 = WorkerProc::start(master.quic, TOKEN, "w1");
     // The second worker takes its token from the environment.
     let mut cmd = WorkerProc::command(master.quic);
-    cmd.env("STAMPEDE_TOKEN", "s").args(["--name", "w2"]);
+    cmd.env("STAMPEDE_TOKEN", TOKEN).args(["--name", "w2"]);
     let _w2 = WorkerProc::spawn("w2", cmd);
 
     let done = master.proc.wait_exit(Duration::from_secs(20));
@@ -97,14 +97,14 @@ fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str)
         "--expect-workers",
         "2",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
-    let mut doomed = WorkerProc::start(master.quic, "s", "doomed");
-    let _survivor = WorkerProc::start(master.quic, "s", "survivor");
+    let mut doomed = WorkerProc::start(master.quic, TOKEN, "doomed");
+    let _survivor = WorkerProc::start(master.quic, TOKEN, "survivor");
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(3));
     leave(&mut doomed);
@@ -175,11 +175,11 @@ fn killed_master_stops_workers() {
         "--expect-workers",
         "1",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
     ]);
-    let mut worker = WorkerProc::start(master.quic, "s", "orphan");
+    let mut worker = WorkerProc::start(master.quic, TOKEN, "orphan");
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(2));
     master.proc.kill();
@@ -208,22 +208,27 @@ fn killed_master_stops_workers() {
 
 #[test]
 fn wrong_token_is_refused() {
-    let master = MasterProc::start(&["--token", "right"]);
+    let master = MasterProc::start(&["--token", "the right token, 16+ bytes"]);
     let started = Instant::now();
-    let mut worker = WorkerProc::start(master.quic, "wrong", "intruder");
+    let mut worker = WorkerProc::start(master.quic, "another token, 16+ bytes", "intruder");
     let done = worker.proc.wait_exit(Duration::from_secs(10));
     assert_ne!(done.code(), 0, "{}", done.show());
     assert!(started.elapsed() < Duration::from_secs(10));
     let last = done.stderr.lines().last().unwrap_or("");
+    // The worker checks the master's proof first: with another token it fails, and the worker
+    // leaves without sending its own.
     assert!(
-        last.starts_with("error: ") && last.contains("refused this worker: wrong token"),
+        last.starts_with("error: ")
+            && last.contains("did not prove it knows this worker's token")
+            && last.contains("nothing was sent to it"),
         "want a one-line refusal on stderr\n{}",
         done.show()
     );
     assert!(!done.stderr.contains("panicked"), "{}", done.show());
-    master
-        .proc
-        .wait_stderr_line("refused worker: wrong token", Duration::from_secs(5));
+    master.proc.wait_stderr_line(
+        "refused this master's token proof (a worker with another token?)",
+        Duration::from_secs(5),
+    );
 }
 
 #[test]
@@ -240,14 +245,14 @@ fn lost_worker_users_leave_the_history() {
         "--expect-workers",
         "2",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
-    let mut doomed = WorkerProc::start(master.quic, "s", "doomed");
-    let _survivor = WorkerProc::start(master.quic, "s", "survivor");
+    let mut doomed = WorkerProc::start(master.quic, TOKEN, "doomed");
+    let _survivor = WorkerProc::start(master.quic, TOKEN, "survivor");
     wait_for_load(&target);
     std::thread::sleep(Duration::from_secs(2));
     doomed.proc.kill();
@@ -285,7 +290,7 @@ fn worker_gives_up_at_connect_timeout() {
         "--master",
         &silent.local_addr().unwrap().to_string(),
         "--token",
-        "s",
+        TOKEN,
         "--connect-timeout",
         "1s",
     ]);
@@ -310,8 +315,14 @@ fn worker_gives_up_at_connect_timeout() {
 #[test]
 fn worker_retries_an_unresolved_master_name() {
     let mut cmd = stampede();
-    cmd.args(["worker", "--master", "master.invalid:7400", "--token", "s"])
-        .args(["--connect-timeout", "2s"]);
+    cmd.args([
+        "worker",
+        "--master",
+        "master.invalid:7400",
+        "--token",
+        TOKEN,
+    ])
+    .args(["--connect-timeout", "2s"]);
     let done = WorkerProc::spawn("worker", cmd)
         .proc
         .wait_exit(Duration::from_secs(30));
@@ -390,4 +401,141 @@ fn headless_master_stops_cleanly_on_sigterm_sighup_and_sigint() {
             "SIG{signal}: every request the target served is counted"
         );
     }
+}
+
+/// kill -9 of a headless master mid-run leaves `--out` consistent, up to its last second:
+/// summary.json says `incomplete` and validates, the CSVs and `history.jsonl` are whole, and
+/// the requests it counted trail what the target had served by at most the last reports
+/// (one report interval and one tick: two seconds' worth).
+#[test]
+fn kill_9_leaves_a_consistent_incomplete_out_dir() {
+    const TOKEN: &str = "kill-nine-test-token-01";
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 10)
+        .duration("60s")
+        .write_to(&dir);
+    let out = dir.join("out");
+    let mut master = MasterProc::start(&[
+        "--headless",
+        "--expect-workers",
+        "1",
+        "--token",
+        TOKEN,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let _worker = WorkerProc::start(master.quic, TOKEN, "w");
+    // Three seconds of checkpoints: the summary the master keeps current has counted load.
+    wait_until(
+        Duration::from_secs(20),
+        "a checkpoint with 3 seconds of history",
+        || {
+            let text = std::fs::read_to_string(out.join("history.jsonl")).ok()?;
+            (text.lines().count() >= 3).then_some(())
+        },
+    );
+    let served_before = target.stats().requests;
+    master.proc.kill();
+    let served_at_kill = target.stats().requests;
+
+    let summary = dir.read_json("out/summary.json");
+    crate::run::validate_summary(&summary);
+    assert_eq!(summary["status"], "incomplete", "{summary:#}");
+    assert_eq!(summary["stop_reason"], "still going on when written");
+    assert_eq!(summary["passed"], false);
+    let counted = u64_at(&summary, "/metrics/total_requests");
+    let history = dir.read("out/history.jsonl");
+    let lines: Vec<Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every history.jsonl line is whole JSON"))
+        .collect();
+    let last = lines.last().expect("a line per second");
+    let aggregate = last["entries"].as_array().unwrap().last().unwrap();
+    assert_eq!(aggregate["name"], "Aggregated");
+    let per_second = aggregate["rps"].as_f64().unwrap();
+    println!(
+        "kill -9: summary.json counted {counted} requests, the target had served {served_before}..{served_at_kill} \
+         at the kill, {per_second:.0} req/s in the last second, {} seconds of history",
+        lines.len()
+    );
+    assert!(
+        counted > 0 && counted <= served_at_kill,
+        "{counted} vs {served_at_kill}"
+    );
+    assert!(
+        (served_before.saturating_sub(counted) as f64) <= 2.0 * per_second + 1.0,
+        "counted {counted}, served {served_before}: more than 2 s of load missing"
+    );
+    let stats = dir.read("out/stats.csv");
+    let aggregated = stats
+        .lines()
+        .find(|l| l.contains(",Aggregated,"))
+        .expect("an Aggregated row");
+    assert!(
+        aggregated.contains(&format!(",{counted},")),
+        "stats.csv agrees with summary.json: {aggregated}"
+    );
+    let hlog = dir.read("out/latency.hlog");
+    assert!(hlog.lines().count() > 3, "the hlog is flushed each second");
+}
+
+/// A second run into the same `--out` moves the first run's files into
+/// `previous-run-<id>/`: the folder never mixes two runs.
+#[test]
+fn a_new_run_moves_the_previous_runs_files_aside() {
+    let target = Target::start();
+    let dir = TestDir::new();
+    let scenario = Scenario::closed(&target.url, 2)
+        .duration("1s")
+        .write_to(&dir);
+    let out = dir.join("out");
+    let run = || {
+        crate::util::Proc::run(
+            &[
+                "run",
+                scenario.to_str().unwrap(),
+                "--workers",
+                "1",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            crate::util::workspace_root(),
+            Duration::from_secs(30),
+        )
+    };
+    run().assert_code(0);
+    let first = dir.read_json("out/summary.json");
+    run().assert_code(0);
+    let second = dir.read_json("out/summary.json");
+    assert_ne!(first["run_id"], second["run_id"]);
+    let aside = out.join(format!("previous-run-{}", first["run_id"]));
+    let moved: Value =
+        serde_json::from_str(&std::fs::read_to_string(aside.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        moved,
+        first,
+        "the first run's summary, whole, in {}",
+        aside.display()
+    );
+    for f in [
+        "stats.csv",
+        "stats_history.csv",
+        "failures.csv",
+        "latency.hlog",
+        "history.jsonl",
+    ] {
+        assert!(aside.join(f).is_file(), "{f} moved aside");
+        assert!(out.join(f).is_file(), "the second run wrote {f}");
+    }
+    let events = crate::util::events(&second);
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("held an earlier run's results: moved to")),
+        "{events:?}"
+    );
 }

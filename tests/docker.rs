@@ -136,7 +136,7 @@ fn compose_scales_workers_and_a_killed_worker_container_is_reported() {
         image: image.clone(),
         env: vec![
             ("STAMPEDE_IMAGE", image.clone()),
-            ("STAMPEDE_TOKEN", "compose-token".into()),
+            ("STAMPEDE_TOKEN", "compose-test-token".into()),
             ("STAMPEDE_API_PORT", port.to_string()),
             ("STAMPEDE_RESULTS", results.path().display().to_string()),
             ("STAMPEDE_DURATION", "2s".into()),
@@ -169,7 +169,7 @@ fn compose_scales_workers_and_a_killed_worker_container_is_reported() {
     let started = http::post_json(
         api,
         "/api/runs",
-        &[("Authorization", "Bearer compose-token")],
+        &[("Authorization", "Bearer compose-test-token")],
         r#"{"duration": "14s", "users": 12}"#,
     );
     assert_eq!(started.status, 201, "{started:?}\n{}", project.logs());

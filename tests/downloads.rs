@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::run::validate_summary;
-use crate::util::{MasterProc, Proc, Registry, TestDir, WorkerProc, workspace_root};
+use crate::util::{MasterProc, Proc, Registry, TOKEN, TestDir, WorkerProc, workspace_root};
 
 const TINY_BYTES: u64 = 24_834_009;
 const TINY_SHA256: &str = "ce99ef9d875258f421c2f48a5134bb75cbc7ccb793f0762cea61938b29f36408";
@@ -62,7 +62,7 @@ fn simultaneous_downloads_across_two_workers() {
     let out = dir.join("out");
     let mut master = MasterProc::start(&[
         "--token",
-        "s",
+        TOKEN,
         "--headless",
         "--expect-workers",
         "2",
@@ -71,9 +71,9 @@ fn simultaneous_downloads_across_two_workers() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    let plain = WorkerProc::start(master.quic, "s", "plain");
+    let plain = WorkerProc::start(master.quic, TOKEN, "plain");
     let mut skewed = WorkerProc::command(master.quic);
-    skewed.args(["--token", "s", "--name", "skewed", "--clock-skew", "3s"]);
+    skewed.args(["--token", TOKEN, "--name", "skewed", "--clock-skew", "3s"]);
     let skewed = WorkerProc::spawn("skewed", skewed);
     let peaks = [
         watch_peak_rss(plain.proc.pid()),

@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::util::{MasterProc, TestDir, WorkerProc, http, wait_until};
+use crate::util::{BEARER, MasterProc, TOKEN, TestDir, WorkerProc, http, wait_until};
 
 const TINY_BYTES: u64 = 24_834_009;
-const AUTH: (&str, &str) = ("Authorization", "Bearer s");
+const AUTH: (&str, &str) = ("Authorization", BEARER);
 
 fn start_master(out: &Path) -> MasterProc {
     MasterProc::start(&[
         "--api",
         "127.0.0.1:0",
         "--token",
-        "s",
+        TOKEN,
         "--target",
         "builtin:registry",
         "--out",
@@ -62,7 +62,7 @@ fn workload_cycle_auth_bad_input_and_restart() {
     let out = dir.join("out");
     let mut master = start_master(&out);
     let api = master.api();
-    let _worker = WorkerProc::start(master.quic, "s", "health-1");
+    let _worker = WorkerProc::start(master.quic, TOKEN, "health-1");
     wait_until(Duration::from_secs(15), "the worker to join", || {
         (master.workers().len() == 1).then_some(())
     });

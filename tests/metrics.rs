@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    MasterProc, PrometheusServer, Scenario, Target, TestDir, WorkerProc, http, wait_until,
+    BEARER, MasterProc, PrometheusServer, Scenario, TOKEN, Target, TestDir, WorkerProc, http,
+    wait_until,
 };
 
 /// `promtool check metrics` on `text`: `None` when promtool is not installed, else its verdict
@@ -81,7 +82,7 @@ fn live_metrics_pass_promtool_before_during_a_loss_and_between_runs() {
         "--api",
         "127.0.0.1:0",
         "--token",
-        "s",
+        TOKEN,
         "--scenario",
         scenario.to_str().unwrap(),
         "--out",
@@ -94,8 +95,8 @@ fn live_metrics_pass_promtool_before_during_a_loss_and_between_runs() {
         Some(0.0)
     );
 
-    let _w1 = WorkerProc::start(master.quic, "s", "m1");
-    let mut w2 = WorkerProc::start(master.quic, "s", "m2");
+    let _w1 = WorkerProc::start(master.quic, TOKEN, "m1");
+    let mut w2 = WorkerProc::start(master.quic, TOKEN, "m2");
     wait_until(Duration::from_secs(15), "two workers", || {
         (master.workers().len() == 2).then_some(())
     });
@@ -105,7 +106,7 @@ fn live_metrics_pass_promtool_before_during_a_loss_and_between_runs() {
         Some(2.0)
     );
 
-    let started = http::post_json(api, "/api/runs", &[("Authorization", "Bearer s")], "{}");
+    let started = http::post_json(api, "/api/runs", &[("Authorization", BEARER)], "{}");
     assert_eq!(started.status, 201, "{started:?}");
     let during = wait_until(Duration::from_secs(10), "requests in /metrics", || {
         let text = scrape_checked(api, "during the run");
@@ -207,7 +208,7 @@ fn prometheus_scraping_the_master_answers_rate_and_p99_within_a_bucket() {
         "--api",
         "127.0.0.1:0",
         "--token",
-        "s",
+        TOKEN,
         "--expect-workers",
         "2",
         "--scenario",
@@ -218,8 +219,8 @@ fn prometheus_scraping_the_master_answers_rate_and_p99_within_a_bucket() {
     let Some(prometheus) = PrometheusServer::start(&[master.api()]) else {
         return;
     };
-    let _w1 = WorkerProc::start(master.quic, "s", "p1");
-    let _w2 = WorkerProc::start(master.quic, "s", "p2");
+    let _w1 = WorkerProc::start(master.quic, TOKEN, "p1");
+    let _w2 = WorkerProc::start(master.quic, TOKEN, "p2");
 
     let summary = written_summary(&out.join("summary.json"));
     let total = summary["metrics"]["total_requests"].as_u64().unwrap();
@@ -265,7 +266,7 @@ fn a_worker_serves_its_own_figures_with_metrics() {
     let out = dir.join("out");
     let master = MasterProc::start(&[
         "--token",
-        "s",
+        TOKEN,
         "--expect-workers",
         "2",
         "--scenario",
@@ -274,7 +275,14 @@ fn a_worker_serves_its_own_figures_with_metrics() {
         out.to_str().unwrap(),
     ]);
     let mut cmd = WorkerProc::command(master.quic);
-    cmd.args(["--token", "s", "--name", "own", "--metrics", "127.0.0.1:0"]);
+    cmd.args([
+        "--token",
+        TOKEN,
+        "--name",
+        "own",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
     let own = WorkerProc::spawn("own", cmd);
     const AT: &str = "metrics on http://";
     let line = own.proc.wait_stderr_line(AT, Duration::from_secs(10));
@@ -288,7 +296,7 @@ fn a_worker_serves_its_own_figures_with_metrics() {
         sample(&before, "stampede_workers{state=\"ready\"}"),
         Some(1.0)
     );
-    let _other = WorkerProc::start(master.quic, "s", "other");
+    let _other = WorkerProc::start(master.quic, TOKEN, "other");
 
     let summary = written_summary(&out.join("summary.json"));
     let mine = summary["workers"]

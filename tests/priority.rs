@@ -166,7 +166,7 @@ fn loadgen_on_a_fleet_of_joined_workers() {
         "--expect-workers",
         "2",
         "--token",
-        "fleet-test",
+        "fleet-test-token",
     ];
     let cmd = loadgen_command(&dir, &[&fleet[..], &short_run(&addr)].concat());
     let master = Proc::spawn("stampede loadgen --listen", cmd);
@@ -176,8 +176,8 @@ fn loadgen_on_a_fleet_of_joined_workers() {
         .nth(3)
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    let _w1 = WorkerProc::start(quic, "fleet-test", "fleet-one");
-    let _w2 = WorkerProc::start(quic, "fleet-test", "fleet-two");
+    let _w1 = WorkerProc::start(quic, "fleet-test-token", "fleet-one");
+    let _w2 = WorkerProc::start(quic, "fleet-test-token", "fleet-two");
     let mut master = master;
     let done = master.wait_exit(RUN_LIMIT);
     done.assert_code(0);

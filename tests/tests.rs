@@ -23,6 +23,9 @@ mod downloads;
 // `[http] version = "2"` over h2c against an in-test HTTP/2 server and nginx: requests and
 // connections counted on both sides, an HTTP/1.1-only server as a named failure.
 mod http2;
+// The fault and abuse suite: a rogue master, a relay, a flood of unauthenticated
+// connections, assignments a worker refuses, tokens and pinned certificates.
+mod faults;
 // The ACME performance track's health API: the workload's 202/poll/complete cycle, 401, bad JSON,
 // runs kept across a master restart.
 mod health;

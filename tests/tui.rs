@@ -181,7 +181,7 @@ fn tui_watches_and_steers_a_distributed_run() {
             "--bind",
             "127.0.0.1:0",
             "--token",
-            "tui-test",
+            "tui-test-token-16",
             "--scenario",
             &scenario.display().to_string(),
             "--tui",
@@ -200,8 +200,8 @@ fn tui_watches_and_steers_a_distributed_run() {
     });
     assert!(screen.contains(&quic.to_string()), "{screen}");
 
-    let _w1 = WorkerProc::start(quic, "tui-test", "w-one");
-    let _w2 = WorkerProc::start(quic, "tui-test", "w-two");
+    let _w1 = WorkerProc::start(quic, "tui-test-token-16", "w-one");
+    let _w2 = WorkerProc::start(quic, "tui-test-token-16", "w-two");
     tmux.wait_for(&["w-one", "w-two", "2 worker(s) joined", "ready"]);
 
     tmux.press("s");

@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The token of the tests' masters and workers (at least 16 bytes, as a master requires).
+pub const TOKEN: &str = "stampede-e2e-token";
+
+/// The API's `Authorization` header value for [`TOKEN`].
+pub const BEARER: &str = "Bearer stampede-e2e-token";
+
 /// How long a component may take to start and print its address.
 pub const STARTUP: Duration = Duration::from_secs(15);
 

@@ -3,7 +3,8 @@
 //! every sample), counters are summed, and once a second the interval becomes a history row.
 //!
 //! Owned by the coordinator; fed with reports already decoded by the connection handlers.
-//! Keeps what lost workers reported. Writes nothing: the run logs each closed interval's latency ([`ClosedInterval`]) to its hlog.
+//! Keeps what lost workers reported. Writes nothing: the run logs each closed interval's
+//! latency ([`ClosedInterval`]) to its hlog.
 
 use std::collections::{BTreeMap, HashMap};
 

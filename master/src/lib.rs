@@ -6,7 +6,9 @@
 //! forwarded, and whatever series and counters workers report are merged by name.
 //!
 //! # Layout
-//! - [`server`]: the QUIC accept loop and one handler per worker connection.
+//! - [`server`]: the QUIC accept loop and one handler per worker connection, authentication
+//!   and the bounds on peers that have not authenticated.
+//! - [`throttle`]: authentication failures per source address and their back-off.
 //! - [`coordinator`]: the actor owning the fleet, the run state machine and the aggregate.
 //! - [`aggregate`]: exact merging of interval histograms and counters, history rows.
 //! - [`sparse`]: reading a worker's V2 histogram as its non-zero buckets only.
@@ -43,6 +45,7 @@ pub mod snapshot;
 pub mod sparse;
 pub mod state;
 pub mod summary;
+pub mod throttle;
 pub mod tui;
 
 use std::collections::BTreeMap;
@@ -52,6 +55,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use stampede_protocol::handshake::Token;
+use stampede_protocol::transport::MasterIdentity;
 use stampede_scenarios::ScenarioConfig;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -66,8 +71,10 @@ use crate::summary::RunSummary;
 pub struct MasterConfig {
     /// Where workers connect (QUIC/UDP).
     pub bind: SocketAddr,
-    /// The token workers and API clients must present.
-    pub token: String,
+    /// The token workers must prove they know and API clients must present.
+    pub token: Token,
+    /// The certificate the master presents to workers (`None`: a self-signed one made now).
+    pub identity: Option<MasterIdentity>,
     /// The scenario to run (its target already a URL).
     pub scenario: Option<ScenarioConfig>,
     /// Start the scenario as soon as this many workers have joined.
@@ -97,6 +104,9 @@ pub struct Master {
     pub addr: SocketAddr,
     /// The API's address, if served.
     pub api_addr: Option<SocketAddr>,
+    /// The SHA-256 fingerprint of the certificate workers see (what `stampede worker
+    /// --master-fingerprint` pins), lower-case hex.
+    pub fingerprint: String,
     /// The latest snapshot.
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     events: mpsc::Sender<Event>,
@@ -111,7 +121,12 @@ impl Master {
         config: MasterConfig,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Master> {
-        let endpoint = server::bind(config.bind)?;
+        let identity = match config.identity {
+            Some(identity) => identity,
+            None => MasterIdentity::self_signed()?,
+        };
+        let fingerprint = identity.fingerprint();
+        let endpoint = server::bind(config.bind, identity)?;
         let addr = endpoint
             .local_addr()
             .context("reading the bound worker address")?;
@@ -122,7 +137,7 @@ impl Master {
             Some(dir) => Archive::load(dir),
             None => Archive::default(),
         });
-        let token: Arc<str> = config.token.clone().into();
+        let token: Arc<str> = config.token.as_str().into();
         let tasks = tokio_util::task::TaskTracker::new();
         // Shutdown order: the coordinator first (it stops a run going on and waits for the
         // final reports, which need the connections), then the listener and the API.
@@ -181,7 +196,7 @@ impl Master {
         });
         let listener = server::Listener {
             endpoint,
-            token,
+            token: config.token,
             events: events_tx.clone(),
         };
         tasks.spawn(listener.run(connections_stop));
@@ -190,6 +205,7 @@ impl Master {
         Ok(Master {
             addr,
             api_addr,
+            fingerprint,
             snapshots: snap_rx,
             events: events_tx,
             finished: fin_rx,

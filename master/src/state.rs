@@ -95,6 +95,9 @@ pub enum RunStatus {
     /// The run could not take place, or lost every worker: no worker got ready, every worker
     /// rejected the scenario, none was left, or no request was made.
     Failed,
+    /// Written during the run, up to its last second: what `--out` holds when the master was
+    /// killed outright (kill -9, a crash) before the run ended.
+    Incomplete,
 }
 
 impl RunStatus {
@@ -105,6 +108,7 @@ impl RunStatus {
             RunStatus::Stopped => "stopped",
             RunStatus::Degraded => "degraded",
             RunStatus::Failed => "failed",
+            RunStatus::Incomplete => "incomplete",
         }
     }
 }
@@ -132,6 +136,9 @@ pub enum RunEnd {
     Rejected(String),
     /// No worker got ready in time.
     NoneReady,
+    /// Not ended: the run was still going on when this summary was written (the per-second
+    /// checkpoint of `--out`, which a master killed outright leaves behind).
+    InProgress,
 }
 
 impl RunEnd {
@@ -159,6 +166,7 @@ impl std::fmt::Display for RunEnd {
             RunEnd::NoWorkersLeft => f.write_str("no workers left"),
             RunEnd::Rejected(reason) => write!(f, "every worker rejected the scenario: {reason}"),
             RunEnd::NoneReady => f.write_str("no worker got ready"),
+            RunEnd::InProgress => f.write_str("still going on when written"),
         }
     }
 }

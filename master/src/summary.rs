@@ -272,7 +272,7 @@ impl RunSummary {
         let went = match self.status() {
             RunStatus::Completed => true,
             RunStatus::Degraded => self.tolerate_worker_loss,
-            RunStatus::Stopped | RunStatus::Failed => false,
+            RunStatus::Stopped | RunStatus::Failed | RunStatus::Incomplete => false,
         };
         went && !self.all_failed() && self.thresholds.iter().all(|t| t.passed)
     }
@@ -288,6 +288,9 @@ impl RunSummary {
     /// share moved; else `completed`. A run whose requests all failed still took place: it is
     /// `completed`, and does not pass.
     pub fn status(&self) -> RunStatus {
+        if self.stop_reason == RunEnd::InProgress {
+            return RunStatus::Incomplete;
+        }
         if self.stop_reason.is_failure() {
             return RunStatus::Failed;
         }

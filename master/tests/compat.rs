@@ -86,7 +86,8 @@ path = "/"
     let master = Master::start(
         MasterConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
-            token: "t".into(),
+            token: stampede_protocol::handshake::Token::new(TOKEN).unwrap(),
+            identity: None,
             scenario: Some(scenario),
             auto_start_at: None,
             out: setup.with_out.then(|| out.path().to_path_buf()),
@@ -104,7 +105,9 @@ path = "/"
     for i in 0..workers {
         let config = stampede_worker::WorkerConfig {
             master: master.addr.to_string(),
-            token: "t".into(),
+            token: stampede_protocol::handshake::Token::new(TOKEN).unwrap(),
+            trust: stampede_protocol::transport::MasterTrust::Token,
+            policy: Default::default(),
             name: format!("compat-{i}"),
             cores: 1,
             connect_timeout: Duration::from_secs(10),
@@ -200,8 +203,12 @@ impl Reply {
     }
 }
 
-/// What a Locust client sends for `http://locust:t@host/`: HTTP Basic, the token as password.
-const LOCUST_AUTH: &str = "Basic bG9jdXN0OnQ=";
+/// The master's token.
+const TOKEN: &str = "compat-test-token";
+
+/// What a Locust client sends for `http://locust:compat-test-token@host/`: HTTP Basic, the
+/// token as password.
+const LOCUST_AUTH: &str = "Basic bG9jdXN0OmNvbXBhdC10ZXN0LXRva2Vu";
 
 /// One HTTP/1.1 request on its own connection, body form-encoded as Locust's clients send it,
 /// with an `Authorization` header if given.
@@ -700,11 +707,18 @@ async fn control_routes_need_the_token() {
         "POST",
         "/swarm",
         "user_count=1",
-        Some("Bearer t"),
+        Some(concat!("Bearer ", "compat-test-token")),
     )
     .await;
     assert_eq!(started.status, 200, "{started:?}");
-    let stopped = request(bench.api, "GET", "/stop", "", Some("Bearer t")).await;
+    let stopped = request(
+        bench.api,
+        "GET",
+        "/stop",
+        "",
+        Some(concat!("Bearer ", "compat-test-token")),
+    )
+    .await;
     assert_eq!(stopped.status, 200, "{stopped:?}");
     bench.shutdown().await;
 }

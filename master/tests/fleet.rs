@@ -7,9 +7,11 @@ use std::time::Duration;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use stampede_master::snapshot::WorkerState;
 use stampede_master::{Master, MasterConfig};
+use stampede_protocol::handshake::{Introduction, Role, Secret, Token};
 use stampede_protocol::{
-    Counter, FromWorker, Hello, PROTOCOL_VERSION, Report, Series, ToWorker, handshake, metric,
-    read_frame, transport, write_frame,
+    Counter, FromWorker, Hello, HelloReply, MAX_FRAME, MasterProof, PRE_AUTH_FRAME,
+    PROTOCOL_VERSION, Report, Series, ToWorker, handshake, metric, read_frame, transport,
+    write_frame,
 };
 use stampede_scenarios::{Overrides, ScenarioConfig};
 use tokio_util::sync::CancellationToken;
@@ -35,7 +37,8 @@ async fn start_master_with(workers: usize, out: Option<std::path::PathBuf>) -> M
     Master::start(
         MasterConfig {
             bind: "127.0.0.1:0".parse().unwrap(),
-            token: "t".into(),
+            token: token(),
+            identity: None,
             scenario: Some(scenario),
             auto_start_at: Some(workers),
             out,
@@ -54,7 +57,7 @@ async fn start_master_with(workers: usize, out: Option<std::path::PathBuf>) -> M
 
 async fn connect(master: &Master) -> (quinn::Endpoint, quinn::Connection) {
     let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    ep.set_default_client_config(transport::client_config().unwrap());
+    ep.set_default_client_config(transport::client_config(&transport::MasterTrust::Token).unwrap());
     let conn = ep
         .connect(master.addr, transport::SERVER_NAME)
         .unwrap()
@@ -63,10 +66,12 @@ async fn connect(master: &Master) -> (quinn::Endpoint, quinn::Connection) {
     (ep, conn)
 }
 
-fn hello(version: u16) -> Hello {
-    Hello {
-        version,
-        token: "t".into(),
+fn token() -> Token {
+    Token::new("fleet test token, 16+ bytes").unwrap()
+}
+
+fn me() -> Introduction {
+    Introduction {
         name: "hand-made".into(),
         cores: 1,
         build: "test".into(),
@@ -81,7 +86,9 @@ async fn until<T>(
     want: impl Fn(&ToWorker) -> Option<T>,
 ) -> T {
     loop {
-        let msg = read_frame::<_, ToWorker>(&mut *recv).await.unwrap();
+        let msg = read_frame::<_, ToWorker>(&mut *recv, MAX_FRAME)
+            .await
+            .unwrap();
         if let Some(t) = want(&msg) {
             return t;
         }
@@ -114,10 +121,7 @@ struct Started {
 /// Join the master as a worker and follow the conversation until the run starts.
 async fn join_until_start(master: &Master) -> Started {
     let (ep, conn) = connect(master).await;
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    handshake::introduce(&mut send, &mut recv, &hello(PROTOCOL_VERSION))
-        .await
-        .unwrap();
+    let (mut send, mut recv, _) = handshake::join(&conn, &token(), &me()).await.unwrap();
     let reports = conn.open_uni().await.unwrap();
     let run_id = until(&mut send, &mut recv, |m| match m {
         ToWorker::Start { run_id, .. } => Some(*run_id),
@@ -464,12 +468,22 @@ async fn worker_requests_of_the_last_run_stay_after_it() {
 async fn other_protocol_version_is_refused_with_the_reason() {
     let master = start_master().await;
     let (_ep, conn) = connect(&master).await;
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let err = handshake::introduce(&mut send, &mut recv, &hello(PROTOCOL_VERSION + 1))
-        .await
-        .unwrap_err();
-    assert!(err.is_refusal());
-    let text = err.to_string();
+    // By hand: the right proof, another version.
+    let secret = Secret::of(&conn).unwrap();
+    let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+    let _: MasterProof = read_frame(&mut recv, PRE_AUTH_FRAME).await.unwrap();
+    let hello = Hello {
+        proof: handshake::prove(&token(), &secret, Role::Worker),
+        version: PROTOCOL_VERSION + 1,
+        name: "hand-made".into(),
+        cores: 1,
+        build: "test".into(),
+    };
+    write_frame(&mut send, &hello).await.unwrap();
+    let text = match read_frame::<_, HelloReply>(&mut recv, PRE_AUTH_FRAME).await {
+        Ok(HelloReply::Refused { reason }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
     assert!(text.contains("protocol version mismatch"), "{text}");
     assert!(
         text.contains(&format!("v{}", PROTOCOL_VERSION + 1)),

@@ -8,8 +8,13 @@ use serde::{Serialize, de::DeserializeOwned};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Frames larger than this are refused before anything is allocated (a report of a few hundred
-/// request names with full histograms stays far below it).
+/// request names with full histograms stays far below it). The limit between authenticated
+/// peers.
 pub const MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// The limit before a peer has authenticated: the proofs and the hello are a few hundred
+/// bytes, so a stranger announcing more is refused before anything is allocated for it.
+pub const PRE_AUTH_FRAME: u32 = 64 * 1024;
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -17,9 +22,15 @@ pub enum FrameError {
     /// The peer closed the stream cleanly between frames.
     #[error("stream closed by peer")]
     Closed,
-    /// The length prefix announced more than [`MAX_FRAME`] bytes.
-    #[error("frame of {0} bytes is larger than the {MAX_FRAME}-byte limit")]
-    TooLarge(u32),
+    /// The length prefix announced more than the limit the reader (or [`write_frame`]'s
+    /// [`MAX_FRAME`]) allows.
+    #[error("frame of {len} bytes is larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The length announced (or encoded).
+        len: u32,
+        /// The limit it exceeds.
+        limit: u32,
+    },
     /// The bytes are not a valid message of the expected type.
     #[error("undecodable frame: {0}")]
     Decode(#[from] postcard::Error),
@@ -44,7 +55,10 @@ where
     let body = postcard::to_stdvec(msg)?;
     let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
     if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
+        return Err(FrameError::TooLarge {
+            len,
+            limit: MAX_FRAME,
+        });
     }
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&len.to_be_bytes());
@@ -53,12 +67,23 @@ where
     Ok(())
 }
 
-/// Read one frame and decode it as `T`. A clean end of stream before the first byte of a frame
-/// is [`FrameError::Closed`]; an end inside a frame is an I/O error.
-pub async fn read_frame<R, T>(r: &mut R) -> Result<T, FrameError>
+/// Read one frame of at most `limit` bytes ([`MAX_FRAME`] between authenticated peers,
+/// [`PRE_AUTH_FRAME`] before) and decode it as `T`. A clean end of stream before the first
+/// byte of a frame is [`FrameError::Closed`]; an end inside a frame is an I/O error.
+pub async fn read_frame<R, T>(r: &mut R, limit: u32) -> Result<T, FrameError>
 where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
+{
+    let body = read_body(r, limit).await?;
+    Ok(postcard::from_bytes(&body)?)
+}
+
+/// Read one frame's body (without its length prefix) of at most `limit` bytes, undecoded.
+/// Nothing is allocated for a frame over the limit.
+pub async fn read_body<R>(r: &mut R, limit: u32) -> Result<Vec<u8>, FrameError>
+where
+    R: AsyncRead + Unpin,
 {
     let mut len = [0u8; 4];
     match r.read(&mut len[..1]).await? {
@@ -66,12 +91,15 @@ where
         _ => r.read_exact(&mut len[1..]).await?,
     };
     let len = u32::from_be_bytes(len);
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
+    if len > limit.min(MAX_FRAME) {
+        return Err(FrameError::TooLarge {
+            len,
+            limit: limit.min(MAX_FRAME),
+        });
     }
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body).await?;
-    Ok(postcard::from_bytes(&body)?)
+    Ok(body)
 }
 
 /// Decode one frame body (without its length prefix); what [`read_frame`] does after reading.
@@ -123,9 +151,10 @@ mod tests {
     #[tokio::test]
     async fn round_trip_every_message() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        let proof = MasterProof { proof: [3; 32] };
         let hello = Hello {
+            proof: [9; 32],
             version: 1,
-            token: "s".into(),
             name: "w".into(),
             cores: 2,
             build: "0.1.0".into(),
@@ -173,6 +202,7 @@ mod tests {
             },
             FromWorker::Heartbeat,
         ];
+        write_frame(&mut a, &proof).await.unwrap();
         write_frame(&mut a, &hello).await.unwrap();
         for m in &to_worker {
             write_frame(&mut a, m).await.unwrap();
@@ -182,19 +212,36 @@ mod tests {
         }
         write_frame(&mut a, &sample_report()).await.unwrap();
         drop(a);
-        assert_eq!(read_frame::<_, Hello>(&mut b).await.unwrap(), hello);
+        assert_eq!(
+            read_frame::<_, MasterProof>(&mut b, MAX_FRAME)
+                .await
+                .unwrap(),
+            proof
+        );
+        assert_eq!(
+            read_frame::<_, Hello>(&mut b, MAX_FRAME).await.unwrap(),
+            hello
+        );
         for m in &to_worker {
-            assert_eq!(&read_frame::<_, ToWorker>(&mut b).await.unwrap(), m);
+            assert_eq!(
+                &read_frame::<_, ToWorker>(&mut b, MAX_FRAME).await.unwrap(),
+                m
+            );
         }
         for m in &from_worker {
-            assert_eq!(&read_frame::<_, FromWorker>(&mut b).await.unwrap(), m);
+            assert_eq!(
+                &read_frame::<_, FromWorker>(&mut b, MAX_FRAME)
+                    .await
+                    .unwrap(),
+                m
+            );
         }
         assert_eq!(
-            read_frame::<_, Report>(&mut b).await.unwrap(),
+            read_frame::<_, Report>(&mut b, MAX_FRAME).await.unwrap(),
             sample_report()
         );
         assert!(matches!(
-            read_frame::<_, Report>(&mut b).await,
+            read_frame::<_, Report>(&mut b, MAX_FRAME).await,
             Err(FrameError::Closed)
         ));
     }
@@ -217,8 +264,41 @@ mod tests {
     async fn oversized_length_is_refused_without_allocating() {
         let (mut a, mut b) = tokio::io::duplex(64);
         a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-        let err = read_frame::<_, Report>(&mut b).await.unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge(u32::MAX)), "{err}");
+        let err = read_frame::<_, Report>(&mut b, MAX_FRAME)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, FrameError::TooLarge { len: u32::MAX, .. }),
+            "{err}"
+        );
+    }
+
+    /// Before auth, a frame announcing 16 MiB is refused from its 4-byte prefix alone, though
+    /// authenticated peers may send it.
+    #[tokio::test]
+    async fn the_reader_sets_the_limit() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&MAX_FRAME.to_be_bytes()).await.unwrap();
+        let err = read_body(&mut b, PRE_AUTH_FRAME).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::TooLarge {
+                    len: MAX_FRAME,
+                    limit: PRE_AUTH_FRAME
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "frame of 16777216 bytes is larger than the 65536-byte limit"
+        );
+        let (mut a, mut b) = tokio::io::duplex(PRE_AUTH_FRAME as usize + 8);
+        let body = vec![7u8; PRE_AUTH_FRAME as usize];
+        a.write_all(&PRE_AUTH_FRAME.to_be_bytes()).await.unwrap();
+        a.write_all(&body).await.unwrap();
+        assert_eq!(read_body(&mut b, PRE_AUTH_FRAME).await.unwrap(), body);
     }
 
     #[tokio::test]
@@ -227,7 +307,9 @@ mod tests {
         a.write_all(&10u32.to_be_bytes()).await.unwrap();
         a.write_all(&[1, 2, 3]).await.unwrap();
         drop(a);
-        let err = read_frame::<_, Report>(&mut b).await.unwrap_err();
+        let err = read_frame::<_, Report>(&mut b, MAX_FRAME)
+            .await
+            .unwrap_err();
         assert!(matches!(err, FrameError::Io(_)), "{err}");
         assert!(err.is_disconnect());
     }
@@ -240,6 +322,7 @@ mod tests {
             let _ = decode::<ToWorker>(&body);
             let _ = decode::<FromWorker>(&body);
             let _ = decode::<Hello>(&body);
+            let _ = decode::<MasterProof>(&body);
             let _ = decode::<HelloReply>(&body);
         }
 

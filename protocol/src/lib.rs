@@ -9,15 +9,17 @@
 //! # Layout
 //! - [`message`]: every message type, with its place in the conversation.
 //! - [`frame`]: length-prefixed postcard frames over any async byte stream, with a size limit.
-//! - [`handshake`]: the first exchange on the control stream (version and token check).
-//! - [`transport`]: QUIC endpoint configuration (self-signed TLS, idle timeout, keep-alive).
+//! - [`handshake`]: the first exchange on the control stream: both sides prove they know the
+//!   token (an HMAC over the connection's TLS exporter secret), then the version check.
+//! - [`transport`]: QUIC endpoint configuration (the master's certificate and how a worker
+//!   checks it, idle timeout, keep-alive, the limits before auth).
 
 pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod transport;
 
-pub use frame::{FrameError, read_frame, write_frame};
+pub use frame::{FrameError, MAX_FRAME, PRE_AUTH_FRAME, read_frame, write_frame};
 pub use handshake::HandshakeError;
 pub use message::*;
 
@@ -27,8 +29,10 @@ pub use message::*;
 /// rows); 3 added [`Report::gauges`] (worker readings such as its host's CPU usage); 4 added
 /// [`Assign::run_seed`] (one arrival sequence shared by all workers); 5 made
 /// [`Assign::scenario`] an assignment (the scenario under `[scenario]`, what the master prepared
-/// beside it), since a scenario file can no longer carry the prepared prompts.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// beside it), since a scenario file can no longer carry the prepared prompts; 6 replaced the
+/// token in [`Hello`] by proofs over the connection's TLS exporter secret ([`MasterProof`]
+/// first, from the master, on a control stream the master opens).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The ALPN token of the Stampede protocol on QUIC.
 pub const ALPN: &[u8] = b"stampede/1";

@@ -2,12 +2,14 @@
 //! strings and byte strings, enums as a varint variant index followed by the fields).
 //!
 //! The conversation (see SPEC.md for the full order):
-//! - control stream (bidirectional, opened by the worker): [`Hello`] → [`HelloReply`], then
-//!   [`ToWorker`] frames from the master and [`FromWorker`] frames from the worker;
+//! - control stream (bidirectional, opened by the master): [`MasterProof`] → [`Hello`] →
+//!   [`HelloReply`], then [`ToWorker`] frames from the master and [`FromWorker`] frames from
+//!   the worker;
 //! - report stream (unidirectional, opened by the worker after the welcome): [`Report`] frames.
 //!
-//! [`Hello`] and [`HelloReply`] keep their layout across protocol versions (the version is the
-//! first field) so that a mismatch is always reported rather than mis-decoded.
+//! [`MasterProof`], the head of [`Hello`] (proof, then version) and [`HelloReply`] keep their
+//! layout across protocol versions from 6 on, so that a mismatch between authenticated peers is
+//! always reported rather than mis-decoded.
 
 use serde::{Deserialize, Serialize};
 
@@ -41,16 +43,28 @@ pub mod metric {
     pub const HOST_DISK: &str = "host_disk_percent";
 }
 
-/// First frame from a worker on the control stream.
+/// First frame on the control stream, from the master: it proves it knows the token before
+/// the worker says anything ([`crate::handshake`]).
 ///
-/// Layout (postcard): `version: varint u16 | token: str | name: str | cores: varint u32 |
-/// build: str`.
+/// Layout (postcard): `proof: [u8; 32]` (raw bytes, no length prefix).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterProof {
+    /// HMAC-SHA256 keyed by the token over the connection's TLS exporter secret and the
+    /// master's role.
+    pub proof: [u8; 32],
+}
+
+/// The worker's answer to a [`MasterProof`] it accepted: its own proof, then who it is.
+///
+/// Layout (postcard): `proof: [u8; 32] | version: varint u16 | name: str | cores: varint u32 |
+/// build: str`. The token itself never travels.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
-    /// The worker's [`crate::PROTOCOL_VERSION`]; must stay the first field in every version.
+    /// HMAC-SHA256 keyed by the token over the connection's TLS exporter secret and the
+    /// worker's role; must stay the first field in every version.
+    pub proof: [u8; 32],
+    /// The worker's [`crate::PROTOCOL_VERSION`]; must stay the second field in every version.
     pub version: u16,
-    /// The shared secret; the master refuses a worker whose token differs.
-    pub token: String,
     /// A human name for the worker (host name and pid by default).
     pub name: String,
     /// Cores available to the worker: its weight when load is split.
@@ -71,9 +85,10 @@ pub enum HelloReply {
         /// The master's protocol version (equal to the worker's).
         version: u16,
     },
-    /// The worker is not accepted; the master closes the connection after this frame.
+    /// The worker is not accepted; the master closes the connection after this frame. Only
+    /// sent to a worker that proved it knows the token: a peer that did not gets no answer.
     Refused {
-        /// One line saying why (wrong token, version mismatch, ...).
+        /// One line saying why (version mismatch, ...).
         reason: String,
     },
 }

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use stampede_master::snapshot::{RunStatus, Snapshot, WorkerState};
 use stampede_master::summary::RunSummary;
 use stampede_master::tui::{LogLines, TuiConfig};
+use stampede_protocol::handshake::Token;
 use stampede_scenarios::llm::Backend;
 use stampede_scenarios::model::TlsOverrides;
 use stampede_scenarios::{Kind, Overrides, ScenarioConfig, SweepFile, Target};
@@ -22,7 +23,7 @@ use stampede_targets::tls::{ServerTls, Transport};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Exit, ScenarioFlags};
+use crate::cli::{Exit, ScenarioFlags, TokenOpt};
 
 /// Load a scenario file and apply the flags.
 pub fn load_scenario(path: &Path, flags: &ScenarioFlags) -> anyhow::Result<ScenarioConfig> {
@@ -374,12 +375,46 @@ pub fn default_data_dir() -> Option<std::path::PathBuf> {
 }
 
 /// A random token for a master whose workers are its own children.
-pub fn random_token() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..32)
-        .map(|_| format!("{:x}", rng.random_range(0..16u8)))
-        .collect()
+pub fn random_token() -> Token {
+    Token::generate()
+}
+
+/// The token of `opt`: `--token` (with a warning that the process list shows it),
+/// `--token-file`, else `STAMPEDE_TOKEN`; `None` if none is given. A token shorter than 16
+/// bytes is an error.
+pub fn token(opt: &TokenOpt) -> anyhow::Result<Option<Token>> {
+    if let Some(t) = &opt.token {
+        eprintln!(
+            "warning: --token is visible to every user of this machine in the process list; prefer --token-file FILE or the STAMPEDE_TOKEN environment variable"
+        );
+        return Token::new(t.as_str()).map(Some).context("--token");
+    }
+    if let Some(path) = &opt.token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file: reading {}", path.display()))?;
+        let line = text.lines().next().unwrap_or("").trim();
+        return Token::new(line)
+            .map(Some)
+            .with_context(|| format!("--token-file {}", path.display()));
+    }
+    match std::env::var("STAMPEDE_TOKEN") {
+        Ok(t) if !t.is_empty() => Token::new(t).map(Some).context("STAMPEDE_TOKEN"),
+        _ => Ok(None),
+    }
+}
+
+/// A master's token: the one given, else a fresh one printed once with how workers pass it.
+pub fn master_token(opt: &TokenOpt, port: u16) -> anyhow::Result<Token> {
+    if let Some(t) = token(opt)? {
+        return Ok(t);
+    }
+    let t = Token::generate();
+    eprintln!(
+        "no token given: generated one, shown only now: {}\n  workers join with: STAMPEDE_TOKEN={} stampede worker --master HOST:{port}\n  (or write it to a file only they can read and pass --token-file FILE)",
+        t.as_str(),
+        t.as_str()
+    );
+    Ok(t)
 }
 
 /// Shows the run's progress: a bar on a terminal, a line every 5 s otherwise; and each hint
@@ -607,7 +642,7 @@ pub fn conclude(summary: &RunSummary, out: Option<&Path>, on_error: Option<u8>) 
         eprintln!("results written to {}", dir.display());
     }
     match summary.status() {
-        RunStatus::Failed => {
+        RunStatus::Failed | RunStatus::Incomplete => {
             eprintln!("the run failed: {}", failed_because(summary));
             return Exit::Incomplete;
         }

@@ -37,20 +37,19 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
     if let Some(t) = &target {
         eprintln!("built-in scheduler listening on {}", t.url);
     }
-    let token = match (&opt.token, local) {
-        (Some(t), _) if !t.is_empty() => t.clone(),
-        (_, true) => common::random_token(),
-        (_, false) => {
-            let t = common::random_token();
-            eprintln!("no --token given: workers join with --token {t}");
-            t
+    let token = match opt.listen {
+        None if opt.token.token.is_some() || opt.token.token_file.is_some() => {
+            bail!("--token and --token-file go with --listen: local workers get a fresh token")
         }
+        None => common::random_token(),
+        Some(listen) => common::master_token(&opt.token, listen.port())?,
     };
     let interrupts = common::interrupts();
     let mut master = Master::start(
         MasterConfig {
             bind: opt.listen.unwrap_or(SocketAddr::new(bind_ip, 0)),
             token: token.clone(),
+            identity: None,
             scenario: Some(scenario.clone()),
             auto_start_at: Some(if local {
                 opt.workers
@@ -70,7 +69,7 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
     .await?;
     let mut children = Vec::new();
     if local {
-        children = spawn_workers(opt.workers, master.addr, &token, false)?;
+        children = spawn_workers(opt.workers, master.addr, token.as_str(), false)?;
         eprintln!(
             "loadgen: {} qps `{}` to {} for {} ms (min {} queries per class) on {} local workers",
             opt.total_qps,
@@ -88,7 +87,7 @@ pub async fn run(opt: LoadgenOpt) -> anyhow::Result<Exit> {
     } else {
         eprintln!(
             "loadgen master on {} (QUIC): the run starts when {} worker(s) have joined \
-             (stampede worker --master HOST:{} --token ...)",
+             (STAMPEDE_TOKEN=... stampede worker --master HOST:{})",
             master.addr,
             opt.expect_workers,
             master.addr.port()

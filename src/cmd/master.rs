@@ -4,6 +4,7 @@
 
 use stampede_master::tui::LogLines;
 use stampede_master::{Master, MasterConfig};
+use stampede_protocol::transport::MasterIdentity;
 
 use super::common::{self, Followed, TuiSettings};
 use super::run::stop_grace;
@@ -58,13 +59,10 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
     if let Some(dir) = &runs_dir {
         eprintln!("runs kept in {}", dir.display());
     }
-    let token = match opt.token {
-        Some(t) if !t.is_empty() => t,
-        _ => {
-            let t = common::random_token();
-            eprintln!("no --token given: workers join with --token {t}");
-            t
-        }
+    let token = common::master_token(&opt.token, opt.bind.port())?;
+    let identity = match (&opt.cert, &opt.key) {
+        (Some(cert), Some(key)) => Some(MasterIdentity::from_pem_files(cert, key)?),
+        _ => None,
     };
     let expect = opt.expect_workers.or(headless.then_some(1));
     let sweep = scenario.as_ref().and_then(|s| s.sweep.clone());
@@ -83,6 +81,7 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         MasterConfig {
             bind: opt.bind,
             token,
+            identity,
             scenario: scenario.clone(),
             // A sweep starts its steps itself.
             auto_start_at: if sweep.is_some() { None } else { expect },
@@ -97,6 +96,10 @@ pub async fn run(opt: MasterOpt, logs: LogLines) -> anyhow::Result<Exit> {
         interrupts.first.clone(),
     )
     .await?;
+    eprintln!(
+        "master certificate SHA-256 fingerprint: {} (workers may pin it with --master-fingerprint)",
+        master.fingerprint
+    );
     eprintln!("master listening for workers on {} (QUIC)", master.addr);
     if let Some(api) = master.api_addr {
         eprintln!("API on http://{api}");

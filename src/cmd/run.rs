@@ -37,6 +37,7 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
         MasterConfig {
             bind: SocketAddr::new(LOOPBACK, 0),
             token: token.clone(),
+            identity: None,
             scenario: Some(scenario.clone()),
             // A sweep starts its steps itself.
             auto_start_at: scenario.sweep.is_none().then_some(opt.workers),
@@ -52,9 +53,9 @@ pub async fn run(opt: RunOpt, logs: LogLines) -> anyhow::Result<Exit> {
     )
     .await?;
     if let Some(api) = master.api_addr {
-        eprintln!("API on http://{api} (token {token})");
+        eprintln!("API on http://{api} (token {})", token.as_str());
     }
-    let mut children = spawn_workers(opt.workers, master.addr, &token, tui)?;
+    let mut children = spawn_workers(opt.workers, master.addr, token.as_str(), tui)?;
     if tui {
         let settings = TuiSettings {
             join_hint: format!("{} ({} local worker processes)", master.addr, opt.workers),

@@ -1,11 +1,14 @@
 //! `stampede worker`: join a master and serve it until it goes away or Ctrl-C (unless started
 //! by a local master with `--ignore-interrupt`, which stops it instead).
 
+use anyhow::Context;
 use stampede_master::own::OwnReport;
-use stampede_worker::{Tapped, WorkerConfig};
+use stampede_protocol::transport::MasterTrust;
+use stampede_worker::{Policy, Tapped, WorkerConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::common;
 use crate::cli::{Exit, WorkerOpt};
 
 pub async fn run(opt: WorkerOpt) -> anyhow::Result<Exit> {
@@ -20,9 +23,25 @@ pub async fn run(opt: WorkerOpt) -> anyhow::Result<Exit> {
         Some(addr) => Some(serve_metrics(addr, &name, shutdown.clone()).await?),
         None => None,
     };
+    let token = common::token(&opt.token)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no token: give --token-file FILE or set STAMPEDE_TOKEN (the master prints its token at start)"
+        )
+    })?;
+    let trust = match (&opt.master_ca, &opt.master_fingerprint) {
+        (Some(ca), _) => MasterTrust::ca_file(ca).context("--master-ca")?,
+        (None, Some(f)) => MasterTrust::fingerprint(f)
+            .map_err(anyhow::Error::msg)
+            .context("--master-fingerprint")?,
+        (None, None) => MasterTrust::Token,
+    };
     let config = WorkerConfig {
         master: opt.master,
-        token: opt.token,
+        token,
+        trust,
+        policy: Policy {
+            allowed_targets: opt.allow_target,
+        },
         name,
         cores: cores.max(1),
         connect_timeout: opt.connect_timeout.0,

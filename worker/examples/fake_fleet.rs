@@ -8,8 +8,8 @@
 //! the master says `Stop`); then a last report with `last: true`. No load is generated.
 //!
 //! ```sh
-//! cargo run --release -p stampede-worker --example fake_fleet -- 127.0.0.1:7401 t 100 50 1000
-//! #                                                             MASTER  TOKEN  N NAMES SAMPLES
+//! cargo run --release -p stampede-worker --example fake_fleet -- 127.0.0.1:7401 "$TOKEN" 100 50 1000
+//! #                                                             MASTER         TOKEN   N NAMES SAMPLES
 //! ```
 //! Prints `started run R` when the run starts and `done: K reports sent` at the end.
 //!
@@ -31,9 +31,10 @@ use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, LogNormal};
+use stampede_protocol::handshake::{Introduction, Token};
 use stampede_protocol::{
-    Counter, FromWorker, Hello, PROTOCOL_VERSION, Report, Series, ToWorker, handshake, metric,
-    read_frame, transport, unix_now_ns, write_frame,
+    Counter, FromWorker, MAX_FRAME, Report, Series, ToWorker, handshake, metric, read_frame,
+    transport, unix_now_ns, write_frame,
 };
 use stampede_scenarios::{ScenarioConfig, recorder};
 
@@ -116,34 +117,31 @@ fn report(pool: &Pool, rng: &mut SmallRng, run_id: u64, seq: u64, last: bool) ->
 async fn fake_worker(
     i: usize,
     master: SocketAddr,
-    token: String,
+    token: Token,
     pool: Arc<Pool>,
     sent: Arc<AtomicU64>,
     defer_pongs: bool,
     heartbeat_after_report: bool,
 ) -> anyhow::Result<()> {
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-    endpoint.set_default_client_config(transport::client_config()?);
+    endpoint.set_default_client_config(transport::client_config(&transport::MasterTrust::Token)?);
     let conn = endpoint
         .connect(master, transport::SERVER_NAME)?
         .await
         .context("connecting")?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        token,
+    let me = Introduction {
         name: format!("fake-{i}"),
         cores: 1,
         build: "fake_fleet".into(),
     };
-    handshake::introduce(&mut send, &mut recv, &hello).await?;
+    let (mut send, mut recv, _) = handshake::join(&conn, &token, &me).await?;
     let mut reports = conn.open_uni().await?;
     // Control frames are read on their own task: `read_frame` is not cancel-safe, so it must not
     // sit in a `select!` next to timers.
     let (tx, mut control) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
-            let msg = read_frame::<_, ToWorker>(&mut recv).await;
+            let msg = read_frame::<_, ToWorker>(&mut recv, MAX_FRAME).await;
             let end = msg.is_err();
             if tx.send(msg).is_err() || end {
                 break;
@@ -243,9 +241,13 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let master: SocketAddr = args
         .first()
-        .context("usage: fake_fleet MASTER_ADDR [TOKEN] [N] [NAMES] [SAMPLES]")?
+        .context("usage: fake_fleet MASTER_ADDR TOKEN [N] [NAMES] [SAMPLES]")?
         .parse()?;
-    let token = args.get(1).cloned().unwrap_or_else(|| "t".into());
+    let token = Token::new(
+        args.get(1)
+            .context("usage: fake_fleet MASTER_ADDR TOKEN [N] [NAMES] [SAMPLES]")?
+            .as_str(),
+    )?;
     let n: usize = args.get(2).map_or(Ok(100), |s| s.parse())?;
     let names: usize = args.get(3).map_or(Ok(50), |s| s.parse())?;
     let samples: usize = args.get(4).map_or(Ok(1000), |s| s.parse())?;

@@ -2,16 +2,22 @@
 //! load with the scenario's driver, and ships what it recorded every second.
 //!
 //! It keeps nothing between runs and never decides anything about the run itself: the master
-//! says what, how much and when. If the master goes away, load stops within a few seconds
-//! (the QUIC idle timeout) and [`run`] returns an error naming the cause.
+//! says what, how much and when, once it has proved it knows the token (the worker says
+//! nothing to a master that cannot). What it will do is bounded by its [`Policy`]. If the
+//! master goes away, load stops within a few seconds (the QUIC idle timeout) and [`run`]
+//! returns an error naming the cause.
 //!
 //! # Layout
 //! - [`engine`]: the load engine (closed users, open arrivals) for one run.
+//! - [`fit`]: whether an assignment fits the worker's memory, checked before Ready.
 //! - [`host`]: the host's CPU and disk usage, sent as report gauges.
+//! - [`policy`]: the targets a worker may load, and no local files named by an assignment.
 //! - [`report`]: turns the recorder's intervals into protocol reports.
 
 pub mod engine;
+pub mod fit;
 pub mod host;
+pub mod policy;
 pub mod report;
 
 use std::net::SocketAddr;
@@ -19,9 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use stampede_protocol::handshake::{self, HandshakeError, Introduction, Token};
+use stampede_protocol::transport::MasterTrust;
 use stampede_protocol::{
-    Assign, FromWorker, Hello, PROTOCOL_VERSION, Report, ToWorker, frame, handshake, read_frame,
-    transport, unix_now_ns, write_frame,
+    Assign, FromWorker, MAX_FRAME, Report, ToWorker, frame, read_frame, transport, unix_now_ns,
+    write_frame,
 };
 use stampede_scenarios::{Kind, LoadPlan, Recorder, ScenarioConfig, driver};
 use tokio::sync::mpsc;
@@ -30,14 +38,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::engine::{Engine, EngineSpec};
+pub use crate::policy::Policy;
 
 /// How a worker reaches its master.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// The master's `host:port`.
     pub master: String,
-    /// The shared token.
-    pub token: String,
+    /// The shared token, which the master must prove it knows.
+    pub token: Token,
+    /// How the master's certificate is checked (by default it is not: the token proof
+    /// authenticates the master).
+    pub trust: MasterTrust,
+    /// What this worker agrees to do.
+    pub policy: Policy,
     /// This worker's name in the master's lists.
     pub name: String,
     /// Cores it offers: its weight in the split, and its recorder's shard count.
@@ -80,27 +94,57 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         "0.0.0.0:0".parse()?
     };
     let mut endpoint = quinn::Endpoint::client(bind).context("opening a UDP socket")?;
-    endpoint.set_default_client_config(transport::client_config()?);
+    endpoint.set_default_client_config(transport::client_config(&config.trust)?);
+    let server_name = if config.trust.checks_name() {
+        host_of(&config.master)
+    } else {
+        transport::SERVER_NAME.to_string()
+    };
     let left = deadline.saturating_duration_since(Instant::now());
-    let conn = connect(&endpoint, addr, left, &shutdown).await?;
-    let (mut send, mut recv) = conn.open_bi().await.context("opening the control stream")?;
-    let hello = Hello {
-        version: PROTOCOL_VERSION,
-        token: config.token.clone(),
+    let conn = connect(&endpoint, addr, &server_name, left, &shutdown).await?;
+    let me = Introduction {
         name: config.name.clone(),
         cores: config.cores,
         build: env!("CARGO_PKG_VERSION").to_string(),
     };
-    let id = match handshake::introduce(&mut send, &mut recv, &hello).await {
-        Ok(id) => id,
+    let joined = tokio::time::timeout(
+        handshake::AUTH_TIMEOUT,
+        handshake::join(&conn, &config.token, &me),
+    )
+    .await
+    .map_err(|_| {
+        anyhow!(
+            "the master at {addr} did not prove it knows the token within {:?} (is it `stampede master` of this release?)",
+            handshake::AUTH_TIMEOUT
+        )
+    })
+    .and_then(|r| r.map_err(anyhow::Error::from));
+    let (send, mut recv, id) = match joined {
+        Ok(j) => j,
         Err(e) => {
-            conn.close(1u32.into(), b"refused");
-            endpoint.wait_idle().await;
-            return Err(match e {
-                handshake::HandshakeError::Refused(reason) => {
+            let unproven = e
+                .downcast_ref::<HandshakeError>()
+                .is_some_and(|e| matches!(e, HandshakeError::MasterUnproven));
+            if unproven {
+                conn.close(
+                    handshake::CLOSE_MASTER_UNPROVEN.into(),
+                    b"master proof refused",
+                );
+            } else {
+                conn.close(1u32.into(), b"refused");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+            return Err(match e.downcast::<HandshakeError>() {
+                Ok(HandshakeError::Refused(reason)) => {
                     anyhow!("the master at {addr} refused this worker: {reason}")
                 }
-                other => anyhow!("handshake with the master at {addr} failed: {other}"),
+                Ok(HandshakeError::MasterUnproven) => {
+                    anyhow!(
+                        "the master at {addr} did not prove it knows this worker's token: the tokens differ (check --token-file or STAMPEDE_TOKEN on both sides), or it is not your master; nothing was sent to it"
+                    )
+                }
+                Ok(other) => anyhow!("handshake with the master at {addr} failed: {other}"),
+                Err(other) => other,
             });
         }
     };
@@ -111,7 +155,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let (inbox_tx, inbox) = mpsc::channel(16);
     let reader = tokio::spawn(async move {
         loop {
-            let msg = read_frame::<_, ToWorker>(&mut recv).await;
+            let msg = read_frame::<_, ToWorker>(&mut recv, MAX_FRAME).await;
             let end = msg.is_err();
             if inbox_tx.send(msg).await.is_err() || end {
                 break;
@@ -127,6 +171,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         reports,
         run: None,
         tap: config.tap.clone(),
+        policy: config.policy.clone(),
     };
     let result = match session.serve(&shutdown).await {
         // The master closing the connection on purpose (run over, master stopping) is the
@@ -153,6 +198,18 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     conn.close(0u32.into(), b"bye");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     result
+}
+
+/// The host part of a `HOST[:PORT]` master address: the name its certificate must hold when
+/// `--master-ca` checks it.
+fn host_of(master: &str) -> String {
+    let host = match master.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() && !master.ends_with(']') => host,
+        _ => master,
+    };
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string()
 }
 
 async fn resolve(master: &str) -> anyhow::Result<SocketAddr> {
@@ -201,15 +258,20 @@ async fn retry_pause(shutdown: &CancellationToken) -> anyhow::Result<()> {
 async fn connect(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
+    server_name: &str,
     timeout: Duration,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<quinn::Connection> {
     let deadline = Instant::now() + timeout;
     loop {
-        let attempt = endpoint.connect(addr, transport::SERVER_NAME)?;
+        let attempt = endpoint.connect(addr, server_name)?;
         let err = tokio::select! {
             r = attempt => match r {
                 Ok(c) => return Ok(c),
+                // The master's certificate is not the one pinned: retrying cannot help.
+                Err(quinn::ConnectionError::TransportError(e)) if is_tls_failure(e.code) => {
+                    bail!("the TLS handshake with {addr} failed: {e} (the master's certificate does not match --master-fingerprint or --master-ca)");
+                }
                 Err(e) => e.to_string(),
             },
             _ = tokio::time::sleep_until(deadline) => "no answer".to_string(),
@@ -221,6 +283,11 @@ async fn connect(
         warn!(master = %addr, "master not reachable yet ({err}); retrying");
         retry_pause(shutdown).await?;
     }
+}
+
+/// A TLS alert or failure (QUIC crypto error codes 0x100-0x1ff), rather than no answer.
+fn is_tls_failure(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
 }
 
 /// The run a worker is assigned to.
@@ -255,6 +322,8 @@ struct Session {
     run: Option<Run>,
     /// See [`WorkerConfig::tap`].
     tap: Option<mpsc::UnboundedSender<Tapped>>,
+    /// See [`WorkerConfig::policy`].
+    policy: Policy,
 }
 
 impl Session {
@@ -416,6 +485,7 @@ impl Session {
     fn prepare(&self, a: Assign) -> Result<Run, String> {
         let config = ScenarioConfig::from_assignment(&a.scenario, "<assigned scenario>")
             .map_err(|e| e.to_string())?;
+        self.policy.check(&config)?;
         let driver = config.driver().map_err(|e| e.to_string())?;
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
         let recorder = Arc::new(Recorder::for_driver(
@@ -430,6 +500,7 @@ impl Session {
             scale: a.scale,
             mix: config.mix.clone(),
         };
+        fit::check(&plan, fit::available_memory())?;
         Ok(Run {
             id: a.run_id,
             config,

@@ -194,6 +194,10 @@ struct Run {
     hlog_failed: bool,
     /// The record streams' files, open from the start of load to the end of the run.
     records: Option<RecordFiles>,
+    /// `history.jsonl` in `out`, appended each second.
+    history: Option<std::fs::File>,
+    /// Whether writing the per-second checkpoint of `out` failed (said once).
+    checkpoint_failed: bool,
     events: Vec<String>,
     /// Whether a report with failures has come: the first such report decides whether
     /// [`CERTIFICATE_HINT`] is given, so the hint comes once, and only when certificates are
@@ -207,6 +211,17 @@ struct Run {
 }
 
 impl Run {
+    /// Push the hlog's lines so far to its file (a failure is warned once).
+    fn flush_hlog(&mut self) {
+        if let Some(log) = self.hlog.as_mut()
+            && let Err(e) = log.flush()
+            && !self.hlog_failed
+        {
+            self.hlog_failed = true;
+            warn!("latency.hlog: {e:#}");
+        }
+    }
+
     /// Close the aggregate's interval at `now_ms` and log its latency to the hlog.
     fn tick(&mut self, now_ms: u64) {
         self.agg.tick(now_ms);
@@ -675,6 +690,34 @@ impl Coordinator {
             }
             Phase::Assigning { .. } => {}
         }
+        self.checkpoint(now_ms);
+    }
+
+    /// Once a second during load: `--out` gets the run so far (summary.json with status
+    /// `incomplete`, the CSVs), `history.jsonl` the second just closed, and the hlog is flushed,
+    /// so a master killed outright leaves a consistent partial run.
+    fn checkpoint(&mut self, now_ms: u64) {
+        let Some(run) = self.run.as_ref() else { return };
+        let Some(dir) = run.out.clone() else { return };
+        if !matches!(run.phase, Phase::Running | Phase::Stopping { .. }) {
+            return;
+        }
+        let mut partial = self.summarize(run, now_ms);
+        partial.stop_reason = RunEnd::InProgress;
+        let written = results::write(&dir, &partial).map(|_| ());
+        let Some(run) = self.run.as_mut() else { return };
+        run.flush_hlog();
+        let appended = match run.agg.history().last() {
+            Some(row) => results::history::append(&mut run.history, &dir, row)
+                .map_err(|e| anyhow::anyhow!("history.jsonl: {e}")),
+            None => Ok(()),
+        };
+        if let Err(e) = written.and(appended)
+            && !run.checkpoint_failed
+        {
+            run.checkpoint_failed = true;
+            warn!("writing the run so far to {}: {e:#}", dir.display());
+        }
     }
 
     fn maybe_auto_start(&mut self) {
@@ -754,6 +797,8 @@ impl Coordinator {
             hlog: None,
             hlog_failed: false,
             records: None,
+            history: None,
+            checkpoint_failed: false,
             events,
             failed_before: false,
             stop_reason: None,
@@ -803,6 +848,27 @@ impl Coordinator {
         run.started_ms = at_ms;
         run.started = Some(self.clock.now() + Duration::from_millis(250));
         run.phase = Phase::Running;
+        if let Some(dir) = &run.out {
+            // A folder holding an earlier run's results gets them moved aside: one run each.
+            let streams: Vec<String> = run
+                .config
+                .record_streams()
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            match results::move_aside(dir, &streams) {
+                Ok(Some(aside)) => run.events.push(format!(
+                    "{} held an earlier run's results: moved to {}",
+                    dir.display(),
+                    aside.display()
+                )),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!("{e:#}");
+                    run.events.push(format!("{e:#}"));
+                }
+            }
+        }
         run.hlog = run.out.as_ref().and_then(|dir| {
             let _ = std::fs::create_dir_all(dir);
             HlogWriter::create(&dir.join("latency.hlog"), at_ms)

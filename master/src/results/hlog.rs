@@ -91,6 +91,14 @@ impl HlogWriter {
         self.write_str(&line)
     }
 
+    /// Push what is written so far to the file (once a second, so a master killed outright
+    /// leaves every whole second).
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
     /// Flush the log to disk.
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.out

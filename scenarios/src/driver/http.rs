@@ -583,7 +583,9 @@ pub fn validate(
         return Err(("requests".into(), message));
     }
     let mut seen = BTreeMap::new();
-    for (i, r) in requests.iter().enumerate() {
+    // Names once for all requests: checking a scenario stays linear in its size.
+    let names = catalog(requests);
+    for (i, (r, info)) in requests.iter().zip(names).enumerate() {
         let f = |x: &str| format!("requests[{i}].{x}");
         if Method::from_bytes(r.method.as_bytes()).is_err() || r.method.contains(' ') {
             return Err((f("method"), format!("`{}` is not an HTTP method", r.method)));
@@ -597,7 +599,7 @@ pub fn validate(
         for (k, v) in &r.headers {
             header(k, v).map_err(|m| (f("headers"), m))?;
         }
-        let name = catalog(requests).swap_remove(i).name;
+        let name = info.name;
         if let Some(prev) = seen.insert(name.clone(), i) {
             return Err((
                 f("name"),

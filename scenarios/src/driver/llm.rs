@@ -12,8 +12,13 @@
 //! counters `input_tokens`, `output_tokens`, `good` (requests meeting every `[slo]` objective)
 //! and `counted_by_<method>` (which rule counted the output tokens). A server error, a
 //! malformed or unknown event, or a connection closed mid-answer is a failure of its kind.
+//!
+//! The driver opens no file: prompts and the tokenizer arrive in the scenario, read by the
+//! master ([`crate::ScenarioConfig::resolve_files`]); a scenario that names a file without its
+//! contents is refused.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -113,18 +118,21 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Check and load the settings (the tokenizer is read here); `Err((field, message))`.
+    /// Check and load the settings (the tokenizer is parsed here, from the text the master
+    /// read, else from its file); `Err((field, message))`.
     pub fn of(llm: &LlmFile) -> Result<Settings, (String, String)> {
         let backend: Backend = llm
             .backend
             .parse()
             .map_err(|e: crate::llm::UnknownBackend| ("llm.backend".to_string(), e.to_string()))?;
-        let tokenizer = match &llm.tokenizer {
-            Some(path) => Some(Arc::new(
-                HfTokenizer::from_file(path)
-                    .map_err(|e| ("llm.tokenizer".to_string(), e.to_string()))?,
-            )),
-            None => None,
+        let named = |e: crate::llm::TokenizerError| ("llm.tokenizer".to_string(), e.to_string());
+        let tokenizer = match (&llm.tokenizer_json, &llm.tokenizer) {
+            (Some(text), path) => {
+                let path = path.as_deref().unwrap_or(Path::new("tokenizer.json"));
+                Some(Arc::new(HfTokenizer::from_json(text, path).map_err(named)?))
+            }
+            (None, Some(path)) => Some(Arc::new(HfTokenizer::from_file(path).map_err(named)?)),
+            (None, None) => None,
         };
         let method = llm.token_count.unwrap_or_default();
         let counter = TokenCounter::new(method, tokenizer)
@@ -138,11 +146,24 @@ pub fn timeout(llm: Option<&LlmFile>) -> Duration {
     llm.and_then(|l| l.timeout).map_or(DEFAULT_TIMEOUT, |t| t.0)
 }
 
-/// Read the prompts (and tokenizer) `[llm]` names and put them in [`LlmFile::resolved`], so
-/// workers on other machines need no files; nothing when they are there already.
-/// `Err((field, message))`: the setting (`llm.prompts.path`), and a message naming the prompt
-/// file and its line or JSON path.
+/// Read the tokenizer and the prompts `[llm]` names into [`LlmFile::tokenizer_json`] and
+/// [`LlmFile::resolved`], so workers on other machines need no files (and open none); nothing
+/// when they are there already. `Err((field, message))`: the setting (`llm.prompts.path`), and
+/// a message naming the file and its line or JSON path.
 pub fn resolve_prompts(llm: &mut LlmFile) -> Result<(), (String, String)> {
+    if let Some(path) = llm
+        .tokenizer
+        .as_ref()
+        .filter(|_| llm.tokenizer_json.is_none())
+    {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            (
+                "llm.tokenizer".to_string(),
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        llm.tokenizer_json = Some(text);
+    }
     if !llm.resolved.is_empty() {
         return Ok(());
     }
@@ -206,8 +227,9 @@ pub struct LlmDriver {
 }
 
 impl LlmDriver {
-    /// Build from a scenario whose target is a URL and whose `[llm]` prompts are resolved (or
-    /// readable here), with its `[slo]`.
+    /// Build from a scenario whose target is a URL and whose `[llm]` prompts (and tokenizer,
+    /// if any) are resolved, with its `[slo]`; a file named but not sent is an error, never
+    /// read here.
     pub fn new(
         common: &Common,
         llm: Option<&LlmFile>,
@@ -216,6 +238,13 @@ impl LlmDriver {
         let base = super::base_url(common.target)?;
         let llm =
             llm.ok_or_else(|| DriverError::Invalid("an llm scenario needs an [llm] table".into()))?;
+        if let Some(path) = llm
+            .tokenizer
+            .as_ref()
+            .filter(|_| llm.tokenizer_json.is_none())
+        {
+            return Err(DriverError::Invalid(unsent_file("llm.tokenizer", path)));
+        }
         let settings =
             Settings::of(llm).map_err(|(f, m)| DriverError::Invalid(format!("{f}: {m}")))?;
         let authority = base
@@ -246,6 +275,10 @@ impl LlmDriver {
             None
         };
         let prompts = if llm.resolved.is_empty() {
+            // Synthetic prompts need no file; a prompt file is the master's to read.
+            if let Some(path) = llm.prompts.file() {
+                return Err(DriverError::Invalid(unsent_file("llm.prompts.path", path)));
+            }
             PromptSet::load(&llm.prompts, &settings.counter, llm.seed)
                 .map_err(|e| DriverError::Invalid(format!("llm.prompts: {e}")))?
         } else {
@@ -309,6 +342,14 @@ impl LlmDriver {
             streams: record_streams(Some(llm)),
         })
     }
+}
+
+/// Why a scenario naming a local file without its contents is refused.
+fn unsent_file(field: &str, path: &Path) -> String {
+    format!(
+        "{field} names the file {} but the assignment does not carry its contents; a worker never opens a local file named by an assignment (the master reads such files and sends them)",
+        path.display()
+    )
 }
 
 /// The HTTP/2 head of every request: `POST uri` (absolute) with the same headers as

@@ -51,6 +51,16 @@ pub enum PromptSource {
     Synthetic(SyntheticSource),
 }
 
+impl PromptSource {
+    /// The file this source reads, if it reads one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            PromptSource::Lines(f) | PromptSource::ShareGpt(f) => Some(&f.path),
+            PromptSource::Synthetic(_) => None,
+        }
+    }
+}
+
 /// A prompt file and the Locust benchmark's filters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

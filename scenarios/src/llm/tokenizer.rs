@@ -158,6 +158,31 @@ impl HfTokenizer {
         }
     }
 
+    /// A `tokenizer.json`'s text, read elsewhere (the master reads the file and sends the text
+    /// to its workers); `path` names it in errors and reports.
+    pub fn from_json(text: &str, path: &Path) -> Result<HfTokenizer, TokenizerError> {
+        #[cfg(feature = "hf-tokenizer")]
+        {
+            let inner: tokenizers::Tokenizer =
+                text.parse()
+                    .map_err(|e: tokenizers::Error| TokenizerError::Load {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })?;
+            Ok(HfTokenizer {
+                path: path.to_path_buf(),
+                inner,
+            })
+        }
+        #[cfg(not(feature = "hf-tokenizer"))]
+        {
+            let _ = text;
+            Err(TokenizerError::Unsupported {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
     /// The file it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,6 +1,7 @@
 //! The assignment: a scenario as the master sends it to workers, as TOML text. The file form
 //! (overrides applied) under `[scenario]`, and what the master filled in that a scenario file
-//! cannot set: an `llm` scenario's prompts and `--requests-csv` under `[llm]`, the PEM text of
+//! cannot set: an `llm` scenario's prompts, tokenizer text and `--requests-csv` under `[llm]`,
+//! the PEM text of
 //! the files `[tls]` names under `[tls]`. Workers read it back with
 //! [`ScenarioConfig::from_assignment`], which validates it as a file is validated.
 
@@ -27,8 +28,9 @@ struct Assignment {
     tls: Option<TlsMaterial>,
 }
 
-/// The parts of `[llm]` the master prepares: [`crate::driver::llm::LlmFile::resolved`] and
-/// [`crate::driver::llm::LlmFile::requests_csv`].
+/// The parts of `[llm]` the master prepares: [`crate::driver::llm::LlmFile::resolved`],
+/// [`crate::driver::llm::LlmFile::requests_csv`] and
+/// [`crate::driver::llm::LlmFile::tokenizer_json`].
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PreparedLlm {
@@ -36,6 +38,8 @@ struct PreparedLlm {
     resolved: Vec<ResolvedPrompt>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     requests_csv: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tokenizer: Option<String>,
 }
 
 impl ScenarioConfig {
@@ -47,6 +51,7 @@ impl ScenarioConfig {
         let llm = scenario.llm.as_mut().map(|l| PreparedLlm {
             resolved: std::mem::take(&mut l.resolved),
             requests_csv: l.requests_csv,
+            tokenizer: l.tokenizer_json.take(),
         });
         let tls = scenario
             .tls
@@ -68,6 +73,7 @@ impl ScenarioConfig {
         if let (Some(llm), Some(prepared)) = (file.llm.as_mut(), assignment.llm) {
             llm.resolved = prepared.resolved;
             llm.requests_csv = prepared.requests_csv;
+            llm.tokenizer_json = prepared.tokenizer;
         }
         if let (Some(tls), Some(material)) = (file.tls.as_mut(), assignment.tls) {
             tls.material = material;

@@ -33,8 +33,9 @@ impl ScenarioConfig {
     }
 
     /// Read the files the scenario names into the scenario itself, so workers on other
-    /// machines need none: `[tls]`'s certificates and key ([`crate::tls::TlsFile::resolve`])
-    /// and an `llm` scenario's prompts ([`ScenarioConfig::resolve_prompts`]).
+    /// machines need none (and open none): `[tls]`'s certificates and key
+    /// ([`crate::tls::TlsFile::resolve`]) and an `llm` scenario's tokenizer and prompts
+    /// ([`ScenarioConfig::resolve_prompts`]).
     pub fn resolve_files(&mut self, origin: &str) -> Result<(), ScenarioError> {
         if let Some(tls) = self.file.tls.as_mut() {
             tls.resolve().map_err(|e| ScenarioError {

@@ -313,6 +313,7 @@ impl Sweep {
             MasterConfig {
                 bind: SocketAddr::new(LOOPBACK, 0),
                 token: token.clone(),
+                identity: None,
                 stop_grace: scenario.request_timeout() + Duration::from_secs(5),
                 tolerate_worker_loss: false,
                 scenario: Some(scenario),
@@ -326,7 +327,7 @@ impl Sweep {
             tokio_util::sync::CancellationToken::new(),
         )
         .await?;
-        let children = spawn_workers(self.opt.workers, master.addr, &token)?;
+        let children = spawn_workers(self.opt.workers, master.addr, token.as_str())?;
         let bar = ProgressBar::new(duration.as_secs().max(1));
         // The invariant: the template is a fixed, valid indicatif template.
         let style = ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} s {msg}")

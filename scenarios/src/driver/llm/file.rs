@@ -46,6 +46,10 @@ pub struct LlmFile {
     /// prompt and output tokens where the server gives no usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<std::path::PathBuf>,
+    /// The text of `tokenizer`, read by the master ([`super::resolve_prompts`]) and sent in
+    /// the assignment, so workers open no file. Never read from a scenario file.
+    #[serde(skip)]
+    pub tokenizer_json: Option<String>,
     /// The preferred way to count output tokens: `usage` (default), `tokenizer`, `chunks`,
     /// `words`; the next available is used when it has nothing to count with.
     #[serde(default, skip_serializing_if = "Option::is_none")]

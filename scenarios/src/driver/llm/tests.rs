@@ -150,6 +150,47 @@ fn one_user(
     one_user_with(target, backend, output, "1.1", "")
 }
 
+/// A worker builds its driver from the assignment alone: the tokenizer the master read
+/// travels in it, and a prompt or tokenizer file named without its contents is refused,
+/// never opened.
+#[test]
+fn files_travel_in_the_assignment_or_are_refused() {
+    use crate::{Overrides, ScenarioConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = dir.path().join("tokenizer.json");
+    std::fs::write(&tokenizer, crate::llm::tokenizer::tests::TINY_BPE).unwrap();
+    let prompts = dir.path().join("prompts.txt");
+    std::fs::write(&prompts, "a local secret line\n").unwrap();
+    let text = |source: &str| {
+        format!(
+            "name = \"l\"\ntarget = \"http://127.0.0.1:9\"\nkind = \"llm\"\n\
+             [load]\nmodel = \"closed\"\nusers = 1\n[llm]\nmodel = \"m\"\n\
+             tokenizer = \"{}\"\nprompts = {source}\n",
+            tokenizer.display()
+        )
+    };
+    let lines = format!("{{ source = \"lines\", path = \"{}\" }}", prompts.display());
+    let mut master = ScenarioConfig::parse(&text(&lines), "l.toml", &Overrides::default()).unwrap();
+    master.resolve_files("l.toml").unwrap();
+    let sent = master.to_assignment();
+    // The files are gone from this machine: the worker never needed them.
+    std::fs::remove_file(&tokenizer).unwrap();
+    std::fs::remove_file(&prompts).unwrap();
+    let worker = ScenarioConfig::from_assignment(&sent, "a").unwrap();
+    assert!(worker.file.llm.as_ref().unwrap().tokenizer_json.is_some());
+    assert!(worker.driver().is_ok());
+    // An assignment naming files but not carrying them (not what a master sends).
+    let unsent = ScenarioConfig::parse(&text(&lines), "l.toml", &Overrides::default()).unwrap();
+    let unsent = ScenarioConfig::from_assignment(&unsent.to_assignment(), "a").unwrap();
+    let err = unsent.driver().err().unwrap().to_string();
+    assert!(err.contains("llm.tokenizer names the file"), "{err}");
+    let mut no_tokenizer = unsent.clone();
+    no_tokenizer.file.llm.as_mut().unwrap().tokenizer = None;
+    let err = no_tokenizer.driver().err().unwrap().to_string();
+    assert!(err.contains("llm.prompts.path names the file"), "{err}");
+    assert!(err.contains("never opens a local file"), "{err}");
+}
+
 /// [`one_user`] with `[http] version` and more scenario text (`[tls]`), its files resolved.
 fn one_user_with(
     target: &str,
