@@ -352,8 +352,9 @@ pub enum TargetCommand {
     ///
     /// Paths: GET|HEAD /performance/{model_id}/{version}/{file} (model_id sanitized, e.g.
     /// arnir0_Tiny-LLM; version main; file model.zip, config.json or README.md) with byte ranges
-    /// (206, 416); faults on request: ?truncate_at=N closes after N body bytes (a short body),
-    /// ?reset_at=N resets the connection after N bytes; GET /models lists the models with sizes
+    /// (206, 416); faults on request: ?truncate_at=N closes after N body bytes (a short body;
+    /// on HTTP/2 the stream ends early), ?reset_at=N resets the connection after N bytes (on
+    /// HTTP/2 the stream: RST_STREAM INTERNAL_ERROR); GET /models lists the models with sizes
     /// and Tiny-LLM's sha256; GET /__stampede/stats gives requests and bytes served.
     ///
     /// Example: stampede target registry --bind 127.0.0.1:8000 --bandwidth 40M
@@ -378,7 +379,7 @@ pub struct TargetRegistryOpt {
     /// Body bytes per second for all connections together (`40M`, `500k`); unlimited if unset.
     #[arg(long, value_name = "BYTES_PER_S")]
     pub bandwidth: Option<Rate>,
-    // TLS (HTTP/1.1 only: the registry writes its answers itself); `--h2c` is refused.
+    // TLS (h2 or HTTP/1.1 by ALPN) or h2c, as the other HTTP targets.
     #[command(flatten)]
     pub serve: TargetServeOpt,
 }

@@ -209,3 +209,90 @@ fn bad_answers_are_recorded_by_kind() {
         assert!(done.stdout.contains(kind), "{name}: {}", done.stdout);
     }
 }
+
+/// `--http-version 2` against `builtin:registry`, over TLS (`[tls]`: the registry's
+/// certificate, trusted for the run) and as h2c: every body whole and checked, on one shared
+/// connection per worker (HTTP/1.1 would open one per client); a cut stream is a short body and
+/// a reset one is named by its reason.
+#[test]
+fn http2_downloads_from_the_builtin_registry() {
+    let dir = TestDir::new();
+    let tiny = "arnir0/Tiny-LLM";
+    let zip = "/performance/{model_id}/{version}/model.zip";
+    let whole = format!("sha256 = \"{TINY_SHA256}\"\nexpected_bytes = {TINY_BYTES}");
+    let cases = [
+        ("tls", whole.clone(), "[tls]\n", None),
+        ("h2c", whole, "", None),
+        (
+            "short",
+            format!("path = \"{zip}?truncate_at=100000\""),
+            "[tls]\n",
+            Some("short body"),
+        ),
+        (
+            "reset",
+            format!("path = \"{zip}?reset_at=100000\""),
+            "[tls]\n",
+            Some("http2: stream reset (INTERNAL_ERROR)"),
+        ),
+    ];
+    for (name, download, tls, kind) in cases {
+        let text = scenario("builtin:registry", 4, tiny, &download) + tls;
+        let file = dir.write(&format!("{name}.toml"), &text);
+        let out = dir.join(name);
+        let done = Proc::run(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--http-version",
+                "2",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            workspace_root(),
+            Duration::from_secs(60),
+        );
+        // Every request failed: exit code 3.
+        done.assert_code(if kind.is_some() { 3 } else { 0 });
+        let summary = dir.read_json(&format!("{name}/summary.json"));
+        validate_summary(&summary);
+        let scheme = if tls.is_empty() {
+            "http://"
+        } else {
+            "https://"
+        };
+        assert!(
+            summary["target"].as_str().unwrap().starts_with(scheme),
+            "{name}: {}",
+            summary["target"]
+        );
+        let m = &summary["metrics"];
+        assert_eq!(m["total_requests"], 4, "{name}: {summary:#}");
+        let counters = &summary["requests"][0]["counters"];
+        let new = counters["connections_new"].as_u64().unwrap_or(0);
+        let workers = summary["workers"].as_array().unwrap().len() as u64;
+        assert!(
+            (1..=workers).contains(&new),
+            "{name}: {new} connections for {workers} workers: {counters}"
+        );
+        match kind {
+            None => {
+                assert_eq!(m["error_rate"], 0.0, "{name}: {summary:#}");
+                assert_eq!(m["total_bytes"], 4 * TINY_BYTES);
+                assert_eq!(m["ttfb_ms"]["count"], 4);
+            }
+            Some(kind) => {
+                assert_eq!(m["error_rate"], 1.0, "{name}: {summary:#}");
+                assert_eq!(
+                    summary["total"]["failures_by_kind"][kind], 4,
+                    "{name}: {summary:#}"
+                );
+                let bytes = m["total_bytes"].as_u64().unwrap();
+                assert!(bytes <= 4 * 100_000, "{name}: {bytes}");
+                if name == "short" {
+                    assert_eq!(bytes, 4 * 100_000);
+                }
+            }
+        }
+    }
+}

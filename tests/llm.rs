@@ -227,6 +227,122 @@ fn builtin_target_serves_jetstream() {
     );
 }
 
+/// `builtin:llm` with a `[tls]` table and `--backend jetstream`: the built-in target's gRPC
+/// port speaks TLS too (its certificate trusted for the run), every request succeeds over it,
+/// and each connection's handshake is timed.
+#[test]
+fn builtin_target_serves_jetstream_over_tls() {
+    let dir = TestDir::new();
+    let scenario = example_with(&dir, "tls.toml", "[thresholds]", "[tls]\n\n[thresholds]");
+    let out = dir.join("out");
+    let done = Proc::run(
+        &[
+            "--log",
+            "warn,stampede::cmd::run=info",
+            "run",
+            &scenario,
+            "--backend",
+            "jetstream",
+            "--duration",
+            "2s",
+            "--users",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        workspace_root(),
+        RUN_LIMIT,
+    );
+    done.assert_code(0);
+    assert!(
+        done.stderr.contains("JetStream gRPC on https://"),
+        "{}",
+        done.show()
+    );
+    let summary = dir.read_json("out/summary.json");
+    assert!(
+        summary["target"].as_str().unwrap().starts_with("https://"),
+        "{}",
+        summary["target"]
+    );
+    let requests = u64_at(&summary, "/total/requests");
+    assert!(requests > 0, "nothing sent: {summary:#}");
+    assert_eq!(u64_at(&summary, "/total/failures"), 0, "{summary:#}");
+    assert_eq!(
+        requests,
+        logged_u64(&done.stderr, "target_requests"),
+        "requests"
+    );
+    let c = &summary["connections"];
+    let new = u64_at(c, "/new");
+    assert!(new >= 1, "{c:#}");
+    assert_eq!(new + u64_at(c, "/reused"), requests, "{c:#}");
+    assert_eq!(u64_at(c, "/tls_handshake_ms/count"), new, "{c:#}");
+}
+
+/// `stampede target llm --tls --grpc-bind`: the JetStream port prints an `https://` URL and
+/// serves TLS with the certificate `--cert-out` wrote; trusting it (`--ca`), every request
+/// succeeds; without it, each is a certificate failure.
+#[test]
+fn target_llm_tls_serves_jetstream_over_tls() {
+    let dir = TestDir::new();
+    let ca = dir.join("ca.pem");
+    let target = LlmTarget::start_with(&[
+        "--ttft",
+        "20ms",
+        "--tpot",
+        "2ms",
+        "--tls",
+        "--cert-out",
+        ca.to_str().unwrap(),
+        "--grpc-bind",
+        "127.0.0.1:0",
+    ]);
+    let grpc = target.grpc_url.as_deref().unwrap();
+    assert!(grpc.starts_with("https://"), "{grpc}");
+    let summary = run_in(&dir, &target, "jetstream", &["--ca", ca.to_str().unwrap()]);
+    let requests = u64_at(&summary, "/total/requests");
+    assert!(requests > 0, "{summary:#}");
+    assert_eq!(u64_at(&summary, "/total/failures"), 0, "{summary:#}");
+    assert!(u64_at(&summary, "/llm/output_tokens") > 0, "{summary:#}");
+    assert!(u64_at(&summary, "/connections/tls_handshake_ms/count") >= 1);
+
+    // Trusting only the system's roots: nothing the run does succeeds.
+    let out = dir.join("untrusted");
+    let done = Proc::run(
+        &[
+            "run",
+            "scenarios/examples/llm-prompts.toml",
+            "--target",
+            grpc,
+            "--backend",
+            "jetstream",
+            "--duration",
+            "1s",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        workspace_root(),
+        RUN_LIMIT,
+    );
+    assert!(done.stderr.contains("--ca"), "the hint: {}", done.show());
+    let summary = dir.read_json("untrusted/summary.json");
+    let requests = u64_at(&summary, "/total/requests");
+    assert!(requests > 0, "{}", done.show());
+    assert_eq!(u64_at(&summary, "/total/failures"), requests, "{summary:#}");
+    let kinds: Vec<_> = summary["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["error"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["tls: invalid peer certificate: UnknownIssuer".to_string()],
+        "{summary:#}"
+    );
+}
+
 /// Answers broken on purpose (closed mid-stream, malformed JSON, an unknown event) are
 /// failures of their kind; the run goes on and every request is accounted for.
 #[test]

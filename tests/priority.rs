@@ -424,7 +424,9 @@ fn loadgen_tls_flags_are_checked() {
 
 /// A `kind = "priority"` scenario under `stampede run` against the TLS scheduler, trusting it
 /// by `[tls] ca` (relative to the scenario): no request failed on the way, and the scheduler
-/// received each one.
+/// received each one. Its gRPC connections are counted and timed as HTTP's are: summary.json's
+/// `connections` block (one TLS handshake per new connection, new + reused = requests) and
+/// `tls` block, and /metrics' connection families while it runs.
 #[test]
 fn priority_scenario_runs_over_tls() {
     let dir = TestDir::new();
@@ -432,24 +434,39 @@ fn priority_scenario_runs_over_tls() {
     let scenario = dir.write(
         "p.toml",
         &format!(
-            "name = \"tls\"\nkind = \"priority\"\ntarget = \"{url}\"\nduration = \"2s\"\n\
+            "name = \"tls\"\nkind = \"priority\"\ntarget = \"{url}\"\nduration = \"4s\"\n\
              [load]\nmodel = \"open\"\nrate = 12\n[tls]\nca = \"ca.pem\"\n"
         ),
     );
     let out = dir.join("out");
-    let done = Proc::run(
-        &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--workers",
-            "1",
-            "--headless",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        crate::util::workspace_root(),
-        RUN_LIMIT,
+    let api = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut cmd = stampede();
+    cmd.args(["run", scenario.to_str().unwrap(), "--workers", "1"])
+        .args(["--headless", "--api", &api.to_string()])
+        .arg("--out")
+        .arg(&out)
+        .current_dir(crate::util::workspace_root());
+    let mut run = Proc::spawn("stampede run (priority over TLS)", cmd);
+    let scrape =
+        crate::util::wait_until(Duration::from_secs(20), "connections in /metrics", || {
+            // Not listening yet, or the run just ended: try again.
+            let text = crate::util::http::request(api, "GET", "/metrics", &[], None)
+                .ok()?
+                .body;
+            let has = |prefix: &str| text.lines().any(|l| l.starts_with(prefix));
+            (has("stampede_connections_total{") && has("stampede_tls_handshake_seconds_count{"))
+                .then_some(text)
+        });
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l.starts_with("stampede_connections_total{") && l.contains("kind=\"new\"")),
+        "{scrape}"
     );
+    let done = run.wait_exit(RUN_LIMIT);
     done.assert_code(0);
     let summary = dir.read_json("out/summary.json");
     let requests = summary["total"]["requests"].as_u64().unwrap();
@@ -463,4 +480,14 @@ fn priority_scenario_runs_over_tls() {
     assert!(failed.is_empty(), "{failed:?}");
     let (count, line) = received(sched);
     assert_eq!(count, requests, "{line}");
+
+    let c = &summary["connections"];
+    let new = c["new"].as_u64().unwrap_or(0);
+    // One lazily made channel per class on the one worker.
+    assert!((1..=9).contains(&new), "{new} new connections: {c:#}");
+    assert_eq!(new + c["reused"].as_u64().unwrap_or(0), requests, "{c:#}");
+    assert_eq!(c["connect_ms"]["count"], new, "{c:#}");
+    assert_eq!(c["tls_handshake_ms"]["count"], new, "{c:#}");
+    assert!(!summary["tls"].is_null(), "{summary:#}");
+    assert!(done.stdout.contains("connections: "), "{}", done.stdout);
 }

@@ -1,7 +1,8 @@
 //! `https://` targets against a real nginx on loopback (Debian's 1.22, `listen ... ssl http2`)
 //! with certificates made here by rcgen: counts against nginx's access log, the TLS version it
 //! logged, a CA that does not sign the server's certificate, SNI, mutual TLS, a plaintext
-//! server behind an `https://` URL, and bad certificate files. Skips, saying why, without nginx.
+//! server behind an `https://` URL, bad certificate files, and downloads of a real file over
+//! HTTP/2. Skips, saying why, without nginx.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// nginx on loopback, in a folder of its own; stopped on drop.
+/// nginx on loopback, in a folder of its own (whose `files/` it serves as `/files/` on `tls`
+/// and `h2c`); stopped on drop.
 pub(crate) struct Nginx {
     child: Child,
     log: PathBuf,
@@ -139,6 +141,7 @@ http {{
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location / {{ return 200 "api\n"; }}
+        location /files/ {{ root {root}; }}
     }}
     server {{
         listen 127.0.0.1:{tls} ssl http2;
@@ -172,6 +175,7 @@ http {{
         listen 127.0.0.1:{h2c} http2;
         server_name h2c.test;
         location / {{ return 200 "h2c\n"; }}
+        location /files/ {{ root {root}; }}
     }}
 }}
 "#
@@ -702,5 +706,135 @@ fn http2_against_an_http1_only_server_is_a_named_failure() {
             .log()
             .iter()
             .all(|l| l == "localhost HTTP/1.1 TLSv1.3 200 /")
+    );
+}
+
+/// A file of `len` bytes (the registry's pattern) in `dir/files/`, and its SHA-256 in hex.
+fn served_file(dir: &TestDir, name: &str, len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    stampede_targets::registry::fill(0, &mut bytes);
+    std::fs::create_dir_all(dir.join("files")).unwrap();
+    let path = dir.join("files").join(name);
+    std::fs::write(&path, &bytes).unwrap();
+    let out = Command::new("sha256sum").arg(&path).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_string()
+}
+
+/// A download scenario of 4 users fetching `path` from `target` for 2 s, with `extra` TOML.
+fn download_scenario(dir: &TestDir, target: &str, download: &str, extra: &str) -> PathBuf {
+    dir.write(
+        "d.toml",
+        &format!(
+            r#"name = "dl"
+target = "{target}"
+kind = "download"
+duration = "2s"
+
+[load]
+model = "closed"
+users = 4
+spawn_rate = 100
+
+[download]
+timeout = "5s"
+{download}
+
+{extra}"#
+        ),
+    )
+}
+
+/// `kind = "download"` over HTTP/2 against nginx serving a real file: over TLS by ALPN
+/// (`auto` and `2`) and as h2c (`2` on `http://`), every download's bytes and digest checked,
+/// and as many downloads as nginx logged, all `HTTP/2.0`; a `Range` header gets its 206 with
+/// exactly the bytes asked for.
+#[test]
+fn downloads_over_http2_equal_nginx_access_log() {
+    let dir = TestDir::new();
+    let pki = Pki::make(&dir);
+    let Some(nginx) = Nginx::start(&dir, &pki) else {
+        return;
+    };
+    let len = 2_000_003;
+    let sha = served_file(&dir, "model.bin", len);
+    let whole = format!(
+        "path = \"/files/model.bin\"\nsha256 = \"{sha}\"\nexpected_bytes = {len}\nname = \"model\""
+    );
+    let tls_target = format!("https://localhost:{}", nginx.tls);
+    let h2c_target = format!("http://127.0.0.1:{}", nginx.h2c);
+    let cases = [
+        (
+            &tls_target,
+            "auto",
+            "localhost HTTP/2.0 TLSv1.3 200 /files/model.bin",
+        ),
+        (
+            &tls_target,
+            "2",
+            "localhost HTTP/2.0 TLSv1.3 200 /files/model.bin",
+        ),
+        (&h2c_target, "2", "- HTTP/2.0 - 200 /files/model.bin"),
+    ];
+    for (target, version, line) in cases {
+        nginx.clear_log();
+        let tls = if target.starts_with("https:") {
+            "[tls]\nca = \"ca.pem\"\n"
+        } else {
+            ""
+        };
+        let s = download_scenario(&dir, target, &whole, tls);
+        let (done, summary) = run(&dir, &s, &["--http-version", version]);
+        done.assert_code(0);
+        crate::run::validate_summary(&summary);
+        let requests = total(&summary, "requests");
+        assert!(
+            requests >= 4,
+            "{target} {version}: {requests}\n{}",
+            done.show()
+        );
+        assert_eq!(total(&summary, "failures"), 0, "{version}: {}", done.show());
+        assert_eq!(summary["metrics"]["total_bytes"], requests * len as u64);
+        assert_eq!(summary["metrics"]["ttfb_ms"]["count"], requests);
+        assert_eq!(
+            summary["metrics"]["per_client_throughput"]["count"],
+            requests
+        );
+        let log = nginx.log();
+        assert_eq!(log.len() as u64, requests, "{target} {version}: {log:?}");
+        assert!(
+            log.iter().all(|l| l == line),
+            "{target} {version}: {:?}",
+            log.iter().find(|l| *l != line)
+        );
+        // 4 users on 2 workers: one shared connection per worker.
+        let c = &summary["requests"][0]["counters"];
+        let new = c["connections_new"].as_u64().unwrap_or(0);
+        assert!(
+            (1..=4).contains(&new),
+            "{version}: {new} connections\n{c:#}"
+        );
+        assert_eq!(
+            new + c["connections_reused"].as_u64().unwrap_or(0),
+            requests
+        );
+    }
+
+    // A byte range over h2: 206 and exactly its bytes.
+    nginx.clear_log();
+    let range = "path = \"/files/model.bin\"\nexpected_bytes = 1000\n\
+                 headers = { range = \"bytes=1000-1999\" }";
+    let s = download_scenario(&dir, &tls_target, range, "[tls]\nca = \"ca.pem\"\n");
+    let (done, summary) = run(&dir, &s, &["--http-version", "2"]);
+    done.assert_code(0);
+    let requests = total(&summary, "requests");
+    assert_eq!(total(&summary, "failures"), 0, "{}", done.show());
+    assert_eq!(summary["metrics"]["total_bytes"], requests * 1000);
+    let log = nginx.log();
+    assert_eq!(log.len() as u64, requests);
+    assert!(
+        log.iter()
+            .all(|l| l == "localhost HTTP/2.0 TLSv1.3 206 /files/model.bin"),
+        "{:?}",
+        log.first()
     );
 }

@@ -564,7 +564,7 @@ impl LlmTarget {
         let grpc_url = args.contains(&"--grpc-bind").then(|| {
             let line = proc.wait_stdout_line("serving JetStream gRPC on", STARTUP);
             line.split_whitespace()
-                .find(|w| w.starts_with("http://"))
+                .find(|w| w.starts_with("http://") || w.starts_with("https://"))
                 .unwrap_or_else(|| panic!("no URL in {line:?}"))
                 .to_string()
         });

@@ -167,7 +167,7 @@ registry! {
         record_streams: |_| priority::record_streams(),
         build: |p| Ok(Arc::new(priority::PriorityDriver::new(&p.common, p.priority)?)),
         specs: priority::SPECS,
-        reports: &[],
+        reports: &[connections::REPORT],
     };
 }
 

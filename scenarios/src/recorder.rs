@@ -74,6 +74,12 @@ impl Failure {
     pub fn is_status(&self) -> bool {
         matches!(self, Failure::Status(_))
     }
+
+    /// A body that ended before its `content-length` bytes: the HTTP/1.1 connection closed
+    /// cleanly, or the HTTP/2 stream ended, too early.
+    pub fn short_body() -> Failure {
+        Failure::Other("short body".into())
+    }
 }
 
 impl fmt::Display for Failure {

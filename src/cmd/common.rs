@@ -199,9 +199,10 @@ pub async fn start_builtin(
 
 /// How a `builtin:` target serves the scenario: TLS when it has a `[tls]` table (the target's
 /// certificate self-signed for the run), h2c for `[http] version = "2"` without one, else
-/// plain HTTP/1.1. gRPC scenarios (priority, JetStream) and the registry take what they can.
+/// plain HTTP/1.1 (the llm target's JetStream port is TLS when its HTTP port is). The
+/// scheduler (priority) serves plaintext gRPC.
 fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
-    let tls = config.file.tls.is_some() && !speaks_grpc(config) && config.kind != Kind::Priority;
+    let tls = config.file.tls.is_some() && config.kind != Kind::Priority;
     let h2 = config
         .file
         .http
@@ -212,7 +213,7 @@ fn builtin_serve(config: &ScenarioConfig) -> TargetServe {
         tls,
         h2c: !tls
             && h2
-            && matches!(&config.target, Target::Builtin(k) if k == "http" || k == "llm"),
+            && matches!(&config.target, Target::Builtin(k) if matches!(k.as_str(), "http" | "llm" | "registry")),
     }
 }
 
@@ -238,10 +239,10 @@ impl BuiltinTarget {
 /// How [`start_target_with`] makes a built-in target speak. [`Default`]: plaintext HTTP/1.1.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TargetServe {
-    /// HTTPS with a self-signed certificate (HTTP/2 by ALPN, else HTTP/1.1; the registry offers
-    /// HTTP/1.1 only); the certificate comes back in [`BuiltinTarget::ca_pem`].
+    /// HTTPS with a self-signed certificate (HTTP/2 by ALPN, else HTTP/1.1); the certificate
+    /// comes back in [`BuiltinTarget::ca_pem`].
     pub tls: bool,
-    /// Plaintext HTTP/2 with prior knowledge beside HTTP/1.1 (`http` and `llm` only).
+    /// Plaintext HTTP/2 with prior knowledge beside HTTP/1.1 (`http`, `llm` and `registry`).
     pub h2c: bool,
 }
 
@@ -252,7 +253,7 @@ pub async fn start_target(kind: &str, ip: std::net::IpAddr) -> anyhow::Result<Bu
 }
 
 /// [`start_target`], speaking as `serve` says. Refuses TLS or h2c for the scheduler (gRPC,
-/// plaintext), h2c for the registry (HTTP/1.1 only), and both at once.
+/// plaintext) and both at once.
 pub async fn start_target_with(
     kind: &str,
     ip: std::net::IpAddr,
@@ -263,9 +264,6 @@ pub async fn start_target_with(
     }
     if (serve.tls || serve.h2c) && !matches!(kind, "http" | "llm" | "registry") {
         anyhow::bail!("built-in target `{kind}` has no TLS or h2c");
-    }
-    if serve.h2c && kind == "registry" {
-        anyhow::bail!("built-in target `registry` speaks HTTP/1.1 only: no h2c");
     }
     let tls = if serve.tls {
         let tls = ServerTls::self_signed(ip)
@@ -316,7 +314,8 @@ pub async fn start_target_with(
             let grpc = tokio::net::TcpListener::bind(SocketAddr::new(ip, 0))
                 .await
                 .context("starting the built-in llm target's gRPC listener")?;
-            grpc_url = Some(format!("http://{}", grpc.local_addr()?));
+            // TLS too when the HTTP port speaks it (the same certificate).
+            grpc_url = Some(format!("{scheme}://{}", grpc.local_addr()?));
             tokio::spawn(async move {
                 if let Err(e) =
                     stampede_targets::llm::serve_with_grpc(listener, Some(grpc), target, s, t).await
@@ -853,6 +852,10 @@ mod tests {
             );
             let pem = target.ca_pem.as_deref().unwrap();
             assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+            if kind == "llm" {
+                let grpc = target.grpc_url.as_deref().unwrap();
+                assert!(grpc.starts_with("https://127.0.0.1:"), "{grpc}");
+            }
         }
 
         let h2c = TargetServe {
@@ -861,7 +864,8 @@ mod tests {
         };
         let target = start_target_with("http", ip, h2c).await.unwrap();
         assert!(target.url.starts_with("http://") && target.ca_pem.is_none());
-        assert!(start_target_with("registry", ip, h2c).await.is_err());
+        let target = start_target_with("registry", ip, h2c).await.unwrap();
+        assert!(target.url.starts_with("http://") && target.ca_pem.is_none());
         assert!(start_target_with("scheduler", ip, tls).await.is_err());
         let both = TargetServe {
             tls: true,

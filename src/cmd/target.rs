@@ -116,8 +116,13 @@ pub async fn llm(opt: TargetLlmOpt) -> anyhow::Result<Exit> {
             let l = tokio::net::TcpListener::bind(bind)
                 .await
                 .with_context(|| format!("binding --grpc-bind {bind}"))?;
+            // TLS with the HTTP port's certificate under --tls; h2c is gRPC's own plaintext.
+            let scheme = match config.transport {
+                Transport::Tls(_) => "https",
+                Transport::Http1 | Transport::H2c => "http",
+            };
             println!(
-                "stampede target llm serving JetStream gRPC on http://{}",
+                "stampede target llm serving JetStream gRPC on {scheme}://{}",
                 l.local_addr()?
             );
             Some(l)
@@ -146,12 +151,6 @@ pub async fn registry(opt: TargetRegistryOpt) -> anyhow::Result<Exit> {
         && !(b.is_finite() && b > 0.0)
     {
         anyhow::bail!("--bandwidth {b} must be above 0 bytes per second");
-    }
-    if opt.serve.h2c {
-        anyhow::bail!(
-            "--h2c: the registry speaks HTTP/1.1 only (it writes its answers itself, to cut them \
-             at the byte a fault asks for); --tls works"
-        );
     }
     let transport = transport(&opt.serve, opt.bind)?;
     let listener = tokio::net::TcpListener::bind(opt.bind)

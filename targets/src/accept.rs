@@ -23,7 +23,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::tls::{Alpn, H2, Transport};
+use crate::tls::{H2, Transport};
 
 /// Errors a connection ends with; only ever logged.
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -175,7 +175,7 @@ pub(crate) async fn serve_hyper<M, I, S, B>(
             .await;
         }
         Transport::Tls(tls) => {
-            let acceptor = tls.acceptor(Alpn::H2AndHttp1);
+            let acceptor = tls.acceptor();
             serve(listener, name, shutdown, |stream, force| {
                 let (io, service) = make(stream);
                 let shutdown = shutdown.clone();

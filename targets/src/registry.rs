@@ -4,24 +4,27 @@
 //!
 //! Bodies are generated on the fly from their offset ([`fill`]): nothing is stored, any range
 //! can be served, and every byte is the same on every machine (so a client can check
-//! [`TINY_LLM_SHA256`]). A small hand-written HTTP/1.1 server (keep-alive, `GET`/`HEAD`, single
-//! byte ranges, an optional bandwidth limit shared by all connections, faults on request) so
-//! that it can cut a connection exactly where a test asks; over TLS too, where it offers only
-//! `http/1.1` by ALPN. No HTTP/2 (nor h2c), no uploads.
+//! [`TINY_LLM_SHA256`]). A small server of its own (keep-alive, `GET`/`HEAD`, single byte
+//! ranges, an optional bandwidth limit shared by all connections, faults on request) so that
+//! it can cut a body exactly where a test asks: HTTP/1.1 written by hand, and HTTP/2 on the
+//! `h2` crate, by ALPN over TLS or as h2c with prior knowledge. No uploads.
 
 use std::fmt::Write as _;
 use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use serde::Serialize;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::{Alpn, Transport};
+use crate::tls::{H2, Transport};
 
 /// The ACME performance track's model, as Hugging Face names it.
 pub const TINY_LLM: &str = "arnir0/Tiny-LLM";
@@ -50,7 +53,8 @@ pub struct RegistryConfig {
     /// Body bytes per second for all connections together (`None`: as fast as possible), to
     /// play a registry whose storage or network is the bottleneck.
     pub bandwidth: Option<f64>,
-    /// Plaintext HTTP/1.1 (the default) or TLS (HTTP/1.1 by ALPN); h2c is refused.
+    /// Plaintext HTTP/1.1 (the default), plaintext HTTP/1.1 or h2c, or TLS (h2 or HTTP/1.1
+    /// by ALPN).
     pub transport: Transport,
 }
 
@@ -255,9 +259,10 @@ fn splitmix64(i: u64) -> u64 {
 /// Routes: `GET|HEAD /performance/{model_id}/{version}/{file}` (`model_id` sanitized,
 /// `version` `main`, `file` one of `model.zip` (Tiny-LLM only), `config.json`, `README.md`),
 /// with `Range: bytes=a-b` (206, `Content-Range`; 416 when unsatisfiable) and the faults
-/// `?truncate_at=N` (close cleanly after N body bytes: a short body) and `?reset_at=N`
-/// (reset the connection after N body bytes); `GET /models` lists the models; `GET /health`;
-/// `GET /__stampede/stats` and `POST /__stampede/stats/reset` (not counted).
+/// `?truncate_at=N` (end the body cleanly after N bytes: a short body) and `?reset_at=N`
+/// (reset after N body bytes); `GET /models` lists the models; `GET /health`;
+/// `GET /__stampede/stats` and `POST /__stampede/stats/reset` (not counted). The same on
+/// HTTP/1.1 and HTTP/2; how a fault looks on each is [`Fault`]'s.
 pub async fn serve(
     listener: TcpListener,
     config: RegistryConfig,
@@ -273,7 +278,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         limiter: config.bandwidth.map(Limiter::new),
         stats,
-        catalog: catalog_json(),
+        catalog: Bytes::from(catalog_json()),
     });
     match &config.transport {
         Transport::Http1 => {
@@ -281,7 +286,7 @@ pub async fn serve(
                 let shared = shared.clone();
                 async move {
                     let end = tokio::select! {
-                        end = connection(&mut stream, &shared) => end,
+                        end = http1(&mut stream, &shared, Vec::new()) => end,
                         () = force.cancelled() => return,
                     };
                     finish(end, stream);
@@ -289,8 +294,34 @@ pub async fn serve(
             })
             .await;
         }
+        Transport::H2c => {
+            crate::accept::serve(listener, "registry", &shutdown, |mut stream, force| {
+                let (shared, shutdown) = (shared.clone(), shutdown.clone());
+                async move {
+                    let sniffed = tokio::select! {
+                        sniffed = sniff(&mut stream) => sniffed,
+                        () = force.cancelled() => return,
+                    };
+                    match sniffed {
+                        Ok((true, read)) => {
+                            let io = Rewind::new(read, &mut stream);
+                            http2(io, &shared, &shutdown, &force).await;
+                        }
+                        Ok((false, read)) => {
+                            let end = tokio::select! {
+                                end = http1(&mut stream, &shared, read) => end,
+                                () = force.cancelled() => return,
+                            };
+                            finish(end, stream);
+                        }
+                        Err(e) => tracing::debug!(error = %e, "registry connection failed"),
+                    }
+                }
+            })
+            .await;
+        }
         Transport::Tls(tls) => {
-            let acceptor = tls.acceptor(Alpn::Http1);
+            let acceptor = tls.acceptor();
             crate::accept::serve(listener, "registry", &shutdown, |stream, force| {
                 let (shared, acceptor, shutdown) =
                     (shared.clone(), acceptor.clone(), shutdown.clone());
@@ -300,8 +331,12 @@ pub async fn serve(
                     else {
                         return;
                     };
+                    if stream.get_ref().1.alpn_protocol() == Some(H2) {
+                        http2(stream, &shared, &shutdown, &force).await;
+                        return;
+                    }
                     let end = tokio::select! {
-                        end = connection(&mut stream, &shared) => end,
+                        end = http1(&mut stream, &shared, Vec::new()) => end,
                         () = force.cancelled() => return,
                     };
                     // A reset is a TCP one, under the TLS session, as in plaintext.
@@ -310,15 +345,11 @@ pub async fn serve(
             })
             .await;
         }
-        Transport::H2c => anyhow::bail!(
-            "the registry speaks HTTP/1.1 only (it writes its answers byte by byte to cut them \
-             where a test asks); h2c is not available, TLS is"
-        ),
     }
     Ok(())
 }
 
-/// After [`connection`]: log an error, or reset the TCP connection when a fault asked for it.
+/// After [`http1`]: log an error, or reset the TCP connection when a fault asked for it.
 fn finish(end: io::Result<End>, stream: TcpStream) {
     match end {
         Ok(End::Closed) => {}
@@ -341,7 +372,7 @@ enum End {
 struct Shared {
     limiter: Option<Limiter>,
     stats: Arc<RegistryStats>,
-    catalog: String,
+    catalog: Bytes,
 }
 
 /// A bandwidth limit shared by every connection: each block reserves its transmission time on
@@ -393,24 +424,119 @@ fn catalog_json() -> String {
     serde_json::json!({ "count": models.len(), "models": models }).to_string()
 }
 
-/// A parsed request head.
+/// A request, as either HTTP version gives it.
 struct Request {
     method: String,
     path: String,
     query: String,
     range: Option<String>,
+    /// HTTP/1.1's keep-alive (HTTP/2 always keeps the connection).
     keep_alive: bool,
+    /// The request body's length (HTTP/1.1's `content-length`; HTTP/2 bodies are read apart).
     body: u64,
 }
 
-/// Serve one connection's requests until the client leaves or asks to close. Generic so the
-/// plaintext path stays a plain `TcpStream` (no boxing) while TLS runs the same code.
-async fn connection<S>(stream: &mut S, shared: &Shared) -> io::Result<End>
+/// What to answer a request with, the same on HTTP/1.1 and HTTP/2; each version writes it
+/// its own way ([`write_h1`], [`send_h2`]).
+struct Answer {
+    status: u16,
+    content_type: Option<&'static str>,
+    /// The `content-length` header (`None`: none, for 204).
+    length: Option<u64>,
+    /// Headers after those: `accept-ranges`, `content-range`, `etag`.
+    headers: Vec<(&'static str, String)>,
+    body: Body,
+    /// HTTP/1.1: close the connection after this answer (a request the registry refuses).
+    close: bool,
+}
+
+/// The body of an [`Answer`].
+enum Body {
+    /// None (HEAD, 204, 416): `length` is what a GET would have had.
+    Empty,
+    /// A small body, sent whole.
+    Text(Bytes),
+    /// Bytes `start..end` of a file, generated block by block, cut at `cut` by a fault.
+    File {
+        file: File,
+        start: u64,
+        end: u64,
+        /// Where a fault cuts the body (before `end`), and how.
+        cut: Option<(u64, Fault)>,
+    },
+}
+
+/// How a fault cuts a body, on each HTTP version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `truncate_at`: HTTP/1.1 closes the connection cleanly (FIN) after the bytes sent;
+    /// HTTP/2 ends the stream (an empty DATA frame with END_STREAM) short of its
+    /// `content-length`, and the connection stays.
+    Truncate,
+    /// `reset_at`: HTTP/1.1 resets the TCP connection (RST); HTTP/2 resets only the stream
+    /// (RST_STREAM with INTERNAL_ERROR), as a server does whose upstream failed mid-body: the
+    /// connection and its other streams go on, and no GOAWAY is sent.
+    Reset,
+}
+
+impl Answer {
+    /// A small body of type `content_type`.
+    fn text(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Answer {
+        let body = body.into();
+        Answer {
+            status,
+            content_type: Some(content_type),
+            length: Some(body.len() as u64),
+            headers: Vec::new(),
+            body: Body::Text(body),
+            close: false,
+        }
+    }
+
+    /// A `text/plain` message.
+    fn message(status: u16, message: &'static str) -> Answer {
+        Answer::text(status, "text/plain", message)
+    }
+
+    /// The same answer, closing an HTTP/1.1 connection after it.
+    fn closing(self) -> Answer {
+        Answer {
+            close: true,
+            ..self
+        }
+    }
+}
+
+/// Read a plaintext connection's first bytes, as many as it takes to tell the HTTP/2 preface
+/// (h2c with prior knowledge) from an HTTP/1.1 request: `(is HTTP/2, the bytes read)`.
+async fn sniff(stream: &mut TcpStream) -> io::Result<(bool, Vec<u8>)> {
+    let mut buf = vec![0u8; 4096];
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut buf[filled..]).await?;
+        filled += n;
+        let seen = &buf[..filled.min(PREFACE.len())];
+        if n == 0 || seen != &PREFACE[..seen.len()] || filled >= PREFACE.len() {
+            let h2 = seen == PREFACE;
+            buf.truncate(filled);
+            return Ok((h2, buf));
+        }
+    }
+}
+
+/// The first bytes of every HTTP/2 connection (RFC 9113, section 3.4).
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Serve one HTTP/1.1 connection's requests until the client leaves or asks to close, `read`
+/// being bytes already read from it. Generic so the plaintext path stays a plain `TcpStream`
+/// (no boxing) while TLS runs the same code.
+async fn http1<S>(stream: &mut S, shared: &Shared, read: Vec<u8>) -> io::Result<End>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; 4096];
-    let mut filled = 0;
+    let mut filled = read.len();
+    let mut buf = read;
+    buf.resize(filled.max(4096), 0);
     let mut block = vec![0u8; BLOCK];
     loop {
         let (req, used) = loop {
@@ -418,13 +544,14 @@ where
                 Ok(Some(parsed)) => break parsed,
                 Ok(None) => {}
                 Err(why) => {
-                    write_simple(stream, 400, why, false).await?;
+                    write_h1(stream, shared, Answer::message(400, why), false, &mut block).await?;
                     return Ok(End::Closed);
                 }
             }
             if filled == buf.len() {
                 if buf.len() >= MAX_HEAD {
-                    write_simple(stream, 431, "request head too large", false).await?;
+                    let answer = Answer::message(431, "request head too large");
+                    write_h1(stream, shared, answer, false, &mut block).await?;
                     return Ok(End::Closed);
                 }
                 buf.resize(buf.len() * 2, 0);
@@ -440,7 +567,8 @@ where
         // Discard a request body (the registry takes none).
         let mut left = req.body;
         if left > MAX_DISCARD {
-            write_simple(stream, 413, "the registry takes no uploads", false).await?;
+            let answer = Answer::message(413, "the registry takes no uploads");
+            write_h1(stream, shared, answer, false, &mut block).await?;
             return Ok(End::Closed);
         }
         while left > 0 {
@@ -456,12 +584,13 @@ where
             filled -= take;
             left -= take as u64;
         }
-        let next = respond(stream, shared, &req, &mut block).await?;
+        let answer = answer(shared, &req);
+        let next = write_h1(stream, shared, answer, req.keep_alive, &mut block).await?;
         // Writes may sit in a TLS session's buffer; for a bare `TcpStream` this is a no-op.
         stream.flush().await?;
         match next {
-            Next::KeepGoing if req.keep_alive => {}
-            Next::KeepGoing | Next::Close => {
+            Next::KeepGoing => {}
+            Next::Close => {
                 let _ = stream.shutdown().await;
                 return Ok(End::Closed);
             }
@@ -522,31 +651,34 @@ fn parse(buf: &[u8]) -> Result<Option<(Request, usize)>, &'static str> {
     )))
 }
 
-/// What to do with the connection after a response.
+/// What to do with an HTTP/1.1 connection after a response.
 enum Next {
     KeepGoing,
     Close,
     Reset,
 }
 
-async fn respond(
-    stream: &mut (impl AsyncWrite + Unpin),
-    shared: &Shared,
-    req: &Request,
-    block: &mut [u8],
-) -> io::Result<Next> {
+/// The answer to `req` (routing, ranges, faults), counting it in the stats.
+fn answer(shared: &Shared, req: &Request) -> Answer {
     let stats = &shared.stats;
     if let Some(endpoint) = req.path.strip_prefix("/__stampede/") {
         return match (req.method.as_str(), endpoint) {
             ("GET", "stats") => {
                 let body = serde_json::to_string(&stats.counts()).unwrap_or_default();
-                write_body(stream, 200, "application/json", &body, req.keep_alive).await
+                Answer::text(200, "application/json", body)
             }
             ("POST", "stats/reset") => {
                 stats.reset();
-                write_simple(stream, 204, "", req.keep_alive).await
+                Answer {
+                    status: 204,
+                    content_type: None,
+                    length: None,
+                    headers: Vec::new(),
+                    body: Body::Empty,
+                    close: false,
+                }
             }
-            _ => write_simple(stream, 404, "unknown /__stampede/ endpoint", req.keep_alive).await,
+            _ => Answer::message(404, "unknown /__stampede/ endpoint"),
         };
     }
     stats.requests.fetch_add(1, Ordering::Relaxed);
@@ -560,29 +692,11 @@ async fn respond(
     stats.last_request_us.fetch_max(now_us, Ordering::Relaxed);
     let head_only = req.method == "HEAD";
     if req.method != "GET" && !head_only {
-        return write_simple(stream, 405, "the registry answers GET and HEAD", false).await;
+        return Answer::message(405, "the registry answers GET and HEAD").closing();
     }
     match req.path.as_str() {
-        "/health" => {
-            return write_body(
-                stream,
-                200,
-                "application/json",
-                "{\"status\":\"ok\"}",
-                req.keep_alive,
-            )
-            .await;
-        }
-        "/models" => {
-            return write_body(
-                stream,
-                200,
-                "application/json",
-                &shared.catalog,
-                req.keep_alive,
-            )
-            .await;
-        }
+        "/health" => return Answer::text(200, "application/json", "{\"status\":\"ok\"}"),
+        "/models" => return Answer::text(200, "application/json", shared.catalog.clone()),
         _ => {}
     }
     let file = req
@@ -598,53 +712,110 @@ async fn respond(
         .and_then(|(m, v, f)| lookup(m, v, f));
     let Some(file) = file else {
         stats.not_found.fetch_add(1, Ordering::Relaxed);
-        let body = "{\"detail\":\"Not Found\"}";
-        return write_body(stream, 404, "application/json", body, req.keep_alive).await;
+        return Answer::text(404, "application/json", "{\"detail\":\"Not Found\"}");
     };
     let total = file.len();
     let (status, start, end) = match req.range.as_deref().map(|r| byte_range(r, total)) {
         None | Some(RangeAsk::Ignore) => (200, 0, total),
         Some(RangeAsk::Satisfiable(a, b)) => (206, a, b + 1),
         Some(RangeAsk::Unsatisfiable) => {
-            let head = format!(
-                "HTTP/1.1 416 Range Not Satisfiable\r\ncontent-range: bytes */{total}\r\n\
-                 content-length: 0\r\n{}\r\n",
-                connection_header(req.keep_alive)
-            );
-            stream.write_all(head.as_bytes()).await?;
-            return Ok(Next::KeepGoing);
+            return Answer {
+                status: 416,
+                content_type: None,
+                length: Some(0),
+                headers: vec![("content-range", format!("bytes */{total}"))],
+                body: Body::Empty,
+                close: false,
+            };
         }
     };
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: {}\r\ncontent-length: {}\r\naccept-ranges: bytes\r\n",
-        status,
-        if status == 206 {
-            "Partial Content"
-        } else {
-            "OK"
-        },
-        file.content_type(),
-        end - start
-    );
+    let mut headers = vec![("accept-ranges", "bytes".to_string())];
     if status == 206 {
         stats.partial.fetch_add(1, Ordering::Relaxed);
-        let _ = write!(head, "content-range: bytes {start}-{}/{total}\r\n", end - 1);
+        headers.push((
+            "content-range",
+            format!("bytes {start}-{}/{total}", end - 1),
+        ));
     }
     if file == File::Zip {
-        let _ = write!(head, "etag: \"{TINY_LLM_SHA256}\"\r\n");
+        headers.push(("etag", format!("\"{TINY_LLM_SHA256}\"")));
     }
-    head.push_str(connection_header(req.keep_alive));
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await?;
-    if head_only {
-        return Ok(Next::KeepGoing);
-    }
-    let (truncate, reset) = (
+    let fault = match (
         query_u64(&req.query, "truncate_at"),
         query_u64(&req.query, "reset_at"),
-    );
-    let cut = truncate.or(reset).map(|n| start + n.min(end - start));
-    let stop = cut.unwrap_or(end);
+    ) {
+        (Some(n), _) => Some((n, Fault::Truncate)),
+        (None, Some(n)) => Some((n, Fault::Reset)),
+        (None, None) => None,
+    };
+    let cut = fault
+        .map(|(n, f)| (start + n.min(end - start), f))
+        .filter(|&(at, _)| at < end);
+    Answer {
+        status,
+        content_type: Some(file.content_type()),
+        length: Some(end - start),
+        headers,
+        body: if head_only {
+            Body::Empty
+        } else {
+            Body::File {
+                file,
+                start,
+                end,
+                cut,
+            }
+        },
+        close: false,
+    }
+}
+
+/// Write `answer` on an HTTP/1.1 connection (`block` is the file's buffer); what to do next.
+async fn write_h1(
+    stream: &mut (impl AsyncWrite + Unpin),
+    shared: &Shared,
+    answer: Answer,
+    keep_alive: bool,
+    block: &mut [u8],
+) -> io::Result<Next> {
+    let keep_alive = keep_alive && !answer.close;
+    let mut out = format!("HTTP/1.1 {} {}\r\n", answer.status, reason(answer.status));
+    if let Some(t) = answer.content_type {
+        let _ = write!(out, "content-type: {t}\r\n");
+    }
+    if let Some(n) = answer.length {
+        let _ = write!(out, "content-length: {n}\r\n");
+    }
+    for (name, value) in &answer.headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    out.push_str(connection_header(keep_alive));
+    out.push_str("\r\n");
+    let next = if keep_alive {
+        Next::KeepGoing
+    } else {
+        Next::Close
+    };
+    let (file, start, end, cut) = match answer.body {
+        Body::Empty => {
+            stream.write_all(out.as_bytes()).await?;
+            return Ok(next);
+        }
+        Body::Text(body) => {
+            let mut out = out.into_bytes();
+            out.extend_from_slice(&body);
+            stream.write_all(&out).await?;
+            return Ok(next);
+        }
+        Body::File {
+            file,
+            start,
+            end,
+            cut,
+        } => (file, start, end, cut),
+    };
+    stream.write_all(out.as_bytes()).await?;
+    let stop = cut.map_or(end, |(at, _)| at);
     let mut at = start;
     while at < stop {
         let n = ((stop - at) as usize).min(block.len());
@@ -653,22 +824,246 @@ async fn respond(
             l.take(n).await;
         }
         stream.write_all(&block[..n]).await?;
-        stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        shared.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
         at += n as u64;
         // Loopback rarely pushes back: let the other connections (and new requests) have
         // their turn after every block, so clients are served side by side.
         tokio::task::yield_now().await;
     }
-    if cut.is_some() && stop < end {
-        stats.faults.fetch_add(1, Ordering::Relaxed);
+    if let Some((_, fault)) = cut {
+        shared.stats.faults.fetch_add(1, Ordering::Relaxed);
         stream.flush().await?;
-        return Ok(if reset.is_some() {
-            Next::Reset
-        } else {
-            Next::Close
+        return Ok(match fault {
+            Fault::Reset => Next::Reset,
+            Fault::Truncate => Next::Close,
         });
     }
-    Ok(Next::KeepGoing)
+    Ok(next)
+}
+
+/// Most streams a client may have open at once on one HTTP/2 connection.
+const MAX_STREAMS: u32 = 256;
+
+/// Serve one HTTP/2 connection (after TLS with ALPN `h2`, or h2c): each stream a task of the
+/// connection's, answered as on HTTP/1.1. On `shutdown` it sends GOAWAY and lets the open
+/// streams finish; `force` ends it at once (its stream tasks with it).
+async fn http2<S>(
+    io: S,
+    shared: &Arc<Shared>,
+    shutdown: &CancellationToken,
+    force: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = h2::server::Builder::new()
+        .max_concurrent_streams(MAX_STREAMS)
+        .handshake::<_, Bytes>(io);
+    let mut conn = tokio::select! {
+        conn = handshake => match conn {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!(error = %e, "registry HTTP/2 handshake failed");
+                return;
+            }
+        },
+        () = force.cancelled() => return,
+    };
+    // Dropped with the connection: its streams end with it.
+    let mut streams = tokio::task::JoinSet::new();
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            accepted = conn.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    streams.spawn(h2_stream(request, respond, shared.clone()));
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "registry HTTP/2 connection ended with an error");
+                    break;
+                }
+                None => break,
+            },
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+            () = shutdown.cancelled(), if !draining => {
+                draining = true;
+                conn.graceful_shutdown();
+            }
+            () = force.cancelled() => break,
+        }
+    }
+}
+
+/// One HTTP/2 stream: read (and discard) the request body, then answer.
+async fn h2_stream(
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    shared: Arc<Shared>,
+) {
+    let (head, mut body) = request.into_parts();
+    let mut read = 0u64;
+    while let Some(chunk) = body.data().await {
+        let Ok(chunk) = chunk else {
+            return;
+        };
+        let _ = body.flow_control().release_capacity(chunk.len());
+        read += chunk.len() as u64;
+        if read > MAX_DISCARD {
+            break;
+        }
+    }
+    let answer = if read > MAX_DISCARD {
+        Answer::message(413, "the registry takes no uploads")
+    } else {
+        let range = head.headers.get(http::header::RANGE);
+        let req = Request {
+            method: head.method.as_str().to_string(),
+            path: head.uri.path().to_string(),
+            query: head.uri.query().unwrap_or("").to_string(),
+            range: range
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_string()),
+            keep_alive: true,
+            body: read,
+        };
+        answer(&shared, &req)
+    };
+    if let Err(e) = send_h2(&mut respond, &shared, answer).await {
+        // The client reset the stream or left: normal under load.
+        tracing::debug!(error = %e, "registry HTTP/2 stream ended with an error");
+    }
+}
+
+/// Send `answer` on an HTTP/2 stream: the head, then the body within the stream's flow-control
+/// window, block by block as on HTTP/1.1.
+async fn send_h2(
+    respond: &mut h2::server::SendResponse<Bytes>,
+    shared: &Shared,
+    answer: Answer,
+) -> Result<(), h2::Error> {
+    use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+    let mut head = http::Response::new(());
+    *head.status_mut() = http::StatusCode::from_u16(answer.status)
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = head.headers_mut();
+    if let Some(t) = answer.content_type {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(t));
+    }
+    if let Some(n) = answer.length {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    for (name, value) in &answer.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    let (file, start, end, cut) = match answer.body {
+        Body::Empty => {
+            respond.send_response(head, true)?;
+            return Ok(());
+        }
+        Body::Text(body) => {
+            // Small: h2 holds it until the window lets it out.
+            let mut stream = respond.send_response(head, false)?;
+            return stream.send_data(body, true);
+        }
+        Body::File {
+            file,
+            start,
+            end,
+            cut,
+        } => (file, start, end, cut),
+    };
+    let mut stream = respond.send_response(head, end == start)?;
+    let stop = cut.map_or(end, |(at, _)| at);
+    let mut at = start;
+    while at < stop {
+        let want = ((stop - at) as usize).min(BLOCK);
+        stream.reserve_capacity(want);
+        let granted = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+            Some(granted) => granted?,
+            // The stream is gone (the client reset it).
+            None => return Ok(()),
+        };
+        let n = granted.min(want);
+        let mut chunk = BytesMut::zeroed(n);
+        file.read(at, &mut chunk);
+        if let Some(l) = &shared.limiter {
+            l.take(n).await;
+        }
+        at += n as u64;
+        stream.send_data(chunk.freeze(), at == end)?;
+        shared.stats.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        tokio::task::yield_now().await;
+    }
+    if let Some((_, fault)) = cut {
+        shared.stats.faults.fetch_add(1, Ordering::Relaxed);
+        match fault {
+            Fault::Truncate => stream.send_data(Bytes::new(), true)?,
+            Fault::Reset => stream.send_reset(h2::Reason::INTERNAL_ERROR),
+        }
+    }
+    Ok(())
+}
+
+/// A stream whose first reads give back bytes already read from it (the h2c preface the
+/// registry looked at), then read from it again.
+struct Rewind<S> {
+    read: Vec<u8>,
+    at: usize,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    fn new(read: Vec<u8>, inner: S) -> Rewind<S> {
+        Rewind { read, at: 0, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.read.len() {
+            let n = (this.read.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.read[this.at..this.at + n]);
+            this.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 fn connection_header(keep_alive: bool) -> &'static str {
@@ -723,51 +1118,20 @@ fn byte_range(header: &str, total: u64) -> RangeAsk {
     }
 }
 
-async fn write_simple(
-    stream: &mut (impl AsyncWrite + Unpin),
-    status: u16,
-    message: &str,
-    keep_alive: bool,
-) -> io::Result<Next> {
-    write_body(stream, status, "text/plain", message, keep_alive).await
-}
-
-async fn write_body(
-    stream: &mut (impl AsyncWrite + Unpin),
-    status: u16,
-    content_type: &str,
-    body: &str,
-    keep_alive: bool,
-) -> io::Result<Next> {
-    let reason = match status {
+/// The reason phrase of the statuses the registry answers with.
+fn reason(status: u16) -> &'static str {
+    match status {
         200 => "OK",
         204 => "No Content",
+        206 => "Partial Content",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Content Too Large",
+        416 => "Range Not Satisfiable",
         431 => "Request Header Fields Too Large",
         _ => "",
-    };
-    let mut out = format!("HTTP/1.1 {status} {reason}\r\n");
-    if status != 204 {
-        let _ = write!(
-            out,
-            "content-type: {content_type}\r\ncontent-length: {}\r\n",
-            body.len()
-        );
     }
-    out.push_str(connection_header(keep_alive));
-    out.push_str("\r\n");
-    if status != 204 {
-        out.push_str(body);
-    }
-    stream.write_all(out.as_bytes()).await?;
-    Ok(if keep_alive {
-        Next::KeepGoing
-    } else {
-        Next::Close
-    })
 }
 
 #[cfg(test)]

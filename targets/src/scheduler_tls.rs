@@ -1,6 +1,7 @@
-//! TLS for the scheduler's gRPC server (`stampede target scheduler --tls`): the rustls server
-//! configuration (the certificate given, or one made here, self-signed, for `localhost`,
-//! `127.0.0.1` and `::1`), ALPN `h2`, and the stream of TLS connections tonic serves.
+//! TLS for the gRPC servers (`stampede target scheduler --tls`, and the llm target's JetStream
+//! port with `--tls`): the rustls server configuration (the certificate given, or one made
+//! here, self-signed, for `localhost`, `127.0.0.1` and `::1`), ALPN `h2`, and the stream of TLS
+//! connections tonic serves (`incoming_with`).
 //!
 //! Each handshake runs in a task of its own, so a slow or failed one never holds up the accept
 //! loop; a failed one is dropped (the client records why). It does not ask for client
@@ -20,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::{Alpn, ServerTls, TlsError};
+use crate::tls::{ServerTls, TlsError};
 
 /// How long a client may take over its handshake before the server hangs up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,24 +68,70 @@ impl SchedulerTls {
         listener: TcpListener,
         shutdown: CancellationToken,
     ) -> impl Stream<Item = io::Result<TlsConn>> + Send + 'static {
-        // A few handshakes finished ahead of tonic taking them.
-        let (tx, rx) = mpsc::channel(64);
-        let acceptor = self.tls.acceptor(Alpn::H2AndHttp1);
-        tokio::spawn(accept(listener, acceptor, tx, shutdown));
-        futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|conn| (Ok(conn), rx))
-        })
+        incoming_with(
+            &self.tls,
+            listener,
+            shutdown,
+            |tcp| tcp,
+            |stream, accepted| TlsConn {
+                stream: Box::new(stream),
+                local: accepted.local,
+                remote: accepted.remote,
+            },
+        )
     }
+}
+
+/// Where an accepted connection came from and arrived.
+pub(crate) struct Accepted {
+    /// The listener's address it reached.
+    pub local: Option<SocketAddr>,
+    /// The client's address.
+    pub remote: SocketAddr,
+}
+
+/// The TLS connections accepted on `listener` until `shutdown`, for tonic's
+/// `serve_with_incoming_shutdown`: each TCP stream made into `wrap(tcp)` (a stamped stream, or
+/// itself), its handshake (with `tls`'s certificate, ALPN `h2` first) run in a task of its own,
+/// and the finished connection turned into what tonic serves by `done`.
+pub(crate) fn incoming_with<S, T, W, D>(
+    tls: &ServerTls,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    wrap: W,
+    done: D,
+) -> impl Stream<Item = io::Result<T>> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Send + 'static,
+    W: Fn(TcpStream) -> S + Send + 'static,
+    D: Fn(tokio_rustls::server::TlsStream<S>, Accepted) -> T + Send + Sync + 'static,
+{
+    // A few handshakes finished ahead of tonic taking them.
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = tls.acceptor();
+    let make = Arc::new(done);
+    tokio::spawn(accept(listener, acceptor, tx, shutdown, wrap, make));
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|conn| (Ok(conn), rx))
+    })
 }
 
 /// Accept TCP connections until `shutdown`, each handshake in its own task, handing the
 /// finished ones to `tx`. Ends (and so ends the stream) when tonic has dropped the stream.
-async fn accept(
+async fn accept<S, T, W, D>(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
-    tx: mpsc::Sender<TlsConn>,
+    tx: mpsc::Sender<T>,
     shutdown: CancellationToken,
-) {
+    wrap: W,
+    done: Arc<D>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: Send + 'static,
+    W: Fn(TcpStream) -> S,
+    D: Fn(tokio_rustls::server::TlsStream<S>, Accepted) -> T + Send + Sync + 'static,
+{
     loop {
         let (tcp, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -100,18 +147,13 @@ async fn accept(
             _ = tx.closed() => return,
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        let local = tcp.local_addr().ok();
+        let io = wrap(tcp);
+        let (acceptor, tx, done) = (acceptor.clone(), tx.clone(), done.clone());
         tokio::spawn(async move {
-            let local = tcp.local_addr().ok();
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                 Ok(Ok(stream)) => {
-                    let _ = tx
-                        .send(TlsConn {
-                            stream: Box::new(stream),
-                            local,
-                            remote,
-                        })
-                        .await;
+                    let _ = tx.send(done(stream, Accepted { local, remote })).await;
                 }
                 Ok(Err(e)) => tracing::debug!("TLS handshake with {remote}: {e}"),
                 Err(_) => tracing::debug!("TLS handshake with {remote}: timed out"),

@@ -109,17 +109,8 @@ pub struct ServerTls {
     /// The names a self-signed certificate was made for (empty for one from files), for the
     /// "listening on" line.
     names: Vec<String>,
-    /// ALPN `h2`, then `http/1.1`.
-    h2_and_http1: Arc<ServerConfig>,
-    /// ALPN `http/1.1` only, for targets that speak nothing else (the registry).
-    http1: Arc<ServerConfig>,
-}
-
-/// Which protocols a target offers by ALPN.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Alpn {
-    H2AndHttp1,
-    Http1,
+    /// ALPN `h2`, then `http/1.1`: every target speaks both.
+    config: Arc<ServerConfig>,
 }
 
 impl ServerTls {
@@ -211,12 +202,9 @@ impl ServerTls {
         &self.names
     }
 
-    /// An acceptor offering `alpn`.
-    pub(crate) fn acceptor(&self, alpn: Alpn) -> TlsAcceptor {
-        TlsAcceptor::from(match alpn {
-            Alpn::H2AndHttp1 => Arc::clone(&self.h2_and_http1),
-            Alpn::Http1 => Arc::clone(&self.http1),
-        })
+    /// An acceptor offering `h2`, then `http/1.1`, by ALPN.
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(Arc::clone(&self.config))
     }
 
     fn build(
@@ -225,18 +213,14 @@ impl ServerTls {
         certified: CertifiedKey,
     ) -> Result<ServerTls, TlsError> {
         let resolver = Arc::new(SingleCertAndKey::from(Arc::new(certified)));
-        let config = |protocols: &[&[u8]]| -> Result<Arc<ServerConfig>, TlsError> {
-            let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(TlsError::Config)?
-                .with_no_client_auth()
-                .with_cert_resolver(resolver.clone());
-            config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
-            Ok(Arc::new(config))
-        };
+        let mut config = ServerConfig::builder_with_provider(Arc::new(provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![H2.to_vec(), HTTP1.to_vec()];
         Ok(ServerTls {
-            h2_and_http1: config(&[H2, HTTP1])?,
-            http1: config(&[HTTP1])?,
+            config: Arc::new(config),
             certificate_pem,
             names,
         })

@@ -287,41 +287,173 @@ async fn llm_target_streams_over_h2_and_over_tls_h1() {
 }
 
 #[tokio::test]
-async fn registry_serves_a_range_of_model_zip_over_tls_as_http1() {
+async fn registry_serves_a_range_of_model_zip_over_tls_in_h2_and_http1_by_alpn() {
     let (transport, pem) = self_signed();
     let target = start_registry(transport).await;
-    // It offers only http/1.1, whatever the client would prefer.
-    let io = tls_connect(target.addr, &pem, "localhost", &[H2, HTTP1])
-        .await
-        .unwrap();
-    assert_eq!(alpn_of(&io), Some(HTTP1));
-    let reply = send(
-        io,
-        false,
-        Method::GET,
-        ZIP,
-        &[("range", "bytes=1000-70999")],
-        "",
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
-    assert_eq!(
-        reply.headers.get("content-range").unwrap(),
-        &format!(
-            "bytes 1000-70999/{}",
-            stampede_targets::registry::TINY_LLM_BYTES
-        )
-    );
     let mut expected = vec![0; 70_000];
     stampede_targets::registry::fill(1000, &mut expected);
-    assert_eq!(reply.body, expected);
+    for (alpn, h2) in [(&[H2, HTTP1][..], true), (&[HTTP1][..], false)] {
+        let io = tls_connect(target.addr, &pem, "localhost", alpn)
+            .await
+            .unwrap();
+        assert_eq!(alpn_of(&io), Some(if h2 { H2 } else { HTTP1 }));
+        let reply = send(
+            io,
+            h2,
+            Method::GET,
+            ZIP,
+            &[("range", "bytes=1000-70999")],
+            "",
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+        let version = if h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        assert_eq!(reply.version, version);
+        assert_eq!(
+            reply.headers.get("content-range").unwrap(),
+            &format!(
+                "bytes 1000-70999/{}",
+                stampede_targets::registry::TINY_LLM_BYTES
+            )
+        );
+        assert_eq!(reply.body, expected, "h2: {h2}");
+    }
 }
 
+/// `--h2c`: HTTP/1.1 and HTTP/2 with prior knowledge on one port, told apart by the first
+/// bytes; over HTTP/2 the routes, HEAD, 404 and 416 answer as over HTTP/1.1, and the counters
+/// (read over HTTP/2 too) count them.
 #[tokio::test]
-async fn registry_refuses_h2c() {
-    let mut target = start_registry(Transport::H2c).await;
-    let err = (&mut target.task).await.unwrap().unwrap_err();
-    assert!(err.to_string().contains("HTTP/1.1 only"), "{err:#}");
+async fn registry_h2c_serves_the_routes_beside_http1() {
+    let target = start_registry(Transport::H2c).await;
+    let tcp = TcpStream::connect(target.addr).await.unwrap();
+    let reply = get(tcp, false, "/health").await;
+    assert_eq!(
+        (reply.status, reply.version),
+        (StatusCode::OK, Version::HTTP_11)
+    );
+    assert_eq!(reply.body, "{\"status\":\"ok\"}");
+
+    let h2 = |method: Method, path: &'static str, headers: &'static [(&str, &str)]| async move {
+        let tcp = TcpStream::connect(target.addr).await.unwrap();
+        send(tcp, true, method, path, headers, "").await
+    };
+    let reply = h2(
+        Method::GET,
+        "/performance/arnir0_Tiny-LLM/main/config.json",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.version),
+        (StatusCode::OK, Version::HTTP_2)
+    );
+    assert_eq!(reply.headers["content-type"], "application/json");
+    assert!(
+        std::str::from_utf8(&reply.body)
+            .unwrap()
+            .contains("\"_name_or_path\": \"arnir0/Tiny-LLM\""),
+        "{:?}",
+        reply.body
+    );
+    let config_len = reply.body.len() as u64;
+
+    let reply = h2(Method::HEAD, ZIP, &[]).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.headers["content-length"],
+        stampede_targets::registry::TINY_LLM_BYTES
+            .to_string()
+            .as_str()
+    );
+    assert!(reply.body.is_empty());
+    let reply = h2(
+        Method::GET,
+        "/performance/nobody_Missing/main/model.zip",
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = h2(Method::GET, ZIP, &[("range", "bytes=99999999-")]).await;
+    assert_eq!(reply.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    let reply = h2(Method::GET, ZIP, &[("range", "bytes=-10")]).await;
+    assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT);
+    let mut last = vec![0; 10];
+    stampede_targets::registry::fill(stampede_targets::registry::TINY_LLM_BYTES - 10, &mut last);
+    assert_eq!(reply.body, last);
+
+    let stats = h2(Method::GET, "/__stampede/stats", &[]).await;
+    let stats: serde_json::Value = serde_json::from_slice(&stats.body).unwrap();
+    assert_eq!(stats["requests"], 6, "{stats}");
+    assert_eq!(stats["not_found"], 1, "{stats}");
+    assert_eq!(stats["partial"], 1, "{stats}");
+    assert_eq!(stats["bytes"], config_len + 10, "{stats}");
+}
+
+/// One request on an `h2` crate connection: the status, and the body read (or the error that
+/// ended it, with the bytes read before).
+async fn h2_get(
+    send: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+) -> (StatusCode, Result<Vec<u8>, (Vec<u8>, h2::Error)>) {
+    let request = Request::get(format!("http://localhost{path}"))
+        .body(())
+        .unwrap();
+    let mut send = send.clone().ready().await.unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let (head, mut body) = response.await.unwrap().into_parts();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.data().await {
+        match chunk {
+            Ok(c) => {
+                let _ = body.flow_control().release_capacity(c.len());
+                got.extend_from_slice(&c);
+            }
+            Err(e) => return (head.status, Err((got, e))),
+        }
+    }
+    (head.status, Ok(got))
+}
+
+/// On HTTP/2 a fault cuts one stream, not the connection: `truncate_at` ends the stream short
+/// of its content-length (the client's h2 refuses it, having received every byte before the
+/// cut), `reset_at` resets it with INTERNAL_ERROR; the next request on the same connection is
+/// answered whole.
+#[tokio::test]
+async fn registry_http2_faults_cut_the_stream_not_the_connection() {
+    let target = start_registry(Transport::H2c).await;
+    let tcp = TcpStream::connect(target.addr).await.unwrap();
+    let (mut send, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+
+    let (status, body) = h2_get(&mut send, &format!("{ZIP}?truncate_at=100000")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (got, e) = body.unwrap_err();
+    assert_eq!(got.len(), 100_000, "the bytes before the cut arrive");
+    assert!(e.is_reset() && e.is_library(), "{e:?}");
+    assert_eq!(e.reason(), Some(h2::Reason::PROTOCOL_ERROR), "{e:?}");
+    let mut want = vec![0; 100_000];
+    stampede_targets::registry::fill(0, &mut want);
+    assert_eq!(got, want);
+
+    let (_, body) = h2_get(&mut send, &format!("{ZIP}?reset_at=5000")).await;
+    let (got, e) = body.unwrap_err();
+    assert!(got.len() <= 5000, "{}", got.len());
+    assert!(e.is_reset() && e.is_remote(), "{e:?}");
+    assert_eq!(e.reason(), Some(h2::Reason::INTERNAL_ERROR), "{e:?}");
+
+    let (status, body) = h2_get(&mut send, "/__stampede/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    let stats: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(stats["faults"], 2, "{stats}");
+    assert!(
+        !connection.is_finished(),
+        "the connection outlived the faults"
+    );
 }
 
 #[tokio::test]

@@ -728,3 +728,26 @@ fn each_ending_has_its_status_and_verdict() {
         assert_eq!(doc["passed"], passed, "summary.json agrees: {what}");
     }
 }
+
+/// Workers end a run at its duration by their own (corrected) clocks: final reports that come
+/// just before the master's clock reaches the end mark the planned end, not the moment they
+/// arrived; reports long before it mark when they came.
+#[test]
+fn final_reports_just_before_the_end_mark_the_planned_end() {
+    // (ms before the planned end when the last final report comes, the stop the summary says,
+    // as ms after the start)
+    for (early_ms, stopped_after_ms) in [(0, 10_000), (200, 10_000), (3_000, 7_000)] {
+        let (mut b, run) = Bench::running(CLOSED, &[1]);
+        // Load starts 250 ms after the run.
+        b.clock
+            .advance(Duration::from_millis(250 + 10_000 - early_ms));
+        b.report(1, run, 4, true);
+        let s = b.summary();
+        assert_eq!(
+            s.stopped_unix_ms - s.started_unix_ms,
+            stopped_after_ms,
+            "{early_ms} ms early"
+        );
+        assert!(s.ended_unix_ms >= s.stopped_unix_ms);
+    }
+}

@@ -18,6 +18,10 @@ use crate::snapshot::{
 use crate::state::{RunEnd, RunState, WorkerState};
 use crate::summary::{LOCUST_PERCENTILES, NameStats, RunSummary, TlsSummary, WorkerSummary};
 
+/// How early (ms, by the master's clock) the workers' final reports may come and still mark the
+/// planned end of a run they ended by themselves.
+const END_SLACK_MS: u64 = 500;
+
 impl Coordinator {
     pub(super) fn summarize(&self, run: &Run, now_ms: u64) -> RunSummary {
         let total = run.agg.total().clone();
@@ -27,6 +31,16 @@ impl Coordinator {
             now_ms
         };
         let duration_s = (now_ms.saturating_sub(started) as f64 / 1000.0).max(1e-3);
+        // Not stopped before: every worker ended by itself (at the duration's end, or its users
+        // done) or none is left, by now and at the duration's end at the latest. Workers stop
+        // at the end by their own clocks, corrected to within half a round trip: final reports
+        // that come just before the master's clock reaches the end still mark the planned end.
+        let planned = started + run.config.limit().as_millis() as u64;
+        let stopped = match run.stopped_ms {
+            Some(ms) => ms.clamp(started, now_ms.max(started)),
+            None if run.stop_reason.is_none() && now_ms + END_SLACK_MS >= planned => planned,
+            None => now_ms.min(planned).max(started),
+        };
         let workers = run
             .info
             .iter()
@@ -68,13 +82,8 @@ impl Coordinator {
             target: run.config.target.to_string(),
             load: describe_scaled(&run.config.load, run.config.duration, run.scale),
             started_unix_ms: started,
-            // Not stopped before: every worker ended by itself (at the duration's end, or its
-            // users done) or none is left, by now and at the duration's end at the latest.
-            stopped_unix_ms: run
-                .stopped_ms
-                .unwrap_or_else(|| now_ms.min(started + run.config.limit().as_millis() as u64))
-                .clamp(started, now_ms.max(started)),
-            ended_unix_ms: now_ms.max(started),
+            stopped_unix_ms: stopped,
+            ended_unix_ms: now_ms.max(stopped),
             stop_reason: run.stop_reason.clone().unwrap_or(RunEnd::DurationReached),
             tolerate_worker_loss: self.config.tolerate_worker_loss,
             stats: run.agg.names().to_vec(),

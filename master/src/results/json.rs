@@ -21,7 +21,7 @@ use crate::summary::{
 /// The layout version of `summary.json`; bump it on any incompatible change.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// The `summary.json` document as a [`Value`] ([`write()`] serializes this, pretty).
+/// The `summary.json` document as a [`Value`] ([`super::write()`] serializes this, pretty).
 ///
 /// Times are ms (the histograms hold µs), rates are per second of [`RunSummary::duration_s`].
 /// The blocks of driver reports ([`kinds::reports`]) are keys of their own, `null` for a run

@@ -3,14 +3,14 @@
 //! `failures.csv`, the HdrHistogram interval log `latency.hlog`, and threshold verdicts.
 //!
 //! The master's run loop calls [`HlogWriter`], [`history::append`] and [`write()`] once a
-//! second, and [`write()`] / [`table`] once at the end. This module only formats a
+//! second, and [`write()`] / [`table()`] once at the end. This module only formats a
 //! [`RunSummary`]: it does not aggregate, and holds no state (the run owns the open hlog).
 //!
 //! # Layout
 //! - [`json`]: the `summary.json` document.
 //! - [`csv`]: Locust's `stats.csv`, `stats_history.csv` and `failures.csv`, and the CSV and
 //!   float formatting of Python they follow.
-//! - [`table`]: the end-of-run table for stdout.
+//! - [`mod@table`]: the end-of-run table for stdout.
 //! - [`hlog`]: the streaming writer of `latency.hlog`.
 //! - [`history`]: `history.jsonl`, one line per second of the run, appended as it goes.
 //! - [`thresholds`]: threshold verdicts from the aggregate figures.

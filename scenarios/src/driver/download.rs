@@ -1,13 +1,21 @@
 //! The `download` driver: each call fetches one file (by default the ACME performance track's
-//! `/performance/{model_id}/{version}/model.zip`) and streams its body through one fixed buffer per
-//! connection into a sink that counts bytes and, when asked, hashes them (SHA-256): a body is never
-//! held, so 100 clients × 24.8 MB cost 100 buffers, not 2.5 GB.
+//! `/performance/{model_id}/{version}/model.zip`) and streams its body into a sink that counts
+//! bytes and, when asked, hashes them (SHA-256): a body is never held. Over HTTP/1.1 (one
+//! keep-alive connection per client) it goes through one fixed buffer per connection, so 100
+//! clients × 24.8 MB cost 100 buffers, not 2.5 GB; over HTTP/2 (`[http] version = "2"`, or
+//! `"auto"` when ALPN picks `h2` on `https://`) the clients' streams share a few connections
+//! ([`super::h2`]) and each stream holds at most its flow-control window, handed back as each
+//! chunk is counted.
 //!
 //! Records per download: latency (scheduled start → last byte), `ttfb` (→ response head, µs),
-//! `client_throughput` (bytes ÷ latency of a successful download, kB/s), bytes, and failures by
-//! kind: `HTTP 404`, `short body` (the connection closed before Content-Length bytes),
-//! `io: connection reset` (cut mid-body), `timeout`, `checksum mismatch`, `size mismatch`.
-//! Pacing is the engine's: a `simultaneous` load starts every client at one instant.
+//! `client_throughput` (bytes ÷ latency of a successful download, kB/s), bytes, the connection
+//! figures ([`super::transport::CONNECTION_METRICS`]), and failures by kind: `HTTP 404`,
+//! `short body` (the connection closed, or the HTTP/2 stream ended, before Content-Length
+//! bytes), `io: connection reset` (cut mid-body; on HTTP/2 `http2: stream reset (...)`),
+//! `timeout`, `checksum mismatch`, `size mismatch`. A `Range` in `[download] headers` is sent
+//! as written and its 206 is a success (its bytes checked by `expected_bytes`); redirects are
+//! not followed (a 3xx is an answer like any other). Pacing is the engine's: a `simultaneous`
+//! load starts every client at one instant.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::connections;
 use super::h1::{Framing, H1Conn, H1Error};
+use super::h2::{H2Client, H2Conn, H2Pool, Opened};
 use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::model::Common;
@@ -58,6 +67,9 @@ struct Inner {
     buffer: usize,
     sha256: Option<[u8; 32]>,
     expected_bytes: Option<u64>,
+    /// The HTTP/2 connections and the request's HTTP/2 head; `None` for HTTP/1.1 only
+    /// (`version = "1.1"`, and `"auto"` on `http://`).
+    h2: Option<(Arc<H2Pool>, http::Request<()>)>,
 }
 
 /// The download driver of one run.
@@ -94,13 +106,44 @@ impl DownloadDriver {
         let authority = base
             .authority()
             .ok_or_else(|| DriverError::Invalid(format!("target `{base}` has no host")))?;
-        let endpoint = Endpoint::of(&base, common.tls, crate::tls::Alpn::Http1)?;
+        let http = common.http.cloned().unwrap_or_default();
+        let secure = base.scheme_str() == Some("https");
+        let negotiation = super::h2::negotiation(http.version.unwrap_or_default(), secure);
+        // HTTP/2 offers http/1.1 too, so that a server without h2 still completes the handshake
+        // and the failure (under `version = "2"`) names ALPN, not a TLS alert.
+        let alpn = match negotiation {
+            None => crate::tls::Alpn::Http1,
+            Some(_) => crate::tls::Alpn::Any,
+        };
+        let endpoint = Endpoint::of(&base, common.tls, alpn)?;
         let path = format!("{}{}", base.path().trim_end_matches('/'), resolve_path(&d));
         let mut wire = format!("GET {path} HTTP/1.1\r\nhost: {authority}\r\n");
         for (k, v) in &d.headers {
             wire.push_str(&format!("{k}: {v}\r\n"));
         }
         wire.push_str("\r\n");
+        let h2 = match negotiation {
+            None => None,
+            Some(negotiation) => {
+                let mut headers = http::HeaderMap::new();
+                for (k, v) in &d.headers {
+                    let name = http::header::HeaderName::from_bytes(k.as_bytes());
+                    let value = http::header::HeaderValue::from_str(v);
+                    let (Ok(name), Ok(value)) = (name, value) else {
+                        return Err(DriverError::Invalid(format!(
+                            "download.headers: `{k}: {v}` is not a valid header"
+                        )));
+                    };
+                    headers.append(name, value);
+                }
+                let scheme = base.scheme_str().unwrap_or("http");
+                let uri = format!("{scheme}://{authority}{path}");
+                let head = super::h2::request_head(&http::Method::GET, &uri, &headers)?;
+                let connections = http.connections.map(|c| c.0 as usize);
+                let pool = H2Pool::new(endpoint.clone(), negotiation, connections, false);
+                Some((Arc::new(pool), head))
+            }
+        };
         let sha256 = match &d.sha256 {
             Some(hex) => Some(parse_sha256(hex).map_err(DriverError::Invalid)?),
             None => None,
@@ -114,6 +157,7 @@ impl DownloadDriver {
                 buffer: d.buffer.map_or(DEFAULT_BUFFER, |b| b.0 as usize),
                 sha256,
                 expected_bytes: d.expected_bytes.map(|b| b.0),
+                h2,
             }),
         })
     }
@@ -136,6 +180,8 @@ impl Driver for DownloadDriver {
         Box::new(DownloadSession {
             inner: self.inner.clone(),
             conn: None,
+            h2: self.inner.h2.as_ref().map(|(pool, _)| pool.client()),
+            http1: false,
         })
     }
 }
@@ -143,6 +189,10 @@ impl Driver for DownloadDriver {
 struct DownloadSession {
     inner: Arc<Inner>,
     conn: Option<H1Conn>,
+    /// The session's way to the HTTP/2 connections, when the driver has them.
+    h2: Option<H2Client>,
+    /// `auto` found a server without h2: this session speaks HTTP/1.1 on `conn`.
+    http1: bool,
 }
 
 /// How far a download got.
@@ -170,8 +220,16 @@ impl Session for DownloadSession {
             };
             let latency = call.scheduled.elapsed();
             if matches!(&outcome, Err(f) if !f.is_status()) {
-                // After a timeout, a cut or a bad body the connection's state is unknown.
+                // After a timeout, a cut or a bad body the connection's state is unknown. (An
+                // HTTP/2 stream's failure is its own: the shared connection is the pool's to
+                // replace once it is closed.)
                 self.conn = None;
+            }
+            if matches!(&outcome, Err(f) if f.is_timeout())
+                && let Some(client) = &mut self.h2
+            {
+                // The stream was reset by dropping it; the connection may be stuck.
+                client.forget();
             }
             record(call.recorder, latency, &progress, outcome);
         })
@@ -198,7 +256,24 @@ impl DownloadSession {
         rec: &Recorder,
     ) -> Result<(), Failure> {
         let inner = &self.inner;
-        if self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
+        if let (Some(client), Some((_, head)), false) = (&mut self.h2, &inner.h2, self.http1) {
+            match client.connection().await {
+                Ok((conn, times)) => {
+                    match times {
+                        Some(t) => SLOTS.opened(rec, 0, &t),
+                        None => rec.count(0, SLOTS.reused(), 1),
+                    }
+                    return download_h2(inner, conn, head.clone(), scheduled, p).await;
+                }
+                Err(Opened::Failed(f)) => return Err(f),
+                Err(Opened::Http1(connected)) => {
+                    // `auto`, and the server's ALPN chose HTTP/1.1: this session speaks it.
+                    self.http1 = true;
+                    SLOTS.opened(rec, 0, &connected.times);
+                    self.conn = Some(H1Conn::over_buffered(connected.io, inner.buffer));
+                }
+            }
+        } else if self.conn.as_mut().is_some_and(|c| c.is_reusable()) {
             rec.count(0, SLOTS.reused(), 1);
         } else {
             let (c, times) = H1Conn::open(&inner.endpoint, inner.buffer).await?;
@@ -226,25 +301,59 @@ impl DownloadSession {
         match read {
             Ok(_) => {}
             Err(H1Error::Closed) if matches!(head.framing, Framing::Length(_)) => {
-                return Err(Failure::Other("short body".into()));
+                return Err(Failure::short_body());
             }
             Err(e) => return Err(e.failure()),
         }
-        if head.status >= 400 {
-            return Err(Failure::Status(head.status));
-        }
-        if let Some(want) = inner.expected_bytes
-            && want != p.bytes
-        {
-            return Err(Failure::Other("size mismatch".into()));
-        }
-        if let (Some(want), Some(h)) = (inner.sha256, hasher)
-            && h.finalize().as_slice() != want
-        {
-            return Err(Failure::Other("checksum mismatch".into()));
-        }
-        Ok(())
+        verify(inner, head.status, p.bytes, hasher)
     }
+}
+
+/// Fetch the file once over HTTP/2 on `conn`, with the same figures as over HTTP/1.1.
+async fn download_h2(
+    inner: &Inner,
+    mut conn: H2Conn,
+    head: http::Request<()>,
+    scheduled: Instant,
+    p: &mut Progress,
+) -> Result<(), Failure> {
+    let mut response = conn.send(head, &Bytes::new()).await?;
+    p.ttfb = Some(scheduled.elapsed());
+    let mut hasher = inner
+        .sha256
+        .filter(|_| response.status < 400)
+        .map(|_| Sha256::new());
+    let bytes = &mut p.bytes;
+    let read = response
+        .read_body(|d| {
+            *bytes += d.len() as u64;
+            if let Some(h) = hasher.as_mut() {
+                h.update(d);
+            }
+        })
+        .await;
+    if let Err((_, f)) = read {
+        return Err(f);
+    }
+    verify(inner, response.status, p.bytes, hasher)
+}
+
+/// The outcome of a body read whole: an error status, else the size and digest checks.
+fn verify(inner: &Inner, status: u16, bytes: u64, hasher: Option<Sha256>) -> Result<(), Failure> {
+    if status >= 400 {
+        return Err(Failure::Status(status));
+    }
+    if let Some(want) = inner.expected_bytes
+        && want != bytes
+    {
+        return Err(Failure::Other("size mismatch".into()));
+    }
+    if let (Some(want), Some(h)) = (inner.sha256, hasher)
+        && h.finalize().as_slice() != want
+    {
+        return Err(Failure::Other("checksum mismatch".into()));
+    }
+    Ok(())
 }
 
 fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {

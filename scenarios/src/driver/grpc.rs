@@ -1,9 +1,11 @@
 //! gRPC connections for the drivers that speak it through tonic (`priority`, the `llm` driver's
 //! JetStream backend): a [`GrpcConnector`] that tonic's channel calls at each (re)connect, which
 //! connects through [`Endpoint::connect`] (TCP, then rustls on `https://` with the scenario's
-//! `[tls]`, exactly as the HTTP drivers do), and [`failure_under`], the failure kind found
-//! under a tonic status or transport error (`tls: invalid peer certificate: UnknownIssuer`
-//! rather than a bare `unavailable`).
+//! `[tls]`, exactly as the HTTP drivers do), [`Connections`], which hands each connection's
+//! connect and handshake times to the request that first finishes on it (so gRPC requests
+//! record `connect`, `tls_handshake`, `connections_new` and `connections_reused` as HTTP ones
+//! do), and [`failure_under`], the failure kind found under a tonic status or transport error
+//! (`tls: invalid peer certificate: UnknownIssuer` rather than a bare `unavailable`).
 //!
 //! It speaks no gRPC itself: tonic does, on the connections this module makes.
 
@@ -15,8 +17,8 @@ use std::task::{Context, Poll};
 
 use stampede_kstamp::stamped::{Arrival, Sent, StampedStream};
 
-use super::transport::{Endpoint, Io};
-use crate::recorder::Failure;
+use super::transport::{ConnectTimes, ConnectionSlots, Endpoint, Io};
+use crate::recorder::{Failure, Recorder};
 
 /// A gRPC connection's marks: when its reads' bytes arrived (kernel receive timestamps), when
 /// a request went out. Set by the connector at each (re)connect.
@@ -39,6 +41,7 @@ pub type MarksSlot = Arc<Mutex<Option<GrpcMarks>>>;
 pub struct GrpcConnector {
     endpoint: Arc<Endpoint>,
     marks: Option<MarksSlot>,
+    connections: Option<Connections>,
 }
 
 impl GrpcConnector {
@@ -47,7 +50,15 @@ impl GrpcConnector {
         GrpcConnector {
             endpoint: Arc::new(endpoint),
             marks: None,
+            connections: None,
         }
+    }
+
+    /// Leave each new connection's connect times in `connections`, for the request that
+    /// claims them.
+    pub fn with_connections(mut self, connections: Connections) -> GrpcConnector {
+        self.connections = Some(connections);
+        self
     }
 
     /// Stamp each connection's reads and leave its marks in `slot`.
@@ -74,8 +85,12 @@ impl tonic::codegen::Service<http::Uri> for GrpcConnector {
 
     fn call(&mut self, _uri: http::Uri) -> Self::Future {
         let (endpoint, slot) = (self.endpoint.clone(), self.marks.clone());
+        let connections = self.connections.clone();
         Box::pin(async move {
             let connected = endpoint.connect().await.map_err(ConnectFailed)?;
+            if let Some(c) = &connections {
+                c.made(connected.times);
+            }
             let stamp = slot.is_some();
             let mut io = connected
                 .io
@@ -95,6 +110,63 @@ impl tonic::codegen::Service<http::Uri> for GrpcConnector {
             Ok(hyper_util::rt::TokioIo::new(io))
         })
     }
+}
+
+/// The connections a channel's connector made, for its requests' connection figures. tonic
+/// makes them when it must (at first use, after a failure), under the channel; each one's
+/// times wait here until a request finished after it was made claims them and counts
+/// `connections_new` (with its `connect` and `tls_handshake` times). Requests that find none
+/// count `connections_reused`, once the channel has had a connection. With a channel per
+/// request name (priority's classes) or per session (JetStream), a connection's times land
+/// under the name whose request it carried.
+#[derive(Clone, Default)]
+pub struct Connections(Arc<Mutex<ConnectionsState>>);
+
+#[derive(Default)]
+struct ConnectionsState {
+    /// Times of connections no request has claimed yet, oldest first.
+    unclaimed: Vec<ConnectTimes>,
+    /// Whether any connection was made.
+    made: bool,
+}
+
+impl Connections {
+    fn made(&self, times: ConnectTimes) {
+        // A short critical section: a push, never held across an await.
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.unclaimed.push(times);
+        s.made = true;
+    }
+
+    /// Record the connection figures of a finished request of `name`: a new connection's
+    /// times if one is unclaimed, else a reused one, unless `failure` says the request never
+    /// had a connection (the connect or the handshake failed).
+    pub fn record(
+        &self,
+        rec: &Recorder,
+        name: usize,
+        slots: &ConnectionSlots,
+        failure: Option<&Failure>,
+    ) {
+        let (times, made) = {
+            let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let times = (!s.unclaimed.is_empty()).then(|| s.unclaimed.remove(0));
+            (times, s.made)
+        };
+        match times {
+            Some(t) => slots.opened(rec, name, &t),
+            None if made && !failure.is_some_and(never_connected) => {
+                rec.count(name, slots.reused(), 1);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Whether a failure means the request had no connection: the TCP connect or the TLS
+/// handshake failed (tonic's `unavailable`, or the connector's own failure).
+fn never_connected(f: &Failure) -> bool {
+    matches!(f, Failure::Connect(_) | Failure::Tls(_))
 }
 
 /// A gRPC connection: a [`StampedStream`], under TLS on `https://`.

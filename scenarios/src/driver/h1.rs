@@ -114,9 +114,7 @@ impl H1Conn {
         buffer: usize,
     ) -> Result<(H1Conn, ConnectTimes), Failure> {
         let connected = endpoint.connect().await?;
-        let mut c = H1Conn::over(connected.io);
-        c.buf.resize(buffer.max(BUF), 0);
-        Ok((c, connected.times))
+        Ok((H1Conn::over_buffered(connected.io, buffer), connected.times))
     }
 
     /// Connect to `host:port` with a read buffer of `buffer` bytes (at least 4 KiB): larger
@@ -143,6 +141,13 @@ impl H1Conn {
             stamped: false,
             arrived: Instant::now(),
         }
+    }
+
+    /// Use a connection (plain or TLS) with a read buffer of `buffer` bytes (at least 4 KiB).
+    pub fn over_buffered(stream: Io, buffer: usize) -> H1Conn {
+        let mut c = H1Conn::over(stream);
+        c.buf.resize(buffer.max(BUF), 0);
+        c
     }
 
     /// Ask the kernel to time-stamp received bytes, so that [`H1Conn::read_body_stamped`]

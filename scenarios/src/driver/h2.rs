@@ -163,6 +163,51 @@ impl H2Pool {
     }
 }
 
+/// How `[http] version` applies to a target (`secure`: `https://`): `None` for HTTP/1.1
+/// (`"1.1"`, and `"auto"` on `http://`), else what ALPN must give.
+pub fn negotiation(version: crate::model::HttpVersion, secure: bool) -> Option<Negotiation> {
+    use crate::model::HttpVersion;
+    match (version, secure) {
+        (HttpVersion::Http1, _) | (HttpVersion::Auto, false) => None,
+        (HttpVersion::Http2, _) => Some(Negotiation::Required),
+        (HttpVersion::Auto, true) => Some(Negotiation::Preferred),
+    }
+}
+
+/// The HTTP/2 head of a request: `uri` absolute (h2 takes `:scheme` and `:authority` from
+/// it), with `headers` less those HTTP/2 forbids (`host` becomes `:authority`; `connection`,
+/// `keep-alive`, `transfer-encoding`, ...; `te` unless `trailers`).
+pub fn request_head(
+    method: &http::Method,
+    uri: &str,
+    headers: &http::HeaderMap,
+) -> Result<http::Request<()>, super::DriverError> {
+    use http::header::{self, HeaderName};
+    let uri: http::Uri = uri
+        .parse()
+        .map_err(|e| super::DriverError::Invalid(format!("request URI `{uri}`: {e}")))?;
+    let mut head = http::Request::new(());
+    *head.method_mut() = method.clone();
+    *head.uri_mut() = uri;
+    *head.version_mut() = http::Version::HTTP_2;
+    for (name, value) in headers {
+        let connection_specific = [
+            header::HOST,
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+        ]
+        .contains(name)
+            || (name == header::TE && value != "trailers");
+        if !connection_specific {
+            head.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    Ok(head)
+}
+
 /// The failure of `version = "2"` against a TLS server whose ALPN did not pick `h2`.
 const NO_ALPN: &str = "server did not agree to h2 (ALPN)";
 
@@ -278,8 +323,13 @@ impl H2Conn {
             stream.send_data(body.clone(), true).map_err(fail)?;
         }
         let response = response.await.map_err(fail)?;
+        let content_length = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         Ok(H2Response {
             status: response.status().as_u16(),
+            content_length,
             body: response.into_body(),
             state: self.state.clone(),
             _send: stream,
@@ -291,6 +341,8 @@ impl H2Conn {
 pub struct H2Response {
     /// The status code.
     pub status: u16,
+    /// The `content-length` the server announced, if any (`h2` holds the body to it).
+    content_length: Option<u64>,
     body: h2::RecvStream,
     state: Arc<ConnState>,
     /// The request's side of the stream, kept until the answer is read (dropping it early
@@ -315,7 +367,7 @@ impl H2Response {
     ) -> Result<u64, (u64, Failure)> {
         let mut total = 0u64;
         while let Some(chunk) = self.body.data().await {
-            let chunk = chunk.map_err(|e| (total, failure_of(&e, &self.state)))?;
+            let chunk = chunk.map_err(|e| (total, self.body_failure(&e, total)))?;
             let at = self.state.arrival.last().unwrap_or_else(Instant::now);
             total += chunk.len() as u64;
             on_data(&chunk, at);
@@ -323,6 +375,22 @@ impl H2Response {
             let _ = self.body.flow_control().release_capacity(chunk.len());
         }
         Ok(total)
+    }
+
+    /// The failure of a body read that failed after `total` bytes. `h2` resets the stream
+    /// itself (PROTOCOL_ERROR) when the server ends it short of its `content-length`: that is
+    /// a short body, as a clean close too early is on HTTP/1.1. (It does the same for a body
+    /// longer than announced, whose last frame it drops: then `total` may be short too; a
+    /// server doing that is broken either way.)
+    fn body_failure(&self, e: &h2::Error, total: u64) -> Failure {
+        let reset_by_h2 = e.is_reset() && e.is_library();
+        if reset_by_h2
+            && e.reason() == Some(h2::Reason::PROTOCOL_ERROR)
+            && self.content_length.is_some_and(|n| total < n)
+        {
+            return Failure::short_body();
+        }
+        failure_of(e, &self.state)
     }
 
     /// [`H2Response::read_body_stamped`] without the times.

@@ -270,28 +270,7 @@ fn h2_request(
     body: Bytes,
 ) -> Result<H2Prepared, DriverError> {
     use http::header;
-    let uri: Uri = uri
-        .parse()
-        .map_err(|e| DriverError::Invalid(format!("request URI `{uri}`: {e}")))?;
-    let mut head = http::Request::new(());
-    *head.method_mut() = method.clone();
-    *head.uri_mut() = uri;
-    *head.version_mut() = http::Version::HTTP_2;
-    for (name, value) in headers {
-        let connection_specific = [
-            header::HOST,
-            header::CONNECTION,
-            header::TRANSFER_ENCODING,
-            header::UPGRADE,
-            HeaderName::from_static("keep-alive"),
-            HeaderName::from_static("proxy-connection"),
-        ]
-        .contains(name)
-            || (name == header::TE && value != "trailers");
-        if !connection_specific {
-            head.headers_mut().append(name.clone(), value.clone());
-        }
-    }
+    let mut head = super::h2::request_head(method, uri, headers)?;
     let wants_length =
         !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
     if wants_length && !head.headers().contains_key(header::CONTENT_LENGTH) {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::connections;
-use super::grpc::{GrpcConnector, GrpcMarks, failure_under};
+use super::grpc::{Connections, GrpcConnector, GrpcMarks, failure_under};
 use super::h1::{H1Conn, H1Error, Head};
 use super::h2::{H2Client, H2Pool, H2Response, Negotiation, Opened};
 use super::transport::{ConnectionSlots, Endpoint};
@@ -430,6 +430,7 @@ impl Driver for LlmDriver {
             last_arrival: None,
             grpc: None,
             grpc_marks: Arc::default(),
+            grpc_connections: Connections::default(),
             grpc_answered: false,
         })
     }
@@ -454,6 +455,8 @@ struct LlmSession {
     grpc: Option<OrchestratorClient<tonic::transport::Channel>>,
     /// The gRPC connection's marks, set by its connector at each (re)connect.
     grpc_marks: Arc<std::sync::Mutex<Option<GrpcMarks>>>,
+    /// The gRPC connections the session's channels made, for the connection figures.
+    grpc_connections: Connections,
     /// Whether the JetStream server has answered a `Decode` of this session (with headers).
     grpc_answered: bool,
 }
@@ -474,6 +477,13 @@ impl Session for LlmSession {
                 Ok(r) => r,
                 Err(_) => Err((0, Failure::Timeout)),
             };
+            if inner.backend == Backend::JetStream {
+                // The HTTP backends record theirs as they connect; gRPC's channel connects
+                // under tonic, so its figures are claimed here.
+                let failure = outcome.as_ref().err().map(|(_, f)| f);
+                self.grpc_connections
+                    .record(call.recorder, 0, &SLOTS, failure);
+            }
             let now = Instant::now();
             let end = self
                 .last_arrival
@@ -733,7 +743,10 @@ impl LlmSession {
             let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
                 .map_err(|_| (0, Failure::Connect("bad address")))?;
             // Each connection's reads stamped (after the handshake on TLS), its marks here.
-            let connector = connector.clone().with_marks(self.grpc_marks.clone());
+            let connector = connector
+                .clone()
+                .with_marks(self.grpc_marks.clone())
+                .with_connections(self.grpc_connections.clone());
             let channel = endpoint
                 .connect_with_connector(connector)
                 .await

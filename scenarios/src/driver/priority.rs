@@ -34,7 +34,8 @@ use stampede_grpc::scheduler::InferResponse;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 
-use super::grpc::{GrpcConnector, failure_under};
+use super::grpc::{Connections, GrpcConnector, failure_under};
+use super::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS, ConnectionSlots};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::load::{LoadModel, Mix, Spike, Until};
 use crate::model::Common;
@@ -120,11 +121,16 @@ const COUNTERS: &[MetricSpec] = &[
             "Arrivals the schedule drew for a class that the engine dropped (too many in flight).",
         )
     },
+    CONNECTION_COUNTERS[0],
+    CONNECTION_COUNTERS[1],
 ];
+/// Where the connection metrics and counters sit: after the three counters of its own.
+const SLOTS: ConnectionSlots = ConnectionSlots::after(0, 3);
 
-/// The figures of a `priority` run: its counters (no histograms besides latency).
+/// The figures of a `priority` run: the connection metrics (no histograms of its own besides
+/// latency) and its counters, the connection ones ([`CONNECTION_COUNTERS`]) last.
 pub const SPECS: Specs = Specs {
-    metrics: &[],
+    metrics: CONNECTION_METRICS,
     counters: COUNTERS,
 };
 
@@ -545,6 +551,8 @@ struct Inner {
     streams: Vec<RecordStream>,
     /// One channel (HTTP/2 connection) per class, as the runner has one per LoadGen instance.
     channels: Vec<Channel>,
+    /// The connections each class's channel made, for its requests' connection figures.
+    connections: Vec<Connections>,
     settings: Settings,
     /// Tensors made ahead of their requests.
     tensors: Tensors,
@@ -585,14 +593,20 @@ impl PriorityDriver {
             // 600 KB requests: a window of a few requests avoids a round trip per 64 KB.
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20));
-        let channels = (0..CLASSES)
-            .map(|_| endpoint.connect_with_connector_lazy(connector.clone()))
+        let connections: Vec<Connections> = (0..CLASSES).map(|_| Connections::default()).collect();
+        let channels = connections
+            .iter()
+            .map(|c| {
+                let connector = connector.clone().with_connections(c.clone());
+                endpoint.connect_with_connector_lazy(connector)
+            })
             .collect();
         Ok(PriorityDriver {
             inner: Arc::new(Inner {
                 catalog: catalog(),
                 streams: record_streams(),
                 channels,
+                connections,
                 settings,
                 tensors: Tensors::start(),
                 sample_base: rand::rng().random::<u32>() as u64 * (1 << 32),
@@ -605,6 +619,10 @@ impl PriorityDriver {
 impl Driver for PriorityDriver {
     fn requests(&self) -> &[RequestInfo] {
         &self.inner.catalog
+    }
+
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS.metrics
     }
 
     fn counters(&self) -> &'static [MetricSpec] {
@@ -679,6 +697,7 @@ impl Session for PrioritySession {
             .unwrap_or(Err(Failure::Timeout));
             let latency = call.scheduled.elapsed();
             let slo_met = outcome.is_ok() && latency <= slo;
+            inner.connections[class].record(call.recorder, class, &SLOTS, outcome.as_ref().err());
             call.recorder.request(class, latency, 0, outcome.err());
             if slo_met {
                 call.recorder.count(class, 0, 1);

@@ -9,7 +9,8 @@
 //! middle token; `malformed_json` and `unknown_event` have no gRPC form and are never drawn here
 //! (counted, the one would be a failure no client sees).
 //! With `--precise-timing` a request is timed from its arrival at the socket (kernel receive
-//! timestamps, as on the HTTP side), carried to the handler as the connection's info.
+//! timestamps, as on the HTTP side), carried to the handler as the connection's info. With the
+//! HTTP side's TLS (`--tls`) this port speaks TLS too, with the same certificate (h2 by ALPN).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use stampede_kstamp::stamped::{Arrival, StampedStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status};
@@ -35,6 +37,7 @@ use tonic::{Request, Response, Status};
 use super::Fault;
 use super::engine::{Encoder, End, Finish, Job, Token, count_words};
 use super::server::{Shared, pick_fault};
+use crate::tls::Transport;
 
 /// Serve `Orchestrator` on `listener` until `shutdown`.
 pub(crate) async fn serve(
@@ -43,26 +46,53 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let stamp = shared.config.precise_timing;
-    let incoming = futures_util::stream::unfold(listener, move |listener| async move {
-        let accepted = listener.accept().await.map(|(stream, _)| {
-            // Tokens are small writes that must leave at once.
-            let _ = stream.set_nodelay(true);
-            let (stream, arrival) = StampedStream::new(stream, stamp);
-            GrpcStream { stream, arrival }
-        });
-        Some((accepted, listener))
-    });
-    tonic::transport::Server::builder()
-        .add_service(OrchestratorServer::new(JetStream { shared }))
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await?;
+    let tls = match &shared.config.transport {
+        Transport::Tls(tls) => Some(tls.clone()),
+        Transport::Http1 | Transport::H2c => None,
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(OrchestratorServer::new(JetStream { shared }));
+    let stop = shutdown.clone().cancelled_owned();
+    match tls {
+        // The HTTP port's certificate: gRPC clients offer `h2` by ALPN. Reads are stamped
+        // under TLS, so a request's arrival is still its TCP bytes'.
+        Some(tls) => {
+            let incoming = crate::scheduler::tls::incoming_with(
+                &tls,
+                listener,
+                shutdown,
+                move |tcp| StampedStream::new(tcp, stamp).0,
+                |stream, _| GrpcStream {
+                    arrival: stream.get_ref().0.arrival().clone(),
+                    stream: Either::Right(Box::new(stream)),
+                },
+            );
+            server.serve_with_incoming_shutdown(incoming, stop).await?;
+        }
+        None => {
+            let incoming = futures_util::stream::unfold(listener, move |listener| async move {
+                let accepted = listener.accept().await.map(|(stream, _)| {
+                    // Tokens are small writes that must leave at once.
+                    let _ = stream.set_nodelay(true);
+                    let (stream, arrival) = StampedStream::new(stream, stamp);
+                    GrpcStream {
+                        stream: Either::Left(stream),
+                        arrival,
+                    }
+                });
+                Some((accepted, listener))
+            });
+            server.serve_with_incoming_shutdown(incoming, stop).await?;
+        }
+    }
     Ok(())
 }
 
-/// An accepted connection whose reads note their arrival; the [`Arrival`] is the connection
-/// info tonic hands each request (in its extensions).
+/// An accepted connection (plaintext, or TLS over it) whose reads note their arrival; the
+/// [`Arrival`] is the connection info tonic hands each request (in its extensions).
 struct GrpcStream {
-    stream: StampedStream,
+    /// Boxed under TLS: rustls' state is a few KiB.
+    stream: Either<StampedStream, Box<tokio_rustls::server::TlsStream<StampedStream>>>,
     arrival: Arrival,
 }
 

@@ -1,8 +1,12 @@
 //! The download driver against raw servers on 127.0.0.1:0 that answer exactly as each case
 //! needs: whole bodies (counted and hashed), a body far larger than the buffer, 404, a body cut
-//! short by a clean close, a connection reset mid-body, a wrong checksum.
+//! short by a clean close, a connection reset mid-body, a wrong checksum; and the same over
+//! HTTP/2 (h2c, the `h2` crate's server), where a short body is a stream ended early and a
+//! reset is a stream's.
 
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -196,6 +200,130 @@ async fn bad_answers_are_failures_of_their_kind_with_the_bytes_received() {
             assert!(n.bytes <= 200_000, "{n:?}");
         } else {
             assert_eq!(n.bytes, bytes, "{kind}: {n:?}");
+        }
+        assert!(n.hists[2].is_none(), "no throughput for a failed download");
+    }
+}
+
+/// An HTTP/2 (h2c) server answering every request on every connection with `answer` (`Short`:
+/// the stream ends after `sent` bytes; `Reset`: RST_STREAM INTERNAL_ERROR after them); its URL
+/// and the connections it accepted.
+async fn h2_server(answer: Answer) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            count.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    tokio::spawn(async move {
+                        let (status, len, sent) = match answer {
+                            Answer::Body(n) => (200, n, n),
+                            Answer::NotFound => (404, 22, 22),
+                            Answer::Short { len, sent } | Answer::Reset { len, sent } => {
+                                (200, len, sent)
+                            }
+                        };
+                        let head = http::Response::builder()
+                            .status(status)
+                            .header("content-length", len)
+                            .body(())
+                            .unwrap();
+                        let mut body = respond.send_response(head, false).unwrap();
+                        let mut at = 0;
+                        while at < sent {
+                            let n = (sent - at).min(1 << 14);
+                            body.reserve_capacity(n as usize);
+                            let Some(Ok(cap)) =
+                                std::future::poll_fn(|cx| body.poll_capacity(cx)).await
+                            else {
+                                return;
+                            };
+                            let n = n.min(cap as u64);
+                            let chunk: Vec<u8> = (at..at + n).map(byte).collect();
+                            at += n;
+                            let end = at == len;
+                            if body.send_data(Bytes::from(chunk), end).is_err() {
+                                return;
+                            }
+                        }
+                        match answer {
+                            Answer::Short { .. } => {
+                                let _ = body.send_data(Bytes::new(), true);
+                            }
+                            Answer::Reset { .. } => body.send_reset(h2::Reason::INTERNAL_ERROR),
+                            _ if sent == 0 => {
+                                let _ = body.send_data(Bytes::new(), true);
+                            }
+                            _ => {}
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+/// `version = "2"` on `http://` (h2c): whole bodies counted, hashed and timed as over
+/// HTTP/1.1, the session's downloads all on one connection (one counted new, the others
+/// reused).
+#[tokio::test]
+async fn http2_bodies_are_counted_hashed_and_timed_on_one_connection() {
+    let len = 1_000_003;
+    let (url, accepted) = h2_server(Answer::Body(len)).await;
+    let config = scenario(
+        &url,
+        &format!(
+            "path = \"/x\"\nsha256 = \"{}\"\nexpected_bytes = {len}\n[http]\nversion = \"2\"",
+            digest(len)
+        ),
+    );
+    let n = run(&config, 3).await;
+    assert_eq!((n.requests, n.failures, n.bytes), (3, 0, 3 * len), "{n:?}");
+    assert_eq!(n.hists[1].as_ref().map(|h| h.len()), Some(3), "ttfb");
+    assert_eq!(n.hists[2].as_ref().map(|h| h.len()), Some(3), "throughput");
+    assert_eq!(n.hists[3].as_ref().map(|h| h.len()), Some(1), "one connect");
+    // connections_new, connections_reused.
+    assert_eq!(&n.counters[..2], &[1, 2], "{n:?}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+/// Over HTTP/2 a stream ended before its content-length is a short body, a reset stream is
+/// named by its reason, and the bytes that arrived are counted.
+#[tokio::test]
+async fn http2_bad_answers_are_failures_of_their_kind() {
+    let len = 300_000;
+    let cases = [
+        (Answer::NotFound, "HTTP 404"),
+        (Answer::Short { len, sent: 100_000 }, "short body"),
+        (
+            Answer::Reset { len, sent: 200_000 },
+            "http2: stream reset (INTERNAL_ERROR)",
+        ),
+        (Answer::Body(len), "checksum mismatch"),
+    ];
+    for (answer, kind) in cases {
+        let (url, _) = h2_server(answer).await;
+        let config = scenario(
+            &url,
+            &format!("sha256 = \"{}\"\n[http]\nversion = \"2\"", "ab".repeat(32)),
+        );
+        let n = run(&config, 1).await;
+        assert_eq!((n.requests, n.failures), (1, 1), "{kind}: {n:?}");
+        assert_eq!(n.failure_kinds, vec![(kind.to_string(), 1)], "{n:?}");
+        match answer {
+            Answer::Short { sent, .. } => assert_eq!(n.bytes, sent, "{n:?}"),
+            Answer::Reset { sent, .. } => assert!(n.bytes <= sent, "{n:?}"),
+            Answer::NotFound => assert_eq!(n.bytes, 22, "{n:?}"),
+            Answer::Body(len) => assert_eq!(n.bytes, len, "{n:?}"),
         }
         assert!(n.hists[2].is_none(), "no throughput for a failed download");
     }

@@ -222,7 +222,9 @@ fn one_user_with(
 async fn jetstream_ttft_with_busy_worker(busy_from: Duration) -> (u64, u64) {
     let addr = jetstream_server();
     let (rec, session) = one_user(&format!("http://{addr}"), "jetstream", 2);
-    ttft_with_busy_worker(rec, session, busy_from).await
+    let (min, max, n) = ttft_with_busy_worker(rec, session, busy_from).await;
+    assert!(n.hists[SLOTS.metric + 1].is_none(), "no TLS on http://");
+    (min, max)
 }
 
 /// The TTFT (min, max, µs) of the second of two requests of `session`, its worker blocked
@@ -231,7 +233,7 @@ async fn ttft_with_busy_worker(
     rec: crate::recorder::Recorder,
     mut session: Box<dyn Session>,
     busy_from: Duration,
-) -> (u64, u64) {
+) -> (u64, u64, crate::recorder::NameInterval) {
     use rand::SeedableRng;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
     for round in 0..2 {
@@ -254,8 +256,12 @@ async fn ttft_with_busy_worker(
     }
     let n = rec.take().names.remove(0);
     assert_eq!((n.requests, n.failures), (2, 0), "{n:?}");
+    // One connection: the first request opened it, the second reused it.
+    let counted = &n.counters[SLOTS.counter..SLOTS.counter + 2];
+    assert_eq!(counted, &[1, 1], "{n:?}");
+    assert_eq!(n.hists[SLOTS.metric].as_ref().map(|h| h.len()), Some(1));
     let ttft = n.hists[TTFT].as_ref().expect("TTFT recorded");
-    (ttft.min(), ttft.max())
+    (ttft.min(), ttft.max(), n)
 }
 
 /// JetStream tokens are timed by the kernel's receive timestamps, like HTTP ones: a worker
@@ -298,7 +304,9 @@ async fn jetstream_over_tls_keeps_its_timing_marks() {
     let trusted = format!("[tls]\nca = \"{}\"\n", ca.display());
     for busy_from in [Duration::from_millis(20), Duration::ZERO] {
         let (rec, session) = one_user_with(&url, "jetstream", 2, "1.1", &trusted);
-        let (min, max) = ttft_with_busy_worker(rec, session, busy_from).await;
+        let (min, max, n) = ttft_with_busy_worker(rec, session, busy_from).await;
+        let handshakes = n.hists[SLOTS.metric + 1].as_ref().map(|h| h.len());
+        assert_eq!(handshakes, Some(1), "the TLS handshake is timed: {n:?}");
         assert!(min >= 50_000, "TTFT min {min} µs");
         assert!(
             max < 200_000,

@@ -473,6 +473,68 @@ async fn https_targets_use_the_scenarios_tls() {
     assert_eq!(stats.counts().received, 2 * CLASSES as u64);
 }
 
+/// Each class's channel makes one TLS connection: its first request records the connect
+/// and handshake times and counts `connections_new`, the second `connections_reused`; a
+/// request whose handshake failed counts neither.
+#[tokio::test]
+async fn grpc_connections_are_counted_per_class() {
+    assert_eq!(&COUNTERS[SLOTS.counter..], CONNECTION_COUNTERS);
+    let (url, cert, _) = tls_scheduler().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &cert).unwrap();
+    let (driver, recorder) = driver_of(&url, &format!("[tls]\nca = \"{}\"\n", ca.display()));
+    let mut session = driver.session();
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
+    for _ in 0..2 {
+        for class in 0..CLASSES {
+            session
+                .call(Call {
+                    rng: &mut rng,
+                    recorder: &recorder,
+                    scheduled: std::time::Instant::now(),
+                    elapsed: Duration::ZERO,
+                    request: Some(class),
+                })
+                .await;
+        }
+    }
+    let interval = recorder.take();
+    for (class, n) in interval.names.iter().enumerate() {
+        let counted = &n.counters[SLOTS.counter..SLOTS.counter + 2];
+        assert_eq!(counted, &[1, 1], "{}: {n:?}", class_name(class));
+        let times = |m: usize| n.hists[m].as_ref().map_or(0, |h| h.len());
+        assert_eq!(times(SLOTS.metric), 1, "connect of {}", class_name(class));
+        assert_eq!(
+            times(SLOTS.metric + 1),
+            1,
+            "handshake of {}",
+            class_name(class)
+        );
+    }
+
+    // Without the certificate every handshake fails.
+    let (driver, recorder) = driver_of(&url, "");
+    let mut session = driver.session();
+    session
+        .call(Call {
+            rng: &mut rng,
+            recorder: &recorder,
+            scheduled: std::time::Instant::now(),
+            elapsed: Duration::ZERO,
+            request: Some(0),
+        })
+        .await;
+    let n = &recorder.take().names[0];
+    assert_eq!(n.failures, 1, "{n:?}");
+    assert_eq!(
+        &n.counters[SLOTS.counter..SLOTS.counter + 2],
+        &[0, 0],
+        "{n:?}"
+    );
+    assert!(n.hists[SLOTS.metric].is_none(), "{n:?}");
+}
+
 /// A refused connection is named as such (`connect: connection refused`), found under
 /// tonic's `unavailable` status.
 #[tokio::test]
