@@ -3,7 +3,8 @@
 //! every sample), counters are summed, and once a second the interval becomes a history row.
 //!
 //! Owned by the coordinator; fed with reports already decoded by the connection handlers.
-//! Keeps what lost workers reported. Writes nothing itself except through the optional hlog.
+//! Keeps what lost workers reported. Writes nothing: the run logs each closed interval's
+//! latency ([`ClosedInterval`]) to its hlog.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,7 +13,6 @@ use stampede_protocol::metric;
 use stampede_scenarios::RequestInfo;
 use stampede_scenarios::recorder::new_histogram;
 
-use crate::results::HlogWriter;
 use crate::sparse::{Decoder, Dense, Sparse};
 use crate::summary::{
     AGGREGATED, FailureRow, HistoryEntry, HistoryRow, LOCUST_PERCENTILES, NameStats,
@@ -202,13 +202,27 @@ pub struct Aggregate {
     history: Vec<HistoryRow>,
     workers: BTreeMap<u64, WorkerTotals>,
     dropped: u64,
-    hlog: Option<HlogWriter>,
-    hlog_failed: bool,
+    /// The latency of the interval the last [`Aggregate::tick`] closed.
+    closed: ClosedInterval,
+}
+
+/// The latency histograms of one closed interval, per request name (those with requests in
+/// it) and for all names, with its start and length: what the run's `latency.hlog` logs.
+#[derive(Debug, Default)]
+pub struct ClosedInterval {
+    /// Seconds from the run's start to the interval's.
+    pub start_s: f64,
+    /// Its length, seconds.
+    pub length_s: f64,
+    /// Per request name that had a request in it, in name order.
+    pub names: Vec<(String, Histogram<u64>)>,
+    /// All names together, if any request completed in it.
+    pub total: Option<Histogram<u64>>,
 }
 
 impl Aggregate {
     /// An empty aggregate for these request names, starting at `start_ms` (Unix ms).
-    pub fn new(catalog: &[RequestInfo], start_ms: u64, hlog: Option<HlogWriter>) -> Aggregate {
+    pub fn new(catalog: &[RequestInfo], start_ms: u64) -> Aggregate {
         let mut a = Aggregate {
             index: HashMap::new(),
             names: Vec::new(),
@@ -222,8 +236,7 @@ impl Aggregate {
             history: Vec::new(),
             workers: BTreeMap::new(),
             dropped: 0,
-            hlog,
-            hlog_failed: false,
+            closed: ClosedInterval::default(),
         };
         for r in catalog {
             a.slot(&r.name, &r.kind);
@@ -339,8 +352,8 @@ impl Aggregate {
         }
     }
 
-    /// Close the current interval at `now_ms`: fold it into the run's histograms, make a
-    /// history row and hlog lines; returns the row.
+    /// Close the current interval at `now_ms`: fold it into the run's histograms and make a
+    /// history row; returns the row. Its latency stays readable in [`Aggregate::closed`].
     pub fn tick(&mut self, now_ms: u64) -> &HistoryRow {
         for (acc, n) in self.interval.iter_mut().zip(self.names.iter_mut()) {
             if let Some(incoming) = acc.incoming.as_mut().filter(|d| !d.is_empty()) {
@@ -367,17 +380,19 @@ impl Aggregate {
             .map(|w| w.users)
             .sum();
         let mut entries = Vec::new();
-        let start_s = self.last_tick_ms.saturating_sub(self.start_ms) as f64 / 1000.0;
+        let mut closed = ClosedInterval {
+            start_s: self.last_tick_ms.saturating_sub(self.start_ms) as f64 / 1000.0,
+            length_s: secs,
+            ..ClosedInterval::default()
+        };
         for (i, acc) in self.interval.iter_mut().enumerate() {
             let n = &self.names[i];
             if n.requests == 0 {
                 continue;
             }
             entries.push(entry(n, acc, secs));
-            if let (Some(h), Some(w)) = (&acc.latency, self.hlog.as_mut())
-                && w.interval(Some(&n.name), start_s, secs, h).is_err()
-            {
-                self.hlog_failed = true;
+            if let Some(h) = acc.latency.take() {
+                closed.names.push((n.name.clone(), h));
             }
             *acc = IntervalAcc {
                 incoming: acc.incoming.take(),
@@ -385,12 +400,8 @@ impl Aggregate {
             };
         }
         entries.push(entry(&self.total, &self.interval_total, secs));
-        if let (Some(h), Some(w)) = (&self.interval_total.latency, self.hlog.as_mut())
-            && w.interval(None, start_s, secs, h).is_err()
-        {
-            self.hlog_failed = true;
-        }
-        self.interval_total = IntervalAcc::default();
+        closed.total = std::mem::take(&mut self.interval_total).latency;
+        self.closed = closed;
         self.last_tick_ms = now_ms;
         self.history.push(HistoryRow {
             unix_s: now_ms / 1000,
@@ -439,9 +450,9 @@ impl Aggregate {
         self.dropped
     }
 
-    /// Whether writing the hlog failed at some point.
-    pub fn hlog_failed(&self) -> bool {
-        self.hlog_failed
+    /// The latency of the interval the last [`Aggregate::tick`] closed.
+    pub fn closed(&self) -> &ClosedInterval {
+        &self.closed
     }
 
     /// Failures by name and kind.
@@ -455,20 +466,6 @@ impl Aggregate {
                 occurrences: *n,
             })
             .collect()
-    }
-
-    /// Push the hlog's lines so far to its file.
-    pub fn flush_hlog(&mut self) {
-        if let Some(h) = self.hlog.as_mut()
-            && h.flush().is_err()
-        {
-            self.hlog_failed = true;
-        }
-    }
-
-    /// Finish: close the hlog.
-    pub fn take_hlog(&mut self) -> Option<HlogWriter> {
-        self.hlog.take()
     }
 }
 
@@ -561,7 +558,7 @@ mod tests {
             kind: "GET".into(),
             name: "a".into(),
         }];
-        let mut agg = Aggregate::new(&catalog, 0, None);
+        let mut agg = Aggregate::new(&catalog, 0);
         for worker in 0..5u64 {
             for seq in 0..10u64 {
                 let mut interval = new_histogram();
@@ -615,7 +612,7 @@ mod tests {
 
     #[test]
     fn tick_makes_history_and_counts_gaps() {
-        let mut agg = Aggregate::new(&[], 1_000, None);
+        let mut agg = Aggregate::new(&[], 1_000);
         let mut h = new_histogram();
         h.record(1500).unwrap();
         h.record(2500).unwrap();

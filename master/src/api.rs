@@ -7,49 +7,20 @@
 //! clients can send); reads do not. The Locust-compatible routes of [`crate::compat`] and the
 //! health API of [`crate::health`] are merged in.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
-use stampede_scenarios::{Arrival, Overrides, ScenarioConfig};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 
+pub use crate::api_state::ApiState;
+use crate::api_state::{StartBody, authorized, error, json_body, scenario_for};
 use crate::coordinator::{Archive, Command, Event};
-use crate::metrics::Exporter;
-use crate::snapshot::{RunView, Snapshot};
+use crate::snapshot::RunView;
 use crate::state::RunState;
-
-/// What the handlers share.
-#[derive(Clone)]
-pub struct ApiState {
-    /// Latest snapshot.
-    pub snapshots: watch::Receiver<Arc<Snapshot>>,
-    /// To the coordinator.
-    pub events: mpsc::Sender<Event>,
-    /// Finished runs.
-    pub archive: Arc<Archive>,
-    /// The token for changes.
-    pub token: Arc<str>,
-    /// The master's scenario, the base for `POST /api/runs` overrides.
-    pub scenario: Option<ScenarioConfig>,
-    /// The Prometheus exporter.
-    pub exporter: Arc<Exporter>,
-    /// The master's `--out` directory, where `GET /run` (Locust compatibility) writes its
-    /// result files.
-    pub out: Option<PathBuf>,
-    /// Where finished runs are kept (`<runs_dir>/<run_id>/`): `GET /run`'s result file goes
-    /// into its run's directory there when there is no `--out`.
-    pub runs_dir: Option<PathBuf>,
-    /// The master's `--target`, for runs the API builds (the health workload).
-    pub target: Option<String>,
-}
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
@@ -62,90 +33,6 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state.clone())
         .merge(crate::compat::router(state.clone()))
         .merge(crate::health::router(state))
-}
-
-/// A JSON error answer: `{"error": message}`.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-/// The token a request presents: `Authorization: Bearer <token>`, or `Basic` credentials
-/// whose password is the token (any user name), as Locust's clients and browsers send.
-fn presented_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    if let Some(t) = value.strip_prefix("Bearer ") {
-        return Some(t.trim().to_string());
-    }
-    let decoded = base64_decode(value.strip_prefix("Basic ")?.trim())?;
-    let text = String::from_utf8(decoded).ok()?;
-    text.split_once(':')
-        .map(|(_, password)| password.to_string())
-}
-
-/// Check the token of a request that starts, stops or changes a run: 401 without it or with
-/// another (with `WWW-Authenticate`, so a browser or Locust client can ask for it).
-pub(crate) fn authorized(state: &ApiState, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let refuse = |m: &str| {
-        let mut r = error(StatusCode::UNAUTHORIZED, m);
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            axum::http::HeaderValue::from_static("Bearer, Basic realm=\"stampede\""),
-        );
-        Err(Box::new(r))
-    };
-    match presented_token(headers) {
-        Some(t) if t.as_bytes() == state.token.as_bytes() => Ok(()),
-        Some(_) => refuse("wrong token"),
-        None => refuse(
-            "this endpoint needs the master's token: `Authorization: Bearer <token>` (or HTTP \
-             Basic auth with the token as password)",
-        ),
-    }
-}
-
-/// Parse a JSON request body: `Ok(None)` when empty, 400 naming the reason when it is not
-/// valid JSON or not the expected shape.
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
-    body: &[u8],
-) -> Result<Option<T>, Box<Response>> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(body).map(Some).map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("invalid JSON body: {e}"),
-        ))
-    })
-}
-
-/// Standard base64 (with or without padding); `None` if it is not.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => Some(c - b'A'),
-        b'a'..=b'z' => Some(c - b'a' + 26),
-        b'0'..=b'9' => Some(c - b'0' + 52),
-        b'+' => Some(62),
-        b'/' => Some(63),
-        _ => None,
-    };
-    let digits: Vec<u8> = s
-        .trim_end_matches('=')
-        .bytes()
-        .map(value)
-        .collect::<Option<_>>()?;
-    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
-    for chunk in digits.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
-        out.extend((0..chunk.len() - 1).map(|i| (n >> (16 - 8 * i)) as u8));
-    }
-    Some(out)
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
@@ -214,22 +101,6 @@ async fn run(State(s): State<ApiState>, Path(id): Path<u64>) -> Response {
     }
 }
 
-/// Body of `POST /api/runs`: every field optional; overrides of the master's scenario, or a
-/// whole scenario as TOML text.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StartBody {
-    pub(crate) scenario_toml: Option<String>,
-    pub(crate) duration: Option<String>,
-    pub(crate) users: Option<u64>,
-    pub(crate) spawn_rate: Option<f64>,
-    pub(crate) rate: Option<f64>,
-    pub(crate) arrival: Option<String>,
-    /// Gamma arrivals of this shape (open models).
-    pub(crate) burstiness: Option<f64>,
-    pub(crate) target: Option<String>,
-}
-
 async fn start(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&s, &headers) {
         return *r;
@@ -263,49 +134,6 @@ async fn start(State(s): State<ApiState>, headers: HeaderMap, body: Bytes) -> Re
         Ok(Err(m)) => error(StatusCode::CONFLICT, m),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "master shutting down"),
     }
-}
-
-/// The scenario a start request asks for: the master's (or the body's TOML) with overrides.
-pub(crate) fn scenario_for(s: &ApiState, b: &StartBody) -> Result<Option<ScenarioConfig>, String> {
-    let arrival = b
-        .arrival
-        .as_deref()
-        .map(str::parse::<Arrival>)
-        .transpose()?;
-    let duration = b
-        .duration
-        .as_deref()
-        .map(stampede_scenarios::units::parse_duration)
-        .transpose()?;
-    let overrides = Overrides {
-        duration,
-        users: b.users,
-        spawn_rate: b.spawn_rate,
-        rate: b.rate,
-        arrival,
-        burstiness: b.burstiness,
-        target: b.target.clone(),
-        ..Overrides::default()
-    };
-    let base = match &b.scenario_toml {
-        Some(text) => ScenarioConfig::parse(text, "<request body>", &Overrides::default())
-            .map_err(|e| e.to_string())?,
-        None => match &s.scenario {
-            Some(sc) => sc.clone(),
-            None => return Err("the master has no scenario: send `scenario_toml`".into()),
-        },
-    };
-    if matches!(base.target, stampede_scenarios::Target::Builtin(_)) && overrides.target.is_none() {
-        return Err("the scenario's target is built in; give a `target` URL".into());
-    }
-    let config = base.with_overrides(&overrides).map_err(|e| e.to_string())?;
-    if b.burstiness.is_some() && !config.load.is_open() {
-        return Err(
-            "`burstiness` shapes open-model arrivals; this run's load is closed (give `rate` too)"
-                .into(),
-        );
-    }
-    Ok(Some(config))
 }
 
 async fn stop(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<u64>) -> Response {

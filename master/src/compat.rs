@@ -1,7 +1,7 @@
 //! Locust's control API on the master's HTTP API, so tools written for Locust keep working
 //! against Stampede: `POST /swarm`, `GET /stop`, `GET /stats/requests` (+ `/csv`), the
 //! `GET /stats/custom_metrics` of ai-on-gke's Locust benchmark, and its `locust-runner`'s
-//! `GET /run`. [`crate::api::router`] merges these routes next to its own.
+//! `GET /run`. The HTTP API merges these routes next to its own.
 //!
 //! A translation layer only: it reads the published snapshot and the archive of finished runs,
 //! changes runs through coordinator commands, and keeps no statistics of its own, so
@@ -14,7 +14,6 @@
 //! `WWW-Authenticate`. The statistics routes stay open, as reads are everywhere.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -27,32 +26,24 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+use stampede_scenarios::spec::{Role, Specs};
 use stampede_scenarios::{LoadModel, ScenarioConfig};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::api::{ApiState, StartBody, authorized, scenario_for};
+use crate::api_state::{ApiState, StartBody, authorized, scenario_for};
 use crate::coordinator::{Command, UNTIL_STOPPED};
-use crate::results::STATS_CSV_HEADER;
-use crate::snapshot::{MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::results::csv::{CSV_EOL, STATS_CSV_HEADER, csv_row, py_float};
+use crate::results::dates::utc_datetime;
+use crate::results::per_second;
+use crate::snapshot::{Exported, MetricView, NameView, RunView, Snapshot, WorkerView};
 use crate::state::{RunState, WorkerState};
 use crate::summary::{AGGREGATED, LOCUST_PERCENTILES, NameStats, RunSummary};
-
-/// The counter an LLM driver records prompt tokens under (the Locust benchmark's "tokens sent").
-pub const INPUT_TOKENS: &str = "input_tokens";
-/// The counter an LLM driver records generated tokens under (the Locust benchmark's "tokens
-/// received").
-pub const OUTPUT_TOKENS: &str = "output_tokens";
-/// The metric an LLM driver records time to first token under (ms).
-pub const TTFT: &str = "ttft";
 
 /// How long `/swarm` and `/run` wait for a run that is stopping to finish before starting the
 /// next (Locust's tools call `/stop` then `/swarm` at once; a run takes up to the stop grace
 /// to collect its final reports).
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
-
-/// Python's `csv` writer ends rows with CRLF, so Locust's CSV does too.
-const CSV_EOL: &str = "\r\n";
 
 /// The routes of Locust's web API and of ai-on-gke's `locust-runner`.
 pub fn router(state: ApiState) -> Router {
@@ -546,8 +537,9 @@ struct Table {
     elapsed_s: f64,
     /// Locust's `workers`: id (our name), state in Locust's words, user count.
     workers: Vec<Value>,
-    /// The aggregate's driver counters and `ttft`, for the custom metrics.
-    counters: BTreeMap<String, u64>,
+    /// The aggregate's prompt and output tokens and time to first token (by their specs'
+    /// roles), for the custom metrics.
+    tokens: (u64, u64),
     ttft: Option<MetricView>,
 }
 
@@ -575,7 +567,7 @@ impl Table {
             errors: Vec::new(),
             elapsed_s: 0.0,
             workers: workers(snap, None),
-            counters: BTreeMap::new(),
+            tokens: (0, 0),
             ttft: None,
         }
     }
@@ -606,8 +598,12 @@ impl Table {
             errors,
             elapsed_s: view.elapsed_s,
             workers: workers(snap, Some(view)),
-            counters: view.total.counters.clone(),
-            ttft: view.total.metrics.get(TTFT).cloned(),
+            tokens: tokens(&view.specs, &view.total.counters),
+            ttft: view
+                .specs
+                .name_of(Role::TimeToFirstToken)
+                .and_then(|name| view.total.metrics.get(name))
+                .cloned(),
         }
     }
 
@@ -644,12 +640,14 @@ impl Table {
             errors,
             elapsed_s: duration,
             workers: workers(snap, None),
-            counters: summary.total.counters.clone(),
+            tokens: tokens(&summary.specs, &summary.total.counters),
             ttft: summary
-                .total
-                .metrics
-                .get(TTFT)
-                .map(|h| MetricView::of(TTFT, h)),
+                .specs
+                .name_of(Role::TimeToFirstToken)
+                .and_then(|name| {
+                    let h = summary.total.metrics.get(name)?;
+                    Some(MetricView::of(Exported::of_metric(&summary.specs, name), h))
+                }),
         }
     }
 
@@ -727,8 +725,7 @@ impl Table {
     /// request, times in seconds as it measures them), then totals under its worker-report names.
     fn custom_metrics(&self) -> Value {
         let total = self.total();
-        let counter = |name: &str| self.counters.get(name).copied().unwrap_or(0);
-        let (sent, received) = (counter(INPUT_TOKENS), counter(OUTPUT_TOKENS));
+        let (sent, received) = self.tokens;
         let successes = total.requests.saturating_sub(total.failures);
         let per_success = |n: u64| ratio(n, successes);
         let test_time_s = if successes == 0 {
@@ -758,6 +755,19 @@ impl Table {
             "time-to-first-token-ms": self.ttft,
         })
     }
+}
+
+/// The prompt and output tokens among `counters`, by the roles of the run's `specs` (0 for a
+/// driver that counts none).
+fn tokens(specs: &Specs, counters: &BTreeMap<String, u64>) -> (u64, u64) {
+    let count = |role| {
+        specs
+            .name_of(role)
+            .and_then(|name| counters.get(name))
+            .copied()
+            .unwrap_or(0)
+    };
+    (count(Role::InputTokens), count(Role::OutputTokens))
 }
 
 /// One row of Locust's statistics; times in ms.
@@ -1002,14 +1012,6 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn per_second(count: u64, seconds: f64) -> f64 {
-    if seconds > 0.0 {
-        count as f64 / seconds
-    } else {
-        0.0
-    }
-}
-
 fn ratio(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
@@ -1028,53 +1030,6 @@ fn html_escape(s: &str) -> String {
 /// ms as Locust writes whole-ms figures.
 fn whole_ms(ms: f64) -> String {
     (ms.round() as u64).to_string()
-}
-
-/// A float as Python's `str(float)` writes it (at least one decimal).
-fn py_float(x: f64) -> String {
-    let s = x.to_string();
-    if s.contains(['.', 'e', 'N', 'i']) {
-        s
-    } else {
-        s + ".0"
-    }
-}
-
-/// Append a row, quoting as Python's `csv.writer` (`QUOTE_MINIMAL`).
-fn csv_row(out: &mut String, fields: &[String]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if f.contains([',', '"', '\r', '\n']) {
-            let _ = write!(out, "\"{}\"", f.replace('"', "\"\""));
-        } else {
-            out.push_str(f);
-        }
-    }
-    out.push_str(CSV_EOL);
-}
-
-/// Unix ms as ai-on-gke's `locust-runner` writes times, `%Y-%m-%d %H:%M:%S` in UTC.
-fn utc_datetime(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 #[cfg(test)]
@@ -1108,21 +1063,5 @@ mod tests {
                 .unwrap_err()
                 .contains("run_time")
         );
-    }
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_datetime(0), "1970-01-01 00:00:00");
-        assert_eq!(utc_datetime(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(utc_datetime(1_700_000_000_123), "2023-11-14 22:13:20");
-    }
-
-    #[test]
-    fn csv_quotes_like_python() {
-        let mut out = String::new();
-        csv_row(&mut out, &["a,b".into(), "say \"hi\"".into(), "c".into()]);
-        assert_eq!(out, "\"a,b\",\"say \"\"hi\"\"\",c\r\n");
-        assert_eq!(py_float(2.0), "2.0");
-        assert_eq!(py_float(2.5), "2.5");
     }
 }

@@ -20,7 +20,7 @@ use stampede_protocol::unix_now_ns;
 use stampede_scenarios::{Kind, Overrides, ScenarioConfig, ScenarioFile};
 use tokio::sync::oneshot;
 
-use crate::api::{ApiState, authorized, error, json_body};
+use crate::api_state::{ApiState, authorized, error, json_body};
 use crate::coordinator::{Command, Event};
 use crate::results::MEGABYTE;
 use crate::results::dates::rfc3339_seconds;

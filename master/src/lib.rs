@@ -18,6 +18,7 @@
 //! - [`results`]: the files of `--out DIR` and the end-of-run table.
 //! - [`records`]: record streams (per-request CSV rows from workers) appended to files.
 //! - [`api`]: the HTTP API and `/metrics`.
+//! - [`api_state`]: what the API's handlers share: state, the token check, JSON bodies.
 //! - [`compat`]: Locust's control API (`/swarm`, `/stop`, `/stats/requests`) and the
 //!   `/run` and `/stats/custom_metrics` of ai-on-gke's Locust benchmark, merged into the HTTP API.
 //! - [`health`]: the ACME performance track's health-dashboard API (`/health/components`, the
@@ -30,6 +31,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod api_state;
 pub mod compat;
 pub mod coordinator;
 pub mod health;

@@ -13,128 +13,23 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 use prometheus::{Encoder, TextEncoder};
+use stampede_scenarios::Kind;
+use stampede_scenarios::spec::{MetricSpec, Prometheus, Role, Specs};
 
-use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
+use crate::snapshot::{Buckets, Exported, RunView, Snapshot, WorkerView};
+pub use crate::snapshot::{DURATION_BUCKETS, THROUGHPUT_BUCKETS};
 use crate::state::{RunStatus, WorkerState};
-use crate::summary::{CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, TLS_HANDSHAKE};
-
-/// Upper bounds of every time histogram's buckets, seconds: ten per decade from 100 µs to
-/// 10 s (neighbours at most 4/3 apart), then up to 2 minutes, so a `histogram_quantile` p99
-/// lands within one bucket of the exact one.
-pub const DURATION_BUCKETS: [f64; 56] = [
-    0.0001, 0.000125, 0.00015, 0.0002, 0.00025, 0.0003, 0.0004, 0.0005, 0.0006, 0.00075, //
-    0.001, 0.00125, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.006, 0.0075, //
-    0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075, //
-    0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, //
-    1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.5, //
-    10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
-];
-
-/// Upper bounds of throughput histograms, bytes per second: 1-2-5 steps from 1 kB/s to
-/// 10 GB/s.
-pub const THROUGHPUT_BUCKETS: [f64; 22] = [
-    1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 2e7, 5e7, 1e8, 2e8, 5e8, 1e9,
-    2e9, 5e9, 1e10,
-];
 
 /// Failure kinds exported per request name; further kinds are summed under `kind="other"`, so
 /// a driver with many distinct messages cannot blow up the series count.
 pub const MAX_FAILURE_KINDS: usize = 20;
 
-/// How a driver metric's recorded values convert to the exported unit.
-#[derive(Debug, Clone, Copy)]
-pub struct Unit {
-    /// The histogram's bucket bounds, in the exported unit.
-    pub bounds: &'static [f64],
-    /// Recorded value × scale = exported value.
-    pub scale: f64,
-}
-
-/// The unit of a driver metric by name: `client_throughput` is kB/s (exported as bytes/s),
-/// every other one is a time in µs (exported as seconds).
-pub fn unit_of(metric: &str) -> Unit {
-    match metric {
-        "client_throughput" => Unit {
-            bounds: &THROUGHPUT_BUCKETS,
-            scale: 1000.0,
-        },
-        _ => Unit {
-            bounds: &DURATION_BUCKETS,
-            scale: 1e-6,
-        },
-    }
-}
-
-/// Driver histograms exported under their own names: (driver metric, family, help).
-pub const KIND_HISTOGRAMS: [(&str, &str, &str); 7] = [
-    (
-        "ttft",
-        "stampede_llm_time_to_first_token_seconds",
-        "LLM: time from writing the request to its first token.",
-    ),
-    (
-        "tpot",
-        "stampede_llm_time_per_output_token_seconds",
-        "LLM: time per output token after the first, per request.",
-    ),
-    (
-        "itl",
-        "stampede_llm_inter_token_latency_seconds",
-        "LLM: time between consecutive streamed chunks.",
-    ),
-    (
-        "ttfb",
-        "stampede_download_time_to_first_byte_seconds",
-        "Downloads: time to the response head.",
-    ),
-    (
-        "client_throughput",
-        "stampede_download_client_throughput_bytes_per_second",
-        "Downloads: bytes per second of each successful download.",
-    ),
-    (
-        CONNECT,
-        "stampede_connect_seconds",
-        "TCP connect time of each new connection, under the request that opened it.",
-    ),
-    (
-        TLS_HANDSHAKE,
-        "stampede_tls_handshake_seconds",
-        "TLS handshake time of each new connection (https:// targets).",
-    ),
-];
-
-/// The family of the drivers' connection counters, one series per request name and `kind`.
-pub const CONNECTIONS_FAMILY: &str = "stampede_connections_total";
-
-/// The `kind` label of [`CONNECTIONS_FAMILY`] for each driver counter.
-const CONNECTION_KINDS: [(&str, &str); 2] =
-    [(CONNECTIONS_NEW, "new"), (CONNECTIONS_REUSED, "reused")];
-
-/// Driver counters exported under their own names: (driver counter, family, help).
-pub const KIND_COUNTERS: [(&str, &str, &str); 3] = [
-    (
-        "input_tokens",
-        "stampede_llm_input_tokens_total",
-        "LLM: prompt tokens sent.",
-    ),
-    (
-        "output_tokens",
-        "stampede_llm_output_tokens_total",
-        "LLM: output tokens received.",
-    ),
-    (
-        "good",
-        "stampede_llm_good_requests_total",
-        "LLM: requests that met every latency objective of the scenario (goodput).",
-    ),
-];
-
 /// SLO classes of priority traffic, as they appear in request names (`tier1_urgent`).
 pub const SLO_CLASSES: [&str; 3] = ["urgent", "normal", "relaxed"];
 
 /// Every family this exporter can render, for documentation and for checking that dashboards
-/// name only real metrics. Histograms are listed by their base name.
+/// name only real metrics: its own, then those of every kind's driver figures (from their
+/// specs). Histograms are listed by their base name.
 pub fn family_names() -> Vec<&'static str> {
     let mut names = vec![
         "stampede_workers",
@@ -156,12 +51,21 @@ pub fn family_names() -> Vec<&'static str> {
         "stampede_request_duration_seconds",
         "stampede_schedule_lag_seconds",
         "stampede_driver_events_total",
-        CONNECTIONS_FAMILY,
         "stampede_slo_met_total",
         "stampede_slo_missed_total",
     ];
-    names.extend(KIND_HISTOGRAMS.iter().map(|k| k.1));
-    names.extend(KIND_COUNTERS.iter().map(|k| k.1));
+    for specs in every_kind() {
+        for p in specs
+            .metrics
+            .iter()
+            .chain(specs.counters)
+            .filter_map(|s| s.prometheus)
+        {
+            if !names.contains(&p.name) {
+                names.push(p.name);
+            }
+        }
+    }
     names
 }
 
@@ -172,8 +76,44 @@ pub fn histogram_names() -> Vec<&'static str> {
         "stampede_request_duration_seconds",
         "stampede_schedule_lag_seconds",
     ];
-    names.extend(KIND_HISTOGRAMS.iter().map(|k| k.1));
+    for specs in every_kind() {
+        for p in specs.metrics.iter().filter_map(|s| s.prometheus) {
+            if !names.contains(&p.name) {
+                names.push(p.name);
+            }
+        }
+    }
     names
+}
+
+/// The figures of every scenario kind of this build.
+fn every_kind() -> impl Iterator<Item = Specs> {
+    Kind::ALL.iter().map(|kind| kind.specs())
+}
+
+/// A family of driver figures: the specs exported under one name (several for a family
+/// told apart by a label, such as `stampede_connections_total{kind}`).
+struct SpecFamily {
+    family: MetricFamily,
+    specs: Vec<&'static MetricSpec>,
+}
+
+/// The families of `specs` that have a Prometheus name, in spec order, one per name.
+fn spec_families(specs: &'static [MetricSpec], kind: MetricType) -> Vec<SpecFamily> {
+    let mut out: Vec<SpecFamily> = Vec::new();
+    for spec in specs {
+        let Some(Prometheus { name, help, .. }) = spec.prometheus else {
+            continue;
+        };
+        match out.iter_mut().find(|f| f.family.name() == name) {
+            Some(f) => f.specs.push(spec),
+            None => out.push(SpecFamily {
+                family: family(name, help, kind),
+                specs: vec![spec],
+            }),
+        }
+    }
+    out
 }
 
 /// Renders snapshots as Prometheus text.
@@ -362,22 +302,12 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
     );
     lag.mut_metric()
         .push(histogram(&sc, &run.schedule_lag, &DURATION_BUCKETS));
-    let mut kind_hist: Vec<MetricFamily> = KIND_HISTOGRAMS
-        .iter()
-        .map(|(_, name, help)| family(name, help, MetricType::HISTOGRAM))
-        .collect();
-    let mut kind_count: Vec<MetricFamily> = KIND_COUNTERS
-        .iter()
-        .map(|(_, name, help)| family(name, help, MetricType::COUNTER))
-        .collect();
+    let specs = &run.specs;
+    let mut kind_hist = spec_families(specs.metrics, MetricType::HISTOGRAM);
+    let mut kind_count = spec_families(specs.counters, MetricType::COUNTER);
     let mut driver = family(
         "stampede_driver_events_total",
         "Every counter a scenario's driver records, by its own name (`counter` label).",
-        MetricType::COUNTER,
-    );
-    let mut connections = family(
-        CONNECTIONS_FAMILY,
-        "Requests that opened a new connection (kind=new) or reused an open one (kind=reused).",
         MetricType::COUNTER,
     );
     for n in &run.names {
@@ -389,27 +319,26 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
         duration
             .mut_metric()
             .push(histogram(&labels, &n.latency, &DURATION_BUCKETS));
-        for ((metric, _, _), f) in KIND_HISTOGRAMS.iter().zip(&mut kind_hist) {
-            if let Some(m) = n.metrics.get(*metric) {
-                f.mut_metric()
-                    .push(histogram(&labels, &m.buckets, unit_of(metric).bounds));
+        for f in &mut kind_hist {
+            for spec in &f.specs {
+                if let Some(m) = n.metrics.get(spec.name) {
+                    let bounds = Exported::of(spec.unit).bounds;
+                    f.family
+                        .mut_metric()
+                        .push(histogram(&labels, &m.buckets, bounds));
+                }
             }
         }
-        for ((name, _, _), f) in KIND_COUNTERS.iter().zip(&mut kind_count) {
-            if let Some(v) = n.counters.get(*name) {
-                f.mut_metric().push(counter(&labels, *v as f64));
-            }
-        }
-        for (name, kind) in CONNECTION_KINDS {
-            if let Some(v) = n.counters.get(name) {
-                connections.mut_metric().push(counter(
-                    &[
-                        ("scenario", scenario),
-                        ("name", n.name.as_str()),
-                        ("kind", kind),
-                    ],
-                    *v as f64,
-                ));
+        for f in &mut kind_count {
+            for spec in &f.specs {
+                let Some(v) = n.counters.get(spec.name) else {
+                    continue;
+                };
+                let mut series = labels.to_vec();
+                if let Some(label) = spec.prometheus.and_then(|p| p.label) {
+                    series.push(label);
+                }
+                f.family.mut_metric().push(counter(&series, *v as f64));
             }
         }
         for (c, v) in &n.counters {
@@ -436,10 +365,18 @@ fn run_families(run: &RunView) -> Vec<MetricFamily> {
         duration,
         lag,
         driver,
-        connections,
     ];
-    out.extend(kind_hist);
-    out.extend(kind_count);
+    // Families told apart by a label (connections) first, then histograms, then counters of
+    // their own.
+    let (labelled, own): (Vec<SpecFamily>, Vec<SpecFamily>) =
+        kind_count.into_iter().partition(|f| {
+            f.specs
+                .iter()
+                .any(|s| s.prometheus.is_some_and(|p| p.label.is_some()))
+        });
+    out.extend(labelled.into_iter().map(|f| f.family));
+    out.extend(kind_hist.into_iter().map(|f| f.family));
+    out.extend(own.into_iter().map(|f| f.family));
     out.extend(slo(run));
     out
 }
@@ -488,20 +425,22 @@ fn failures(run: &RunView) -> MetricFamily {
 }
 
 /// SLO met and missed per tier and SLO class, from request names naming both (`tier2_normal`,
-/// `Tier2-normal-resnet`) that carry an `slo_met` counter; several names of one cell are
-/// summed. Missed is the `slo_missed` counter if the driver has one, else requests − met.
+/// `Tier2-normal-resnet`) that carry the driver's [`Role::SloMet`] counter; several names of
+/// one cell are summed. Missed is its [`Role::SloMissed`] counter if the driver has one, else
+/// requests − met.
 fn slo(run: &RunView) -> Vec<MetricFamily> {
     let mut cells: BTreeMap<(String, &str), (u64, u64)> = BTreeMap::new();
+    let met_name = run.specs.name_of(Role::SloMet);
+    let missed_name = run.specs.name_of(Role::SloMissed);
     for n in &run.names {
         let Some((tier, class)) = tier_and_class(&n.name) else {
             continue;
         };
-        let Some(met) = n.counters.get("slo_met").copied() else {
+        let Some(met) = met_name.and_then(|c| n.counters.get(c)).copied() else {
             continue;
         };
-        let missed = n
-            .counters
-            .get("slo_missed")
+        let missed = missed_name
+            .and_then(|c| n.counters.get(c))
             .copied()
             .unwrap_or_else(|| n.requests.saturating_sub(met));
         let cell = cells.entry((tier, class)).or_insert((0, 0));
@@ -708,7 +647,7 @@ mod tests {
             "stampede_driver_events_total",
             "stampede_connect_seconds",
             "stampede_tls_handshake_seconds",
-            CONNECTIONS_FAMILY,
+            "stampede_connections_total",
         ] {
             assert!(seen.contains(f), "{f} never rendered");
         }
@@ -765,6 +704,64 @@ mod tests {
                 !plain.contains(f),
                 "{f} without connection figures:\n{plain}"
             );
+        }
+    }
+
+    /// A figure no code here names: a histogram and a counter that only their specs describe
+    /// show as families of their own, in the specs' units (kB/s exported as bytes/s).
+    #[test]
+    fn a_driver_figure_shows_by_its_spec_alone() {
+        use stampede_scenarios::spec::{Family, Unit};
+        const ECHO: &[MetricSpec] = &[MetricSpec {
+            prometheus: Some(Prometheus {
+                name: "stampede_echo_rate_bytes_per_second",
+                help: "Echo: bytes per second of each echo.",
+                label: None,
+            }),
+            ..MetricSpec::new(
+                "echo_rate",
+                Family::Download,
+                Unit::KilobytesPerSecond,
+                "Rate.",
+            )
+        }];
+        const ECHOED: &[MetricSpec] = &[MetricSpec {
+            prometheus: Some(Prometheus {
+                name: "stampede_echo_echoes_total",
+                help: "Echo: answers that came back.",
+                label: None,
+            }),
+            ..MetricSpec::new("echoed", Family::Schedule, Unit::Count, "Echoes.")
+        }];
+        let mut snap = testdata::running();
+        let run = snap.run.as_mut().unwrap();
+        run.specs = Specs {
+            metrics: ECHO,
+            counters: ECHOED,
+        };
+        let mut h = stampede_scenarios::recorder::new_histogram();
+        for kbps in [2, 2, 40] {
+            h.record(kbps).unwrap();
+        }
+        let view =
+            crate::snapshot::MetricView::of(Exported::of_metric(&run.specs, "echo_rate"), &h);
+        run.names[0].metrics.insert("echo_rate".into(), view);
+        run.names[0].counters.insert("echoed".into(), 3);
+        let text = Exporter.render(&snap).unwrap();
+        parse(&text);
+        let name = snap.run.as_ref().unwrap().names[0].name.clone();
+        for line in [
+            "# TYPE stampede_echo_rate_bytes_per_second histogram".to_string(),
+            format!(
+                "stampede_echo_rate_bytes_per_second_bucket{{scenario=\"checkout\",name=\"{name}\",le=\"2000\"}} 2"
+            ),
+            format!(
+                "stampede_echo_rate_bytes_per_second_count{{scenario=\"checkout\",name=\"{name}\"}} 3"
+            ),
+            "# TYPE stampede_echo_echoes_total counter".to_string(),
+            format!("stampede_echo_echoes_total{{scenario=\"checkout\",name=\"{name}\"}} 3"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
         }
     }
 

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::{Aggregate, DecodedReport};
-use crate::metrics::{DURATION_BUCKETS, Exporter};
+use crate::metrics::Exporter;
 use crate::snapshot::{Buckets, RunView, Snapshot, WorkerView};
 use crate::state::{RunState, WorkerState};
 
@@ -58,7 +58,7 @@ impl OwnFigures {
                 id: report.run_id,
                 scenario: scenario.to_string(),
                 kind,
-                agg: Aggregate::new(&[], now_ms, None),
+                agg: Aggregate::new(&[], now_ms),
                 started_ms: now_ms,
                 finished: false,
             });
@@ -83,7 +83,8 @@ impl OwnFigures {
             };
         };
         let totals = run.agg.workers().get(&0).cloned().unwrap_or_default();
-        let (names, total, failures) = crate::coordinator::figures(&run.agg);
+        let specs = run.kind.specs();
+        let (names, total, failures) = crate::coordinator::figures(&run.agg, &specs);
         let state = if run.finished {
             RunState::Finished
         } else {
@@ -122,9 +123,8 @@ impl OwnFigures {
                 events: Vec::new(),
                 stop_reason: None,
                 status: None,
-                schedule_lag: run.agg.lag().map_or_else(Buckets::default, |h| {
-                    Buckets::of(h, &DURATION_BUCKETS, 1e-6)
-                }),
+                schedule_lag: run.agg.lag().map_or_else(Buckets::default, Buckets::time),
+                specs,
             }),
         }
     }

@@ -7,8 +7,64 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use stampede_scenarios::Kind;
+use stampede_scenarios::spec::{Specs, Unit};
 
 pub use crate::state::{RunState, RunStatus, WorkerState};
+
+/// Upper bounds of every time histogram's buckets, seconds: ten per decade from 100 µs to
+/// 10 s (neighbours at most 4/3 apart), then up to 2 minutes, so a `histogram_quantile` p99
+/// lands within one bucket of the exact one.
+pub const DURATION_BUCKETS: [f64; 56] = [
+    0.0001, 0.000125, 0.00015, 0.0002, 0.00025, 0.0003, 0.0004, 0.0005, 0.0006, 0.00075, //
+    0.001, 0.00125, 0.0015, 0.002, 0.0025, 0.003, 0.004, 0.005, 0.006, 0.0075, //
+    0.01, 0.0125, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.06, 0.075, //
+    0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, //
+    1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.5, //
+    10.0, 15.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// Upper bounds of throughput histograms, bytes per second: 1-2-5 steps from 1 kB/s to
+/// 10 GB/s.
+pub const THROUGHPUT_BUCKETS: [f64; 22] = [
+    1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 2e7, 5e7, 1e8, 2e8, 5e8, 1e9,
+    2e9, 5e9, 1e10,
+];
+
+/// How a histogram's recorded values convert to the unit readers get (seconds, bytes/s).
+#[derive(Debug, Clone, Copy)]
+pub struct Exported<'a> {
+    /// The bucket bounds, in the exported unit.
+    pub bounds: &'a [f64],
+    /// Recorded value × scale = exported value.
+    pub scale: f64,
+}
+
+impl Exported<'static> {
+    /// Request latency and schedule lag: µs, exported as seconds.
+    pub const TIME: Exported<'static> = Exported {
+        bounds: &DURATION_BUCKETS,
+        scale: 1e-6,
+    };
+
+    /// A driver histogram recorded in `unit`: kB/s exported as bytes/s, anything else as a
+    /// time in µs (exported as seconds).
+    pub fn of(unit: Unit) -> Exported<'static> {
+        match unit {
+            Unit::KilobytesPerSecond => Exported {
+                bounds: &THROUGHPUT_BUCKETS,
+                scale: 1000.0,
+            },
+            Unit::Micros | Unit::Count | Unit::Tokens => Exported::TIME,
+        }
+    }
+
+    /// The exported unit of metric `name` of a run with `specs` (µs when it has no spec).
+    pub fn of_metric(specs: &Specs, name: &str) -> Exported<'static> {
+        specs
+            .metric(name)
+            .map_or(Exported::TIME, |s| Exported::of(s.unit))
+    }
+}
 
 /// A worker as the master sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,8 +139,8 @@ pub struct NameView {
     pub counters: BTreeMap<String, u64>,
     /// Extra metrics the driver records (`ttft`, `tpot`, `itl`, ...), over the run so far.
     pub metrics: BTreeMap<String, MetricView>,
-    /// The whole run's latencies at the bounds of [`crate::metrics::DURATION_BUCKETS`], for
-    /// the Prometheus histogram.
+    /// The whole run's latencies at the bounds of [`DURATION_BUCKETS`], for the Prometheus
+    /// histogram.
     #[serde(skip)]
     pub latency: Buckets,
 }
@@ -106,6 +162,17 @@ impl Buckets {
     /// its recorded values. A value counts in a bucket when the lowest value of its HDR bucket
     /// is within the bound.
     pub fn of(h: &hdrhistogram::Histogram<u64>, bounds: &[f64], scale: f64) -> Buckets {
+        Buckets::exported(h, Exported { bounds, scale })
+    }
+
+    /// `h`, a histogram of µs, as seconds at [`DURATION_BUCKETS`].
+    pub fn time(h: &hdrhistogram::Histogram<u64>) -> Buckets {
+        Buckets::exported(h, Exported::TIME)
+    }
+
+    /// `h` at the bounds and scale of `unit`.
+    pub fn exported(h: &hdrhistogram::Histogram<u64>, unit: Exported<'_>) -> Buckets {
+        let (bounds, scale) = (unit.bounds, unit.scale);
         let mut cumulative = vec![0u64; bounds.len()];
         let mut below = 0u64;
         let mut i = 0;
@@ -147,17 +214,17 @@ pub struct MetricView {
     pub mean_ms: f64,
     /// Largest, ms.
     pub max_ms: f64,
-    /// The values at the bounds [`crate::metrics::unit_of`] gives for the metric's name.
+    /// The values at the bounds of the metric's unit ([`Exported::of`]).
     #[serde(skip)]
     pub buckets: Buckets,
 }
 
 impl MetricView {
-    /// The view of metric `name`, a histogram of µs (or of the unit its driver states).
-    pub fn of(name: &str, h: &hdrhistogram::Histogram<u64>) -> MetricView {
+    /// The view of a metric exported as `unit`, a histogram of µs (or of the unit its
+    /// driver states).
+    pub fn of(unit: Exported<'_>, h: &hdrhistogram::Histogram<u64>) -> MetricView {
         let ms = |us: u64| us as f64 / 1000.0;
-        let unit = crate::metrics::unit_of(name);
-        let buckets = Buckets::of(h, unit.bounds, unit.scale);
+        let buckets = Buckets::exported(h, unit);
         if h.is_empty() {
             return MetricView {
                 count: 0,
@@ -221,9 +288,12 @@ pub struct RunView {
     pub stop_reason: Option<String>,
     /// How it ended, once it has (summary.json's `status`).
     pub status: Option<RunStatus>,
-    /// Schedule lag (open model) at the bounds of [`crate::metrics::DURATION_BUCKETS`].
+    /// Schedule lag (open model) at the bounds of [`DURATION_BUCKETS`].
     #[serde(skip)]
     pub schedule_lag: Buckets,
+    /// What the driver's metrics and counters are: every sink iterates these.
+    #[serde(skip)]
+    pub specs: Specs,
 }
 
 /// Failures of one kind for one request name, so far.

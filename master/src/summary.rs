@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use stampede_scenarios::driver::transport::{CONNECTION_COUNTERS, CONNECTION_METRICS};
+use stampede_scenarios::report::Figures;
+use stampede_scenarios::spec::Specs;
 
 use crate::state::{RunEnd, RunStatus, WorkerState};
 
@@ -177,17 +178,9 @@ pub struct RunSummary {
     pub events: Vec<String>,
     /// How an `https://` target was trusted; `None` for plain `http://` (and non-URL targets).
     pub tls: Option<TlsSummary>,
+    /// What the driver's metrics and counters are: every sink iterates these.
+    pub specs: Specs,
 }
-
-/// The driver histogram of each new connection's TCP connect, µs, recorded under the request
-/// that opened it.
-pub const CONNECT: &str = CONNECTION_METRICS[0];
-/// The driver histogram of each new connection's TLS handshake, µs (`https://` only).
-pub const TLS_HANDSHAKE: &str = CONNECTION_METRICS[1];
-/// The driver counter of requests that opened a new connection.
-pub const CONNECTIONS_NEW: &str = CONNECTION_COUNTERS[0];
-/// The driver counter of requests sent on a connection already open.
-pub const CONNECTIONS_REUSED: &str = CONNECTION_COUNTERS[1];
 
 /// The prefix of the failure kinds of a certificate the client did not accept
 /// (`tls: invalid peer certificate: UnknownIssuer`).
@@ -341,27 +334,28 @@ impl NameStats {
 
     /// Latency at quantile `q` (0..=1), ms; 0 when there were no requests.
     pub fn latency_ms(&self, q: f64) -> f64 {
-        if self.latency.is_empty() {
-            return 0.0;
-        }
-        self.latency.value_at_quantile(q) as f64 / 1000.0
+        self.figures().latency_ms(q)
     }
 
     /// Mean latency, ms.
     pub fn mean_ms(&self) -> f64 {
-        if self.latency.is_empty() {
-            0.0
-        } else {
-            self.latency.mean() / 1000.0
-        }
+        self.figures().mean_ms()
     }
 
     /// Failed / all, 0 when there were no requests.
     pub fn error_rate(&self) -> f64 {
-        if self.requests == 0 {
-            0.0
-        } else {
-            self.failures as f64 / self.requests as f64
+        self.figures().error_rate()
+    }
+
+    /// These figures as driver reports read them.
+    pub fn figures(&self) -> Figures<'_> {
+        Figures {
+            requests: self.requests,
+            failures: self.failures,
+            bytes: self.bytes,
+            latency: &self.latency,
+            metrics: &self.metrics,
+            counters: &self.counters,
         }
     }
 }

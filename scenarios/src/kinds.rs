@@ -15,11 +15,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::driver::{Driver, DriverError, RequestInfo, download, http, llm, priority};
+use crate::driver::{Driver, DriverError, RequestInfo, connections, download, http, llm, priority};
 use crate::llm::Slo;
 use crate::load::Mix;
 use crate::model::Common;
 use crate::recorder::RecordStream;
+use crate::report::Report;
+use crate::spec::Specs;
 
 /// A scenario as a kind's [`Entry`] sees it: the parts every kind shares and the tables of the
 /// kinds that have one (from [`crate::ScenarioConfig::parts`], or from the file while it is
@@ -65,6 +67,12 @@ pub struct Entry {
     pub record_streams: fn(&Parts) -> Vec<RecordStream>,
     /// The driver, built once per run on each worker.
     pub build: fn(&Parts) -> Result<Arc<dyn Driver>, DriverError>,
+    /// What the driver's histograms and counters are (the lists its `metrics` and
+    /// `counters` return): every sink of the master iterates these.
+    pub specs: Specs,
+    /// The report shapes that show the kind's figures (`summary.json` blocks and table
+    /// sections), in the order the table shows them.
+    pub reports: &'static [Report],
 }
 
 /// The kind the file's tables say it was likely meant to be: the first kind, in [`Kind::ALL`]
@@ -122,6 +130,8 @@ registry! {
         catalog: |p| http::catalog(p.requests),
         record_streams: |_| Vec::new(),
         build: |p| Ok(Arc::new(http::HttpDriver::new(&p.common, p.requests)?)),
+        specs: http::SPECS,
+        reports: &[connections::REPORT],
     };
     /// `llm`: prompts to an LLM server (`[llm]`), timed token by token.
     Llm = "llm" => Entry {
@@ -132,6 +142,8 @@ registry! {
         catalog: |p| llm::catalog(p.llm),
         record_streams: |p| llm::record_streams(p.llm),
         build: |p| Ok(Arc::new(llm::LlmDriver::new(&p.common, p.llm, p.slo)?)),
+        specs: llm::SPECS,
+        reports: &[connections::REPORT, crate::llm::report::REPORT],
     };
     /// `download`: one large body per call, checked as it arrives (`[download]`).
     Download = "download" => Entry {
@@ -142,6 +154,8 @@ registry! {
         catalog: |p| download::catalog(p.download),
         record_streams: |_| Vec::new(),
         build: |p| Ok(Arc::new(download::DownloadDriver::new(&p.common, p.download)?)),
+        specs: download::SPECS,
+        reports: &[connections::REPORT, download::REPORT],
     };
     /// `priority`: 9 classes of gRPC inference requests (`[priority]`).
     Priority = "priority" => Entry {
@@ -152,7 +166,36 @@ registry! {
         catalog: |_| priority::catalog(),
         record_streams: |_| priority::record_streams(),
         build: |p| Ok(Arc::new(priority::PriorityDriver::new(&p.common, p.priority)?)),
+        specs: priority::SPECS,
+        reports: &[connections::REPORT],
     };
+}
+
+impl Kind {
+    /// What the kind's driver records ([`Entry::specs`]).
+    pub fn specs(self) -> Specs {
+        self.entry().specs
+    }
+}
+
+/// The figures of the kind called `name`; none for a name this build does not know.
+pub fn specs_of(name: &str) -> Specs {
+    name.parse().map_or(Specs::NONE, Kind::specs)
+}
+
+/// Every report shape of this build's kinds, each once, in [`Kind::ALL`] order and each kind's
+/// own order: what the end-of-run table and `summary.json` ask for every run (a report whose
+/// figures a run lacks writes `null` and no lines).
+pub fn reports() -> Vec<&'static Report> {
+    let mut out: Vec<&'static Report> = Vec::new();
+    for kind in Kind::ALL {
+        for report in kind.entry().reports {
+            if !out.iter().any(|r| r.name == report.name) {
+                out.push(report);
+            }
+        }
+    }
+    out
 }
 
 impl fmt::Display for Kind {

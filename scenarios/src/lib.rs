@@ -17,6 +17,8 @@
 //! - [`load`]: load models (closed, open, stages), one worker's [`LoadPlan`], and [`split`].
 //! - [`llm`]: LLM protocol parts for the `llm` driver: SSE, backends, prompts, tokens, timings.
 //! - [`recorder`]: per-name HDR histograms, counters and failures, taken once per interval.
+//! - [`report`]: report shapes drivers own (`llm`, downloads, connections) from generic figures.
+//! - [`spec`]: what each driver figure is ([`spec::MetricSpec`]) and how sinks show it.
 //! - [`threshold`]: k6-style pass/fail criteria.
 //! - [`tls`]: the `[tls]` table, the drivers' rustls client, and TLS failure kinds.
 //! - [`units`]: human units (`30s`, `10k`, `250/s`).
@@ -27,7 +29,9 @@ pub mod llm;
 pub mod load;
 pub mod model;
 pub mod recorder;
+pub mod report;
 pub mod scenario;
+pub mod spec;
 pub mod threshold;
 pub mod tls;
 pub mod units;

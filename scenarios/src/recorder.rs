@@ -232,6 +232,13 @@ impl Recorder {
         }
     }
 
+    /// A recorder for `driver`'s requests `names`, histograms, counters and record streams.
+    pub fn for_driver(names: Vec<String>, driver: &dyn crate::Driver, shards: usize) -> Recorder {
+        let metrics = crate::spec::names(driver.metrics());
+        let counters = crate::spec::names(driver.counters());
+        Recorder::new(names, &metrics, &counters, shards).with_streams(driver.record_streams())
+    }
+
     /// The same recorder, also collecting rows for these record streams (indexed in this
     /// order by [`Recorder::row`]). Call before anything is recorded.
     pub fn with_streams(mut self, streams: &[RecordStream]) -> Recorder {

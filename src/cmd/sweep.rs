@@ -454,6 +454,7 @@ mod tests {
             thresholds: Vec::new(),
             events: Vec::new(),
             tls: None,
+            specs: stampede_scenarios::Kind::Llm.specs(),
         };
         let spec = &StepSpec::all(&Sweep::Rates(vec![4.0]))[0];
         StepResult::of(spec, None, Arc::new(summary), Exit::Success)

@@ -488,15 +488,11 @@ impl Session {
         self.policy.check(&config)?;
         let driver = config.driver().map_err(|e| e.to_string())?;
         let names = driver.requests().iter().map(|r| r.name.clone()).collect();
-        let recorder = Arc::new(
-            Recorder::new(
-                names,
-                driver.metrics(),
-                driver.counters(),
-                self.cores as usize,
-            )
-            .with_streams(driver.record_streams()),
-        );
+        let recorder = Arc::new(Recorder::for_driver(
+            names,
+            driver.as_ref(),
+            self.cores as usize,
+        ));
         let plan = LoadPlan {
             model: config.load.clone(),
             slot: a.share.slot as usize,

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::aggregate::{Aggregate, DecodedReport};
 use crate::records::RecordFiles;
-use crate::results;
+use crate::results::{self, HlogWriter};
 use crate::snapshot::{RunView, Snapshot};
 use crate::state::{RunEnd, RunState};
 use crate::summary::{
@@ -187,6 +187,11 @@ struct Run {
     /// The clock offset (worker minus master, ns) each member's start time was corrected by.
     offsets: BTreeMap<WorkerId, i64>,
     agg: Aggregate,
+    /// `latency.hlog` in the run's results directory, open from the start of load to the end
+    /// of the run; each closed interval of [`Run::agg`] is logged to it.
+    hlog: Option<HlogWriter>,
+    /// Whether logging to it failed (warned once).
+    hlog_failed: bool,
     /// The record streams' files, open from the start of load to the end of the run.
     records: Option<RecordFiles>,
     /// `history.jsonl` in `out`, appended each second.
@@ -203,6 +208,43 @@ struct Run {
     run_seed: u64,
     /// Where the run's results go (the master's `--out`, or the run's own).
     out: Option<PathBuf>,
+}
+
+impl Run {
+    /// Push the hlog's lines so far to its file (a failure is warned once).
+    fn flush_hlog(&mut self) {
+        if let Some(log) = self.hlog.as_mut()
+            && let Err(e) = log.flush()
+            && !self.hlog_failed
+        {
+            self.hlog_failed = true;
+            warn!("latency.hlog: {e:#}");
+        }
+    }
+
+    /// Close the aggregate's interval at `now_ms` and log its latency to the hlog.
+    fn tick(&mut self, now_ms: u64) {
+        self.agg.tick(now_ms);
+        let Some(log) = self.hlog.as_mut() else {
+            return;
+        };
+        let closed = self.agg.closed();
+        let (start, length) = (closed.start_s, closed.length_s);
+        let logged = closed
+            .names
+            .iter()
+            .try_for_each(|(name, h)| log.interval(Some(name), start, length, h))
+            .and_then(|()| match &closed.total {
+                Some(h) => log.interval(None, start, length, h),
+                None => Ok(()),
+            });
+        if let Err(e) = logged
+            && !self.hlog_failed
+        {
+            self.hlog_failed = true;
+            warn!("latency.hlog: {e:#}");
+        }
+    }
 }
 
 /// The coordinator actor.
@@ -612,7 +654,7 @@ impl Coordinator {
                 self.maybe_go();
             }
             Phase::Running => {
-                run.agg.tick(now_ms);
+                run.tick(now_ms);
                 if let Some(files) = run.records.as_mut() {
                     files.flush();
                 }
@@ -628,7 +670,7 @@ impl Coordinator {
                 }
             }
             Phase::Stopping { until } => {
-                run.agg.tick(now_ms);
+                run.tick(now_ms);
                 if let Some(files) = run.records.as_mut() {
                     files.flush();
                 }
@@ -664,7 +706,7 @@ impl Coordinator {
         partial.stop_reason = RunEnd::InProgress;
         let written = results::write(&dir, &partial).map(|_| ());
         let Some(run) = self.run.as_mut() else { return };
-        run.agg.flush_hlog();
+        run.flush_hlog();
         let appended = match run.agg.history().last() {
             Some(row) => results::history::append(&mut run.history, &dir, row)
                 .map_err(|e| anyhow::anyhow!("history.jsonl: {e}")),
@@ -751,7 +793,9 @@ impl Coordinator {
             members,
             info,
             offsets: BTreeMap::new(),
-            agg: Aggregate::new(&catalog, self.clock.unix_ms(), None),
+            agg: Aggregate::new(&catalog, self.clock.unix_ms()),
+            hlog: None,
+            hlog_failed: false,
             records: None,
             history: None,
             checkpoint_failed: false,
@@ -825,13 +869,13 @@ impl Coordinator {
                 }
             }
         }
-        let hlog = run.out.as_ref().and_then(|dir| {
+        run.hlog = run.out.as_ref().and_then(|dir| {
             let _ = std::fs::create_dir_all(dir);
-            results::HlogWriter::create(&dir.join("latency.hlog"), at_ms)
+            HlogWriter::create(&dir.join("latency.hlog"), at_ms)
                 .map_err(|e| warn!("cannot write latency.hlog: {e:#}"))
                 .ok()
         });
-        run.agg = Aggregate::new(&run.catalog, at_ms, hlog);
+        run.agg = Aggregate::new(&run.catalog, at_ms);
         run.records = Some(RecordFiles::create(
             &run.config.record_streams(),
             run.out.as_deref(),
@@ -956,9 +1000,9 @@ impl Coordinator {
         };
         let now_ms = self.clock.unix_ms();
         if run.started.is_some() {
-            run.agg.tick(now_ms);
+            run.tick(now_ms);
         }
-        if let Some(h) = run.agg.take_hlog()
+        if let Some(h) = run.hlog.take()
             && let Err(e) = h.finish()
         {
             warn!("latency.hlog: {e:#}");

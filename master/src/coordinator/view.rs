@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use stampede_scenarios::spec::Specs;
 use stampede_scenarios::{LoadModel, Threshold, load::StageTarget};
 use tokio::time::Instant;
 
 use super::{Coordinator, Phase, Run, Worker, WorkerId, share_of};
 use crate::aggregate::Aggregate;
 use crate::results;
-use crate::snapshot::{Buckets, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView};
+use crate::snapshot::{
+    Buckets, Exported, FailureView, MetricView, NameView, RunView, Snapshot, WorkerView,
+};
 use crate::state::{RunEnd, RunState, WorkerState};
 use crate::summary::{LOCUST_PERCENTILES, NameStats, RunSummary, TlsSummary, WorkerSummary};
 
@@ -92,6 +95,7 @@ impl Coordinator {
             schedule_lag: run.agg.lag().cloned(),
             events: run.events.clone(),
             tls: TlsSummary::of(&run.config.target, run.config.file.tls.as_ref()),
+            specs: run.config.kind.specs(),
         }
     }
 
@@ -186,7 +190,7 @@ struct Interval {
     p99_ms: f64,
 }
 
-fn name_view(n: &NameStats, now: Interval) -> NameView {
+fn name_view(n: &NameStats, specs: &Specs, now: Interval) -> NameView {
     let percentiles_ms = LOCUST_PERCENTILES.map(|q| n.latency_ms(q));
     // Indices into LOCUST_PERCENTILES: 50%, 90%, 95%, 99%, 100%.
     let [p50_ms, _, _, _, p90_ms, p95_ms, _, p99_ms, _, _, max_ms] = percentiles_ms;
@@ -216,15 +220,19 @@ fn name_view(n: &NameStats, now: Interval) -> NameView {
         metrics: n
             .metrics
             .iter()
-            .map(|(k, h)| (k.clone(), MetricView::of(k, h)))
+            .map(|(k, h)| (k.clone(), MetricView::of(Exported::of_metric(specs, k), h)))
             .collect(),
-        latency: Buckets::of(&n.latency, &crate::metrics::DURATION_BUCKETS, 1e-6),
+        latency: Buckets::time(&n.latency),
     }
 }
 
-/// The live figures of `agg`: per name, all names together, and failures by name and kind
-/// (most frequent first), with the rates and percentiles of its last interval.
-pub(crate) fn figures(agg: &Aggregate) -> (Vec<NameView>, NameView, Vec<FailureView>) {
+/// The live figures of `agg`, whose driver records `specs`: per name, all names together, and
+/// failures by name and kind (most frequent first), with the rates and percentiles of its
+/// last interval.
+pub(crate) fn figures(
+    agg: &Aggregate,
+    specs: &Specs,
+) -> (Vec<NameView>, NameView, Vec<FailureView>) {
     let last = agg.history().last();
     let interval = |name: &str| {
         // Percentile columns: LOCUST_PERCENTILES[0] is the median, [7] the 99th.
@@ -239,7 +247,7 @@ pub(crate) fn figures(agg: &Aggregate) -> (Vec<NameView>, NameView, Vec<FailureV
     let names = agg
         .names()
         .iter()
-        .map(|n| name_view(n, interval(&n.name)))
+        .map(|n| name_view(n, specs, interval(&n.name)))
         .collect();
     let mut failures: Vec<FailureView> = agg
         .failure_rows()
@@ -252,7 +260,7 @@ pub(crate) fn figures(agg: &Aggregate) -> (Vec<NameView>, NameView, Vec<FailureV
         })
         .collect();
     failures.sort_by_key(|f| std::cmp::Reverse(f.occurrences));
-    let total = name_view(agg.total(), interval(crate::summary::AGGREGATED));
+    let total = name_view(agg.total(), specs, interval(crate::summary::AGGREGATED));
     (names, total, failures)
 }
 
@@ -262,7 +270,8 @@ pub(super) fn view(
     state: RunState,
     now: Instant,
 ) -> RunView {
-    let (names, total, failures) = figures(&run.agg);
+    let specs = run.config.kind.specs();
+    let (names, total, failures) = figures(&run.agg, &specs);
     let totals = run.agg.workers();
     let live = |id: &WorkerId| {
         workers.contains_key(id) && run.members.get(id).is_some_and(|m| !m.finished)
@@ -300,9 +309,8 @@ pub(super) fn view(
         events: run.events.clone(),
         stop_reason: run.stop_reason.as_ref().map(ToString::to_string),
         status: None,
-        schedule_lag: run.agg.lag().map_or_else(Buckets::default, |h| {
-            Buckets::of(h, &crate::metrics::DURATION_BUCKETS, 1e-6)
-        }),
+        schedule_lag: run.agg.lag().map_or_else(Buckets::default, Buckets::time),
+        specs,
     }
 }
 

@@ -1,10 +1,11 @@
 //! Locust-compatible CSV files: `stats.csv`, `stats_history.csv` and `failures.csv`, in the
 //! columns, number forms and quoting of Locust's own (Python's `csv` writer, `str(float)`).
 //!
-//! [`super::write`] writes them at the end of a run; the Locust-compatible API serves the same
+//! `results::write` writes them at the end of a run; the Locust-compatible API serves the same
 //! rows live through [`csv_row`] and [`py_float`].
 
-use super::{max_ms, min_ms, per_second, quantile_us};
+use stampede_scenarios::report::{max_ms, min_ms, per_second, quantile_us};
+
 use crate::summary::{
     FailureRow, HistoryEntry, HistoryRow, LOCUST_PERCENTILES, NameStats, RunSummary,
 };

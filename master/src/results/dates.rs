@@ -1,78 +1,78 @@
 //! Unix milliseconds as the dates Stampede's files and APIs write: RFC 3339 in `summary.json`,
-//! RFC 3339 to the second for the ACME performance track's API, and Java's `Date.toString()`
-//! in the hlog header. All in UTC; this module only formats.
+//! RFC 3339 to the second for the ACME performance track's API, Java's `Date.toString()` in
+//! the hlog header, and Python's `%Y-%m-%d %H:%M:%S` for ai-on-gke's Locust benchmark.
+//!
+//! All in UTC, on the `time` crate; this module only formats.
 
-/// A UTC calendar date and time.
-struct Civil {
-    year: u64,
-    /// 1..=12
-    month: u64,
-    day: u64,
-    hour: u64,
-    minute: u64,
-    second: u64,
-    milli: u64,
-    /// 0 = Sunday.
-    weekday: u64,
-}
+use time::{OffsetDateTime, PrimitiveDateTime};
 
-/// Split Unix ms into a UTC date (Howard Hinnant's `civil_from_days`, for days ≥ 0).
-fn civil(unix_ms: u64) -> Civil {
-    let days = unix_ms / 86_400_000;
-    let ms_of_day = unix_ms % 86_400_000;
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    Civil {
-        year,
-        month,
-        day: doy - (153 * mp + 2) / 5 + 1,
-        hour: ms_of_day / 3_600_000,
-        minute: ms_of_day / 60_000 % 60,
-        second: ms_of_day / 1_000 % 60,
-        milli: ms_of_day % 1_000,
-        // 1970-01-01 was a Thursday.
-        weekday: (days + 4) % 7,
-    }
+/// Unix ms as a UTC date and time; past the year 9999 (beyond `time`'s range), its last instant.
+fn utc(unix_ms: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc())
 }
 
 /// RFC 3339 UTC with milliseconds: `2024-05-01T12:00:00.250Z`.
 pub fn rfc3339(unix_ms: u64) -> String {
-    let c = civil(unix_ms);
+    let t = utc(unix_ms);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second, c.milli
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
     )
 }
 
-/// RFC 3339 UTC to the second, as the ACME performance track's API writes
-/// times: `2024-01-15T10:05:00Z`.
+/// RFC 3339 UTC to the second, as the ACME performance track's API writes times:
+/// `2024-01-15T10:05:00Z`.
 pub fn rfc3339_seconds(unix_ms: u64) -> String {
-    let c = civil(unix_ms);
+    let t = utc(unix_ms);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        c.year, c.month, c.day, c.hour, c.minute, c.second
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// UTC as Python's `%Y-%m-%d %H:%M:%S`, as ai-on-gke's Locust benchmark writes times:
+/// `2023-11-14 22:13:20`.
+pub fn utc_datetime(unix_ms: u64) -> String {
+    let t = utc(unix_ms);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
 /// Java's `Date.toString()` in UTC, as `HistogramLogWriter` puts in StartTime:
 /// `Thu Jan 01 00:00:00 UTC 1970`.
 pub fn java_date(unix_ms: u64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = civil(unix_ms);
-    // In bounds: `weekday` is taken modulo 7 and `civil` yields months 1..=12.
-    let (day_name, month_name) = (DAYS[c.weekday as usize], MONTHS[c.month as usize - 1]);
+    let t = utc(unix_ms);
+    // `time` names days and months in full and in English ("Thursday", "January"); Java
+    // writes their first three letters.
+    let (day, month) = (t.weekday().to_string(), t.month().to_string());
     format!(
-        "{day_name} {month_name} {:02} {:02}:{:02}:{:02} UTC {}",
-        c.day, c.hour, c.minute, c.second, c.year
+        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
+        &day[..3],
+        &month[..3],
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.year()
     )
 }
 
@@ -88,5 +88,8 @@ mod tests {
         assert_eq!(rfc3339_seconds(1_700_000_000_999), "2023-11-14T22:13:20Z");
         assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
         assert_eq!(java_date(951_782_400_000), "Tue Feb 29 00:00:00 UTC 2000");
+        assert_eq!(utc_datetime(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_datetime(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc_datetime(1_700_000_000_123), "2023-11-14 22:13:20");
     }
 }

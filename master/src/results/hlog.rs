@@ -8,6 +8,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 
@@ -84,7 +86,7 @@ impl HlogWriter {
             length_s.max(0.0),
             hist.max() as f64 / HLOG_MAX_VALUE_UNIT_RATIO
         ));
-        base64_encode(&self.encoded, &mut line);
+        STANDARD.encode_string(&self.encoded, &mut line);
         line.push('\n');
         self.write_str(&line)
     }
@@ -144,24 +146,6 @@ pub(super) fn hlog_tag(name: &str) -> String {
     if tag.is_empty() { "_".to_string() } else { tag }
 }
 
-/// Standard base64 with padding (RFC 4648 §4), appended to `out`.
-fn base64_encode(bytes: &[u8], out: &mut String) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in bytes.chunks(3) {
-        let mut group = [0u8; 3];
-        group[..chunk.len()].copy_from_slice(chunk);
-        let n = u32::from(group[0]) << 16 | u32::from(group[1]) << 8 | u32::from(group[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                // In bounds: the index is masked to 6 bits.
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 0x3f) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs;
@@ -172,31 +156,6 @@ mod tests {
 
     use super::*;
     use crate::results::testdata::*;
-
-    fn base64_decode(s: &str) -> Vec<u8> {
-        let value = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        };
-        let mut out = Vec::new();
-        for chunk in s.as_bytes().chunks(4) {
-            let digits: Vec<u8> = chunk
-                .iter()
-                .filter(|&&c| c != b'=')
-                .map(|&c| value(c))
-                .collect();
-            let n = digits
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
-            out.extend((0..digits.len() - 1).map(|i| (n >> (16 - 8 * i)) as u8));
-        }
-        out
-    }
 
     #[test]
     fn hlog_round_trips_through_hdrhistogram_parsers() {
@@ -263,7 +222,7 @@ mod tests {
         assert_eq!(intervals[1].start_timestamp().as_secs(), 1);
         assert_eq!(intervals[1].duration().as_secs(), 1);
         for (interval, written) in intervals.iter().zip([&first, &second, &new_histogram()]) {
-            let bytes = base64_decode(interval.encoded_histogram());
+            let bytes = STANDARD.decode(interval.encoded_histogram()).unwrap();
             let decoded: Histogram<u64> = Deserializer::new().deserialize(&mut &bytes[..]).unwrap();
             assert_eq!(decoded.len(), written.len());
             assert_eq!(decoded.max(), written.max());
@@ -275,16 +234,5 @@ mod tests {
         }
         assert_eq!(hlog_tag("a b,c\td"), "a_b_c_d");
         assert_eq!(hlog_tag(""), "_");
-        for (raw, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            let mut out = String::new();
-            base64_encode(raw.as_bytes(), &mut out);
-            assert_eq!(out, encoded);
-            assert_eq!(base64_decode(&out), raw.as_bytes());
-        }
     }
 }

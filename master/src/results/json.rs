@@ -2,18 +2,20 @@
 //! request name and in total, workers, failures, thresholds, and the blocks of drivers that
 //! recorded them (`llm`, `connections`, the download `metrics`).
 //!
-//! [`super::write`] serializes it; the API serves it. It only formats a [`RunSummary`].
+//! `results::write` serializes it; the API serves it. It only formats a [`RunSummary`].
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
+use stampede_scenarios::kinds;
+use stampede_scenarios::report::{
+    MEGABYTE, Place, RunContext, max_ms, metric_json, min_ms, per_second, quantile_ms,
+};
 
 use super::dates::rfc3339;
-use super::{max_ms, min_ms, per_second, quantile_ms};
 use crate::summary::{
-    AGGREGATED, CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, FailureRow, NameStats, RunSummary,
-    TLS_HANDSHAKE, ThresholdOutcome, TlsSummary, WorkerSummary,
+    AGGREGATED, FailureRow, NameStats, RunSummary, ThresholdOutcome, TlsSummary, WorkerSummary,
 };
 
 /// The layout version of `summary.json`; bump it on any incompatible change.
@@ -22,15 +24,16 @@ pub const SCHEMA_VERSION: u64 = 1;
 /// The `summary.json` document as a [`Value`] ([`super::write()`] serializes this, pretty).
 ///
 /// Times are ms (the histograms hold µs), rates are per second of [`RunSummary::duration_s`].
+/// The blocks of driver reports ([`kinds::reports`]) are keys of their own, `null` for a run
+/// without their figures.
 pub fn summary_json(summary: &RunSummary) -> Value {
-    let duration = summary.duration_s();
-    let tls = summary.tls.is_some();
+    let run = context(summary);
     let requests: Vec<Value> = summary
         .stats
         .iter()
-        .map(|s| request_json(s, duration, &summary.failures, tls))
+        .map(|s| request_json(s, &run, &summary.failures))
         .collect();
-    json!({
+    let mut doc = json!({
         "schema_version": SCHEMA_VERSION,
         "run_id": summary.run_id,
         "scenario": summary.scenario,
@@ -39,12 +42,12 @@ pub fn summary_json(summary: &RunSummary) -> Value {
         "load": summary.load,
         "started_at": rfc3339(summary.started_unix_ms),
         "completed_at": rfc3339(summary.ended_unix_ms),
-        "duration_s": duration,
+        "duration_s": run.duration_s,
         "stop_reason": summary.stop_reason,
         "status": summary.status(),
-        "metrics": metrics_json(&summary.total, duration),
+        "metrics": metrics_json(&summary.total, &run),
         "requests": requests,
-        "total": request_json(&summary.total, duration, &summary.failures, tls),
+        "total": request_json(&summary.total, &run, &summary.failures),
         "workers": summary.workers.iter().map(worker_json).collect::<Vec<_>>(),
         "failures": summary.failures.iter().map(failure_json).collect::<Vec<_>>(),
         "schedule_lag_ms": summary.schedule_lag.as_ref().map(lag_json),
@@ -52,38 +55,36 @@ pub fn summary_json(summary: &RunSummary) -> Value {
         "thresholds": summary.thresholds.iter().map(threshold_json).collect::<Vec<_>>(),
         "passed": summary.passed(),
         "events": summary.events,
-        "llm": llm_json(&summary.total, duration),
-        "connections": connections_json(&summary.total, tls),
         "tls": summary.tls.as_ref().map(tls_json),
-    })
+    });
+    add_blocks(&mut doc, Place::Top, &summary.total, &run);
+    doc
 }
 
-/// The `connections` block of a request name (or of all of them): requests that opened a new
-/// connection and requests that reused one, with the TCP connect and TLS handshake times of
-/// the new ones. `null` when the driver counts no connections (gRPC, ...). The handshake is
-/// `null` on plain `http://` (`tls` false) unless one was recorded.
-pub(super) fn connections_json(s: &NameStats, tls: bool) -> Value {
-    let new = s.counters.get(CONNECTIONS_NEW);
-    let reused = s.counters.get(CONNECTIONS_REUSED);
-    if new.is_none() && reused.is_none() {
-        return Value::Null;
+/// What driver reports know of `summary`'s run besides one name's figures.
+pub fn context(summary: &RunSummary) -> RunContext {
+    RunContext {
+        duration_s: summary.duration_s(),
+        tls: summary.tls.is_some(),
+        start_spread_ms: summary.start_spread_ms(),
+        workers_started: summary
+            .workers
+            .iter()
+            .filter(|w| w.first_sends_ms.is_some())
+            .count(),
     }
-    let figures = |name: &str| match s.metrics.get(name) {
-        Some(h) => metric_json(h),
-        // Every request of this name went on an open connection: no time, count 0.
-        None => metric_json(&stampede_scenarios::recorder::new_histogram()),
-    };
-    let handshake = if tls || s.metrics.contains_key(TLS_HANDSHAKE) {
-        figures(TLS_HANDSHAKE)
-    } else {
-        Value::Null
-    };
-    json!({
-        "new": new.copied().unwrap_or(0),
-        "reused": reused.copied().unwrap_or(0),
-        "connect_ms": figures(CONNECT),
-        "tls_handshake_ms": handshake,
-    })
+}
+
+/// Add to the object `doc` the keys every driver report puts at `place`, from `s`.
+fn add_blocks(doc: &mut Value, place: Place, s: &NameStats, run: &RunContext) {
+    let figures = s.figures();
+    for block in kinds::reports()
+        .iter()
+        .flat_map(|r| r.json)
+        .filter(|b| b.place == place)
+    {
+        doc[block.key] = (block.build)(&figures, run);
+    }
 }
 
 /// The `tls` block of an `https://` run: how the target was trusted.
@@ -96,110 +97,12 @@ pub(super) fn tls_json(t: &TlsSummary) -> Value {
     })
 }
 
-/// Token-counting methods, as `counted_by_<method>` counters of the `llm` driver.
-pub(super) const COUNT_METHODS: [&str; 4] = ["usage", "tokenizer", "chunks", "words"];
-
-/// The `llm` block: streaming figures and tokens of an `llm` run; `null` for other kinds.
-pub(super) fn llm_json(total: &NameStats, duration: f64) -> Value {
-    if !total.metrics.contains_key("ttft") && !total.counters.contains_key("output_tokens") {
-        return Value::Null;
-    }
-    // A figure nothing measured (TTFT without streaming) is null, not a zero.
-    let figures = |h: Option<&Histogram<u64>>| match h.filter(|h| !h.is_empty()) {
-        Some(h) => json!({
-            "p50": quantile_ms(h, 0.50),
-            "p90": quantile_ms(h, 0.90),
-            "p99": quantile_ms(h, 0.99),
-            "mean": h.mean() / 1000.0,
-            "min": min_ms(h),
-            "max": max_ms(h),
-            "count": h.len(),
-        }),
-        None => json!({
-            "p50": null, "p90": null, "p99": null, "mean": null, "min": null, "max": null,
-            "count": 0,
-        }),
-    };
-    let counter = |name: &str| total.counters.get(name).copied().unwrap_or(0);
-    let (input, output) = (counter("input_tokens"), counter("output_tokens"));
-    let per_s = |n: u64| {
-        if duration > 0.0 {
-            n as f64 / duration
-        } else {
-            0.0
-        }
-    };
-    let successes = total.requests.saturating_sub(total.failures);
-    json!({
-        "ttft_ms": figures(total.metrics.get("ttft")),
-        "tpot_ms": figures(total.metrics.get("tpot")),
-        "itl_ms": figures(total.metrics.get("itl")),
-        // Successes only, as the other figures; `latency` also holds the failures.
-        "e2e_ms": figures(total.metrics.get("e2e")),
-        "latency_per_output_token_ms": figures(total.metrics.get("latency_per_output_token")),
-        "input_tokens": input,
-        "output_tokens": output,
-        "output_tokens_per_second": per_s(output),
-        "total_tokens_per_second": per_s(input + output),
-        "request_throughput": per_s(successes),
-        "goodput_rps": per_s(counter("good")),
-        "good_requests": counter("good"),
-        "token_count_method": token_count_method(total),
-    })
-}
-
-/// The rule that counted output tokens: one name, or `mixed` when requests differed (a server
-/// giving usage only sometimes).
-pub(super) fn token_count_method(total: &NameStats) -> &'static str {
-    let used: Vec<&str> = COUNT_METHODS
-        .into_iter()
-        .filter(|m| {
-            total
-                .counters
-                .get(&format!("counted_by_{m}"))
-                .is_some_and(|&n| n > 0)
-        })
-        .collect();
-    match used.as_slice() {
-        [] => "none",
-        [one] => one,
-        _ => "mixed",
-    }
-}
-
-/// Bytes in the ACME performance track's MB (its 37.48 MB/s are 39,296,263.99 bytes/s ÷ 2^20).
-pub const MEGABYTE: f64 = 1_048_576.0;
-
-/// The ACME performance track's `metrics` block, from the aggregate, with time to first byte
-/// and per-client throughput when the driver recorded them (`download`).
-pub fn metrics_json(total: &NameStats, duration: f64) -> Value {
-    let ttfb = total.metrics.get(TTFB).filter(|h| !h.is_empty()).map(|h| {
-        json!({
-            "mean": h.mean() / 1000.0,
-            "p50": quantile_ms(h, 0.50),
-            "p90": quantile_ms(h, 0.90),
-            "p99": quantile_ms(h, 0.99),
-            "min": min_ms(h),
-            "max": max_ms(h),
-            "count": h.len(),
-        })
-    });
-    // Recorded in kB/s (1000 bytes per second).
-    let per_client = total
-        .metrics
-        .get(CLIENT_THROUGHPUT)
-        .filter(|h| !h.is_empty())
-        .map(|h| {
-            json!({
-                "mean_bytes_per_second": h.mean() * 1000.0,
-                "median_bytes_per_second": (h.value_at_quantile(0.5) * 1000) as f64,
-                "min_bytes_per_second": (h.min() * 1000) as f64,
-                "max_bytes_per_second": (h.max() * 1000) as f64,
-                "count": h.len(),
-            })
-        });
+/// The ACME performance track's `metrics` block, from the aggregate, with the keys driver
+/// reports put there (time to first byte and per-client throughput of a `download` run).
+pub fn metrics_json(total: &NameStats, run: &RunContext) -> Value {
+    let duration = run.duration_s;
     let bytes_per_second = per_second(total.bytes, duration);
-    json!({
+    let mut block = json!({
         "throughput": {
             "requests_per_second": per_second(total.requests, duration),
             "bytes_per_second": bytes_per_second,
@@ -215,30 +118,20 @@ pub fn metrics_json(total: &NameStats, duration: f64) -> Value {
         "error_rate": total.error_rate(),
         "total_requests": total.requests,
         "total_bytes": total.bytes,
-        "ttfb_ms": ttfb,
-        "per_client_throughput": per_client,
-    })
+    });
+    add_blocks(&mut block, Place::Metrics, total, run);
+    block
 }
 
-/// The metric the `download` driver records time to first byte under (µs).
-pub const TTFB: &str = "ttfb";
-/// The metric the `download` driver records each download's throughput under (kB/s).
-pub const CLIENT_THROUGHPUT: &str = "client_throughput";
-
 /// One entry of `requests` (or `total`, whose failures are those of every name).
-/// `tls`: the run's target is `https://` (see [`connections_json`]).
-pub(super) fn request_json(
-    s: &NameStats,
-    duration: f64,
-    failures: &[FailureRow],
-    tls: bool,
-) -> Value {
+pub(super) fn request_json(s: &NameStats, run: &RunContext, failures: &[FailureRow]) -> Value {
+    let duration = run.duration_s;
     let metrics: Map<String, Value> = s
         .metrics
         .iter()
         .map(|(name, h)| (name.clone(), metric_json(h)))
         .collect();
-    json!({
+    let mut entry = json!({
         "type": s.kind,
         "name": s.name,
         "requests": s.requests,
@@ -260,8 +153,9 @@ pub(super) fn request_json(
         "failures_by_kind": failures_by_kind(s, failures),
         "metrics": metrics,
         "counters": s.counters,
-        "connections": connections_json(s, tls),
-    })
+    });
+    add_blocks(&mut entry, Place::PerRequest, s, run);
+    entry
 }
 
 /// Occurrences by failure kind for `s` (every name for the aggregate).
@@ -275,18 +169,6 @@ pub(super) fn failures_by_kind(s: &NameStats, failures: &[FailureRow]) -> BTreeM
         *kinds.entry(f.error.clone()).or_insert(0) += f.occurrences;
     }
     kinds
-}
-
-/// An extra histogram metric. Drivers record times in µs, so values are divided by 1000 (ms).
-pub(super) fn metric_json(h: &Histogram<u64>) -> Value {
-    json!({
-        "count": h.len(),
-        "mean": if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-        "p50": quantile_ms(h, 0.50),
-        "p90": quantile_ms(h, 0.90),
-        "p99": quantile_ms(h, 0.99),
-        "max": max_ms(h),
-    })
 }
 
 pub(super) fn lag_json(h: &Histogram<u64>) -> Value {
@@ -327,7 +209,9 @@ mod tests {
     use stampede_scenarios::recorder::{new_histogram, record_clamped};
 
     use super::*;
-    use crate::results::table::{llm_section, table};
+    use stampede_scenarios::llm::report::llm_section;
+
+    use crate::results::table::table;
     use crate::results::testdata::*;
 
     #[test]
@@ -454,7 +338,7 @@ mod tests {
         let mut plain = https_fixture();
         plain.tls = None;
         for s in plain.stats.iter_mut().chain([&mut plain.total]) {
-            s.metrics.remove(TLS_HANDSHAKE);
+            s.metrics.remove("tls_handshake");
         }
         let doc = summary_json(&plain);
         assert!(validator().is_valid(&doc), "{doc:#}");
@@ -474,7 +358,7 @@ mod tests {
     }
 
     /// A download run: the ACME performance track's figures (its own example numbers:
-    /// 100 × 24,834,009 bytes in 63.197 s is 37.48 MB/s), TTFB and per-client throughput in
+    /// 100 × 24,834,009 bytes in 63.197 s is 37.48 MB/s), "ttfb" and per-client throughput in
     /// summary.json and the table.
     #[test]
     fn download_figures_follow_the_acme_performance_track() {
@@ -487,8 +371,8 @@ mod tests {
             record_clamped(&mut ttfb, 2_000 + i * 10);
             record_clamped(&mut tp, 390 + i);
         }
-        total.metrics.insert(TTFB.into(), ttfb);
-        total.metrics.insert(CLIENT_THROUGHPUT.into(), tp);
+        total.metrics.insert("ttfb".into(), ttfb);
+        total.metrics.insert("client_throughput".into(), tp);
         let summary = RunSummary {
             kind: "download".into(),
             started_unix_ms: START_MS,
@@ -575,7 +459,13 @@ mod tests {
                 assert!(v[key][f].is_null(), "{key}.{f} = {}", v[key][f]);
             }
         }
-        let table = llm_section(&total, 1.0);
+        let run = RunContext {
+            duration_s: 1.0,
+            tls: false,
+            start_spread_ms: None,
+            workers_started: 0,
+        };
+        let table = llm_section(&total.figures(), &run);
         let ttft = table.lines().find(|l| l.trim_start().starts_with("TTFT"));
         assert_eq!(
             ttft.map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>()),

@@ -3,8 +3,8 @@
 //! `failures.csv`, the HdrHistogram interval log `latency.hlog`, and threshold verdicts.
 //!
 //! The master's run loop calls [`HlogWriter`], [`history::append`] and [`write()`] once a
-//! second, and [`write()`] / [`table()`] once at the end. This module only formats a [`RunSummary`]: it does not aggregate, and it holds no
-//! state besides the open hlog file.
+//! second, and [`write()`] / [`table()`] once at the end. This module only formats a
+//! [`RunSummary`]: it does not aggregate, and holds no state (the run owns the open hlog).
 //!
 //! # Layout
 //! - [`json`]: the `summary.json` document.
@@ -20,7 +20,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 
 use crate::summary::RunSummary;
 
@@ -37,7 +36,10 @@ mod testdata;
 
 pub use csv::{FAILURES_CSV_HEADER, HISTORY_CSV_HEADER, STATS_CSV_HEADER};
 pub use hlog::{HLOG_MAX_VALUE_UNIT_RATIO, HlogWriter};
-pub use json::{CLIENT_THROUGHPUT, MEGABYTE, SCHEMA_VERSION, TTFB, metrics_json, summary_json};
+pub use json::{SCHEMA_VERSION, metrics_json, summary_json};
+pub use stampede_scenarios::report::{
+    MEGABYTE, max_ms, min_ms, per_second, quantile_ms, quantile_us,
+};
 pub use table::table;
 pub use thresholds::evaluate;
 
@@ -107,45 +109,4 @@ pub fn move_aside(dir: &Path, streams: &[String]) -> anyhow::Result<Option<PathB
         }
     }
     Ok(Some(aside))
-}
-
-/// `count / duration`, 0 for an empty duration.
-pub fn per_second(count: u64, duration_s: f64) -> f64 {
-    if duration_s > 0.0 {
-        count as f64 / duration_s
-    } else {
-        0.0
-    }
-}
-
-/// The value at quantile `q`, µs; 0 for an empty histogram.
-pub fn quantile_us(h: &Histogram<u64>, q: f64) -> u64 {
-    if h.is_empty() {
-        0
-    } else {
-        h.value_at_quantile(q)
-    }
-}
-
-/// The value at quantile `q`, ms; 0 for an empty histogram.
-pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
-    quantile_us(h, q) as f64 / 1000.0
-}
-
-/// Smallest value, ms; 0 for an empty histogram.
-pub fn min_ms(h: &Histogram<u64>) -> f64 {
-    if h.is_empty() {
-        0.0
-    } else {
-        h.min() as f64 / 1000.0
-    }
-}
-
-/// Largest value, ms; 0 for an empty histogram.
-pub fn max_ms(h: &Histogram<u64>) -> f64 {
-    if h.is_empty() {
-        0.0
-    } else {
-        h.max() as f64 / 1000.0
-    }
 }

@@ -10,8 +10,8 @@ use stampede_scenarios::recorder::{new_histogram, record_clamped};
 use super::thresholds::evaluate;
 use crate::state::{RunEnd, WorkerState};
 use crate::summary::{
-    AGGREGATED, CONNECT, CONNECTIONS_NEW, CONNECTIONS_REUSED, FailureRow, HistoryEntry, HistoryRow,
-    NameStats, RunSummary, TLS_HANDSHAKE, TlsSummary, WorkerSummary,
+    AGGREGATED, FailureRow, HistoryEntry, HistoryRow, NameStats, RunSummary, TlsSummary,
+    WorkerSummary,
 };
 
 pub(super) const SCHEMA: &str = include_str!("../../schema/summary.schema.json");
@@ -152,16 +152,17 @@ pub(super) fn fixture() -> RunSummary {
         schedule_lag: Some(lag),
         events: vec!["worker host-b:202 lost at 12.5s; its 25 users moved to host-a:101".into()],
         tls: None,
+        specs: stampede_scenarios::Kind::Http.specs(),
     }
 }
 
 /// Connections of `s`: `new` of them timed at `connect_us` (and `tls_us` on TLS), the rest
 /// of its requests reused one.
 pub(super) fn with_connections(s: &mut NameStats, new: u64, connect_us: &[u64], tls_us: &[u64]) {
-    s.counters.insert(CONNECTIONS_NEW.into(), new);
+    s.counters.insert("connections_new".into(), new);
     s.counters
-        .insert(CONNECTIONS_REUSED.into(), s.requests - new);
-    for (name, values) in [(CONNECT, connect_us), (TLS_HANDSHAKE, tls_us)] {
+        .insert("connections_reused".into(), s.requests - new);
+    for (name, values) in [("connect", connect_us), ("tls_handshake", tls_us)] {
         if values.is_empty() {
             continue;
         }

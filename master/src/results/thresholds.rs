@@ -5,9 +5,9 @@
 //! outcomes.
 
 use stampede_scenarios::Threshold;
+use stampede_scenarios::report::{max_ms, per_second};
 use stampede_scenarios::threshold::Figure;
 
-use super::{max_ms, per_second};
 use crate::summary::{NameStats, ThresholdOutcome};
 
 /// Evaluate `thresholds` against the run's aggregate figures (`total`, over `duration_s`).

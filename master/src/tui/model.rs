@@ -1,16 +1,16 @@
 //! The terminal UI's state and its one way of changing: [`Model::update`] takes a [`Msg`] (a
 //! snapshot, a key, a command's reply, log lines) and returns the [`Action`] the runtime must
 //! carry out, if any. Pure: no terminal, no channel, no clock, so key handling is tested as
-//! plain state updates. Rendering it is [`super::view`]'s job.
+//! plain state updates. Rendering it is the `view` module's job.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use stampede_scenarios::Kind;
+use stampede_scenarios::spec::{Family, Role, Specs};
 
+use crate::results::per_second;
 use crate::snapshot::{NameView, RunView, Snapshot};
 use crate::state::{RunState, WorkerState};
-use crate::summary::{CONNECTIONS_NEW, CONNECTIONS_REUSED};
 
 /// Points kept for the charts: one per aggregated second, so ten minutes.
 pub const HISTORY: usize = 600;
@@ -234,13 +234,13 @@ impl Model {
             View::Failures,
         ];
         if let Some(run) = self.run() {
-            if run.kind == Kind::Llm || run.total.metrics.contains_key("ttft") {
+            if run.specs.has(Family::LlmTiming) {
                 v.push(View::Llm);
             }
-            if run.kind == Kind::Priority || !super::view::priority_cells(run).is_empty() {
+            if run.specs.role(Role::SloMet).is_some() || !priority_cells(run).is_empty() {
                 v.push(View::Priority);
             }
-            if run.kind == Kind::Download || run.total.metrics.contains_key("ttfb") {
+            if run.specs.has(Family::Download) {
                 v.push(View::Downloads);
             }
         }
@@ -511,9 +511,9 @@ impl Model {
 
 /// `connections: 50 new · 6,050 reused` for a name (or the total) whose driver counts
 /// connections; `None` for one that does not.
-pub fn connections_line(n: &NameView) -> Option<String> {
-    let new = n.counters.get(CONNECTIONS_NEW);
-    let reused = n.counters.get(CONNECTIONS_REUSED);
+pub fn connections_line(specs: &Specs, n: &NameView) -> Option<String> {
+    let count = |role| specs.name_of(role).and_then(|c| n.counters.get(c));
+    let (new, reused) = (count(Role::NewConnections), count(Role::ReusedConnections));
     if new.is_none() && reused.is_none() {
         return None;
     }
@@ -559,8 +559,45 @@ fn run_rates(run: &RunView) -> BTreeMap<String, BTreeMap<String, f64>> {
         .collect()
 }
 
-fn per_second(n: u64, secs: f64) -> f64 {
-    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+/// SLO classes of priority traffic, in grid order, with their latency objective.
+pub const SLO_CLASSES: [(&str, &str); 3] =
+    [("urgent", "100ms"), ("normal", "500ms"), ("relaxed", "2s")];
+
+/// One cell of the priority grid: a request name that is a tier × SLO class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriorityCell {
+    /// Tier 1..=3.
+    pub tier: usize,
+    /// Index in [`SLO_CLASSES`].
+    pub class: usize,
+    /// Requests so far.
+    pub requests: u64,
+    /// Requests that met their SLO (the `slo_met` counter), if the driver counts them.
+    pub slo_met: Option<u64>,
+    /// p99 latency so far, ms.
+    pub p99_ms: f64,
+}
+
+/// The priority grid's cells: request names naming a tier (`tier1`..`tier3`) and an SLO class
+/// (`urgent`, `normal`, `relaxed`), such as `tier1_urgent`.
+pub fn priority_cells(run: &RunView) -> Vec<PriorityCell> {
+    let slo_met = run.specs.name_of(Role::SloMet);
+    run.names
+        .iter()
+        .filter_map(|n| {
+            let name = n.name.to_ascii_lowercase();
+            let at = name.find("tier")? + 4;
+            let tier = name[at..].chars().next()?.to_digit(10)? as usize;
+            let class = SLO_CLASSES.iter().position(|(c, _)| name.contains(c))?;
+            (1..=3).contains(&tier).then(|| PriorityCell {
+                tier,
+                class,
+                requests: n.requests,
+                slo_met: slo_met.and_then(|c| n.counters.get(c)).copied(),
+                p99_ms: n.p99_ms,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -753,15 +790,16 @@ mod tests {
         let s = crate::tui::testdata::https();
         let run = s.run.as_ref().unwrap();
         assert_eq!(
-            connections_line(&run.total).as_deref(),
+            connections_line(&run.specs, &run.total).as_deref(),
             Some("connections: 50 new · 6,050 reused (99.2% reused)")
         );
         assert_eq!(
-            connections_line(&run.names[1]).as_deref(),
+            connections_line(&run.specs, &run.names[1]).as_deref(),
             Some("connections: 10 new · 970 reused (99.0% reused)")
         );
         let plain = crate::tui::testdata::running();
-        assert_eq!(connections_line(&plain.run.unwrap().total), None);
+        let plain = plain.run.unwrap();
+        assert_eq!(connections_line(&plain.specs, &plain.total), None);
     }
 
     #[test]
@@ -780,5 +818,17 @@ mod tests {
         ));
         assert_eq!(m.logs.len(), LOG_LINES);
         assert_eq!(m.logs.front().unwrap(), "5");
+    }
+
+    #[test]
+    fn priority_cells_come_from_names() {
+        let s = testdata::priority();
+        let cells = priority_cells(s.run.as_ref().unwrap());
+        assert_eq!(cells.len(), 8);
+        let t2_relaxed = cells.iter().find(|c| c.tier == 2 && c.class == 2).unwrap();
+        assert_eq!((t2_relaxed.requests, t2_relaxed.slo_met), (500, Some(470)));
+        // Names that are not a tier × class stay out of the grid.
+        let r = testdata::running();
+        assert!(priority_cells(r.run.as_ref().unwrap()).is_empty());
     }
 }

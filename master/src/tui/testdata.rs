@@ -97,6 +97,7 @@ fn run(kind: &str, names: Vec<NameView>) -> RunView {
         stop_reason: None,
         status: None,
         schedule_lag: Buckets::default(),
+        specs: stampede_scenarios::kinds::specs_of(kind),
     }
 }
 
@@ -238,7 +239,13 @@ fn measured(metric: &str, values: &[(u64, u64)]) -> MetricView {
             stampede_scenarios::recorder::record_clamped(&mut h, us);
         }
     }
-    MetricView::of(metric, &h)
+    // The unit of the kind that records `metric` (µs when none does).
+    let specs = stampede_scenarios::Kind::ALL
+        .iter()
+        .map(|kind| kind.specs())
+        .find(|specs| specs.metric(metric).is_some())
+        .unwrap_or_default();
+    MetricView::of(crate::snapshot::Exported::of_metric(&specs, metric), &h)
 }
 
 /// The running run against an `https://` target: each name opened a few connections (TCP

@@ -14,11 +14,11 @@ use ratatui::widgets::{
     Axis, Block, Cell, Chart, Clear, Dataset, GraphType, Paragraph, Row, Sparkline, Table, Tabs,
 };
 use stampede_scenarios::Kind;
+use stampede_scenarios::spec::{Family, MetricSpec, Role};
 
-use super::model::{Model, View};
+use super::model::{Model, SLO_CLASSES, View, priority_cells};
 use crate::snapshot::{NameView, RunView, WorkerView};
 use crate::state::WorkerState;
-use crate::summary::{CONNECT, TLS_HANDSHAKE};
 
 /// The keys, as the footer shows them.
 const KEYS: &[(&str, &str)] = &[
@@ -29,10 +29,6 @@ const KEYS: &[(&str, &str)] = &[
     ("?", "help"),
     ("q", "quit"),
 ];
-
-/// SLO classes of priority traffic, in grid order, with their latency objective.
-pub const SLO_CLASSES: [(&str, &str); 3] =
-    [("urgent", "100ms"), ("normal", "500ms"), ("relaxed", "2s")];
 
 /// Draw the whole screen.
 pub fn view(model: &Model, frame: &mut Frame) {
@@ -313,14 +309,25 @@ fn worker_row(w: &WorkerView) -> Row<'static> {
 }
 
 fn requests_table(run: &RunView, frame: &mut Frame, area: Rect, scroll: usize) {
-    // Connection columns only for drivers that time connections, TLS only on `https://`.
+    // Connection columns only for drivers that time connections and only those measured
+    // (TLS only on `https://`).
     let has = |metric: &str| {
         run.names
             .iter()
             .chain([&run.total])
             .any(|n| n.metrics.contains_key(metric))
     };
-    let (connect, tls) = (has(CONNECT), has(TLS_HANDSHAKE));
+    let connection_specs: Vec<&MetricSpec> = run
+        .specs
+        .metrics
+        .iter()
+        .filter(|s| s.family == Family::Connection && s.tui.is_some())
+        .collect();
+    let columns: Vec<(&str, &str)> = connection_specs
+        .iter()
+        .filter(|s| has(s.name))
+        .filter_map(|s| Some((s.tui?, s.name)))
+        .collect();
     let mut titles = vec![
         "name", "count", "fails", "req/s", "p50", "p90", "p99", "max",
     ];
@@ -334,11 +341,9 @@ fn requests_table(run: &RunView, frame: &mut Frame, area: Rect, scroll: usize) {
         Constraint::Length(6),
         Constraint::Length(6),
     ];
-    for (shown, title) in [(connect, "conn"), (tls, "tls")] {
-        if shown {
-            titles.push(title);
-            widths.push(Constraint::Length(6));
-        }
+    for (title, _) in &columns {
+        titles.push(title);
+        widths.push(Constraint::Length(6));
     }
     let header = Row::new(titles.into_iter().map(|h| {
         if h == "name" {
@@ -369,21 +374,23 @@ fn requests_table(run: &RunView, frame: &mut Frame, area: Rect, scroll: usize) {
             right(ms(n.p99_ms)),
             right(ms(n.max_ms)),
         ];
-        for (shown, metric) in [(connect, CONNECT), (tls, TLS_HANDSHAKE)] {
-            if shown {
-                cells.push(right(p50(n, metric)));
-            }
+        for (_, metric) in &columns {
+            cells.push(right(p50(n, metric)));
         }
         Row::new(cells)
     };
     let rows: Vec<Row> = run.names.iter().skip(scroll).map(row).collect();
-    let title = if connect {
-        " Requests (latency in ms, whole run; conn, tls: p50 of new connections) "
+    let title = if columns.is_empty() {
+        " Requests (latency in ms, whole run) ".to_string()
     } else {
-        " Requests (latency in ms, whole run) "
+        let labels: Vec<&str> = connection_specs.iter().filter_map(|s| s.tui).collect();
+        format!(
+            " Requests (latency in ms, whole run; {}: p50 of new connections) ",
+            labels.join(", ")
+        )
     };
     let mut block = Block::bordered().title(title);
-    if let Some(line) = super::model::connections_line(&run.total) {
+    if let Some(line) = super::model::connections_line(&run.specs, &run.total) {
         block = block.title_bottom(format!(" {line} "));
     }
     let table = Table::new(rows, widths)
@@ -582,35 +589,50 @@ fn llm(model: &Model, frame: &mut Frame, area: Rect) {
             .unwrap_or(0.0)
     };
     let t = &run.total;
+    // The driver's names for the figures this view shows ("" where it records none).
+    let name = |role| run.specs.name_of(role).unwrap_or_default();
+    let (ttft, tpot, itl) = (
+        name(Role::TimeToFirstToken),
+        name(Role::TimePerOutputToken),
+        name(Role::InterTokenLatency),
+    );
+    let (input, output) = (name(Role::InputTokens), name(Role::OutputTokens));
     let counter = |c: &str| t.counters.get(c).copied().unwrap_or(0);
-    let good = match t.counters.get("good") {
+    let good = match t.counters.get(name(Role::GoodRequests)) {
         Some(g) if t.requests > 0 => format!("{:.1}%", *g as f64 * 100.0 / t.requests as f64),
         _ => "-".into(),
     };
+    // p50 and p99 of each LLM timing that has a TUI label: TTFT, TPOT, ITL.
+    let timings: Vec<String> = run
+        .specs
+        .metrics
+        .iter()
+        .filter(|s| s.family == Family::LlmTiming)
+        .filter_map(|s| {
+            Some(format!(
+                "{} p50 {} p99 {} ms",
+                s.tui?,
+                metric(t, s.name, |m| m.p50_ms),
+                metric(t, s.name, |m| m.p99_ms)
+            ))
+        })
+        .collect();
     let lines = vec![
         Line::from(vec![
             Span::styled(
-                format!("output {} tok/s", rate(rate_of(&t.name, "output_tokens"))),
+                format!("output {} tok/s", rate(rate_of(&t.name, output))),
                 Style::new().bold().fg(Color::Green),
             ),
             Span::raw(format!(
                 " · input {} tok/s · goodput {good}",
-                rate(rate_of(&t.name, "input_tokens"))
+                rate(rate_of(&t.name, input))
             )),
         ]),
-        Line::from(format!(
-            "TTFT p50 {} p99 {} ms · TPOT p50 {} p99 {} ms · ITL p50 {} p99 {} ms",
-            metric(t, "ttft", |m| m.p50_ms),
-            metric(t, "ttft", |m| m.p99_ms),
-            metric(t, "tpot", |m| m.p50_ms),
-            metric(t, "tpot", |m| m.p99_ms),
-            metric(t, "itl", |m| m.p50_ms),
-            metric(t, "itl", |m| m.p99_ms),
-        )),
+        Line::from(timings.join(" · ")),
         Line::from(format!(
             "tokens so far: {} in, {} out",
-            count(counter("input_tokens")),
-            count(counter("output_tokens")),
+            count(counter(input)),
+            count(counter(output)),
         )),
     ];
     frame.render_widget(
@@ -640,13 +662,13 @@ fn llm(model: &Model, frame: &mut Frame, area: Rect) {
     let row = |n: &NameView| {
         Row::new(vec![
             Cell::from(n.name.clone()),
-            right(metric(n, "ttft", |m| m.p50_ms)),
-            right(metric(n, "ttft", |m| m.p99_ms)),
-            right(metric(n, "tpot", |m| m.p50_ms)),
-            right(metric(n, "tpot", |m| m.p99_ms)),
-            right(metric(n, "itl", |m| m.p50_ms)),
-            right(rate(rate_of(&n.name, "output_tokens"))),
-            right(count(n.counters.get("output_tokens").copied().unwrap_or(0))),
+            right(metric(n, ttft, |m| m.p50_ms)),
+            right(metric(n, ttft, |m| m.p99_ms)),
+            right(metric(n, tpot, |m| m.p50_ms)),
+            right(metric(n, tpot, |m| m.p99_ms)),
+            right(metric(n, itl, |m| m.p50_ms)),
+            right(rate(rate_of(&n.name, output))),
+            right(count(n.counters.get(output).copied().unwrap_or(0))),
         ])
     };
     let rows: Vec<Row> = run.names.iter().skip(model.scroll).map(row).collect();
@@ -667,42 +689,6 @@ fn llm(model: &Model, frame: &mut Frame, area: Rect) {
     .footer(row(t).style(Style::new().bold()))
     .block(Block::bordered().title(" Per request name (ms) "));
     frame.render_widget(table_widget, table);
-}
-
-/// One cell of the priority grid: a request name that is a tier × SLO class.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PriorityCell {
-    /// Tier 1..=3.
-    pub tier: usize,
-    /// Index in [`SLO_CLASSES`].
-    pub class: usize,
-    /// Requests so far.
-    pub requests: u64,
-    /// Requests that met their SLO (the `slo_met` counter), if the driver counts them.
-    pub slo_met: Option<u64>,
-    /// p99 latency so far, ms.
-    pub p99_ms: f64,
-}
-
-/// The priority grid's cells: request names naming a tier (`tier1`..`tier3`) and an SLO class
-/// (`urgent`, `normal`, `relaxed`), such as `tier1_urgent`.
-pub fn priority_cells(run: &RunView) -> Vec<PriorityCell> {
-    run.names
-        .iter()
-        .filter_map(|n| {
-            let name = n.name.to_ascii_lowercase();
-            let at = name.find("tier")? + 4;
-            let tier = name[at..].chars().next()?.to_digit(10)? as usize;
-            let class = SLO_CLASSES.iter().position(|(c, _)| name.contains(c))?;
-            (1..=3).contains(&tier).then(|| PriorityCell {
-                tier,
-                class,
-                requests: n.requests,
-                slo_met: n.counters.get("slo_met").copied(),
-                p99_ms: n.p99_ms,
-            })
-        })
-        .collect()
 }
 
 fn attainment_style(pct: f64) -> Style {
@@ -791,6 +777,7 @@ fn downloads(model: &Model, frame: &mut Frame, area: Rect) {
         return;
     };
     let t = &run.total;
+    let ttfb = run.specs.name_of(Role::TimeToFirstByte).unwrap_or_default();
     let [summary, chart] =
         Layout::vertical([Constraint::Length(6), Constraint::Fill(1)]).areas(area);
     let bps = model
@@ -808,7 +795,11 @@ fn downloads(model: &Model, frame: &mut Frame, area: Rect) {
     // `client_throughput` is recorded in kB/s; metric views divide by 1000: MB/s.
     let per_client = |pick: fn(&crate::snapshot::MetricView) -> f64| {
         t.metrics
-            .get("client_throughput")
+            .get(
+                run.specs
+                    .name_of(Role::ClientThroughput)
+                    .unwrap_or_default(),
+            )
             .filter(|m| m.count > 0)
             .map_or_else(|| "-".to_string(), |m| format!("{:.1}", pick(m)))
     };
@@ -828,8 +819,8 @@ fn downloads(model: &Model, frame: &mut Frame, area: Rect) {
         )),
         Line::from(format!(
             "TTFB p50 {} p99 {} ms · whole download p50 {} p99 {} max {} ms",
-            metric(t, "ttfb", |m| m.p50_ms),
-            metric(t, "ttfb", |m| m.p99_ms),
+            metric(t, ttfb, |m| m.p50_ms),
+            metric(t, ttfb, |m| m.p99_ms),
             ms(t.p50_ms),
             ms(t.p99_ms),
             ms(t.max_ms)
@@ -1155,18 +1146,6 @@ mod tests {
             error: false,
         });
         check("help", &m);
-    }
-
-    #[test]
-    fn priority_cells_come_from_names() {
-        let s = testdata::priority();
-        let cells = priority_cells(s.run.as_ref().unwrap());
-        assert_eq!(cells.len(), 8);
-        let t2_relaxed = cells.iter().find(|c| c.tier == 2 && c.class == 2).unwrap();
-        assert_eq!((t2_relaxed.requests, t2_relaxed.slo_met), (500, Some(470)));
-        // Names that are not a tier × class stay out of the grid.
-        let r = testdata::running();
-        assert!(priority_cells(r.run.as_ref().unwrap()).is_empty());
     }
 
     #[test]

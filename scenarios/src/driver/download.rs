@@ -23,34 +23,38 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::connections;
 use super::h1::{Framing, H1Conn, H1Error};
 use super::h2::{H2Client, H2Conn, H2Pool, Opened};
 use super::transport::{ConnectionSlots, Endpoint};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::model::Common;
 use crate::recorder::{Failure, Recorder};
+use crate::spec::{MetricSpec, Specs};
+
+pub mod report;
+pub use report::REPORT;
 
 mod file;
 
 pub use file::DownloadFile;
 
-/// Time to the response head, µs.
-pub const METRIC_TTFB: &str = "ttfb";
-/// Bytes per second of one successful download, in kB/s (1000 bytes per second).
-pub const METRIC_CLIENT_THROUGHPUT: &str = "client_throughput";
 /// Read buffer per connection unless the scenario says.
 pub const DEFAULT_BUFFER: usize = 64 * 1024;
 /// Largest read buffer accepted.
 pub const MAX_BUFFER: u64 = 16 * 1024 * 1024;
 
-/// The driver's histograms after latency; the connection metrics
-/// ([`super::transport::CONNECTION_METRICS`]) last.
-const METRICS: &[&str] = &[
-    METRIC_TTFB,
-    METRIC_CLIENT_THROUGHPUT,
-    "connect",
-    "tls_handshake",
-];
+/// The figures of a `download` run: its histograms after latency, the connection metrics
+/// ([`super::connections::CONNECTION_METRICS`]) last, and the connection counters.
+pub const SPECS: Specs = Specs {
+    metrics: &[
+        report::TTFB,
+        report::CLIENT_THROUGHPUT,
+        connections::CONNECT,
+        connections::TLS_HANDSHAKE,
+    ],
+    counters: connections::CONNECTION_COUNTERS,
+};
 /// Where the connection metrics and counters sit (the driver has no counters of its own).
 const SLOTS: ConnectionSlots = ConnectionSlots::after(2, 0);
 
@@ -164,12 +168,12 @@ impl Driver for DownloadDriver {
         &self.inner.catalog
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        METRICS
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS.metrics
     }
 
-    fn counters(&self) -> &[&'static str] {
-        super::transport::CONNECTION_COUNTERS
+    fn counters(&self) -> &'static [MetricSpec] {
+        SPECS.counters
     }
 
     fn session(&self) -> Box<dyn Session> {

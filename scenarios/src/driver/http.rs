@@ -27,6 +27,13 @@ use serde::{Deserialize, Serialize};
 use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::model::{Common, HttpFile, HttpVersion};
 use crate::recorder::{Failure, Recorder};
+use crate::spec::{MetricSpec, Specs};
+
+/// The figures of an `http` run: its connections only.
+pub const SPECS: Specs = Specs {
+    metrics: CONNECTION_METRICS,
+    counters: CONNECTION_COUNTERS,
+};
 
 /// Where the connection metrics and counters sit: the driver has none of its own.
 const SLOTS: ConnectionSlots = ConnectionSlots::after(0, 0);
@@ -222,12 +229,12 @@ impl Driver for HttpDriver {
         &self.inner.catalog
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        CONNECTION_METRICS
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS.metrics
     }
 
-    fn counters(&self) -> &[&'static str] {
-        CONNECTION_COUNTERS
+    fn counters(&self) -> &'static [MetricSpec] {
+        SPECS.counters
     }
 
     fn session(&self) -> Box<dyn Session> {

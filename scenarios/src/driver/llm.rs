@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::connections;
 use super::grpc::{Connections, GrpcConnector, GrpcMarks, failure_under};
 use super::h1::{H1Conn, H1Error, Head};
 use super::h2::{H2Client, H2Pool, H2Response, Negotiation, Opened};
@@ -33,12 +34,14 @@ use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use stampede_grpc::jetstream::orchestrator_client::OrchestratorClient;
 use stampede_kstamp::stamped::Arrival;
 
+use crate::llm::report;
 use crate::llm::{
     Backend, HfTokenizer, LlmRequest, Prompt, PromptSet, ResponseTally, Slo, StreamDecoder,
     StreamEvent, TokenCountMethod, TokenCounter,
 };
 use crate::model::{Common, HttpVersion};
 use crate::recorder::{Failure, RecordStream, Recorder, io_kind};
+use crate::spec::{MetricSpec, Specs};
 
 mod file;
 mod rows;
@@ -54,14 +57,14 @@ const MAX_ANSWER: usize = 64 << 20;
 
 /// Extra histogram metrics, in the recorder's index order (after latency); the connection
 /// metrics ([`super::transport::CONNECTION_METRICS`]) last.
-pub const METRICS: &[&str] = &[
-    "ttft",
-    "tpot",
-    "itl",
-    "latency_per_output_token",
-    "e2e",
-    "connect",
-    "tls_handshake",
+pub const METRICS: &[MetricSpec] = &[
+    report::TTFT,
+    report::TPOT,
+    report::ITL,
+    report::PER_OUTPUT_TOKEN,
+    report::E2E,
+    connections::CONNECT,
+    connections::TLS_HANDSHAKE,
 ];
 const TTFT: usize = 1;
 const TPOT: usize = 2;
@@ -75,17 +78,22 @@ const PER_TOKEN: usize = 4;
 const E2E: usize = 5;
 
 /// Extra counters, in the recorder's index order.
-pub const COUNTERS: &[&str] = &[
-    "input_tokens",
-    "output_tokens",
-    "good",
-    "counted_by_usage",
-    "counted_by_tokenizer",
-    "counted_by_chunks",
-    "counted_by_words",
-    "connections_new",
-    "connections_reused",
+pub const COUNTERS: &[MetricSpec] = &[
+    report::INPUT_TOKENS,
+    report::OUTPUT_TOKENS,
+    report::GOOD,
+    report::COUNTED_BY[0],
+    report::COUNTED_BY[1],
+    report::COUNTED_BY[2],
+    report::COUNTED_BY[3],
+    connections::CONNECTIONS_NEW,
+    connections::CONNECTIONS_REUSED,
 ];
+/// The figures of an `llm` run.
+pub const SPECS: Specs = Specs {
+    metrics: METRICS,
+    counters: COUNTERS,
+};
 /// Where the connection metrics and counters sit (the last of each list).
 const SLOTS: ConnectionSlots = ConnectionSlots::after(5, 7);
 const INPUT: usize = 0;
@@ -397,12 +405,12 @@ impl Driver for LlmDriver {
         &self.inner.catalog
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        METRICS
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS.metrics
     }
 
-    fn counters(&self) -> &[&'static str] {
-        COUNTERS
+    fn counters(&self) -> &'static [MetricSpec] {
+        SPECS.counters
     }
 
     fn record_streams(&self) -> &[RecordStream] {

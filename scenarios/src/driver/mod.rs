@@ -16,7 +16,9 @@ use rand::rngs::SmallRng;
 use crate::model::Target;
 pub use crate::recorder::RecordStream;
 use crate::recorder::Recorder;
+use crate::spec::MetricSpec;
 
+pub mod connections;
 pub mod download;
 pub mod grpc;
 pub mod h1;
@@ -43,14 +45,14 @@ pub trait Driver: Send + Sync + 'static {
     /// The request names, in the index order the driver records them with.
     fn requests(&self) -> &[RequestInfo];
 
-    /// Histogram metrics the driver records besides latency (their unit is part of the name's
-    /// definition: times in µs).
-    fn metrics(&self) -> &[&'static str] {
+    /// Histogram metrics the driver records besides latency, in its recorder index order: what
+    /// each is and how reports show it.
+    fn metrics(&self) -> &'static [MetricSpec] {
         &[]
     }
 
-    /// Counters the driver records besides requests, failures and bytes.
-    fn counters(&self) -> &[&'static str] {
+    /// Counters the driver records besides requests, failures and bytes, in index order.
+    fn counters(&self) -> &'static [MetricSpec] {
         &[]
     }
 

@@ -40,6 +40,7 @@ use super::{Call, CallFuture, Driver, DriverError, RequestInfo, Session};
 use crate::load::{LoadModel, Mix, Spike, Until};
 use crate::model::Common;
 use crate::recorder::{Failure, RecordStream, Recorder};
+use crate::spec::{Family, MetricSpec, Role, Specs, Unit};
 use crate::units::{Count, HumanDuration};
 
 /// The SLO classes: name and latency target, in the runner's order.
@@ -92,16 +93,46 @@ pub const COUNTER_SCHEDULED: &str = "scheduled";
 /// Counter of arrivals the schedule drew for a class that the engine dropped, not sent (none
 /// unless `max_in_flight` was reached).
 pub const COUNTER_DROPPED: &str = "dropped";
-/// The driver's counters, the connection ones ([`CONNECTION_COUNTERS`]) last.
-const COUNTERS: &[&str] = &[
-    COUNTER_SLO_MET,
-    COUNTER_SCHEDULED,
-    COUNTER_DROPPED,
+const COUNTERS: &[MetricSpec] = &[
+    MetricSpec {
+        role: Some(Role::SloMet),
+        ..MetricSpec::new(
+            COUNTER_SLO_MET,
+            Family::Slo,
+            Unit::Count,
+            "Requests answered with success within their class's SLO.",
+        )
+    },
+    MetricSpec {
+        role: Some(Role::Scheduled),
+        ..MetricSpec::new(
+            COUNTER_SCHEDULED,
+            Family::Schedule,
+            Unit::Count,
+            "Arrivals the schedule drew for a class and handed to the driver.",
+        )
+    },
+    MetricSpec {
+        role: Some(Role::Dropped),
+        ..MetricSpec::new(
+            COUNTER_DROPPED,
+            Family::Schedule,
+            Unit::Count,
+            "Arrivals the schedule drew for a class that the engine dropped (too many in flight).",
+        )
+    },
     CONNECTION_COUNTERS[0],
     CONNECTION_COUNTERS[1],
 ];
 /// Where the connection metrics and counters sit: after the three counters of its own.
 const SLOTS: ConnectionSlots = ConnectionSlots::after(0, 3);
+
+/// The figures of a `priority` run: the connection metrics (no histograms of its own besides
+/// latency) and its counters, the connection ones ([`CONNECTION_COUNTERS`]) last.
+pub const SPECS: Specs = Specs {
+    metrics: CONNECTION_METRICS,
+    counters: COUNTERS,
+};
 
 /// The gRPC method.
 const INFER_PATH: &str = "/scheduler.SchedulerService/Infer";
@@ -590,12 +621,12 @@ impl Driver for PriorityDriver {
         &self.inner.catalog
     }
 
-    fn metrics(&self) -> &[&'static str] {
-        CONNECTION_METRICS
+    fn metrics(&self) -> &'static [MetricSpec] {
+        SPECS.metrics
     }
 
-    fn counters(&self) -> &[&'static str] {
-        COUNTERS
+    fn counters(&self) -> &'static [MetricSpec] {
+        SPECS.counters
     }
 
     fn record_streams(&self) -> &[RecordStream] {

@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::DriverError;
+pub use super::connections::{CONNECTION_COUNTERS, CONNECTION_METRICS};
 use crate::recorder::{Failure, io_kind};
 use crate::tls::{Alpn, TlsClient, TlsFile};
 
@@ -101,14 +102,6 @@ impl Endpoint {
 fn handshake_failure(e: &io::Error) -> Failure {
     crate::tls::failure_of(e).unwrap_or_else(|| Failure::Tls(format!("handshake: {}", io_kind(e))))
 }
-
-/// The histograms every HTTP driver records besides its own, in this order (µs): the TCP
-/// connect and the TLS handshake of each new connection, under the request that opened it.
-pub const CONNECTION_METRICS: &[&str] = &["connect", "tls_handshake"];
-
-/// The counters every HTTP driver records besides its own, in this order: requests that opened
-/// a new connection, and requests sent on one already open.
-pub const CONNECTION_COUNTERS: &[&str] = &["connections_new", "connections_reused"];
 
 /// Where a driver's [`CONNECTION_METRICS`] and [`CONNECTION_COUNTERS`] sit among its own: the
 /// index of the first of each (the recorder's metric 0 is latency).

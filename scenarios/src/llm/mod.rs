@@ -15,6 +15,8 @@
 //! - [`exchange`]: [`StreamDecoder`] and [`ResponseTally`], the per-request glue.
 //! - [`metrics`]: [`RequestTimer`] (TTFT, ITL, TPOT, E2E) and the goodput [`Slo`].
 //! - [`tokenizer`]: token counting by usage, `tokenizer.json`, chunks or words.
+//! - [`report`]: the driver's figure specs, the `llm` block of `summary.json` and its table
+//!   section.
 //! - [`prompts`]: [`PromptSet`] from a line file, ShareGPT JSON, or synthetic lengths.
 //!
 //! # Example
@@ -82,6 +84,7 @@ pub mod exchange;
 pub mod metrics;
 pub mod prompts;
 pub mod records;
+pub mod report;
 pub mod sse;
 pub mod tokenizer;
 

@@ -120,7 +120,7 @@ fn scenario(url: &str, download: &str) -> ScenarioConfig {
 /// Run `calls` downloads on one session; the interval of the only request name.
 async fn run(config: &ScenarioConfig, calls: usize) -> NameInterval {
     let driver = DownloadDriver::new(&config.common(), config.file.download.as_ref()).unwrap();
-    let rec = Recorder::new(vec!["d".into()], driver.metrics(), driver.counters(), 1);
+    let rec = Recorder::for_driver(vec!["d".into()], &driver, 1);
     let mut session = driver.session();
     let mut rng = SmallRng::seed_from_u64(1);
     for _ in 0..calls {

@@ -212,8 +212,7 @@ fn one_user_with(
     config.resolve_files("l.toml").unwrap();
     let driver =
         LlmDriver::new(&config.common(), config.file.llm.as_ref(), config.file.slo).unwrap();
-    let rec =
-        crate::recorder::Recorder::new(vec!["l".into()], driver.metrics(), driver.counters(), 1);
+    let rec = crate::recorder::Recorder::for_driver(vec!["l".into()], &driver, 1);
     (rec, driver.session())
 }
 
@@ -423,16 +422,19 @@ async fn ttft_counts_from_the_write_and_latency_from_the_schedule() {
 
 #[test]
 fn counters_line_up_with_their_indexes() {
-    assert_eq!(METRICS[TTFT - 1], "ttft");
-    assert_eq!(METRICS[TPOT - 1], "tpot");
-    assert_eq!(METRICS[ITL - 1], "itl");
-    assert_eq!(METRICS[PER_TOKEN - 1], "latency_per_output_token");
-    assert_eq!(METRICS[E2E - 1], "e2e");
-    assert_eq!(COUNTERS[INPUT], "input_tokens");
-    assert_eq!(COUNTERS[OUTPUT], "output_tokens");
-    assert_eq!(COUNTERS[GOOD], "good");
+    assert_eq!(METRICS[TTFT - 1].name, "ttft");
+    assert_eq!(METRICS[TPOT - 1].name, "tpot");
+    assert_eq!(METRICS[ITL - 1].name, "itl");
+    assert_eq!(METRICS[PER_TOKEN - 1].name, "latency_per_output_token");
+    assert_eq!(METRICS[E2E - 1].name, "e2e");
+    assert_eq!(COUNTERS[INPUT].name, "input_tokens");
+    assert_eq!(COUNTERS[OUTPUT].name, "output_tokens");
+    assert_eq!(COUNTERS[GOOD].name, "good");
     for m in TokenCountMethod::ALL {
-        assert_eq!(COUNTERS[counted_by(m)], format!("counted_by_{}", m.name()));
+        assert_eq!(
+            COUNTERS[counted_by(m)].name,
+            format!("counted_by_{}", m.name())
+        );
     }
 }
 

@@ -275,8 +275,7 @@ fn driver_of(url: &str, extra: &str) -> (PriorityDriver, Recorder) {
     config.resolve_files("t.toml").unwrap();
     let driver = PriorityDriver::new(&config.common(), config.file.priority.as_ref()).unwrap();
     let names = driver.requests().iter().map(|r| r.name.clone()).collect();
-    let recorder = Recorder::new(names, driver.metrics(), driver.counters(), 1)
-        .with_streams(driver.record_streams());
+    let recorder = Recorder::for_driver(names, &driver, 1);
     (driver, recorder)
 }
 
@@ -292,10 +291,13 @@ async fn dropped_arrivals_count_per_class() {
     // No class from the schedule: none to count it for.
     driver.dropped(None, &recorder);
     let interval = recorder.take();
-    let dropped = COUNTERS.iter().position(|&c| c == COUNTER_DROPPED).unwrap();
+    let dropped = COUNTERS
+        .iter()
+        .position(|c| c.name == COUNTER_DROPPED)
+        .unwrap();
     let scheduled = COUNTERS
         .iter()
-        .position(|&c| c == COUNTER_SCHEDULED)
+        .position(|c| c.name == COUNTER_SCHEDULED)
         .unwrap();
     for (class, n) in interval.names.iter().enumerate() {
         let want = match class {
