@@ -262,7 +262,7 @@ fn splitmix64(i: u64) -> u64 {
 /// `?truncate_at=N` (end the body cleanly after N bytes: a short body) and `?reset_at=N`
 /// (reset after N body bytes); `GET /models` lists the models; `GET /health`;
 /// `GET /__stampede/stats` and `POST /__stampede/stats/reset` (not counted). The same on
-/// HTTP/1.1 and HTTP/2; how a fault looks on each is [`Fault`]'s.
+/// HTTP/1.1 and HTTP/2; how a fault looks on each is said where faults are defined (`Fault`).
 pub async fn serve(
     listener: TcpListener,
     config: RegistryConfig,
