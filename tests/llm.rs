@@ -529,7 +529,7 @@ fn requests_csv_has_a_row_per_request() {
 
 /// `[llm] seed` (0 unless set) makes a run's draws repeatable: two runs of the same seeded
 /// open-model scenario on 2 workers send the same number of requests with the same prompts
-/// (the arrivals and each worker's picks come from the seed, not the clock); another seed sends
+/// (the arrivals and each worker's picks come from the random seed, not the clock); another seed sends
 /// other prompts.
 #[test]
 fn seeded_runs_send_the_same_prompts() {

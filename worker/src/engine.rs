@@ -459,7 +459,7 @@ struct Due {
     elapsed: Duration,
     /// The request the schedule picked, if it picks.
     request: Option<usize>,
-    /// The seed of the call's random source.
+    /// The random seed of the call's random source.
     seed: u64,
 }
 

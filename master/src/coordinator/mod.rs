@@ -204,7 +204,7 @@ struct Run {
     /// why requests fail from the start.
     failed_before: bool,
     stop_reason: Option<RunEnd>,
-    /// The seed every worker gets: arrivals shared across workers are drawn from it.
+    /// The random seed every worker gets: arrivals shared across workers are drawn from it.
     run_seed: u64,
     /// Where the run's results go (the master's `--out`, or the run's own).
     out: Option<PathBuf>,

@@ -895,7 +895,7 @@ impl InferPayload {
 fn fill_tensor(seed: u64, buf: &mut impl BufMut) {
     const BLOCK: usize = 8192;
     const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
-    // Scramble the seed (splitmix64's finalizer), so nearby seeds give unrelated tensors;
+    // Scramble the random seed (splitmix64's finalizer), so nearby seeds give unrelated tensors;
     // xorshift64 must not start at 0.
     let mut x = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -186,7 +186,7 @@ impl ScenarioConfig {
             .map_or(self.duration, |u| u.max_duration.max(self.duration))
     }
 
-    /// The seed that makes a run's random draws repeatable, if the scenario has one: an llm
+    /// The random seed that makes a run's random draws repeatable, if the scenario has one: an llm
     /// scenario's `[llm] seed` (0 unless set), as vLLM's bench and guidellm seed theirs. The
     /// master derives the run's seed from it and each worker its own from that and its slot,
     /// so every user draws the same prompts (and the open model the same arrivals) each run.

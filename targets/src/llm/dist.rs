@@ -45,7 +45,7 @@ pub struct ParseDistError(String);
 
 impl Dist {
     /// Draw one duration. `Const` does not touch the random source, so a constant configuration is
-    /// deterministic whatever the seed.
+    /// deterministic whatever the random seed.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Duration {
         match *self {
             Dist::Const(value) => value,

@@ -16,7 +16,7 @@ fn file(extra: &str) -> Option<PriorityFile> {
 }
 
 #[test]
-fn the_seeds_workloads_and_classes() {
+fn the_runners_workloads_and_classes() {
     assert_eq!(class_name(0), "tier1_urgent");
     assert_eq!(class_name(4), "tier2_normal");
     assert_eq!(class_name(8), "tier3_relaxed");
