@@ -13,6 +13,27 @@ fn u64_at(v: &Value, pointer: &str) -> u64 {
         .unwrap_or_else(|| panic!("{pointer} is not an unsigned integer in {v:#}"))
 }
 
+/// A headless master that runs `scenario` into `out` once `workers` have joined with `token`.
+fn headless_master(
+    workers: usize,
+    token: &str,
+    scenario: &std::path::Path,
+    out: &std::path::Path,
+) -> MasterProc {
+    let workers = workers.to_string();
+    MasterProc::start(&[
+        "--headless",
+        "--expect-workers",
+        &workers,
+        "--token",
+        token,
+        "--scenario",
+        scenario.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 /// Wait until the target has served a request: the run has started.
 fn wait_for_load(target: &Target) {
     wait_until(
@@ -30,17 +51,7 @@ fn master_two_workers_count_matches_target() {
         .duration("3s")
         .write_to(&dir);
     let out = dir.join("out");
-    let mut master = MasterProc::start(&[
-        "--headless",
-        "--expect-workers",
-        "2",
-        "--token",
-        TOKEN,
-        "--scenario",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut master = headless_master(2, TOKEN, &scenario, &out);
     let _w1 = WorkerProc::start(master.quic, TOKEN, "w1");
     // The second worker takes its token from the environment.
     let mut cmd = WorkerProc::command(master.quic);
@@ -92,17 +103,7 @@ fn worker_leaving_mid_run_moves_its_share(leave: fn(&mut WorkerProc), how: &str)
         .duration(&format!("{DURATION_S}s"))
         .write_to(&dir);
     let out = dir.join("out");
-    let mut master = MasterProc::start(&[
-        "--headless",
-        "--expect-workers",
-        "2",
-        "--token",
-        TOKEN,
-        "--scenario",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut master = headless_master(2, TOKEN, &scenario, &out);
     let mut doomed = WorkerProc::start(master.quic, TOKEN, "doomed");
     let _survivor = WorkerProc::start(master.quic, TOKEN, "survivor");
     wait_for_load(&target);
@@ -240,17 +241,7 @@ fn lost_worker_users_leave_the_history() {
         .duration("10s")
         .write_to(&dir);
     let out = dir.join("out");
-    let mut master = MasterProc::start(&[
-        "--headless",
-        "--expect-workers",
-        "2",
-        "--token",
-        TOKEN,
-        "--scenario",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut master = headless_master(2, TOKEN, &scenario, &out);
     let mut doomed = WorkerProc::start(master.quic, TOKEN, "doomed");
     let _survivor = WorkerProc::start(master.quic, TOKEN, "survivor");
     wait_for_load(&target);
@@ -350,17 +341,7 @@ fn headless_master_stops_cleanly_on_sigterm_sighup_and_sigint() {
             .duration("60s")
             .write_to(&dir);
         let out = dir.join("out");
-        let mut master = MasterProc::start(&[
-            "--headless",
-            "--expect-workers",
-            "1",
-            "--token",
-            TOKEN,
-            "--scenario",
-            scenario.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let mut master = headless_master(1, TOKEN, &scenario, &out);
         let _worker = WorkerProc::start(master.quic, TOKEN, "w");
         wait_for_load(&target);
         master.proc.signal(signal, false);
@@ -416,17 +397,7 @@ fn kill_9_leaves_a_consistent_incomplete_out_dir() {
         .duration("60s")
         .write_to(&dir);
     let out = dir.join("out");
-    let mut master = MasterProc::start(&[
-        "--headless",
-        "--expect-workers",
-        "1",
-        "--token",
-        TOKEN,
-        "--scenario",
-        scenario.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let mut master = headless_master(1, TOKEN, &scenario, &out);
     let _worker = WorkerProc::start(master.quic, TOKEN, "w");
     // Three seconds of checkpoints: the summary the master keeps current has counted load.
     wait_until(

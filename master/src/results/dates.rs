@@ -15,39 +15,25 @@ fn utc(unix_ms: u64) -> OffsetDateTime {
 /// RFC 3339 UTC with milliseconds: `2024-05-01T12:00:00.250Z`.
 pub fn rfc3339(unix_ms: u64) -> String {
     let t = utc(unix_ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    format!("{}.{:03}Z", date_time(&t, 'T'), t.millisecond())
 }
 
 /// RFC 3339 UTC to the second, as the ACME performance track's API writes times:
 /// `2024-01-15T10:05:00Z`.
 pub fn rfc3339_seconds(unix_ms: u64) -> String {
-    let t = utc(unix_ms);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    format!("{}Z", date_time(&utc(unix_ms), 'T'))
 }
 
 /// UTC as Python's `%Y-%m-%d %H:%M:%S`, as ai-on-gke's Locust benchmark writes times:
 /// `2023-11-14 22:13:20`.
 pub fn utc_datetime(unix_ms: u64) -> String {
-    let t = utc(unix_ms);
+    date_time(&utc(unix_ms), ' ')
+}
+
+/// `YYYY-MM-DD`, `between`, `HH:MM:SS`.
+fn date_time(t: &OffsetDateTime, between: char) -> String {
     format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        "{:04}-{:02}-{:02}{between}{:02}:{:02}:{:02}",
         t.year(),
         u8::from(t.month()),
         t.day(),
